@@ -1,0 +1,57 @@
+/**
+ * Typed errors of `@dcas/p2p`. Callers test `code`, not `instanceof`:
+ * every error has a stable `code` and keeps its `cause`.
+ */
+
+/** Every error code `@dcas/p2p` can raise. */
+export const P2P_ERROR_CODES = [
+  'ERR_PEER_UNAUTHORIZED',
+  'ERR_PROTOCOL',
+  'ERR_PROTOCOL_VERSION',
+  'ERR_FRAME_TOO_LARGE',
+  'ERR_TOO_MANY_STREAMS',
+  'ERR_STREAM_RESET',
+  'ERR_STREAM_CLOSED',
+  'ERR_CONNECTION_CLOSED',
+  'ERR_PEER_TIMEOUT',
+  'ERR_DIAL_FAILED',
+  'ERR_IDENTITY',
+  'ERR_INVALID_ADDRESS',
+  'ERR_ABORTED',
+] as const
+
+/** One of {@link P2P_ERROR_CODES}. */
+export type P2PErrorCode = (typeof P2P_ERROR_CODES)[number]
+
+/** Base class of every `@dcas/p2p` error. */
+export class P2PError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: P2PErrorCode
+
+  constructor(code: P2PErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = new.target.name
+    this.code = code
+  }
+}
+
+/** The remote side did not prove the cluster secret and is not on the allow-list (or refused us). */
+export class PeerUnauthorizedError extends P2PError {
+  constructor(message = 'peer is not authorized', options?: ErrorOptions) {
+    super('ERR_PEER_UNAUTHORIZED', message, options)
+  }
+}
+
+/** The remote sent a malformed frame or message; the connection is closed. */
+export class ProtocolError extends P2PError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_PROTOCOL', message, options)
+  }
+}
+
+/** The operation was aborted through its `signal`. */
+export class AbortedError extends P2PError {
+  constructor(message = 'the operation was aborted', options?: ErrorOptions) {
+    super('ERR_ABORTED', message, options)
+  }
+}

@@ -1,0 +1,133 @@
+/** Options accepted by every asynchronous call. */
+export interface AbortOptions {
+  /** Aborts the call; it then rejects with `ERR_ABORTED`. */
+  signal?: AbortSignal
+}
+
+/** Bytes to store: one buffer, a string (UTF-8), or an (async) iterable of buffers. */
+export type ByteSource = Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>
+
+/** A stored blob: its id (lowercase hex SHA-256 of its bytes) and size in bytes. */
+export interface BlobInfo {
+  id: string
+  size: number
+}
+
+/** Options of {@link BlobStore.get}: a byte range and an abort signal. */
+export interface GetOptions extends AbortOptions {
+  /** First byte to return (default 0). */
+  offset?: number
+  /** How many bytes to return (default: to the end). */
+  length?: number
+}
+
+/** One result of {@link BlobStore.scrub}. */
+export interface ScrubResult {
+  id: string
+  /** `false` when the blob's bytes no longer hash to its id. */
+  ok: boolean
+}
+
+/**
+ * A content-addressed blob store: every blob is named by the SHA-256 of its bytes.
+ * Reads re-hash and never return bytes that were not verified.
+ */
+export interface BlobStore {
+  /** Stores bytes, hashing while streaming; resolves to their id and size. Idempotent. */
+  put(source: ByteSource, options?: AbortOptions): Promise<BlobInfo>
+  /** As {@link BlobStore.put}, but fails with `ERR_INTEGRITY` and keeps nothing unless the bytes hash to `id`. */
+  putExpected(id: string, source: ByteSource, options?: AbortOptions): Promise<BlobInfo>
+  /** Streams a blob (or a range of it), verified against its id; fails with `ERR_NOT_FOUND` or `ERR_INTEGRITY`. */
+  get(id: string, options?: GetOptions): AsyncGenerator<Uint8Array>
+  /** Whether a blob with this id is stored (not verified). */
+  has(id: string, options?: AbortOptions): Promise<boolean>
+  /** Id and size of a stored blob, or `undefined`. */
+  stat(id: string, options?: AbortOptions): Promise<BlobInfo | undefined>
+  /** Removes one blob; resolves to whether it existed. Never removes anything else. */
+  delete(id: string, options?: AbortOptions): Promise<boolean>
+  /** Every stored blob id. */
+  list(options?: AbortOptions): AsyncIterable<string>
+  /** Re-hashes every blob and reports each. */
+  scrub(options?: AbortOptions): AsyncIterable<ScrubResult>
+  /** Releases resources; later calls fail with `ERR_CLOSED`. */
+  close(): Promise<void>
+}
+
+/** Options of {@link IndexTable.entries}: ordered listing by prefix with a cursor. */
+export interface RangeOptions {
+  /** Only keys that start with this prefix. */
+  prefix?: string
+  /** Only keys strictly after this one (the cursor of the previous page). */
+  after?: string
+  /** At most this many entries. */
+  limit?: number
+}
+
+/** One named, ordered table of the {@link Index}: string keys (ordered by UTF-8 bytes) to structured values. */
+export interface IndexTable<V> {
+  readonly name: string
+  get(key: string): V | undefined
+  has(key: string): boolean
+  /** Entries in key order. */
+  entries(options?: RangeOptions): Iterable<[key: string, value: V]>
+}
+
+/** The writes of one atomic {@link Index.transaction}. Reads see the transaction's own writes. */
+export interface IndexTransaction {
+  get<V>(table: IndexTable<V>, key: string): V | undefined
+  put<V>(table: IndexTable<V>, key: string, value: V): void
+  delete<V>(table: IndexTable<V>, key: string): void
+  /** Adds `delta` to a counter (absent = 0); deletes the key when it reaches 0; returns the new value. */
+  add(table: IndexTable<number>, key: string, delta: number): number
+}
+
+/** A reference from a key to the manifest blob that describes its object. */
+export interface RefRecord {
+  /** Id of the manifest blob. */
+  manifestId: string
+  /** Object size in bytes. */
+  size: number
+  /** Lowercase hex SHA-256 of the whole object. */
+  sha256: string
+  /** Increases with every store of the key. */
+  version: number
+  /** Milliseconds since the epoch. */
+  updatedAt: number
+  /** Anything else the owner of the ref needs to keep with it. */
+  meta?: Record<string, unknown>
+}
+
+/** Marks a deleted key (or refId), so that a stale copy never brings it back. */
+export interface TombstoneRecord {
+  /** The version that was deleted. */
+  version: number
+  /** Milliseconds since the epoch. */
+  deletedAt: number
+}
+
+/** What one peer holds or still needs, keyed by the caller (for example `peerId/blobId`). */
+export interface PeerStateRecord {
+  /** `held`: acknowledged verified and durable; `pending`: still to send; `tombstone`: a delete still to deliver. */
+  state: 'held' | 'pending' | 'tombstone'
+  /** Milliseconds since the epoch. */
+  updatedAt: number
+  meta?: Record<string, unknown>
+}
+
+/** The durable ordered index: named tables plus atomic multi-record transactions. */
+export interface Index {
+  /** key → manifest reference. */
+  readonly refs: IndexTable<RefRecord>
+  /** blob id → reference count. */
+  readonly refcounts: IndexTable<number>
+  /** per-peer replication state. */
+  readonly peerState: IndexTable<PeerStateRecord>
+  /** deleted keys. */
+  readonly tombstones: IndexTable<TombstoneRecord>
+  /** Any other table, by name (`[a-z0-9_-]{1,64}`), with structured-clonable values. */
+  table<V>(name: string): IndexTable<V>
+  /** Runs `fn` atomically: every write lands, or none does (also across a crash). `fn` must be synchronous. */
+  transaction<T>(fn: (tx: IndexTransaction) => T): Promise<T>
+  /** Flushes and releases the index. */
+  close(): Promise<void>
+}
