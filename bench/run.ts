@@ -1,41 +1,38 @@
-// `pnpm bench`: raw ceilings of this machine, measured in this run.
-// Each package's benchmarks are added beside these and quoted as a ratio to them.
-import { createHash } from 'node:crypto'
-import { mkdtemp, open, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+// `pnpm bench [--quick]`: runs every suite in bench/suites in its own process and
+// prints each measurement beside its ceiling from the same run, as a ratio.
+import { spawnSync } from 'node:child_process'
+import { readdirSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { BenchResult } from './lib.js'
 
-const quick = process.argv.includes('--quick')
-const TOTAL = (quick ? 64 : 512) * 1024 * 1024
-const BLOCK = 1024 * 1024
-const block = Buffer.alloc(BLOCK, 0x5a)
+const here = dirname(fileURLToPath(import.meta.url))
+const passThrough = process.argv.slice(2)
+const results: BenchResult[] = []
+let failed = false
 
-function report(name: string, bytes: number, ms: number): void {
-  const mbps = bytes / 1e6 / (ms / 1000)
-  console.log(`${name.padEnd(28)} ${mbps.toFixed(0).padStart(7)} MB/s   peak RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`)
-}
-
-function sha256Ceiling(): void {
-  const start = performance.now()
-  const hash = createHash('sha256')
-  for (let done = 0; done < TOTAL; done += BLOCK) hash.update(block)
-  hash.digest()
-  report('ceiling: sha256', TOTAL, performance.now() - start)
-}
-
-async function fsWriteCeiling(): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'dcas-bench-'))
-  try {
-    const start = performance.now()
-    const file = await open(join(dir, 'out'), 'w')
-    for (let done = 0; done < TOTAL; done += BLOCK) await file.write(block)
-    await file.sync()
-    await file.close()
-    report('ceiling: fs write + fsync', TOTAL, performance.now() - start)
-  } finally {
-    await rm(dir, { recursive: true, force: true })
+for (const file of readdirSync(join(here, 'suites')).filter((f) => f.endsWith('.ts')).sort()) {
+  const res = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'suites', file), ...passThrough], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 64 * 1024 * 1024,
+  })
+  for (const line of res.stdout.split('\n')) {
+    if (line.startsWith('BENCH ')) results.push(JSON.parse(line.slice(6)) as BenchResult)
+  }
+  if (res.status !== 0) {
+    console.error(`suite ${file} failed with status ${res.status}`)
+    failed = true
   }
 }
 
-sha256Ceiling()
-await fsWriteCeiling()
+const byName = new Map(results.map((r) => [r.name, r]))
+const rows = results.map((r) => {
+  const ceiling = r.ceiling === undefined ? undefined : byName.get(r.ceiling)
+  const ratio = ceiling === undefined ? '' : (r.value / ceiling.value).toFixed(2)
+  return [r.name, `${r.value.toFixed(r.value < 100 ? 1 : 0)} ${r.unit}`, `${Math.max(...r.peakRssMiB).toFixed(0)} MiB`, r.ceiling ?? '', ratio]
+})
+const header = ['benchmark', 'value', 'peak RSS', 'ceiling', 'ratio']
+const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+for (const row of [header, ...rows]) console.log(row.map((c, i) => c.padEnd(widths[i]!)).join('  '))
+process.exit(failed ? 1 : 0)
