@@ -1,0 +1,30 @@
+import type { Duplex } from 'node:stream'
+import type { Connection } from '../types.js'
+
+/**
+ * Options of {@link CreateMuxedConnection}. Both transports (TCP after TLS and
+ * admission, in-memory over a duplex pair) build their connections with it.
+ */
+export interface MuxerOptions {
+  /** `outbound` for the dialler (odd stream ids, as yamux's client), `inbound` for the listener (even ids). */
+  direction: 'inbound' | 'outbound'
+  /** The remote's node id, already authenticated by the transport. */
+  remoteNodeId: string
+  /** The remote's address, for `Connection.remoteAddress`. */
+  remoteAddress: string
+  /** Most concurrent streams the remote may open (default chosen by the muxer). */
+  maxStreams?: number
+  /** Keep-alive ping interval in ms. */
+  keepAliveInterval?: number
+  /** A remote silent for this long (ms) is dead: every stream fails with `ERR_PEER_TIMEOUT`. */
+  deadPeerTimeout?: number
+}
+
+/**
+ * Runs the yamux-style multiplexer over an authenticated byte duplex
+ * (a TLS socket after admission, or one end of an in-memory pair) and
+ * returns the {@link Connection}. The duplex belongs to the connection from
+ * then on: closing the connection ends it, and its end or error closes the
+ * connection.
+ */
+export type CreateMuxedConnection = (socket: Duplex, options: MuxerOptions) => Connection
