@@ -15,6 +15,8 @@ export const STORE_ERROR_CODES = [
   'ERR_CLOSED',
   'ERR_INDEX',
   'ERR_ABORTED',
+  'ERR_INVALID_ARGUMENT',
+  'ERR_INVALID_KEY',
 ] as const
 
 /** One of {@link STORE_ERROR_CODES}. */
@@ -45,3 +47,76 @@ export class IntegrityError extends StoreError {
     super('ERR_INTEGRITY', message, options)
   }
 }
+
+/** An id is not 64 lowercase hex characters. Raised before the disk is touched. */
+export class InvalidIdError extends StoreError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_INVALID_ID', message, options)
+  }
+}
+
+/** A custom `layout` returned a path outside the store root, inside `tmp/`, or not named by the id. */
+export class InvalidPathError extends StoreError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_INVALID_PATH', message, options)
+  }
+}
+
+/** `offset` or `length` is negative, fractional or past the end of the blob. */
+export class InvalidRangeError extends StoreError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_INVALID_RANGE', message, options)
+  }
+}
+
+/** The disk is full (`ENOSPC` or `EDQUOT`). Nothing partial was kept; reads go on. */
+export class DiskFullError extends StoreError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_DISK_FULL', message, options)
+  }
+}
+
+/** Any other I/O failure; the underlying error is the `cause`. */
+export class IoError extends StoreError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_IO', message, options)
+  }
+}
+
+/** The store or index was closed. */
+export class ClosedError extends StoreError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_CLOSED', message, options)
+  }
+}
+
+/** The index failed to open, read or commit; the underlying error is the `cause`. */
+export class IndexError extends StoreError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_INDEX', message, options)
+  }
+}
+
+/** The operation was aborted through its `signal`; the signal's reason is the `cause`. */
+export class AbortedError extends StoreError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_ABORTED', message, options)
+  }
+}
+
+/** An argument has the wrong type or value (a source chunk that is not bytes, a bad table name, an `undefined` value…). */
+export class InvalidArgumentError extends StoreError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_INVALID_ARGUMENT', message, options)
+  }
+}
+
+/** An index key is empty, not well-formed UTF-16, or longer than {@link MAX_KEY_BYTES} UTF-8 bytes. */
+export class InvalidKeyError extends StoreError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_INVALID_KEY', message, options)
+  }
+}
+
+/** Longest index key, in UTF-8 bytes (LMDB's limit; the in-memory index keeps the same one). */
+export const MAX_KEY_BYTES = 1978

@@ -1,3 +1,5 @@
+import type * as fsPromises from 'node:fs/promises'
+
 /** Options accepted by every asynchronous call. */
 export interface AbortOptions {
   /** Aborts the call; it then rejects with `ERR_ABORTED`. */
@@ -24,8 +26,10 @@ export interface GetOptions extends AbortOptions {
 /** One result of {@link BlobStore.scrub}. */
 export interface ScrubResult {
   id: string
-  /** `false` when the blob's bytes no longer hash to its id. */
+  /** `false` when the blob's bytes no longer hash to its id, or it could not be read. */
   ok: boolean
+  /** Why it is not ok: an `ERR_INTEGRITY` or `ERR_IO` error. */
+  error?: Error
 }
 
 /**
@@ -126,8 +130,61 @@ export interface Index {
   readonly tombstones: IndexTable<TombstoneRecord>
   /** Any other table, by name (`[a-z0-9_-]{1,64}`), with structured-clonable values. */
   table<V>(name: string): IndexTable<V>
-  /** Runs `fn` atomically: every write lands, or none does (also across a crash). `fn` must be synchronous. */
-  transaction<T>(fn: (tx: IndexTransaction) => T): Promise<T>
+  /**
+   * Runs `fn` atomically: every write lands, or none does (also across a crash); the promise
+   * resolves once the commit is durable. `fn` must be synchronous; when it throws, nothing is
+   * written and the promise rejects with that error. Transactions run one at a time, in order.
+   */
+  transaction<T>(fn: (tx: IndexTransaction) => T, options?: AbortOptions): Promise<T>
   /** Flushes and releases the index. */
   close(): Promise<void>
+}
+
+/**
+ * Maps a blob id to the path of its file, relative to the store root (an absolute path must
+ * also lie under the root). The file must be named by the id (the last path segment is the id),
+ * so that `sha256sum` checks it by hand and `list` finds it; it may not lie in `tmp/`.
+ * Any other path fails with `ERR_INVALID_PATH`.
+ */
+export type BlobLayout = (id: string) => string
+
+/** The `node:fs/promises` functions the disk store calls; replace them to inject faults in tests. */
+export type BlobStoreFs = Pick<typeof fsPromises, 'open' | 'mkdir' | 'readdir' | 'rename' | 'rm' | 'stat' | 'unlink'>
+
+/** Options of `openBlobStore`. */
+export interface BlobStoreOptions extends AbortOptions {
+  /** Directory of the store; created when missing. Blobs go to `root/blobs/ab/cd/<id>`, temp files to `root/tmp/`. */
+  root: string
+  /** Replaces the id → path mapping (default `blobs/ab/cd/<id>`). With a custom layout `list` and `scrub` walk the whole root, so give such a store a root of its own. */
+  layout?: BlobLayout
+  /**
+   * Blobs up to this size (default 4 MiB) are read once into memory, hashed and served from
+   * that buffer; larger ones are hashed in a first pass and served in a second pass over the
+   * same open file. This bounds the memory of one `get`.
+   */
+  maxBufferedRead?: number
+  /** File system functions (default `node:fs/promises`), for fault injection in tests. */
+  fs?: BlobStoreFs
+}
+
+/** The disk {@link BlobStore} returned by `openBlobStore`. */
+export interface FsBlobStore extends BlobStore {
+  /** Absolute path of the store root. */
+  readonly root: string
+  /** Absolute path of the file that holds (or would hold) the blob `id`. */
+  path(id: string): string
+}
+
+/** An in-memory {@link BlobStore} (for tests and ephemeral nodes). */
+export interface MemoryBlobStore extends BlobStore {
+  /** Flips one bit of a stored blob (default: its first byte) so that tests can exercise integrity failures. */
+  damage(id: string, offset?: number): void
+}
+
+/** Options of `openIndex`. */
+export interface IndexOptions extends AbortOptions {
+  /** Directory of the LMDB environment; created when missing. */
+  path: string
+  /** Most named tables the index can hold (default 64, including the four standard ones). */
+  maxTables?: number
 }

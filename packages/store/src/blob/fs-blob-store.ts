@@ -1,0 +1,391 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { constants } from 'node:fs'
+import * as fsPromises from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
+import {
+  ClosedError,
+  DiskFullError,
+  IntegrityError,
+  InvalidArgumentError,
+  InvalidPathError,
+  IoError,
+  NotFoundError,
+  StoreError,
+} from '../errors.js'
+import { throwIfAborted } from '../internal/abort.js'
+import { assertExpected, hashThrough } from '../internal/hash.js'
+import { assertBlobId, assertRangeOptions, isBlobId, resolveRange } from '../internal/validate.js'
+import type {
+  AbortOptions,
+  BlobInfo,
+  BlobStoreFs,
+  BlobStoreOptions,
+  ByteSource,
+  FsBlobStore,
+  GetOptions,
+  ScrubResult,
+} from '../types.js'
+
+/** Size of the pieces `get` yields and `scrub` hashes. */
+const PIECE = 1024 * 1024
+const DEFAULT_MAX_BUFFERED_READ = 4 * 1024 * 1024
+
+function errnoOf(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined
+}
+
+/** Maps a file system failure to the store's typed errors (typed errors pass through). */
+function toStoreError(err: unknown, what: string): StoreError {
+  if (err instanceof StoreError) return err
+  const code = errnoOf(err)
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new DiskFullError(`disk full while trying to ${what}`, { cause: err })
+  return new IoError(`I/O error while trying to ${what}${code === undefined ? '' : ` (${code})`}`, { cause: err })
+}
+
+/** Awaits a file system call and turns its failure into a typed error. */
+async function io<T>(promise: Promise<T>, what: string): Promise<T> {
+  try {
+    return await promise
+  } catch (err) {
+    throw toStoreError(err, what)
+  }
+}
+
+/** Writes the whole chunk, looping over short writes. */
+async function writeAll(file: FileHandle, chunk: Uint8Array): Promise<void> {
+  let done = 0
+  while (done < chunk.byteLength) {
+    const { bytesWritten } = await io(file.write(chunk, done, chunk.byteLength - done), 'write a temp file')
+    done += bytesWritten
+  }
+}
+
+/** Fills `target` from `position`; throws `ERR_INTEGRITY` when the file ends first (it was truncated). */
+async function readExactly(file: FileHandle, target: Uint8Array, position: number, id: string): Promise<void> {
+  let done = 0
+  while (done < target.byteLength) {
+    const { bytesRead } = await io(file.read(target, done, target.byteLength - done, position + done), `read blob ${id}`)
+    if (bytesRead === 0) throw new IntegrityError(`blob ${id} is shorter than its recorded size`)
+    done += bytesRead
+  }
+}
+
+/** Hashes `size` bytes of an open blob in bounded pieces; throws `ERR_INTEGRITY` unless they hash to `id`. */
+async function verifyFile(file: FileHandle, size: number, id: string, signal: AbortSignal | undefined): Promise<void> {
+  const hash = createHash('sha256')
+  const piece = Buffer.allocUnsafe(Math.min(PIECE, size))
+  for (let position = 0; position < size; position += piece.byteLength) {
+    throwIfAborted(signal)
+    const part = piece.subarray(0, Math.min(piece.byteLength, size - position))
+    await readExactly(file, part, position, id)
+    hash.update(part)
+  }
+  if (hash.digest('hex') !== id) throw new IntegrityError(`blob ${id} no longer matches its id`)
+}
+
+function defaultLayout(id: string): string {
+  return join('blobs', id.slice(0, 2), id.slice(2, 4), id)
+}
+
+/**
+ * Opens (creating when missing) a content-addressed blob store on disk and removes any
+ * leftovers in its `tmp/`. One store per root at a time: a second one would remove the
+ * first one's temp files.
+ *
+ * @example
+ * ```ts
+ * const store = await openBlobStore({ root: '/var/lib/dcas' })
+ * const { id } = await store.put('hello')
+ * for await (const bytes of store.get(id)) process.stdout.write(bytes)
+ * ```
+ */
+export async function openBlobStore(options: BlobStoreOptions): Promise<FsBlobStore> {
+  throwIfAborted(options.signal)
+  if (typeof options.root !== 'string' || options.root === '') throw new InvalidArgumentError('root must be a non-empty path')
+  const maxBufferedRead = options.maxBufferedRead ?? DEFAULT_MAX_BUFFERED_READ
+  if (!Number.isSafeInteger(maxBufferedRead) || maxBufferedRead < 0) {
+    throw new InvalidArgumentError('maxBufferedRead must be a non-negative integer')
+  }
+  const fs: BlobStoreFs = options.fs ?? fsPromises
+  const root = resolve(options.root)
+  const tmp = join(root, 'tmp')
+  await io(fs.mkdir(tmp, { recursive: true, mode: 0o700 }), 'create the store directories')
+  // A temp file is never a blob: whatever a crash left there goes.
+  for (const name of await io(fs.readdir(tmp), 'list tmp/')) {
+    await io(fs.rm(join(tmp, name), { recursive: true, force: true }), 'remove a leftover temp file')
+  }
+  const store = new DiskBlobStore(root, fs, options.layout, maxBufferedRead)
+  if (options.layout === undefined) await io(fs.mkdir(join(root, 'blobs'), { recursive: true, mode: 0o700 }), 'create blobs/')
+  return store
+}
+
+class DiskBlobStore implements FsBlobStore {
+  readonly root: string
+  readonly #fs: BlobStoreFs
+  readonly #tmp: string
+  readonly #layout: ((id: string) => string) | undefined
+  readonly #maxBufferedRead: number
+  /** Directories whose every entry up to the root is known durable (fan-out dirs are never removed). */
+  readonly #durableDirs = new Set<string>()
+  readonly #writes = new Set<Promise<unknown>>()
+  #closed = false
+
+  constructor(root: string, fs: BlobStoreFs, layout: ((id: string) => string) | undefined, maxBufferedRead: number) {
+    this.root = root
+    this.#fs = fs
+    this.#tmp = join(root, 'tmp')
+    this.#layout = layout
+    this.#maxBufferedRead = maxBufferedRead
+  }
+
+  path(id: string): string {
+    assertBlobId(id)
+    if (this.#layout === undefined) return join(this.root, defaultLayout(id))
+    let mapped: unknown
+    try {
+      mapped = this.#layout(id)
+    } catch (err) {
+      throw new InvalidPathError(`layout failed for ${id}`, { cause: err })
+    }
+    if (typeof mapped !== 'string' || mapped === '') throw new InvalidPathError(`layout returned no path for ${id}`)
+    const path = resolve(this.root, mapped)
+    const rel = relative(this.root, path)
+    if (rel === '' || isAbsolute(rel) || rel === '..' || rel.startsWith(`..${sep}`)) {
+      throw new InvalidPathError(`layout path ${JSON.stringify(mapped)} is outside the store root`)
+    }
+    if (rel === 'tmp' || rel.startsWith(`tmp${sep}`)) throw new InvalidPathError(`layout path ${JSON.stringify(mapped)} is inside tmp/`)
+    if (basename(path) !== id) throw new InvalidPathError(`layout path ${JSON.stringify(mapped)} is not named by the id ${id}`)
+    return path
+  }
+
+  put(source: ByteSource, options: AbortOptions = {}): Promise<BlobInfo> {
+    return this.#track(this.#write(source, undefined, options))
+  }
+
+  putExpected(id: string, source: ByteSource, options: AbortOptions = {}): Promise<BlobInfo> {
+    return this.#track(this.#write(source, id, options))
+  }
+
+  async #track<T>(write: Promise<T>): Promise<T> {
+    this.#writes.add(write)
+    try {
+      return await write
+    } finally {
+      this.#writes.delete(write)
+    }
+  }
+
+  async #write(source: ByteSource, expected: string | undefined, options: AbortOptions): Promise<BlobInfo> {
+    const { signal } = options
+    throwIfAborted(signal)
+    this.#assertOpen()
+    if (expected !== undefined) this.path(expected)
+    const fs = this.#fs
+    const tmpPath = join(this.#tmp, `${randomBytes(12).toString('hex')}.tmp`)
+    let file: FileHandle | undefined
+    let placed = false
+    try {
+      // Read-only from birth, like git's objects: a blob is never written in place.
+      file = await io(fs.open(tmpPath, 'wx', 0o400), 'create a temp file')
+      const opened = file
+      const info = await hashThrough(source, signal, (chunk) => writeAll(opened, chunk))
+      assertExpected(expected, info.id)
+      await io(file.sync(), 'fsync a temp file')
+      await io(file.close(), 'close a temp file')
+      file = undefined
+      throwIfAborted(signal)
+      const path = this.path(info.id)
+      await this.#place(tmpPath, path)
+      placed = true
+      await this.#syncDir(dirname(path))
+      return info
+    } catch (err) {
+      await file?.close().catch(() => undefined)
+      if (!placed) await fs.unlink(tmpPath).catch(() => undefined)
+      throw err
+    }
+  }
+
+  /** Renames a complete temp file to its final name; an existing copy is replaced by the fresh, verified one. */
+  async #place(tmpPath: string, path: string): Promise<void> {
+    const dir = dirname(path)
+    if (!this.#durableDirs.has(dir)) await this.#makeDurableDir(dir)
+    try {
+      await this.#fs.rename(tmpPath, path)
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOENT') throw toStoreError(err, 'rename a blob into place')
+      // Someone removed the directory behind our back: make it again, once.
+      this.#durableDirs.delete(dir)
+      await this.#makeDurableDir(dir)
+      await io(this.#fs.rename(tmpPath, path), 'rename a blob into place')
+    }
+  }
+
+  /** Creates `dir` and fsyncs it and every parent up to the root, so its entries survive a power loss. */
+  async #makeDurableDir(dir: string): Promise<void> {
+    await io(this.#fs.mkdir(dir, { recursive: true, mode: 0o700 }), 'create a blob directory')
+    for (let current = dir; ; current = dirname(current)) {
+      await this.#syncDir(current)
+      if (current === this.root || dirname(current) === current) break
+    }
+    this.#durableDirs.add(dir)
+  }
+
+  async #syncDir(dir: string): Promise<void> {
+    const handle = await io(this.#fs.open(dir, 'r'), 'open a directory')
+    try {
+      await io(handle.sync(), 'fsync a directory')
+    } finally {
+      await handle.close().catch(() => undefined)
+    }
+  }
+
+  async *get(id: string, options: GetOptions = {}): AsyncGenerator<Uint8Array> {
+    const { signal, offset, length } = options
+    throwIfAborted(signal)
+    this.#assertOpen()
+    assertRangeOptions(offset, length)
+    const path = this.path(id)
+    const file = await this.#openBlob(path, id)
+    try {
+      const { size } = await io(file.stat(), `stat blob ${id}`)
+      const { start, end } = resolveRange(size, offset, length)
+      if (size <= this.#maxBufferedRead) {
+        // One read, one hash, then serve from the very bytes that were hashed.
+        const whole = Buffer.allocUnsafe(size)
+        await readExactly(file, whole, 0, id)
+        if (createHash('sha256').update(whole).digest('hex') !== id) {
+          throw new IntegrityError(`blob ${id} no longer matches its id`)
+        }
+        for (let position = start; position < end; position += PIECE) {
+          throwIfAborted(signal)
+          yield whole.subarray(position, Math.min(position + PIECE, end))
+        }
+        return
+      }
+      // Too big to hold: verify the whole file first, then serve the range from the same open
+      // file (blob files are never written in place: a new copy replaces the inode by rename).
+      await verifyFile(file, size, id, signal)
+      for (let position = start; position < end; position += PIECE) {
+        throwIfAborted(signal)
+        const piece = Buffer.allocUnsafe(Math.min(PIECE, end - position))
+        await readExactly(file, piece, position, id)
+        yield piece
+      }
+    } finally {
+      await file.close().catch(() => undefined)
+    }
+  }
+
+  async #openBlob(path: string, id: string): Promise<FileHandle> {
+    try {
+      return await this.#fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+    } catch (err) {
+      const code = errnoOf(err)
+      if (code === 'ENOENT' || code === 'ENOTDIR') throw new NotFoundError(`no blob ${id}`, { cause: err })
+      throw toStoreError(err, `open blob ${id}`)
+    }
+  }
+
+  async has(id: string, options: AbortOptions = {}): Promise<boolean> {
+    return (await this.stat(id, options)) !== undefined
+  }
+
+  async stat(id: string, options: AbortOptions = {}): Promise<BlobInfo | undefined> {
+    throwIfAborted(options.signal)
+    this.#assertOpen()
+    const path = this.path(id)
+    try {
+      const stats = await this.#fs.stat(path)
+      return stats.isFile() ? { id, size: stats.size } : undefined
+    } catch (err) {
+      const code = errnoOf(err)
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined
+      throw toStoreError(err, `stat blob ${id}`)
+    }
+  }
+
+  async delete(id: string, options: AbortOptions = {}): Promise<boolean> {
+    throwIfAborted(options.signal)
+    this.#assertOpen()
+    const path = this.path(id)
+    try {
+      await this.#fs.unlink(path)
+    } catch (err) {
+      const code = errnoOf(err)
+      if (code === 'ENOENT' || code === 'ENOTDIR') return false
+      throw toStoreError(err, `delete blob ${id}`)
+    }
+    // Only the file goes; its directories stay (they may hold, or be about to hold, other blobs).
+    await this.#syncDir(dirname(path))
+    return true
+  }
+
+  async *list(options: AbortOptions = {}): AsyncGenerator<string> {
+    throwIfAborted(options.signal)
+    this.#assertOpen()
+    const start = this.#layout === undefined ? join(this.root, 'blobs') : this.root
+    yield* this.#walk(start, options.signal)
+  }
+
+  async *#walk(dir: string, signal: AbortSignal | undefined): AsyncGenerator<string> {
+    throwIfAborted(signal)
+    let entries
+    try {
+      entries = await this.#fs.readdir(dir, { withFileTypes: true })
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return
+      throw toStoreError(err, `list ${dir}`)
+    }
+    for (const entry of entries) {
+      const path = join(dir, entry.name)
+      if (entry.isDirectory()) {
+        if (path !== this.#tmp) yield* this.#walk(path, signal)
+      } else if (entry.isFile() && isBlobId(entry.name) && this.#mapsTo(entry.name, path)) {
+        yield entry.name
+      }
+    }
+  }
+
+  #mapsTo(id: string, path: string): boolean {
+    try {
+      return this.path(id) === path
+    } catch {
+      return false
+    }
+  }
+
+  async *scrub(options: AbortOptions = {}): AsyncGenerator<ScrubResult> {
+    const { signal } = options
+    for await (const id of this.list(options)) {
+      let file: FileHandle
+      try {
+        file = await this.#openBlob(this.path(id), id)
+      } catch (err) {
+        if (err instanceof NotFoundError) continue // deleted while we walked
+        yield { id, ok: false, error: err as Error }
+        continue
+      }
+      try {
+        const { size } = await io(file.stat(), `stat blob ${id}`)
+        await verifyFile(file, size, id, signal)
+        yield { id, ok: true }
+      } catch (err) {
+        if (err instanceof StoreError && err.code === 'ERR_ABORTED') throw err
+        yield { id, ok: false, error: err as Error }
+      } finally {
+        await file.close().catch(() => undefined)
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    await Promise.allSettled([...this.#writes])
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClosedError('the blob store is closed')
+  }
+}

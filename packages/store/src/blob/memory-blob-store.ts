@@ -1,0 +1,135 @@
+import { ClosedError, IntegrityError, InvalidRangeError, NotFoundError } from '../errors.js'
+import { throwIfAborted } from '../internal/abort.js'
+import { assertExpected, hashThrough, sha256Hex } from '../internal/hash.js'
+import { assertBlobId, assertRangeOptions, resolveRange } from '../internal/validate.js'
+import type { AbortOptions, BlobInfo, ByteSource, GetOptions, MemoryBlobStore, ScrubResult } from '../types.js'
+
+/** Answers on a later tick, as the disk store does, so callers cannot come to rely on synchronous answers. */
+function settled(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
+
+/** Size of the pieces `get` yields. */
+const PIECE = 1024 * 1024
+
+/**
+ * Creates an in-memory {@link MemoryBlobStore} with the same semantics as the disk store
+ * (ids, ranges, integrity checks on every read, typed errors), for tests and ephemeral nodes.
+ *
+ * @example
+ * ```ts
+ * const store = createMemoryBlobStore()
+ * const { id } = await store.put('hello')
+ * store.damage(id) // the next get(id) fails with ERR_INTEGRITY
+ * ```
+ */
+export function createMemoryBlobStore(): MemoryBlobStore {
+  return new InMemoryBlobStore()
+}
+
+class InMemoryBlobStore implements MemoryBlobStore {
+  readonly #blobs = new Map<string, Uint8Array>()
+  #closed = false
+
+  put(source: ByteSource, options: AbortOptions = {}): Promise<BlobInfo> {
+    return this.#write(source, undefined, options)
+  }
+
+  putExpected(id: string, source: ByteSource, options: AbortOptions = {}): Promise<BlobInfo> {
+    return this.#write(source, id, options)
+  }
+
+  async #write(source: ByteSource, expected: string | undefined, options: AbortOptions): Promise<BlobInfo> {
+    throwIfAborted(options.signal)
+    this.#assertOpen()
+    if (expected !== undefined) assertBlobId(expected)
+    // A memory store holds the whole blob by nature; chunks are copied since callers may reuse them.
+    const chunks: Uint8Array[] = []
+    const info = await hashThrough(source, options.signal, (chunk) => {
+      chunks.push(Uint8Array.prototype.slice.call(chunk))
+    })
+    assertExpected(expected, info.id)
+    throwIfAborted(options.signal)
+    this.#assertOpen()
+    this.#blobs.set(info.id, Buffer.concat(chunks, info.size))
+    return info
+  }
+
+  async *get(id: string, options: GetOptions = {}): AsyncGenerator<Uint8Array> {
+    const { signal, offset, length } = options
+    await settled()
+    throwIfAborted(signal)
+    this.#assertOpen()
+    assertRangeOptions(offset, length)
+    assertBlobId(id)
+    const blob = this.#blobs.get(id)
+    if (blob === undefined) throw new NotFoundError(`no blob ${id}`)
+    const { start, end } = resolveRange(blob.byteLength, offset, length)
+    if (sha256Hex(blob) !== id) throw new IntegrityError(`blob ${id} no longer matches its id`)
+    for (let position = start; position < end; position += PIECE) {
+      throwIfAborted(signal)
+      // Copies: a caller that writes into what it got must not damage the stored blob.
+      yield blob.slice(position, Math.min(position + PIECE, end))
+    }
+  }
+
+  has(id: string, options: AbortOptions = {}): Promise<boolean> {
+    return this.stat(id, options).then((info) => info !== undefined)
+  }
+
+  async stat(id: string, options: AbortOptions = {}): Promise<BlobInfo | undefined> {
+    await settled()
+    throwIfAborted(options.signal)
+    this.#assertOpen()
+    assertBlobId(id)
+    const blob = this.#blobs.get(id)
+    return blob === undefined ? undefined : { id, size: blob.byteLength }
+  }
+
+  async delete(id: string, options: AbortOptions = {}): Promise<boolean> {
+    await settled()
+    throwIfAborted(options.signal)
+    this.#assertOpen()
+    assertBlobId(id)
+    return this.#blobs.delete(id)
+  }
+
+  async *list(options: AbortOptions = {}): AsyncGenerator<string> {
+    await settled()
+    throwIfAborted(options.signal)
+    this.#assertOpen()
+    for (const id of [...this.#blobs.keys()]) {
+      throwIfAborted(options.signal)
+      if (this.#blobs.has(id)) yield id
+    }
+  }
+
+  async *scrub(options: AbortOptions = {}): AsyncGenerator<ScrubResult> {
+    for await (const id of this.list(options)) {
+      const blob = this.#blobs.get(id)
+      if (blob === undefined) continue
+      yield sha256Hex(blob) === id
+        ? { id, ok: true }
+        : { id, ok: false, error: new IntegrityError(`blob ${id} no longer matches its id`) }
+    }
+  }
+
+  damage(id: string, offset = 0): void {
+    assertBlobId(id)
+    const blob = this.#blobs.get(id)
+    if (blob === undefined) throw new NotFoundError(`no blob ${id}`)
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset >= blob.byteLength) {
+      throw new InvalidRangeError(`cannot damage byte ${offset} of a ${blob.byteLength}-byte blob`)
+    }
+    blob[offset] = (blob[offset] ?? 0) ^ 0x01
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    await settled()
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClosedError('the blob store is closed')
+  }
+}

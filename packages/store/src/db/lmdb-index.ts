@@ -1,0 +1,226 @@
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { open, type Database, type RootDatabase } from 'lmdb'
+import { ClosedError, IndexError, InvalidArgumentError, StoreError } from '../errors.js'
+import { abortedError, throwIfAborted } from '../internal/abort.js'
+import type {
+  AbortOptions,
+  Index,
+  IndexOptions,
+  IndexTable,
+  IndexTransaction,
+  PeerStateRecord,
+  RangeOptions,
+  RefRecord,
+  TombstoneRecord,
+} from '../types.js'
+import { assertKey, assertRangeOptions, assertTableName, runSynchronously, StagedTransaction } from './common.js'
+
+const DEFAULT_MAX_TABLES = 64
+
+function indexError(err: unknown, what: string): StoreError {
+  if (err instanceof StoreError) return err
+  return new IndexError(`index failed to ${what}`, { cause: err })
+}
+
+function keyBytes(key: string): Buffer {
+  return Buffer.from(key, 'utf8')
+}
+
+class LmdbTable<V> implements IndexTable<V> {
+  readonly name: string
+  readonly db: Database<unknown, Buffer>
+  readonly #assertOpen: () => void
+
+  constructor(name: string, db: Database<unknown, Buffer>, assertOpen: () => void) {
+    this.name = name
+    this.db = db
+    this.#assertOpen = assertOpen
+  }
+
+  /** Reads one value (inside a write transaction: as that transaction sees it). */
+  read(key: string): V | undefined {
+    try {
+      return this.db.get(keyBytes(key)) as V | undefined
+    } catch (err) {
+      throw indexError(err, `read ${this.name}`)
+    }
+  }
+
+  get(key: string): V | undefined {
+    assertKey(key)
+    this.#assertOpen()
+    return this.read(key)
+  }
+
+  has(key: string): boolean {
+    return this.get(key) !== undefined
+  }
+
+  entries(options: RangeOptions = {}): Iterable<[key: string, value: V]> {
+    assertRangeOptions(options)
+    this.#assertOpen()
+    return this.#entries(options)
+  }
+
+  *#entries(options: RangeOptions): Generator<[key: string, value: V]> {
+    const limit = options.limit ?? Infinity
+    if (limit === 0) return
+    const prefix = keyBytes(options.prefix ?? '')
+    let start = prefix
+    if (options.after !== undefined) {
+      // The smallest key strictly after `after` is `after` followed by a zero byte.
+      const after = Buffer.concat([keyBytes(options.after), Buffer.of(0)])
+      if (Buffer.compare(after, start) > 0) start = after
+    }
+    let count = 0
+    let range
+    try {
+      range = this.db.getRange(start.byteLength === 0 ? {} : { start })
+    } catch (err) {
+      throw indexError(err, `list ${this.name}`)
+    }
+    for (const { key, value } of range) {
+      if (key.byteLength < prefix.byteLength || prefix.compare(key, 0, prefix.byteLength) !== 0) return
+      yield [key.toString('utf8'), value as V]
+      if (++count >= limit) return
+    }
+  }
+}
+
+class LmdbIndex implements Index {
+  readonly refs: IndexTable<RefRecord>
+  readonly refcounts: IndexTable<number>
+  readonly peerState: IndexTable<PeerStateRecord>
+  readonly tombstones: IndexTable<TombstoneRecord>
+  readonly #root: RootDatabase
+  readonly #tables = new Map<string, LmdbTable<unknown>>()
+  readonly #pending = new Set<Promise<unknown>>()
+  #closed = false
+  #inTransaction = false
+
+  constructor(root: RootDatabase) {
+    this.#root = root
+    this.refs = this.table('refs')
+    this.refcounts = this.table('refcounts')
+    this.peerState = this.table('peerState')
+    this.tombstones = this.table('tombstones')
+  }
+
+  table<V>(name: string): IndexTable<V> {
+    assertTableName(name)
+    this.#assertOpen()
+    let table = this.#tables.get(name)
+    if (table === undefined) {
+      // A table created inside a transaction that then rolls back would leave a dead handle.
+      if (this.#inTransaction) throw new InvalidArgumentError(`open table ${name} before the transaction, not inside it`)
+      let db: Database<unknown, Buffer>
+      try {
+        // `structuredClone` makes msgpack keep Maps, Sets, Dates and shared references, like the memory index.
+        const tableOptions = { name, keyEncoding: 'binary', structuredClone: true } as const
+        db = this.#root.openDB<unknown, Buffer>(tableOptions)
+        // The cached read transaction predates the new table: renew it, or reads fail.
+        this.#root.resetReadTxn()
+      } catch (err) {
+        throw indexError(err, `open table ${name} (is maxTables too small?)`)
+      }
+      table = new LmdbTable(name, db, () => this.#assertOpen())
+      this.#tables.set(name, table)
+    }
+    return table as IndexTable<V>
+  }
+
+  #table(table: IndexTable<unknown>): LmdbTable<unknown> {
+    const own = this.#tables.get(table.name)
+    if (own !== table || own === undefined) throw new InvalidArgumentError(`table ${table.name} does not belong to this index`)
+    return own
+  }
+
+  transaction<T>(fn: (tx: IndexTransaction) => T, options: AbortOptions = {}): Promise<T> {
+    const run = this.#transaction(fn, options)
+    this.#pending.add(run)
+    void run.finally(() => this.#pending.delete(run)).catch(() => undefined)
+    return run
+  }
+
+  async #transaction<T>(fn: (tx: IndexTransaction) => T, options: AbortOptions): Promise<T> {
+    const { signal } = options
+    throwIfAborted(signal)
+    this.#assertOpen()
+    let outcome: { result: T } | undefined
+    let thrown: { error: unknown } | undefined
+    try {
+      // A child transaction is rolled back when its callback throws (lmdb's batch would commit half).
+      await this.#root.childTransaction(() => {
+        if (signal?.aborted === true) throw abortedError(signal)
+        const tx = new StagedTransaction(
+          (table, key) => this.#table(table).read(key),
+          (table) => this.#tables.get(table.name) === table,
+        )
+        this.#inTransaction = true
+        try {
+          outcome = { result: runSynchronously(fn, tx) }
+        } catch (error) {
+          thrown = { error }
+          throw error
+        } finally {
+          this.#inTransaction = false
+        }
+        for (const [table, writes] of tx.writes) {
+          const { db } = this.#table(table)
+          for (const [key, write] of writes) {
+            if (write === undefined) db.removeSync(keyBytes(key))
+            else db.putSync(keyBytes(key), write.value)
+          }
+        }
+      })
+      // Committed is not yet durable: wait for the flush to disk.
+      await this.#root.flushed
+    } catch (err) {
+      if (thrown !== undefined) throw thrown.error
+      throw indexError(err, 'commit a transaction')
+    }
+    if (outcome === undefined) throw new IndexError('the transaction did not run')
+    return outcome.result
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await Promise.allSettled([...this.#pending])
+    try {
+      await this.#root.close()
+    } catch (err) {
+      throw indexError(err, 'close')
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClosedError('the index is closed')
+  }
+}
+
+/**
+ * Opens (creating when missing) the durable ordered index: an LMDB environment in the
+ * directory `path`, with the four standard tables. Crash-safe: a transaction is durable when
+ * its promise resolves, and a crash never leaves half of one.
+ *
+ * @example
+ * ```ts
+ * const index = await openIndex({ path: '/var/lib/dcas/index' })
+ * await index.transaction((tx) => tx.add(index.refcounts, blobId, 1))
+ * ```
+ */
+export async function openIndex(options: IndexOptions): Promise<Index> {
+  throwIfAborted(options.signal)
+  if (typeof options.path !== 'string' || options.path === '') throw new InvalidArgumentError('path must be a non-empty path')
+  const maxTables = options.maxTables ?? DEFAULT_MAX_TABLES
+  if (!Number.isSafeInteger(maxTables) || maxTables < 4) throw new InvalidArgumentError('maxTables must be an integer of at least 4')
+  try {
+    await mkdir(options.path, { recursive: true, mode: 0o700 })
+    const root = open({ path: join(options.path, 'data.mdb'), maxDbs: maxTables })
+    return new LmdbIndex(root)
+  } catch (err) {
+    throw indexError(err, `open ${options.path}`)
+  }
+}
