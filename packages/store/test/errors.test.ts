@@ -1,6 +1,21 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { IntegrityError, NotFoundError, STORE_ERROR_CODES, StoreError } from '../src/index.js'
+import {
+  AbortedError,
+  ClosedError,
+  DiskFullError,
+  IndexError,
+  IntegrityError,
+  InvalidArgumentError,
+  InvalidIdError,
+  InvalidKeyError,
+  InvalidPathError,
+  InvalidRangeError,
+  IoError,
+  NotFoundError,
+  STORE_ERROR_CODES,
+  StoreError,
+} from '../src/index.js'
 
 describe('errors', () => {
   it('carry a stable code and name, and keep their cause', () => {
@@ -11,6 +26,29 @@ describe('errors', () => {
     expect(err.name).toBe('IntegrityError')
     expect(err.cause).toBe(cause)
     expect(new NotFoundError('no such blob').code).toBe('ERR_NOT_FOUND')
+  })
+
+  it('have one class per code, each named after itself', () => {
+    const classes = [
+      NotFoundError,
+      IntegrityError,
+      InvalidIdError,
+      InvalidPathError,
+      InvalidRangeError,
+      DiskFullError,
+      IoError,
+      ClosedError,
+      IndexError,
+      AbortedError,
+      InvalidArgumentError,
+      InvalidKeyError,
+    ]
+    const codes = classes.map((Class) => {
+      const err = new Class('message')
+      expect(err.name).toBe(Class.name)
+      return err.code
+    })
+    expect([...codes].sort()).toEqual([...STORE_ERROR_CODES].sort())
   })
 
   it('are each documented in the README', () => {
