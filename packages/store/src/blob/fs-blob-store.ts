@@ -84,6 +84,29 @@ async function verifyFile(file: FileHandle, size: number, id: string, signal: Ab
   if (hash.digest('hex') !== id) throw new IntegrityError(`blob ${id} no longer matches its id`)
 }
 
+/**
+ * Creates `blobs/` and its 256 first-level fan-out directories once, when `blobs/` is new, so
+ * that a put into a new `ab/cd/` directory has one parent to fsync instead of two.
+ */
+async function makeFanOut(fs: BlobStoreFs, root: string): Promise<void> {
+  const blobs = join(root, 'blobs')
+  if ((await io(fs.mkdir(blobs, { recursive: true, mode: 0o700 }), 'create blobs/')) === undefined) return
+  for (let byte = 0; byte < 256; byte++) {
+    await io(fs.mkdir(join(blobs, byte.toString(16).padStart(2, '0')), { recursive: true, mode: 0o700 }), 'create blobs/')
+  }
+  await syncDirectory(fs, blobs)
+  await syncDirectory(fs, root)
+}
+
+async function syncDirectory(fs: BlobStoreFs, dir: string): Promise<void> {
+  const handle = await io(fs.open(dir, 'r'), 'open a directory')
+  try {
+    await io(handle.sync(), 'fsync a directory')
+  } finally {
+    await handle.close().catch(() => undefined)
+  }
+}
+
 function defaultLayout(id: string): string {
   return join('blobs', id.slice(0, 2), id.slice(2, 4), id)
 }
@@ -115,9 +138,8 @@ export async function openBlobStore(options: BlobStoreOptions): Promise<FsBlobSt
   for (const name of await io(fs.readdir(tmp), 'list tmp/')) {
     await io(fs.rm(join(tmp, name), { recursive: true, force: true }), 'remove a leftover temp file')
   }
-  const store = new DiskBlobStore(root, fs, options.layout, maxBufferedRead)
-  if (options.layout === undefined) await io(fs.mkdir(join(root, 'blobs'), { recursive: true, mode: 0o700 }), 'create blobs/')
-  return store
+  if (options.layout === undefined) await makeFanOut(fs, root)
+  return new DiskBlobStore(root, fs, options.layout, maxBufferedRead)
 }
 
 class DiskBlobStore implements FsBlobStore {
@@ -126,8 +148,8 @@ class DiskBlobStore implements FsBlobStore {
   readonly #tmp: string
   readonly #layout: ((id: string) => string) | undefined
   readonly #maxBufferedRead: number
-  /** Directories whose every entry up to the root is known durable (fan-out dirs are never removed). */
-  readonly #durableDirs = new Set<string>()
+  /** Blob directories made durable (or being made so) by this store; fan-out dirs are never removed. */
+  readonly #dirs = new Map<string, Promise<void>>()
   readonly #writes = new Set<Promise<unknown>>()
   #closed = false
 
@@ -191,11 +213,14 @@ class DiskBlobStore implements FsBlobStore {
       const opened = file
       const info = await hashThrough(source, signal, (chunk) => writeAll(opened, chunk))
       assertExpected(expected, info.id)
-      await io(file.sync(), 'fsync a temp file')
+      const path = this.path(info.id)
+      // The file's fsync and the making of its directory overlap: both must be durable before the rename.
+      const [synced, dirReady] = await Promise.allSettled([io(file.sync(), 'fsync a temp file'), this.#durableDir(dirname(path))])
+      if (synced.status === 'rejected') throw synced.reason
+      if (dirReady.status === 'rejected') throw dirReady.reason
       await io(file.close(), 'close a temp file')
       file = undefined
       throwIfAborted(signal)
-      const path = this.path(info.id)
       await this.#place(tmpPath, path)
       placed = true
       await this.#syncDir(dirname(path))
@@ -209,36 +234,41 @@ class DiskBlobStore implements FsBlobStore {
 
   /** Renames a complete temp file to its final name; an existing copy is replaced by the fresh, verified one. */
   async #place(tmpPath: string, path: string): Promise<void> {
-    const dir = dirname(path)
-    if (!this.#durableDirs.has(dir)) await this.#makeDurableDir(dir)
     try {
       await this.#fs.rename(tmpPath, path)
     } catch (err) {
       if (errnoOf(err) !== 'ENOENT') throw toStoreError(err, 'rename a blob into place')
       // Someone removed the directory behind our back: make it again, once.
-      this.#durableDirs.delete(dir)
-      await this.#makeDurableDir(dir)
+      this.#dirs.delete(dirname(path))
+      await this.#durableDir(dirname(path))
       await io(this.#fs.rename(tmpPath, path), 'rename a blob into place')
     }
   }
 
-  /** Creates `dir` and fsyncs it and every parent up to the root, so its entries survive a power loss. */
-  async #makeDurableDir(dir: string): Promise<void> {
-    await io(this.#fs.mkdir(dir, { recursive: true, mode: 0o700 }), 'create a blob directory')
-    for (let current = dir; ; current = dirname(current)) {
-      await this.#syncDir(current)
-      if (current === this.root || dirname(current) === current) break
+  /**
+   * Makes sure `dir` exists and its entry is durable: the first time this store touches it, it
+   * is created and its parent fsynced (every created ancestor too). Concurrent puts share one
+   * promise, so none renames into a directory whose entry is not yet durable.
+   */
+  #durableDir(dir: string): Promise<void> {
+    let ready = this.#dirs.get(dir)
+    if (ready === undefined) {
+      ready = (async () => {
+        const first = await io(this.#fs.mkdir(dir, { recursive: true, mode: 0o700 }), 'create a blob directory')
+        const top = dirname(first ?? dir)
+        for (let current = dirname(dir); ; current = dirname(current)) {
+          await this.#syncDir(current)
+          if (current === top || current === this.root || dirname(current) === current) break
+        }
+      })()
+      this.#dirs.set(dir, ready)
+      ready.catch(() => this.#dirs.delete(dir))
     }
-    this.#durableDirs.add(dir)
+    return ready
   }
 
-  async #syncDir(dir: string): Promise<void> {
-    const handle = await io(this.#fs.open(dir, 'r'), 'open a directory')
-    try {
-      await io(handle.sync(), 'fsync a directory')
-    } finally {
-      await handle.close().catch(() => undefined)
-    }
+  #syncDir(dir: string): Promise<void> {
+    return syncDirectory(this.#fs, dir)
   }
 
   async *get(id: string, options: GetOptions = {}): AsyncGenerator<Uint8Array> {

@@ -36,58 +36,71 @@ export function assertRangeOptions(options: RangeOptions): void {
   }
 }
 
-/** A deep copy of a value to store: checks it is storable and detaches it from the caller. */
-export function storable(value: unknown): unknown {
+/**
+ * Throws `ERR_INVALID_ARGUMENT` unless `value` can be stored: not `undefined`, and no function
+ * or symbol anywhere inside (both implementations would otherwise lose them differently).
+ */
+export function assertStorable(value: unknown): void {
   if (value === undefined) throw new InvalidArgumentError('undefined cannot be stored: delete the key instead')
-  try {
-    return structuredClone(value)
-  } catch (err) {
-    throw new InvalidArgumentError('the value is not structured-clonable', { cause: err })
+  const seen = new Set<object>()
+  const visit = (item: unknown): void => {
+    if (typeof item === 'function' || typeof item === 'symbol') {
+      throw new InvalidArgumentError(`a ${typeof item} cannot be stored: values must be structured-clonable`)
+    }
+    if (typeof item !== 'object' || item === null || ArrayBuffer.isView(item) || seen.has(item)) return
+    seen.add(item)
+    if (item instanceof Map) {
+      for (const [k, v] of item) {
+        visit(k)
+        visit(v)
+      }
+    } else if (item instanceof Set) {
+      for (const v of item) visit(v)
+    } else {
+      for (const v of Object.values(item)) visit(v)
+    }
   }
+  visit(value)
 }
 
-/** What a transaction plans for one key: a new value, or `undefined` for a delete. */
-type Write = { value: unknown } | undefined
+/** Where a transaction's reads and writes go: each implementation supplies one. */
+export interface TransactionBackend {
+  /** The value as the transaction sees it, as a copy the caller may change. */
+  read(table: IndexTable<unknown>, key: string): unknown
+  /** Stores a copy of a checked value. */
+  write(table: IndexTable<unknown>, key: string, value: unknown): void
+  remove(table: IndexTable<unknown>, key: string): void
+}
 
-/**
- * The writes of one transaction, staged in memory until `fn` returns: a throwing `fn` leaves
- * nothing behind in any implementation. Reads see staged writes first.
- */
-export class StagedTransaction implements IndexTransaction {
-  readonly writes = new Map<IndexTable<unknown>, Map<string, Write>>()
-  readonly #read: (table: IndexTable<unknown>, key: string) => unknown
+/** The checks and counter logic every index shares; storage is the backend's. */
+export class CheckedTransaction implements IndexTransaction {
+  readonly #backend: TransactionBackend
   readonly #owns: (table: IndexTable<unknown>) => boolean
 
-  constructor(read: (table: IndexTable<unknown>, key: string) => unknown, owns: (table: IndexTable<unknown>) => boolean) {
-    this.#read = read
+  constructor(backend: TransactionBackend, owns: (table: IndexTable<unknown>) => boolean) {
+    this.#backend = backend
     this.#owns = owns
   }
 
-  #staged(table: IndexTable<unknown>): Map<string, Write> {
+  #check(table: IndexTable<unknown>, key: string): void {
+    assertKey(key)
     if (!this.#owns(table)) throw new InvalidArgumentError(`table ${table.name} does not belong to this index`)
-    let staged = this.writes.get(table)
-    if (staged === undefined) this.writes.set(table, (staged = new Map<string, Write>()))
-    return staged
   }
 
   get<V>(table: IndexTable<V>, key: string): V | undefined {
-    assertKey(key)
-    const staged = this.#staged(table)
-    if (staged.has(key)) {
-      const write = staged.get(key)
-      return write === undefined ? undefined : (structuredClone(write.value) as V)
-    }
-    return this.#read(table, key) as V | undefined
+    this.#check(table, key)
+    return this.#backend.read(table, key) as V | undefined
   }
 
   put<V>(table: IndexTable<V>, key: string, value: V): void {
-    assertKey(key)
-    this.#staged(table).set(key, { value: storable(value) })
+    this.#check(table, key)
+    assertStorable(value)
+    this.#backend.write(table, key, value)
   }
 
   delete<V>(table: IndexTable<V>, key: string): void {
-    assertKey(key)
-    this.#staged(table).set(key, undefined)
+    this.#check(table, key)
+    this.#backend.remove(table, key)
   }
 
   add(table: IndexTable<number>, key: string, delta: number): number {

@@ -14,7 +14,7 @@ import type {
   RefRecord,
   TombstoneRecord,
 } from '../types.js'
-import { assertKey, assertRangeOptions, assertTableName, runSynchronously, StagedTransaction } from './common.js'
+import { assertKey, assertRangeOptions, assertTableName, CheckedTransaction, runSynchronously, type TransactionBackend } from './common.js'
 
 const DEFAULT_MAX_TABLES = 64
 
@@ -44,6 +44,24 @@ class LmdbTable<V> implements IndexTable<V> {
       return this.db.get(keyBytes(key)) as V | undefined
     } catch (err) {
       throw indexError(err, `read ${this.name}`)
+    }
+  }
+
+  /** Writes inside the current write transaction. */
+  write(key: string, value: unknown): void {
+    try {
+      this.db.putSync(keyBytes(key), value)
+    } catch (err) {
+      throw indexError(err, `write ${this.name}`)
+    }
+  }
+
+  /** Deletes inside the current write transaction. */
+  remove(key: string): void {
+    try {
+      this.db.removeSync(keyBytes(key))
+    } catch (err) {
+      throw indexError(err, `delete from ${this.name}`)
     }
   }
 
@@ -153,10 +171,14 @@ class LmdbIndex implements Index {
       // A child transaction is rolled back when its callback throws (lmdb's batch would commit half).
       await this.#root.childTransaction(() => {
         if (signal?.aborted === true) throw abortedError(signal)
-        const tx = new StagedTransaction(
-          (table, key) => this.#table(table).read(key),
-          (table) => this.#tables.get(table.name) === table,
-        )
+        // Writes go straight into the child transaction (encoded, so detached from the caller)
+        // and reads inside it see them; a throw rolls all of them back.
+        const backend: TransactionBackend = {
+          read: (table, key) => this.#table(table).read(key),
+          write: (table, key, value) => this.#table(table).write(key, value),
+          remove: (table, key) => this.#table(table).remove(key),
+        }
+        const tx = new CheckedTransaction(backend, (table) => this.#tables.get(table.name) === table)
         this.#inTransaction = true
         try {
           outcome = { result: runSynchronously(fn, tx) }
@@ -165,13 +187,6 @@ class LmdbIndex implements Index {
           throw error
         } finally {
           this.#inTransaction = false
-        }
-        for (const [table, writes] of tx.writes) {
-          const { db } = this.#table(table)
-          for (const [key, write] of writes) {
-            if (write === undefined) db.removeSync(keyBytes(key))
-            else db.putSync(keyBytes(key), write.value)
-          }
         }
       })
       // Committed is not yet durable: wait for the flush to disk.

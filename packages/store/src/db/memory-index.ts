@@ -10,7 +10,15 @@ import type {
   RefRecord,
   TombstoneRecord,
 } from '../types.js'
-import { assertKey, assertRangeOptions, assertTableName, compareUtf8, runSynchronously, StagedTransaction } from './common.js'
+import {
+  assertKey,
+  assertRangeOptions,
+  assertTableName,
+  CheckedTransaction,
+  compareUtf8,
+  runSynchronously,
+  type TransactionBackend,
+} from './common.js'
 
 class MemoryTable<V> implements IndexTable<V> {
   readonly name: string
@@ -131,10 +139,34 @@ class InMemoryIndex implements Index {
   #transaction<T>(fn: (tx: IndexTransaction) => T, options: AbortOptions): T {
     throwIfAborted(options.signal)
     this.#assertOpen()
-    const tx = new StagedTransaction(
-      (table, key) => this.#table(table).read(key),
-      (table) => this.#tables.get(table.name) === table,
-    )
+    // Writes are staged until `fn` returns: a throwing `fn` leaves nothing behind.
+    type Write = { value: unknown } | undefined
+    const staged = new Map<MemoryTable<unknown>, Map<string, Write>>()
+    const stagedIn = (table: IndexTable<unknown>) => {
+      const own = this.#table(table)
+      let writes = staged.get(own)
+      if (writes === undefined) staged.set(own, (writes = new Map<string, Write>()))
+      return writes
+    }
+    const backend: TransactionBackend = {
+      read: (table, key) => {
+        const writes = stagedIn(table)
+        if (!writes.has(key)) return this.#table(table).read(key)
+        const write = writes.get(key)
+        return write === undefined ? undefined : structuredClone(write.value)
+      },
+      write: (table, key, value) => {
+        let copy: unknown
+        try {
+          copy = structuredClone(value)
+        } catch (err) {
+          throw new InvalidArgumentError('the value is not structured-clonable', { cause: err })
+        }
+        stagedIn(table).set(key, { value: copy })
+      },
+      remove: (table, key) => void stagedIn(table).set(key, undefined),
+    }
+    const tx = new CheckedTransaction(backend, (table) => this.#tables.get(table.name) === table)
     this.#inTransaction = true
     let result: T
     try {
@@ -143,11 +175,10 @@ class InMemoryIndex implements Index {
       this.#inTransaction = false
     }
     // Applying cannot fail half-way: every key and value was checked when it was staged.
-    for (const [table, writes] of tx.writes) {
-      const own = this.#table(table)
+    for (const [table, writes] of staged) {
       for (const [key, write] of writes) {
-        if (write === undefined) own.remove(key)
-        else own.write(key, write.value)
+        if (write === undefined) table.remove(key)
+        else table.write(key, write.value)
       }
     }
     return result
