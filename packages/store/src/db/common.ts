@@ -1,5 +1,14 @@
-import { InvalidArgumentError, InvalidKeyError, MAX_KEY_BYTES } from '../errors.js'
-import type { IndexTable, IndexTransaction, RangeOptions } from '../types.js'
+import { ClosedError, InvalidArgumentError, InvalidKeyError, MAX_KEY_BYTES } from '../errors.js'
+import type {
+  AbortOptions,
+  Index,
+  IndexTable,
+  IndexTransaction,
+  PeerStateRecord,
+  RangeOptions,
+  RefRecord,
+  TombstoneRecord,
+} from '../types.js'
 
 /** The four tables every index has, by property name. */
 export const STANDARD_TABLES = ['refs', 'refcounts', 'peerState', 'tombstones'] as const
@@ -143,4 +152,70 @@ export function compareUtf8(a: string, b: string): number {
     return x - y
   }
   return a.length - b.length
+}
+
+/**
+ * What both indexes share: the standard tables, opening tables by name, the closed and
+ * in-transaction states, and running a transaction's function over a backend.
+ */
+export abstract class BaseIndex<Table extends IndexTable<unknown>> implements Index {
+  readonly refs: IndexTable<RefRecord>
+  readonly refcounts: IndexTable<number>
+  readonly peerState: IndexTable<PeerStateRecord>
+  readonly tombstones: IndexTable<TombstoneRecord>
+  readonly #tables = new Map<string, Table>()
+  readonly #createTable: (name: string) => Table
+  #closed = false
+  #inTransaction = false
+
+  constructor(createTable: (name: string) => Table) {
+    this.#createTable = createTable
+    this.refs = this.table('refs')
+    this.refcounts = this.table('refcounts')
+    this.peerState = this.table('peerState')
+    this.tombstones = this.table('tombstones')
+  }
+
+  table<V>(name: string): IndexTable<V> {
+    assertTableName(name)
+    this.assertOpen()
+    let table = this.#tables.get(name)
+    if (table === undefined) {
+      // A table created inside a transaction that then rolls back would leave a dead handle.
+      if (this.#inTransaction) throw new InvalidArgumentError(`open table ${name} before the transaction, not inside it`)
+      table = this.#createTable(name)
+      this.#tables.set(name, table)
+    }
+    return table as unknown as IndexTable<V>
+  }
+
+  /** This index's own table behind `table`; a table of another index is refused. */
+  protected own(table: IndexTable<unknown>): Table {
+    const own = this.#tables.get(table.name)
+    if (own === undefined || own !== table) throw new InvalidArgumentError(`table ${table.name} does not belong to this index`)
+    return own
+  }
+
+  /** Runs the (synchronous) transaction function over `backend`. */
+  protected run<T>(fn: (tx: IndexTransaction) => T, backend: TransactionBackend): T {
+    this.#inTransaction = true
+    try {
+      return runSynchronously(fn, new CheckedTransaction(backend, (table) => this.#tables.get(table.name) === table))
+    } finally {
+      this.#inTransaction = false
+    }
+  }
+
+  protected markClosed(): boolean {
+    const wasOpen = !this.#closed
+    this.#closed = true
+    return wasOpen
+  }
+
+  protected assertOpen(): void {
+    if (this.#closed) throw new ClosedError('the index is closed')
+  }
+
+  abstract transaction<T>(fn: (tx: IndexTransaction) => T, options?: AbortOptions): Promise<T>
+  abstract close(): Promise<void>
 }

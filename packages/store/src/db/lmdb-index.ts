@@ -1,20 +1,10 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { open, type Database, type RootDatabase } from 'lmdb'
-import { ClosedError, IndexError, InvalidArgumentError, StoreError } from '../errors.js'
+import { IndexError, InvalidArgumentError, StoreError } from '../errors.js'
 import { abortedError, throwIfAborted } from '../internal/abort.js'
-import type {
-  AbortOptions,
-  Index,
-  IndexOptions,
-  IndexTable,
-  IndexTransaction,
-  PeerStateRecord,
-  RangeOptions,
-  RefRecord,
-  TombstoneRecord,
-} from '../types.js'
-import { assertKey, assertRangeOptions, assertTableName, CheckedTransaction, runSynchronously, type TransactionBackend } from './common.js'
+import type { AbortOptions, Index, IndexOptions, IndexTable, IndexTransaction, RangeOptions } from '../types.js'
+import { assertKey, assertRangeOptions, BaseIndex } from './common.js'
 
 const DEFAULT_MAX_TABLES = 64
 
@@ -106,52 +96,25 @@ class LmdbTable<V> implements IndexTable<V> {
   }
 }
 
-class LmdbIndex implements Index {
-  readonly refs: IndexTable<RefRecord>
-  readonly refcounts: IndexTable<number>
-  readonly peerState: IndexTable<PeerStateRecord>
-  readonly tombstones: IndexTable<TombstoneRecord>
+class LmdbIndex extends BaseIndex<LmdbTable<unknown>> {
   readonly #root: RootDatabase
-  readonly #tables = new Map<string, LmdbTable<unknown>>()
   readonly #pending = new Set<Promise<unknown>>()
-  #closed = false
-  #inTransaction = false
 
   constructor(root: RootDatabase) {
-    this.#root = root
-    this.refs = this.table('refs')
-    this.refcounts = this.table('refcounts')
-    this.peerState = this.table('peerState')
-    this.tombstones = this.table('tombstones')
-  }
-
-  table<V>(name: string): IndexTable<V> {
-    assertTableName(name)
-    this.#assertOpen()
-    let table = this.#tables.get(name)
-    if (table === undefined) {
-      // A table created inside a transaction that then rolls back would leave a dead handle.
-      if (this.#inTransaction) throw new InvalidArgumentError(`open table ${name} before the transaction, not inside it`)
+    super((name) => {
       let db: Database<unknown, Buffer>
       try {
         // `structuredClone` makes msgpack keep Maps, Sets, Dates and shared references, like the memory index.
         const tableOptions = { name, keyEncoding: 'binary', structuredClone: true } as const
-        db = this.#root.openDB<unknown, Buffer>(tableOptions)
+        db = root.openDB<unknown, Buffer>(tableOptions)
         // The cached read transaction predates the new table: renew it, or reads fail.
-        this.#root.resetReadTxn()
+        root.resetReadTxn()
       } catch (err) {
         throw indexError(err, `open table ${name} (is maxTables too small?)`)
       }
-      table = new LmdbTable(name, db, () => this.#assertOpen())
-      this.#tables.set(name, table)
-    }
-    return table as IndexTable<V>
-  }
-
-  #table(table: IndexTable<unknown>): LmdbTable<unknown> {
-    const own = this.#tables.get(table.name)
-    if (own !== table || own === undefined) throw new InvalidArgumentError(`table ${table.name} does not belong to this index`)
-    return own
+      return new LmdbTable(name, db, () => this.assertOpen())
+    })
+    this.#root = root
   }
 
   transaction<T>(fn: (tx: IndexTransaction) => T, options: AbortOptions = {}): Promise<T> {
@@ -164,29 +127,26 @@ class LmdbIndex implements Index {
   async #transaction<T>(fn: (tx: IndexTransaction) => T, options: AbortOptions): Promise<T> {
     const { signal } = options
     throwIfAborted(signal)
-    this.#assertOpen()
+    this.assertOpen()
     let outcome: { result: T } | undefined
     let thrown: { error: unknown } | undefined
     try {
       // A child transaction is rolled back when its callback throws (lmdb's batch would commit half).
       await this.#root.childTransaction(() => {
         if (signal?.aborted === true) throw abortedError(signal)
-        // Writes go straight into the child transaction (encoded, so detached from the caller)
-        // and reads inside it see them; a throw rolls all of them back.
-        const backend: TransactionBackend = {
-          read: (table, key) => this.#table(table).read(key),
-          write: (table, key, value) => this.#table(table).write(key, value),
-          remove: (table, key) => this.#table(table).remove(key),
-        }
-        const tx = new CheckedTransaction(backend, (table) => this.#tables.get(table.name) === table)
-        this.#inTransaction = true
         try {
-          outcome = { result: runSynchronously(fn, tx) }
+          // Writes go straight into the child transaction (encoded, so detached from the caller)
+          // and reads inside it see them; a throw rolls all of them back.
+          outcome = {
+            result: this.run(fn, {
+              read: (table, key) => this.own(table).read(key),
+              write: (table, key, value) => this.own(table).write(key, value),
+              remove: (table, key) => this.own(table).remove(key),
+            }),
+          }
         } catch (error) {
           thrown = { error }
           throw error
-        } finally {
-          this.#inTransaction = false
         }
       })
       // Committed is not yet durable: wait for the flush to disk.
@@ -200,18 +160,13 @@ class LmdbIndex implements Index {
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return
-    this.#closed = true
+    if (!this.markClosed()) return
     await Promise.allSettled([...this.#pending])
     try {
       await this.#root.close()
     } catch (err) {
       throw indexError(err, 'close')
     }
-  }
-
-  #assertOpen(): void {
-    if (this.#closed) throw new ClosedError('the index is closed')
   }
 }
 

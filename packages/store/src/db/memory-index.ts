@@ -1,24 +1,7 @@
-import { ClosedError, InvalidArgumentError } from '../errors.js'
+import { InvalidArgumentError } from '../errors.js'
 import { throwIfAborted } from '../internal/abort.js'
-import type {
-  AbortOptions,
-  Index,
-  IndexTable,
-  IndexTransaction,
-  PeerStateRecord,
-  RangeOptions,
-  RefRecord,
-  TombstoneRecord,
-} from '../types.js'
-import {
-  assertKey,
-  assertRangeOptions,
-  assertTableName,
-  CheckedTransaction,
-  compareUtf8,
-  runSynchronously,
-  type TransactionBackend,
-} from './common.js'
+import type { AbortOptions, Index, IndexTable, IndexTransaction, RangeOptions } from '../types.js'
+import { assertKey, assertRangeOptions, BaseIndex, compareUtf8 } from './common.js'
 
 class MemoryTable<V> implements IndexTable<V> {
   readonly name: string
@@ -96,39 +79,9 @@ class MemoryTable<V> implements IndexTable<V> {
   }
 }
 
-class InMemoryIndex implements Index {
-  readonly refs: IndexTable<RefRecord>
-  readonly refcounts: IndexTable<number>
-  readonly peerState: IndexTable<PeerStateRecord>
-  readonly tombstones: IndexTable<TombstoneRecord>
-  readonly #tables = new Map<string, MemoryTable<unknown>>()
-  #closed = false
-  #inTransaction = false
-
+class InMemoryIndex extends BaseIndex<MemoryTable<unknown>> {
   constructor() {
-    this.refs = this.table('refs')
-    this.refcounts = this.table('refcounts')
-    this.peerState = this.table('peerState')
-    this.tombstones = this.table('tombstones')
-  }
-
-  table<V>(name: string): IndexTable<V> {
-    assertTableName(name)
-    this.#assertOpen()
-    let table = this.#tables.get(name)
-    if (table === undefined) {
-      // A table created inside a transaction that then rolls back would leave a dead handle.
-      if (this.#inTransaction) throw new InvalidArgumentError(`open table ${name} before the transaction, not inside it`)
-      table = new MemoryTable(name, () => this.#assertOpen())
-      this.#tables.set(name, table)
-    }
-    return table as IndexTable<V>
-  }
-
-  #table(table: IndexTable<unknown>): MemoryTable<unknown> {
-    const own = this.#tables.get(table.name)
-    if (own !== table || own === undefined) throw new InvalidArgumentError(`table ${table.name} does not belong to this index`)
-    return own
+    super((name) => new MemoryTable(name, () => this.assertOpen()))
   }
 
   transaction<T>(fn: (tx: IndexTransaction) => T, options: AbortOptions = {}): Promise<T> {
@@ -138,20 +91,20 @@ class InMemoryIndex implements Index {
 
   #transaction<T>(fn: (tx: IndexTransaction) => T, options: AbortOptions): T {
     throwIfAborted(options.signal)
-    this.#assertOpen()
+    this.assertOpen()
     // Writes are staged until `fn` returns: a throwing `fn` leaves nothing behind.
     type Write = { value: unknown } | undefined
     const staged = new Map<MemoryTable<unknown>, Map<string, Write>>()
     const stagedIn = (table: IndexTable<unknown>) => {
-      const own = this.#table(table)
+      const own = this.own(table)
       let writes = staged.get(own)
       if (writes === undefined) staged.set(own, (writes = new Map<string, Write>()))
       return writes
     }
-    const backend: TransactionBackend = {
+    const result = this.run(fn, {
       read: (table, key) => {
         const writes = stagedIn(table)
-        if (!writes.has(key)) return this.#table(table).read(key)
+        if (!writes.has(key)) return this.own(table).read(key)
         const write = writes.get(key)
         return write === undefined ? undefined : structuredClone(write.value)
       },
@@ -165,15 +118,7 @@ class InMemoryIndex implements Index {
         stagedIn(table).set(key, { value: copy })
       },
       remove: (table, key) => void stagedIn(table).set(key, undefined),
-    }
-    const tx = new CheckedTransaction(backend, (table) => this.#tables.get(table.name) === table)
-    this.#inTransaction = true
-    let result: T
-    try {
-      result = runSynchronously(fn, tx)
-    } finally {
-      this.#inTransaction = false
-    }
+    })
     // Applying cannot fail half-way: every key and value was checked when it was staged.
     for (const [table, writes] of staged) {
       for (const [key, write] of writes) {
@@ -185,12 +130,8 @@ class InMemoryIndex implements Index {
   }
 
   close(): Promise<void> {
-    this.#closed = true
+    this.markClosed()
     return Promise.resolve()
-  }
-
-  #assertOpen(): void {
-    if (this.#closed) throw new ClosedError('the index is closed')
   }
 }
 
