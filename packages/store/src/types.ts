@@ -11,7 +11,9 @@ export type ByteSource = Uint8Array | string | Iterable<Uint8Array> | AsyncItera
 
 /** A stored blob: its id (lowercase hex SHA-256 of its bytes) and size in bytes. */
 export interface BlobInfo {
+  /** Lowercase hex SHA-256 of the blob's bytes. */
   id: string
+  /** Size in bytes. */
   size: number
 }
 
@@ -25,6 +27,7 @@ export interface GetOptions extends AbortOptions {
 
 /** One result of {@link BlobStore.scrub}. */
 export interface ScrubResult {
+  /** The blob's id. */
   id: string
   /** `false` when the blob's bytes no longer hash to its id, or it could not be read. */
   ok: boolean
@@ -69,8 +72,11 @@ export interface RangeOptions {
 
 /** One named, ordered table of the {@link Index}: string keys (ordered by UTF-8 bytes) to structured values. */
 export interface IndexTable<V> {
+  /** The table's name. */
   readonly name: string
+  /** The value under `key` (a copy), or `undefined`. */
   get(key: string): V | undefined
+  /** Whether `key` is present. */
   has(key: string): boolean
   /** Entries in key order. */
   entries(options?: RangeOptions): Iterable<[key: string, value: V]>
@@ -78,8 +84,11 @@ export interface IndexTable<V> {
 
 /** The writes of one atomic {@link Index.transaction}. Reads see the transaction's own writes. */
 export interface IndexTransaction {
+  /** The value under `key` as this transaction sees it (its own writes included). */
   get<V>(table: IndexTable<V>, key: string): V | undefined
+  /** Writes a copy of `value` (structured-clonable, not `undefined`) under `key`. */
   put<V>(table: IndexTable<V>, key: string, value: V): void
+  /** Removes `key` (nothing happens when it is absent). */
   delete<V>(table: IndexTable<V>, key: string): void
   /** Adds `delta` to a counter (absent = 0); deletes the key when it reaches 0; returns the new value. */
   add(table: IndexTable<number>, key: string, delta: number): number
@@ -115,6 +124,7 @@ export interface PeerStateRecord {
   state: 'held' | 'pending' | 'tombstone'
   /** Milliseconds since the epoch. */
   updatedAt: number
+  /** Anything else the caller needs to keep with it. */
   meta?: Record<string, unknown>
 }
 

@@ -10,7 +10,7 @@ import { removeDir, tempDir } from './helpers.js'
 const KILLS = 24
 const seed = Number(process.env.DCAS_CRASH_SEED ?? Date.now() % 1_000_000)
 
-describe(`crash safety (SIGKILL at random moments, seed ${seed})`, () => {
+describe('crash safety (SIGKILL at random moments; DCAS_CRASH_SEED replays a run)', () => {
   let dir: string
 
   beforeEach(async () => {
@@ -34,7 +34,7 @@ describe(`crash safety (SIGKILL at random moments, seed ${seed})`, () => {
 
       const store = await openBlobStore({ root: dir })
       try {
-        expect(await readdir(join(dir, 'tmp')), `kill ${kill}`).toEqual([])
+        expect(await readdir(join(dir, 'tmp')), `seed ${seed}, kill ${kill}`).toEqual([])
         // A file keeps its bytes until a rename replaces its inode: hash each inode once.
         const files = (await readdir(join(dir, 'blobs'), { recursive: true, withFileTypes: true })).filter((e) => e.isFile())
         for (const file of files) {
@@ -42,13 +42,13 @@ describe(`crash safety (SIGKILL at random moments, seed ${seed})`, () => {
           const { ino } = await stat(path)
           if (verified.get(path) === ino) continue
           const bytes = await readFile(path)
-          expect(createHash('sha256').update(bytes).digest('hex'), `kill ${kill}: ${file.name}`).toBe(file.name)
+          expect(createHash('sha256').update(bytes).digest('hex'), `seed ${seed}, kill ${kill}: ${file.name}`).toBe(file.name)
           verified.set(path, ino)
         }
         for (const id of acknowledged) {
           if (readBack.has(id) && verified.get(store.path(id)) === readBack.get(id)) continue
           const bytes = await collect(store.get(id))
-          expect(createHash('sha256').update(bytes).digest('hex'), `kill ${kill}: acknowledged ${id}`).toBe(id)
+          expect(createHash('sha256').update(bytes).digest('hex'), `seed ${seed}, kill ${kill}: acknowledged ${id}`).toBe(id)
           readBack.set(id, verified.get(store.path(id)))
         }
       } finally {
@@ -79,8 +79,8 @@ describe(`crash safety (SIGKILL at random moments, seed ${seed})`, () => {
         }
         const batches = new Set([...index.refs.entries({ prefix: 'batch/' })].map(([key]) => Number(key.slice(6))))
         const counted = new Set([...index.refcounts.entries()].map(([key]) => Number(key.split('/')[0])))
-        expect(counted, `kill ${kill}: counters without their ref`).toEqual(batches)
-        for (const batch of committed) expect(batches.has(batch), `kill ${kill}: committed batch ${batch}`).toBe(true)
+        expect(counted, `seed ${seed}, kill ${kill}: counters without their ref`).toEqual(batches)
+        for (const batch of committed) expect(batches.has(batch), `seed ${seed}, kill ${kill}: committed batch ${batch}`).toBe(true)
       } finally {
         await index.close()
       }
