@@ -1,15 +1,16 @@
 // @dcas/store: put and get of 1 MiB blobs beside raw fs + SHA-256 of the same bytes, and index
-// inserts and prefix listing beside raw LMDB, all in the same run. Each measurement runs in its
-// own process so that its peak RSS is its own.
+// inserts and prefix listing beside raw LMDB, in the same run. Each pair (subject and ceiling)
+// runs interleaved step by step, so that a busy machine slows both alike; blobs and index run in
+// processes of their own, whose peak RSS (both of the pair's) is reported.
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { openBlobStore, openIndex, type RefRecord } from '@dcas/store'
-import { emit, MiB, peakRssMiB, quick, size, throughput } from '../lib.js'
+import { emit, MiB, peakRssMiB, quick, size } from '../lib.js'
 
 const BLOB = MiB
 const total = size(1024 * MiB, 64 * MiB)
@@ -56,117 +57,132 @@ async function rawLmdb(): Promise<RawLmdb> {
   return (await import(pathToFileURL(require.resolve('lmdb')).href)) as RawLmdb
 }
 
+/**
+ * Times two alternatives interleaved step by step (alternating which goes first), so that the
+ * load of a shared machine falls on both alike; returns the seconds each took in total.
+ */
+class Interleaved {
+  ceiling = 0
+  subject = 0
+  #turn = 0
+
+  async step(ceiling: () => unknown, subject: () => unknown): Promise<void> {
+    const order = this.#turn++ % 2 === 0 ? [ceiling, subject] : [subject, ceiling]
+    for (const fn of order) {
+      const start = performance.now()
+      await fn()
+      const seconds = (performance.now() - start) / 1000
+      if (fn === ceiling) this.ceiling += seconds
+      else this.subject += seconds
+    }
+  }
+}
+
 const measurements: Record<string, (dir: string) => Promise<void>> = {
-  async 'raw-write'(dir) {
+  async blobs(dir) {
     const block = randomBytes(BLOB)
-    await mkdir(join(dir, 'raw'))
-    const value = await throughput(total, async () => {
-      for (let n = 0; n < blobs; n++) {
-        const bytes = stamp(block, n)
-        createHash('sha256').update(bytes).digest('hex')
-        const file = await open(join(dir, 'raw', String(n)), 'wx')
-        await file.write(bytes)
-        await file.sync()
-        await file.close()
-      }
-    })
-    emit({ name: CEILING_WRITE, unit: 'MB/s', value, peakRssMiB: [peakRssMiB()], isCeiling: true })
-  },
-
-  async put(dir) {
-    const block = randomBytes(BLOB)
-    const store = await openBlobStore({ root: join(dir, 'store') })
-    const value = await throughput(total, async () => {
-      for (let n = 0; n < blobs; n++) await store.put(stamp(block, n))
-    })
-    await store.close()
-    emit({ name: `store: put ${sizeLabel} as 1 MiB blobs`, unit: 'MB/s', value, peakRssMiB: [peakRssMiB()], ceiling: CEILING_WRITE })
-  },
-
-  async 'raw-read'(dir) {
-    // readFile: a fresh buffer per file, as any reader that hands the bytes on must allocate.
-    const names = await readdir(join(dir, 'raw'))
-    const value = await throughput(total, async () => {
-      for (const name of names) createHash('sha256').update(await readFile(join(dir, 'raw', name))).digest('hex')
-    })
-    emit({ name: CEILING_READ, unit: 'MB/s', value, peakRssMiB: [peakRssMiB()], isCeiling: true })
-  },
-
-  async get(dir) {
+    const raw = join(dir, 'raw')
+    await mkdir(raw)
     const store = await openBlobStore({ root: join(dir, 'store') })
     const ids: string[] = []
-    for await (const id of store.list()) ids.push(id)
+    const put = new Interleaved()
+    for (let n = 0; n < blobs; n++) {
+      await put.step(
+        async () => {
+          const bytes = stamp(block, n)
+          createHash('sha256').update(bytes).digest('hex')
+          const file = await open(join(raw, String(n)), 'wx')
+          await file.write(bytes)
+          await file.sync()
+          await file.close()
+        },
+        async () => ids.push((await store.put(stamp(block, n))).id),
+      )
+    }
+    const rss = [peakRssMiB()]
+    emit({ name: CEILING_WRITE, unit: 'MB/s', value: total / 1e6 / put.ceiling, peakRssMiB: rss, isCeiling: true })
+    emit({ name: `store: put ${sizeLabel} as 1 MiB blobs`, unit: 'MB/s', value: total / 1e6 / put.subject, peakRssMiB: rss, ceiling: CEILING_WRITE })
+
+    const get = new Interleaved()
     let read = 0
-    const value = await throughput(total, async () => {
-      for (const id of ids) for await (const piece of store.get(id)) read += piece.byteLength
-    })
+    for (let n = 0; n < blobs; n++) {
+      await get.step(
+        // readFile: a fresh buffer per file, as any reader that hands the bytes on must allocate.
+        async () => createHash('sha256').update(await readFile(join(raw, String(n)))).digest('hex'),
+        async () => {
+          for await (const piece of store.get(ids[n] ?? '')) read += piece.byteLength
+        },
+      )
+    }
     await store.close()
     if (read !== total) throw new Error(`read ${read} bytes, expected ${total}`)
-    emit({ name: `store: get ${sizeLabel} as 1 MiB blobs (verified)`, unit: 'MB/s', value, peakRssMiB: [peakRssMiB()], ceiling: CEILING_READ })
-  },
-
-  async 'raw-index'(dir) {
-    const lmdb = await rawLmdb()
-    const root = lmdb.open({ path: join(dir, 'raw.mdb'), maxDbs: 8 })
-    const db = root.openDB({ name: 'refs', keyEncoding: 'binary', structuredClone: true })
-    const inserts = await rate(refs, async () => {
-      for (let start = 0; start < refs; start += BATCH) {
-        await root.childTransaction(() => {
-          for (let n = start; n < Math.min(start + BATCH, refs); n++) db.putSync(Buffer.from(key(n)), record(n))
-        })
-        await root.flushed
-      }
-    })
-    emit({ name: CEILING_INSERT, unit: 'ops/s', value: inserts, peakRssMiB: [peakRssMiB()], isCeiling: true })
-    const prefix = Buffer.from('refs/')
-    let listed = 0
-    const listing = await rate(refs, () => {
-      for (const { key: k, value } of db.getRange({ start: prefix })) {
-        void value
-        if (prefix.compare(k, 0, prefix.byteLength) !== 0) break
-        k.toString('utf8')
-        listed++
-      }
-    })
-    if (listed !== refs) throw new Error(`listed ${listed}, expected ${refs}`)
-    emit({ name: CEILING_LIST, unit: 'ops/s', value: listing, peakRssMiB: [peakRssMiB()], isCeiling: true })
-    await root.close()
+    const rssAfter = [peakRssMiB()]
+    emit({ name: CEILING_READ, unit: 'MB/s', value: total / 1e6 / get.ceiling, peakRssMiB: rssAfter, isCeiling: true })
+    emit({ name: `store: get ${sizeLabel} as 1 MiB blobs (verified)`, unit: 'MB/s', value: total / 1e6 / get.subject, peakRssMiB: rssAfter, ceiling: CEILING_READ })
   },
 
   async index(dir) {
+    const lmdb = await rawLmdb()
+    const root = lmdb.open({ path: join(dir, 'raw.mdb'), maxDbs: 8 })
+    const db = root.openDB({ name: 'refs', keyEncoding: 'binary', structuredClone: true })
     const index = await openIndex({ path: join(dir, 'index') })
-    const inserts = await rate(refs, async () => {
-      for (let start = 0; start < refs; start += BATCH) {
-        await index.transaction((tx) => {
-          for (let n = start; n < Math.min(start + BATCH, refs); n++) tx.put(index.refs, key(n), record(n))
-        })
-      }
-    })
-    emit({ name: `index: insert ${refs.toLocaleString('en')} refs, 10,000 per transaction`, unit: 'ops/s', value: inserts, peakRssMiB: [peakRssMiB()], ceiling: CEILING_INSERT })
-    let listed = 0
-    const listing = await rate(refs, () => {
-      let after: string | undefined
-      for (;;) {
-        let last: string | undefined
-        for (const [k] of index.refs.entries({ prefix: 'refs/', after, limit: PAGE })) {
-          last = k
-          listed++
-        }
-        if (last === undefined) break
-        after = last
-      }
-    })
-    if (listed !== refs) throw new Error(`listed ${listed}, expected ${refs}`)
-    emit({ name: `index: list ${refs.toLocaleString('en')} refs by prefix, pages of 1,000`, unit: 'ops/s', value: listing, peakRssMiB: [peakRssMiB()], ceiling: CEILING_LIST })
-    await index.close()
-  },
-}
+    const insert = new Interleaved()
+    for (let start = 0; start < refs; start += BATCH) {
+      const end = Math.min(start + BATCH, refs)
+      await insert.step(
+        async () => {
+          await root.childTransaction(() => {
+            for (let n = start; n < end; n++) db.putSync(Buffer.from(key(n)), record(n))
+          })
+          await root.flushed
+        },
+        () =>
+          index.transaction((tx) => {
+            for (let n = start; n < end; n++) tx.put(index.refs, key(n), record(n))
+          }),
+      )
+    }
+    let rss = [peakRssMiB()]
+    emit({ name: CEILING_INSERT, unit: 'ops/s', value: refs / insert.ceiling, peakRssMiB: rss, isCeiling: true })
+    emit({ name: `index: insert ${refs.toLocaleString('en')} refs, 10,000 per transaction`, unit: 'ops/s', value: refs / insert.subject, peakRssMiB: rss, ceiling: CEILING_INSERT })
 
-/** Operations per second for `count` operations done by `fn`. */
-async function rate(count: number, fn: () => Promise<void> | void): Promise<number> {
-  const start = performance.now()
-  await fn()
-  return count / ((performance.now() - start) / 1000)
+    const prefix = Buffer.from('refs/')
+    const list = new Interleaved()
+    const ROUNDS = 4
+    for (let round = 0; round < ROUNDS; round++) {
+      await list.step(
+        () => {
+          let listed = 0
+          for (const { key: k, value } of db.getRange({ start: prefix })) {
+            if (prefix.compare(k, 0, prefix.byteLength) !== 0) break
+            k.toString('utf8')
+            void value
+            listed++
+          }
+          if (listed !== refs) throw new Error(`raw listed ${listed}, expected ${refs}`)
+        },
+        () => {
+          let listed = 0
+          let after: string | undefined
+          for (;;) {
+            let last: string | undefined
+            for (const [k] of index.refs.entries({ prefix: 'refs/', after, limit: PAGE })) {
+              last = k
+              listed++
+            }
+            if (last === undefined) break
+            after = last
+          }
+          if (listed !== refs) throw new Error(`listed ${listed}, expected ${refs}`)
+        },
+      )
+    }
+    rss = [peakRssMiB()]
+    emit({ name: CEILING_LIST, unit: 'ops/s', value: (ROUNDS * refs) / list.ceiling, peakRssMiB: rss, isCeiling: true })
+    emit({ name: `index: list ${refs.toLocaleString('en')} refs by prefix, pages of 1,000`, unit: 'ops/s', value: (ROUNDS * refs) / list.subject, peakRssMiB: rss, ceiling: CEILING_LIST })
+    await index.close()
+    await root.close()
+  },
 }
 
 const [mode, name, dir] = process.argv.slice(2).filter((arg) => arg !== '--quick')
