@@ -1,14 +1,13 @@
 // encrypt / decrypt: header, file key, payload, armor.
-import { randomBytes } from 'node:crypto'
 import { MAX_ARMOR_WHITESPACE, armor, dearmor, isWhitespace } from './armor.js'
 import { InvalidArgumentError, TruncatedError } from './errors.js'
 import { encodeHeader, readHeader, verifyHeaderMac, type Header, type Stanza } from './header.js'
 import { parseIdentity, parseRecipient, type X25519Identity } from './keys.js'
+import { randomnessFor, type EncryptionRandomness } from './randomness.js'
 import { ByteReader, throwIfAborted } from './reader.js'
 import {
   DEFAULT_MAX_WORK_FACTOR,
   DEFAULT_WORK_FACTOR,
-  FILE_KEY_BYTES,
   checkScryptAlone,
   checkScryptOptions,
   noMatch,
@@ -18,62 +17,84 @@ import {
   wrapX25519,
 } from './stanzas.js'
 import { PAYLOAD_NONCE_SIZE, openPayload, payloadKey, sealPayload } from './stream.js'
-import type { ByteSource, DecryptOptions, EncryptOptions, PassphraseDecryptOptions, PassphraseEncryptOptions } from './types.js'
+import type {
+  AbortOptions,
+  ByteSource,
+  DecryptOptions,
+  EncryptOptions,
+  PassphraseDecryptOptions,
+  PassphraseEncryptOptions,
+} from './types.js'
 
 const ARMOR_DASHES = Buffer.from('-----', 'latin1')
 
-/** Header, payload nonce, then the sealed chunks; armored on request. */
+/** Header, payload nonce, then the sealed chunks. */
 async function* encryptWith(
   source: ByteSource,
-  stanzas: (fileKey: Uint8Array) => Promise<Stanza[]> | Stanza[],
-  options: EncryptOptions,
+  stanzas: (fileKey: Uint8Array, random: EncryptionRandomness) => Promise<Stanza[]> | Stanza[],
+  options: AbortOptions,
+  pickRandomness: () => EncryptionRandomness,
 ): AsyncGenerator<Uint8Array> {
   const { signal } = options
   throwIfAborted(signal)
+  const random = pickRandomness()
   const reader = new ByteReader(source, signal)
-  const fileKey = randomBytes(FILE_KEY_BYTES)
+  let fileKey: Buffer | undefined
   try {
-    const header = encodeHeader(await stanzas(fileKey), fileKey)
+    fileKey = random.fileKey()
+    const header = encodeHeader(await stanzas(fileKey, random), fileKey)
     throwIfAborted(signal)
-    const nonce = randomBytes(PAYLOAD_NONCE_SIZE)
+    const nonce = random.payloadNonce()
     const key = payloadKey(fileKey, nonce)
     fileKey.fill(0)
     yield Buffer.concat([header, nonce])
     yield* sealPayload(reader, key, signal)
   } finally {
-    fileKey.fill(0)
+    fileKey?.fill(0)
     await reader.close()
   }
 }
 
-function armored(output: AsyncGenerator<Uint8Array>, options: EncryptOptions): AsyncGenerator<Uint8Array> {
+/** Wraps the output in the ASCII armor when `options.armor` asks for it. */
+function armored(output: AsyncGenerator<Uint8Array>, options: { armor?: boolean }): AsyncGenerator<Uint8Array> {
   return options.armor === true ? armor(output) : output
 }
 
 /**
- * Encrypts `source` to one or more `age1…` recipients, as a stream of age v1 bytes.
+ * Encrypts `source` to one or more `age1…` recipients, as a stream of age v1 bytes
+ * that `age -d` (or any age implementation) decrypts with a matching identity.
  *
- * Errors (an invalid recipient, an abort, a failing source) are thrown by the
- * iteration, never by the call itself.
+ * Memory stays bounded whatever the size: one 64 KiB chunk (plus one source piece)
+ * is held at a time, and the source is pulled only as fast as the output is consumed.
+ * Errors (an invalid recipient or seed, an abort, a failing source) are thrown by
+ * the iteration, never by the call itself.
+ *
+ * With `options.seed` the output is deterministic (keyed convergent encryption):
+ * read {@link EncryptOptions.seed} for what that reveals and how to pick the seed.
  */
 export function encrypt(source: ByteSource, recipients: readonly string[], options: EncryptOptions = {}): AsyncGenerator<Uint8Array> {
   return armored(
     encryptWith(
       source,
-      (fileKey) => {
+      (fileKey, random) => {
         if (!Array.isArray(recipients) || recipients.length === 0) {
           throw new InvalidArgumentError('encrypt needs at least one recipient')
         }
         const keys = recipients.map(parseRecipient)
-        return keys.map((key) => wrapX25519(fileKey, key))
+        return keys.map((key, index) => wrapX25519(fileKey, key, random.ephemeral(index)))
       },
       options,
+      () => randomnessFor(options.seed),
     ),
     options,
   )
 }
 
-/** Encrypts `source` under a passphrase (an scrypt stanza, alone in its header as age requires). */
+/**
+ * Encrypts `source` under a passphrase: one scrypt stanza, alone in its header as age
+ * requires (`age -d` asks for the passphrase). Always randomized: a `seed` in the
+ * options (possible from JavaScript) fails with `ERR_INVALID_ARGUMENT`.
+ */
 export function encryptWithPassphrase(
   source: ByteSource,
   passphrase: string,
@@ -81,7 +102,17 @@ export function encryptWithPassphrase(
 ): AsyncGenerator<Uint8Array> {
   const workFactor = options.workFactor ?? DEFAULT_WORK_FACTOR
   return armored(
-    encryptWith(source, async (fileKey) => [await wrapScrypt(fileKey, passphrase, workFactor)], options),
+    encryptWith(
+      source,
+      async (fileKey) => [await wrapScrypt(fileKey, passphrase, workFactor)],
+      options,
+      () => {
+        if ((options as { seed?: unknown }).seed !== undefined) {
+          throw new InvalidArgumentError('seed is for X25519 recipients only: passphrase encryption is always randomized')
+        }
+        return randomnessFor(undefined)
+      },
+    ),
     options,
   )
 }

@@ -24,6 +24,9 @@ async function gather(stream: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
 /**
  * Encrypts an in-memory payload to `recipients` and returns the whole age file
  * as one array. For large or streamed data use {@link encrypt}.
+ *
+ * `options.seed` (32 secret bytes, unique per plaintext) makes the result
+ * deterministic: read {@link EncryptOptions.seed}.
  */
 export async function encryptBytes(
   plaintext: Uint8Array | string,

@@ -38,6 +38,7 @@ export {
   type IdentityFileContents,
 } from './identity-file.js'
 export { DEFAULT_MAX_WORK_FACTOR, DEFAULT_WORK_FACTOR } from './stanzas.js'
+export { SEED_BYTES } from './randomness.js'
 export {
   AbortedError,
   ArmorError,

@@ -8,12 +8,8 @@ const RECIPIENT_HRP = 'age'
 // Placeholder public half for JWK private-key import: Node requires `x` but derives the key from `d` alone.
 const UNUSED_X = 'A'.repeat(43)
 
-/** An X25519 identity ready to unwrap stanzas. */
-export interface X25519Identity {
-  readonly privateKey: KeyObject
-  /** The raw public key, part of the HKDF salt. */
-  readonly publicKey: Uint8Array
-}
+/** An X25519 identity ready to unwrap stanzas; `publicKey` (raw) is part of the HKDF salt. */
+export type X25519Identity = X25519KeyPair
 
 function base64url(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url')
@@ -54,8 +50,7 @@ export function parseIdentity(identity: string): X25519Identity {
   if (decoded.hrp !== IDENTITY_HRP) throw new InvalidIdentityError('malformed identity: expected AGE-SECRET-KEY-1…')
   if (decoded.data.length !== 32) throw new InvalidIdentityError('malformed identity: the key is not 32 bytes')
   try {
-    const privateKey = privateKeyFromRaw(decoded.data)
-    return { privateKey, publicKey: rawPublicKey(createPublicKey(privateKey)) }
+    return x25519FromRaw(decoded.data)
   } catch (cause) {
     throw new InvalidIdentityError('malformed identity: not an X25519 key', { cause })
   } finally {
@@ -85,10 +80,22 @@ export function parseRecipient(recipient: string): Uint8Array {
   return decoded.data
 }
 
-/** A new X25519 key pair as raw bytes (private) and a KeyObject, for identities and ephemeral shares. */
-export function generateX25519(): { privateKey: KeyObject; publicKey: Uint8Array } {
+/** An X25519 key pair: the private half as a KeyObject, the public half as raw bytes. */
+export interface X25519KeyPair {
+  readonly privateKey: KeyObject
+  readonly publicKey: Uint8Array
+}
+
+/** A new random X25519 key pair, for ephemeral shares. */
+export function generateX25519(): X25519KeyPair {
   const { privateKey, publicKey } = generateKeyPairSync('x25519')
   return { privateKey, publicKey: rawPublicKey(publicKey) }
+}
+
+/** The X25519 key pair of a raw 32-byte secret scalar. */
+export function x25519FromRaw(secret: Uint8Array): X25519KeyPair {
+  const privateKey = privateKeyFromRaw(secret)
+  return { privateKey, publicKey: rawPublicKey(createPublicKey(privateKey)) }
 }
 
 /** A new `AGE-SECRET-KEY-1…` string. */

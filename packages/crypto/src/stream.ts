@@ -118,12 +118,15 @@ export async function* openPayload(reader: ByteReader, key: KeyObject, signal?: 
       for (const piece of plain) yield piece
       return
     }
-    if (size === ENCRYPTED_CHUNK_SIZE) {
-      const notLast = openChunk(key, nonce.setLast(false), views, size)
-      if (notLast !== undefined) {
-        for (const piece of notLast) yield piece
-        throw new TruncatedError(`the input ends after ${nonce.index + 1} full chunks without a last chunk`)
+    // Authentic but not marked last: the writer stopped before its last chunk.
+    const notLast = openChunk(key, nonce.setLast(false), views, size)
+    if (notLast !== undefined) {
+      if (size !== ENCRYPTED_CHUNK_SIZE) {
+        // Only full chunks may be non-last: this one is released neither way.
+        throw new TruncatedError(`${at} is short and not marked last: the stream ends without a last chunk`)
       }
+      for (const piece of notLast) yield piece
+      throw new TruncatedError(`the input ends after ${nonce.index + 1} full chunks without a last chunk`)
     }
     throw new ChunkAuthError(`${at} failed authentication: altered, or the input was cut inside it`)
   }
