@@ -2,6 +2,8 @@
 import { AbortedError, InvalidArgumentError } from './errors.js'
 import type { ByteSource } from './types.js'
 
+const EMPTY = new Uint8Array(0)
+
 /** Throws the typed abort error when `signal` is aborted. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted === true) throw new AbortedError('the operation was aborted', { cause: signal.reason })
@@ -82,7 +84,8 @@ export class ByteReader {
       const piece = this.pieces[this.head]!
       if (piece.length <= n) {
         out.push(piece)
-        this.head++
+        // Drop the reference now: a consumed piece must not stay alive until the next compaction.
+        this.pieces[this.head++] = EMPTY
         n -= piece.length
         this.length -= piece.length
       } else {
@@ -130,14 +133,6 @@ export class ByteReader {
       base += piece.length
     }
     return -1
-  }
-
-  /** Puts bytes back in front of the buffered ones. */
-  unshift(bytes: Uint8Array): void {
-    if (bytes.length === 0) return
-    if (this.head > 0) this.pieces[--this.head] = bytes
-    else this.pieces.unshift(bytes)
-    this.length += bytes.length
   }
 
   /** Stops the source (when the consumer stops early or fails) and removes the abort listener. */
