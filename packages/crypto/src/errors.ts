@@ -58,14 +58,17 @@ export class ChunkAuthError extends CryptoError {
   }
 }
 
-/** The input ended before a complete age file: inside the header, before the nonce, or before a last chunk. */
+/**
+ * The input ended before a complete age file: inside the header, before the payload nonce, or
+ * without a chunk marked last. The chunks before the cut were released, each verified.
+ */
 export class TruncatedError extends CryptoError {
   constructor(message: string, options?: ErrorOptions) {
     super('ERR_TRUNCATED', message, options)
   }
 }
 
-/** Bytes follow the last chunk of the payload. */
+/** Bytes follow a full-size last chunk (after a shorter one they make it fail as {@link ChunkAuthError}). */
 export class TrailingDataError extends CryptoError {
   constructor(message = 'data follows the last chunk', options?: ErrorOptions) {
     super('ERR_TRAILING_DATA', message, options)
@@ -121,7 +124,10 @@ export class ArmorError extends CryptoError {
   }
 }
 
-/** An argument of a call is invalid: a source item that is not a `Uint8Array`, an empty recipient list, an option out of range. */
+/**
+ * An argument of a call is invalid: a source item that is not a `Uint8Array`, an empty recipient
+ * list, an option out of range, a `seed` that is not 32 bytes or that passphrase encryption was given.
+ */
 export class InvalidArgumentError extends CryptoError {
   constructor(message: string, options?: ErrorOptions) {
     super('ERR_INVALID_ARGUMENT', message, options)

@@ -4,7 +4,8 @@
  * Stream encryption in the age v1 format (age-encryption.org/v1), built on
  * `node:crypto`: what dcas writes, `age -d` reads, and the reverse. X25519 and
  * passphrase (scrypt) recipients, binary or ASCII-armored files, identity files
- * shared with the age command line.
+ * shared with the age command line, and deterministic encryption (`seed`) for
+ * content-addressed storage.
  *
  * @example
  * ```ts

@@ -5,7 +5,7 @@ import { generateX25519, x25519FromRaw, type X25519KeyPair } from './keys.js'
 import { FILE_KEY_BYTES } from './stanzas.js'
 import { PAYLOAD_NONCE_SIZE } from './stream.js'
 
-/** Length of `EncryptOptions.seed`. */
+/** Length in bytes of `EncryptOptions.seed`: 32. */
 export const SEED_BYTES = 32
 
 // HKDF-SHA256 over the seed: one salt for the scheme, one `info` per value. Changing any of
