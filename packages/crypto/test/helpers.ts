@@ -7,6 +7,17 @@ export async function collect(stream: AsyncIterable<Uint8Array>): Promise<Buffer
   return Buffer.concat(parts)
 }
 
+/** Runs a stream to its end: the bytes it released, and the `code` of the error it failed with, or `'ok'`. */
+export async function outcome(stream: AsyncIterable<Uint8Array>): Promise<{ code: string; released: Buffer }> {
+  const released: Uint8Array[] = []
+  try {
+    for await (const piece of stream) released.push(piece)
+    return { code: 'ok', released: Buffer.concat(released) }
+  } catch (err) {
+    return { code: String((err as { code?: unknown }).code ?? err), released: Buffer.concat(released) }
+  }
+}
+
 /** Runs a stream to its end and returns the `code` of the error it fails with, or `'ok'`. */
 export async function failureCode(stream: AsyncIterable<Uint8Array>): Promise<string> {
   try {
