@@ -50,12 +50,19 @@ export class ByteReader {
     }
   }
 
-  /** Reads one more piece from the source; returns `false` at its end. */
-  async pull(): Promise<boolean> {
-    if (this.done) return false
+  /**
+   * The source's next result: as it is from a synchronous iterator (no turn of the
+   * event loop per piece), raced with the abort signal from an asynchronous one.
+   */
+  private next(): IteratorResult<Uint8Array> | PromiseLike<IteratorResult<Uint8Array>> {
     throwIfAborted(this.signal)
     const next = this.iterator.next()
-    const result = this.abortPromise === undefined ? await next : await Promise.race([next, this.abortPromise])
+    if (!isPromiseLike(next)) return next
+    return this.abortPromise === undefined ? next : Promise.race([next, this.abortPromise])
+  }
+
+  /** Buffers the piece of one result; returns `false` at the end of the source. */
+  private accept(result: IteratorResult<Uint8Array>): boolean {
     if (result.done === true) {
       this.done = true
       return false
@@ -71,9 +78,19 @@ export class ByteReader {
     return true
   }
 
+  /** Reads one more piece from the source; returns `false` at its end. */
+  async pull(): Promise<boolean> {
+    if (this.done) return false
+    const next = this.next()
+    return this.accept(isPromiseLike(next) ? await next : next)
+  }
+
   /** Pulls until at least `n` bytes are buffered or the source ends; returns whether `n` are there. */
   async fill(n: number): Promise<boolean> {
-    while (this.length < n && (await this.pull()));
+    while (this.length < n && !this.done) {
+      const next = this.next()
+      this.accept(isPromiseLike(next) ? await next : next)
+    }
     return this.length >= n
   }
 
@@ -161,6 +178,10 @@ export function joinViews(views: readonly Uint8Array[], total: number): Uint8Arr
     offset += v.length
   }
   return out
+}
+
+function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown }).then === 'function'
 }
 
 function describe(value: unknown): string {
