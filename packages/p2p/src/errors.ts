@@ -18,6 +18,7 @@ export const P2P_ERROR_CODES = [
   'ERR_IDENTITY',
   'ERR_INVALID_ADDRESS',
   'ERR_ABORTED',
+  'ERR_LISTEN_FAILED',
 ] as const
 
 /** One of {@link P2P_ERROR_CODES}. */
@@ -53,5 +54,40 @@ export class ProtocolError extends P2PError {
 export class AbortedError extends P2PError {
   constructor(message = 'the operation was aborted', options?: ErrorOptions) {
     super('ERR_ABORTED', message, options)
+  }
+}
+
+/** The node identity on disk is missing, unreadable or malformed. */
+export class IdentityError extends P2PError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_IDENTITY', message, options)
+  }
+}
+
+/** The remote speaks no protocol version we do. */
+export class ProtocolVersionError extends P2PError {
+  constructor(message = 'no protocol version in common with the peer', options?: ErrorOptions) {
+    super('ERR_PROTOCOL_VERSION', message, options)
+  }
+}
+
+/** The address could not be reached (nothing listens, a TLS failure, or the handshake timed out). */
+export class DialFailedError extends P2PError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_DIAL_FAILED', message, options)
+  }
+}
+
+/** An address is not `host:port`. */
+export class InvalidAddressError extends P2PError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_INVALID_ADDRESS', message, options)
+  }
+}
+
+/** The listen address could not be bound (in use, not local), or the transport already listens. */
+export class ListenFailedError extends P2PError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_LISTEN_FAILED', message, options)
   }
 }
