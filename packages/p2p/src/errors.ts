@@ -19,6 +19,7 @@ export const P2P_ERROR_CODES = [
   'ERR_INVALID_ADDRESS',
   'ERR_ABORTED',
   'ERR_LISTEN_FAILED',
+  'ERR_INVALID_OPTIONS',
 ] as const
 
 /** One of {@link P2P_ERROR_CODES}. */
@@ -89,5 +90,12 @@ export class InvalidAddressError extends P2PError {
 export class ListenFailedError extends P2PError {
   constructor(message: string, options?: ErrorOptions) {
     super('ERR_LISTEN_FAILED', message, options)
+  }
+}
+
+/** An option passed to a factory or call is invalid (e.g. an empty cluster secret, a malformed node id). */
+export class InvalidOptionsError extends P2PError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_INVALID_OPTIONS', message, options)
   }
 }
