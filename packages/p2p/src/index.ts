@@ -9,3 +9,14 @@
 export type { AbortOptions, Connection, ConnectionHandler, Stream, Transport } from './types.js'
 export { AbortedError, P2PError, P2P_ERROR_CODES, PeerUnauthorizedError, ProtocolError } from './errors.js'
 export type { P2PErrorCode } from './errors.js'
+export {
+  AddressInUseError,
+  ConnectionClosedError,
+  DialFailedError,
+  FrameTooLargeError,
+  InvalidAddressError,
+  PeerTimeoutError,
+  StreamClosedError,
+  StreamResetError,
+  TooManyStreamsError,
+} from './errors.js'
