@@ -9,6 +9,17 @@
 export type { AbortOptions, Connection, ConnectionHandler, Stream, Transport } from './types.js'
 export { AbortedError, P2PError, P2P_ERROR_CODES, PeerUnauthorizedError, ProtocolError } from './errors.js'
 export type { P2PErrorCode } from './errors.js'
+export {
+  AddressInUseError,
+  ConnectionClosedError,
+  DialFailedError,
+  FrameTooLargeError,
+  InvalidAddressError,
+  PeerTimeoutError,
+  StreamClosedError,
+  StreamResetError,
+  TooManyStreamsError,
+} from './errors.js'
 export { createIdentity, loadOrCreateIdentity, nodeIdFromCertificate } from './identity/identity.js'
 export type { NodeIdentity } from './identity/identity.js'
-export { DialFailedError, IdentityError, InvalidAddressError, ListenFailedError, ProtocolVersionError } from './errors.js'
+export { IdentityError, InvalidOptionsError, ListenFailedError, ProtocolVersionError } from './errors.js'

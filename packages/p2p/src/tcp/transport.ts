@@ -3,10 +3,14 @@ import type { Socket } from 'node:net'
 import { connect, createServer, type Server, type TLSSocket } from 'node:tls'
 import {
   AbortedError,
+  AddressInUseError,
+  ConnectionClosedError,
   DialFailedError,
   InvalidOptionsError,
   ListenFailedError,
   P2PError,
+  PeerTimeoutError,
+  ProtocolError,
 } from '../errors.js'
 import type { NodeIdentity } from '../identity/identity.js'
 import type { CreateMuxedConnection, MuxerOptions } from '../muxer/types.js'
@@ -214,6 +218,7 @@ class TcpTransportImpl implements TcpTransport {
       this.#server = undefined
       server.close()
       if (cause instanceof P2PError) throw cause
+      if ((cause as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new AddressInUseError(`${address} is in use`, { cause })
       throw new ListenFailedError(`cannot listen on ${address}: ${(cause as Error).message}`, { cause })
     }
     // After a successful listen, accept errors (e.g. EMFILE) must not crash the process.
@@ -269,7 +274,7 @@ class TcpTransportImpl implements TcpTransport {
     this.#address = undefined
     const serverClosed = server === undefined ? Promise.resolve() : new Promise<void>((resolve) => server.close(() => resolve()))
     for (const { raw, admission } of this.#pending.values()) {
-      admission.abort(new P2PError('ERR_CONNECTION_CLOSED', 'the transport is closing'))
+      admission.abort(new ConnectionClosedError('the transport is closing'))
       raw.destroy()
     }
     for (const socket of this.#dialling) socket.destroy()
@@ -287,7 +292,7 @@ class TcpTransportImpl implements TcpTransport {
           options.signal?.addEventListener('abort', onAbort)
         }),
       ])
-      const reason = new P2PError('ERR_CONNECTION_CLOSED', 'the transport closed')
+      const reason = new ConnectionClosedError('the transport closed')
       for (const c of connections) c.abort(reason)
       await Promise.all(connections.map((c) => c.closed))
       await serverClosed
@@ -309,12 +314,12 @@ class TcpTransportImpl implements TcpTransport {
     const key = `${raw.remoteAddress}|${raw.remotePort}`
     if (this.#pending.size >= this.#maxPendingHandshakes) {
       raw.destroy()
-      this.#report(new P2PError('ERR_PEER_TIMEOUT', 'too many connections in handshake; dropped at accept'), this.#remoteOf(raw))
+      this.#report(new PeerTimeoutError('too many connections in handshake; dropped at accept'), this.#remoteOf(raw))
       return
     }
     const admission = new AbortController()
     const deadline = setTimeout(() => {
-      admission.abort(new P2PError('ERR_PEER_TIMEOUT', `no admission within ${this.#handshakeTimeout} ms`))
+      admission.abort(new PeerTimeoutError(`no admission within ${this.#handshakeTimeout} ms`))
       raw.destroy()
     }, this.#handshakeTimeout)
     this.#pending.set(key, { raw, admission, deadline })
@@ -331,8 +336,8 @@ class TcpTransportImpl implements TcpTransport {
       timedOut instanceof P2PError
         ? timedOut
         : (cause as NodeJS.ErrnoException).code === 'ERR_TLS_HANDSHAKE_TIMEOUT'
-          ? new P2PError('ERR_PEER_TIMEOUT', `no TLS handshake within ${this.#handshakeTimeout} ms`, { cause })
-          : new P2PError('ERR_PROTOCOL', `TLS handshake failed: ${cause.message}`, { cause })
+          ? new PeerTimeoutError(`no TLS handshake within ${this.#handshakeTimeout} ms`, { cause })
+          : new ProtocolError(`TLS handshake failed: ${cause.message}`, { cause })
     this.#report(error, this.#remoteOf(socket))
   }
 
@@ -348,12 +353,12 @@ class TcpTransportImpl implements TcpTransport {
     let connection: Connection
     try {
       const { remoteNodeId } = await admit(socket, 'inbound', this.#policy, pending.admission.signal)
-      if (this.#closed) throw new P2PError('ERR_CONNECTION_CLOSED', 'the transport is closing')
+      if (this.#closed) throw new ConnectionClosedError('the transport is closing')
       connection = this.#connect(socket, 'inbound', remoteNodeId, remoteAddress)
     } catch (err) {
       if (isRefusal(err)) endRefused(socket, this.#handshakeTimeout)
       else socket.destroy()
-      const error = err instanceof P2PError ? err : new P2PError('ERR_PROTOCOL', 'admission failed', { cause: err })
+      const error = err instanceof P2PError ? err : new ProtocolError('admission failed', { cause: err })
       this.#report(error, remoteAddress)
       return
     } finally {
