@@ -141,6 +141,8 @@ class TcpTransportImpl implements TcpTransport {
   readonly #pending = new Map<string, PendingInbound>()
   /** Outbound sockets between connect and admission. */
   readonly #dialling = new Set<TLSSocket>()
+  /** Every inbound socket until it closes (pending, refused and lingering, or muxed), so close() leaves none behind. */
+  readonly #inbound = new Set<Socket>()
   readonly #connections = new Set<Connection>()
 
   constructor(init: TcpTransportInit, createMuxedConnection: CreateMuxedConnection) {
@@ -295,6 +297,8 @@ class TcpTransportImpl implements TcpTransport {
       const reason = new ConnectionClosedError('the transport closed')
       for (const c of connections) c.abort(reason)
       await Promise.all(connections.map((c) => c.closed))
+      // Refused sockets still lingering for their verdict to be read, and anything the muxer left open.
+      for (const raw of this.#inbound) raw.destroy()
       await serverClosed
     } finally {
       clearTimeout(timer)
@@ -314,9 +318,10 @@ class TcpTransportImpl implements TcpTransport {
     const key = `${raw.remoteAddress}|${raw.remotePort}`
     if (this.#pending.size >= this.#maxPendingHandshakes) {
       raw.destroy()
-      this.#report(new PeerTimeoutError('too many connections in handshake; dropped at accept'), this.#remoteOf(raw))
+      this.#report(new ConnectionClosedError('too many connections in handshake; dropped at accept'), this.#remoteOf(raw))
       return
     }
+    this.#inbound.add(raw)
     const admission = new AbortController()
     const deadline = setTimeout(() => {
       admission.abort(new PeerTimeoutError(`no admission within ${this.#handshakeTimeout} ms`))
@@ -324,6 +329,7 @@ class TcpTransportImpl implements TcpTransport {
     }, this.#handshakeTimeout)
     this.#pending.set(key, { raw, admission, deadline })
     raw.once('close', () => {
+      this.#inbound.delete(raw)
       clearTimeout(deadline)
       if (this.#pending.get(key)?.raw === raw) this.#pending.delete(key)
     })
