@@ -20,3 +20,6 @@ export {
   StreamResetError,
   TooManyStreamsError,
 } from './errors.js'
+export { createMuxedConnection, MUXER_DEFAULTS } from './muxer/connection.js'
+export type { CreateMuxedConnection, MuxerOptions } from './muxer/types.js'
+export { createMemoryDuplexPair } from './memory/duplex.js'
