@@ -13,6 +13,7 @@ import {
   ProtocolError,
 } from '../errors.js'
 import type { NodeIdentity } from '../identity/identity.js'
+import { createMuxedConnection } from '../muxer/connection.js'
 import type { CreateMuxedConnection, MuxerOptions } from '../muxer/types.js'
 import type { AbortOptions, Connection, ConnectionHandler, Transport } from '../types.js'
 import { formatAddress, parseAddress } from './address.js'
@@ -393,9 +394,17 @@ class TcpTransportImpl implements TcpTransport {
 }
 
 /**
- * Internal: builds the TCP transport over a given muxer. The public factory
- * `tcpTransport` passes the package's yamux implementation.
+ * Creates the TCP transport: TLS 1.3 with both sides presenting their
+ * certificate, admission (cluster secret proved over the session, or the
+ * allow-list) before any application byte, then the yamux multiplexer.
+ *
+ * @example
+ * ```ts
+ * const transport = tcpTransport({ identity: await loadOrCreateIdentity(dir), clusterSecret })
+ * await transport.listen('0.0.0.0:7400', (connection) => serve(connection))
+ * const connection = await transport.dial('10.0.0.2:7400')
+ * ```
  */
-export function createTcpTransport(init: TcpTransportInit, createMuxedConnection: CreateMuxedConnection): TcpTransport {
+export function tcpTransport(init: TcpTransportInit): TcpTransport {
   return new TcpTransportImpl(init, createMuxedConnection)
 }
