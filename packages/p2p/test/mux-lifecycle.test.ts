@@ -1,19 +1,10 @@
 import { setTimeout as delay } from 'node:timers/promises'
-import { afterEach, describe, expect, it } from 'vitest'
-import { createMemoryDuplexPair, createMuxedConnection, PeerTimeoutError, type Connection } from '../src/index.js'
+import { describe, expect, it } from 'vitest'
+import { createMemoryDuplexPair, createMuxedConnection, PeerTimeoutError } from '../src/index.js'
 import type { MemoryDuplex } from '../src/memory/duplex.js'
-import { accept, errorOf, LISTENER_ID, muxedPair, readText, send } from './mux-helpers.js'
+import { abortedAfterEach, accept, errorOf, LISTENER_ID, muxedPair, readText, send } from './mux-helpers.js'
 
-const open: Connection[] = []
-
-function track<T extends { dialler: Connection; listener: Connection }>(pair: T): T {
-  open.push(pair.dialler, pair.listener)
-  return pair
-}
-
-afterEach(() => {
-  for (const connection of open.splice(0)) connection.abort()
-})
+const track = abortedAfterEach()
 
 describe('muxer keep-alive', () => {
   it('fails every stream and the connection with ERR_PEER_TIMEOUT when the remote falls silent', async () => {
