@@ -6,3 +6,54 @@ export interface AbortOptions {
 
 /** Bytes to encrypt or decrypt: one buffer, a string (UTF-8), or an (async) iterable of buffers. */
 export type ByteSource = Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>
+
+/** Options of `encrypt` and `encryptBytes`. */
+export interface EncryptOptions extends AbortOptions {
+  /** Wrap the output in the age ASCII armor (`-----BEGIN AGE ENCRYPTED FILE-----`). Default `false`. */
+  armor?: boolean
+  /**
+   * Makes the encryption deterministic: exactly 32 bytes (else `ERR_INVALID_ARGUMENT`).
+   * Everything age draws at random (the file key, each recipient stanza's ephemeral
+   * X25519 secret, the payload nonce) is derived from the seed with HKDF-SHA256 instead,
+   * so the same seed, plaintext and recipients (in the same order) always give the
+   * same bytes. The output is a normal age file: any age implementation decrypts it.
+   *
+   * This is keyed convergent encryption, for content-addressed storage where equal
+   * plaintexts must give equal ciphertexts. The seed must be:
+   * - **secret**: whoever knows it can confirm a guess of the plaintext;
+   * - **unique per plaintext**: two different plaintexts under one seed share the file
+   *   key and payload nonce, which breaks ChaCha20-Poly1305 (keystream reuse, forgeries).
+   *   Derive it from the plaintext with a secret key, e.g.
+   *   `HMAC-SHA256(ownerSecret, SHA-256(plaintext))`, as the dcas server does.
+   *
+   * Equal seeds reveal equal plaintexts (that is the point); nothing else is revealed.
+   * Not available for passphrase (scrypt) encryption, which is always randomized.
+   */
+  seed?: Uint8Array
+}
+
+/** Options of `encryptWithPassphrase` (no `seed`: passphrase encryption is always randomized). */
+export interface PassphraseEncryptOptions extends Omit<EncryptOptions, 'seed'> {
+  /** scrypt work factor, log2 of N, from 1 to 30. Default 18 (age's default: about 1 s and 256 MiB). */
+  workFactor?: number
+}
+
+/** Options of `decrypt` and `decryptBytes`. Armored input is detected by itself. */
+export type DecryptOptions = AbortOptions
+
+/** Options of `decryptWithPassphrase`. */
+export interface PassphraseDecryptOptions extends DecryptOptions {
+  /**
+   * Highest scrypt work factor (log2 of N) a file may ask for, from 1 to 30; above it
+   * decryption fails with `ERR_WORK_FACTOR` before any work. Default 20 (1 GiB of memory).
+   */
+  maxWorkFactor?: number
+}
+
+/** Options of `writeIdentityFile`. */
+export interface WriteIdentityFileOptions extends AbortOptions {
+  /** Replace an existing file instead of failing with `ERR_IDENTITY_FILE_EXISTS`. Default `false`. */
+  overwrite?: boolean
+  /** Time written in the `# created:` comment. Default: now. */
+  created?: Date
+}

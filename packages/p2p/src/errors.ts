@@ -18,6 +18,9 @@ export const P2P_ERROR_CODES = [
   'ERR_IDENTITY',
   'ERR_INVALID_ADDRESS',
   'ERR_ABORTED',
+  'ERR_ADDRESS_IN_USE',
+  'ERR_LISTEN_FAILED',
+  'ERR_INVALID_OPTIONS',
 ] as const
 
 /** One of {@link P2P_ERROR_CODES}. */
@@ -53,5 +56,96 @@ export class ProtocolError extends P2PError {
 export class AbortedError extends P2PError {
   constructor(message = 'the operation was aborted', options?: ErrorOptions) {
     super('ERR_ABORTED', message, options)
+  }
+}
+
+/** A frame exceeded its bound (a data frame longer than the window granted); the connection is closed. */
+export class FrameTooLargeError extends P2PError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_FRAME_TOO_LARGE', message, options)
+  }
+}
+
+/** More concurrent streams than allowed: the remote opened too many, or `openStream` hit the local limit. */
+export class TooManyStreamsError extends P2PError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_TOO_MANY_STREAMS', message, options)
+  }
+}
+
+/** The stream was reset by either side. */
+export class StreamResetError extends P2PError {
+  constructor(message = 'the stream was reset', options?: ErrorOptions) {
+    super('ERR_STREAM_RESET', message, options)
+  }
+}
+
+/** A write after `closeWrite()`, or a second iteration of a stream. */
+export class StreamClosedError extends P2PError {
+  constructor(message = 'the stream is closed for writing', options?: ErrorOptions) {
+    super('ERR_STREAM_CLOSED', message, options)
+  }
+}
+
+/** The connection closed (or was aborted) while the operation was in flight. */
+export class ConnectionClosedError extends P2PError {
+  constructor(message = 'the connection is closed', options?: ErrorOptions) {
+    super('ERR_CONNECTION_CLOSED', message, options)
+  }
+}
+
+/** The remote sent nothing, not even a keep-alive answer, within the dead-peer timeout. */
+export class PeerTimeoutError extends P2PError {
+  constructor(message = 'the peer stopped answering', options?: ErrorOptions) {
+    super('ERR_PEER_TIMEOUT', message, options)
+  }
+}
+
+/** The address could not be reached. */
+export class DialFailedError extends P2PError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_DIAL_FAILED', message, options)
+  }
+}
+
+/** An address is not `host:port`. */
+export class InvalidAddressError extends P2PError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_INVALID_ADDRESS', message, options)
+  }
+}
+
+/** Something already listens on the address. */
+export class AddressInUseError extends P2PError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_ADDRESS_IN_USE', message, options)
+  }
+}
+
+/** The node identity on disk is missing, unreadable or malformed. */
+export class IdentityError extends P2PError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_IDENTITY', message, options)
+  }
+}
+
+/** The remote speaks no protocol version we do. */
+export class ProtocolVersionError extends P2PError {
+  constructor(message = 'no protocol version in common with the peer', options?: ErrorOptions) {
+    super('ERR_PROTOCOL_VERSION', message, options)
+  }
+}
+
+/** The listen address could not be bound (other than in use: not local, no permission), or the transport already listens. */
+export class ListenFailedError extends P2PError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_LISTEN_FAILED', message, options)
+  }
+}
+
+/** An option passed to a factory or call is invalid (e.g. an empty cluster secret, a malformed node id). */
+export class InvalidOptionsError extends P2PError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_INVALID_OPTIONS', message, options)
   }
 }

@@ -18,6 +18,18 @@ export interface MuxerOptions {
   keepAliveInterval?: number
   /** A remote silent for this long (ms) is dead: every stream fails with `ERR_PEER_TIMEOUT`. */
   deadPeerTimeout?: number
+  /**
+   * Largest receive window (bytes) one stream may grow to while its reader keeps
+   * up (default 16 MiB). Windows start at yamux's 256 KiB; a reader that stops
+   * reading holds the remote within the window granted so far.
+   */
+  maxStreamWindow?: number
+  /**
+   * Windows stop growing once the receive windows of all streams of the
+   * connection add up to this many bytes (default 64 MiB); every stream keeps
+   * at least its initial 256 KiB.
+   */
+  maxConnectionWindow?: number
 }
 
 /**

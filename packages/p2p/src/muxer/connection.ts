@@ -1,0 +1,554 @@
+// The yamux session: frames from the socket go to their streams; streams' frames
+// go to the socket, batched per tick (cork) and held back while it is full.
+import type { Duplex } from 'node:stream'
+import {
+  ConnectionClosedError,
+  P2PError,
+  PeerTimeoutError,
+  ProtocolError,
+  StreamClosedError,
+  TooManyStreamsError,
+} from '../errors.js'
+import type { AbortOptions, Connection, Stream } from '../types.js'
+import {
+  FLAG_ACK,
+  FLAG_FIN,
+  FLAG_RST,
+  FLAG_SYN,
+  FrameDecoder,
+  GO_AWAY_INTERNAL_ERROR,
+  GO_AWAY_NORMAL,
+  GO_AWAY_PROTOCOL_ERROR,
+  INITIAL_STREAM_WINDOW,
+  TYPE_DATA,
+  TYPE_GO_AWAY,
+  TYPE_PING,
+  TYPE_WINDOW_UPDATE,
+  encodeHeader,
+  type FrameSink,
+} from './frame.js'
+import { MuxedStream, type StreamHost } from './stream.js'
+import { abortable, abortedError, throwIfAborted } from './signal.js'
+import type { MuxerOptions } from './types.js'
+
+/** Defaults of {@link MuxerOptions}. */
+export const MUXER_DEFAULTS = {
+  maxStreams: 1024,
+  keepAliveInterval: 10_000,
+  deadPeerTimeout: 30_000,
+  maxStreamWindow: 16 * 1024 * 1024,
+  maxConnectionWindow: 64 * 1024 * 1024,
+} as const
+
+/** Longest data frame we send. */
+const MAX_FRAME_SIZE = 256 * 1024
+/** Data frames wait once this many bytes sit in the socket's write buffer. */
+const SEND_BUFFER_LIMIT = 1024 * 1024
+/** Reading pauses while replies to pings pile up beyond this (a peer that pings and never reads). */
+const CONTROL_BACKLOG_LIMIT = 4 * SEND_BUFFER_LIMIT
+
+const OPEN = 0
+const CLOSED = 1
+
+const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined }
+
+function positiveInteger(name: string, value: number | undefined, fallback: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new RangeError(`${name} must be an integer between ${min} and ${max}, got ${value}`)
+  }
+  return value
+}
+
+/** Protocol violations close the connection with a go-away carrying the protocol-error code. */
+function isProtocolViolation(error: Error): boolean {
+  const code = (error as Partial<P2PError>).code
+  return code === 'ERR_PROTOCOL' || code === 'ERR_FRAME_TOO_LARGE' || code === 'ERR_TOO_MANY_STREAMS'
+}
+
+class MuxedConnection implements Connection, StreamHost, FrameSink {
+  readonly remoteNodeId: string
+  readonly remoteAddress: string
+  readonly direction: 'inbound' | 'outbound'
+  readonly closed: Promise<Error | undefined>
+  readonly incoming: AsyncIterable<Stream>
+
+  readonly maxFrameSize = MAX_FRAME_SIZE
+  readonly maxStreamWindow: number
+  private readonly maxConnectionWindow: number
+  private readonly maxStreams: number
+  private readonly deadPeerTimeout: number
+
+  private state = OPEN
+  private error: Error | undefined
+  private remoteError: Error | undefined
+  private resolveClosed!: (error: Error | undefined) => void
+
+  private readonly streams = new Map<number, MuxedStream>()
+  private nextId: number
+  private lastRemoteId = 0
+  private inboundCount = 0
+  private outboundCount = 0
+  private totalRecvWindow = 0
+
+  private goAwaySent = false
+  private goAwayReceived = false
+  private writeEnded = false
+  private writeFinished = false
+  private remoteEnded = false
+
+  private readonly incomingQueue = new Set<MuxedStream>()
+  private readonly incomingWaiters: ((result: IteratorResult<Stream>) => void)[] = []
+  private incomingIterated = false
+
+  private readonly decoder: FrameDecoder
+  private current: MuxedStream | undefined
+  private currentFin = false
+
+  private corked = false
+  private blocked = false
+  private readPaused = false
+  private readonly sendBufferLimit: number
+  private readonly drainWaiters = new Set<MuxedStream>()
+
+  private lastReceivedAt = performance.now()
+  private pingId = 0
+  private readonly pingTimer: NodeJS.Timeout
+  private deadTimer: NodeJS.Timeout | undefined
+
+  constructor(
+    private readonly socket: Duplex,
+    options: MuxerOptions,
+  ) {
+    if (options.direction !== 'inbound' && options.direction !== 'outbound') {
+      throw new TypeError(`direction must be 'inbound' or 'outbound', got ${String(options.direction)}`)
+    }
+    this.direction = options.direction
+    this.remoteNodeId = options.remoteNodeId
+    this.remoteAddress = options.remoteAddress
+    this.maxStreams = positiveInteger('maxStreams', options.maxStreams, MUXER_DEFAULTS.maxStreams)
+    const keepAliveInterval = positiveInteger('keepAliveInterval', options.keepAliveInterval, MUXER_DEFAULTS.keepAliveInterval)
+    this.deadPeerTimeout = positiveInteger('deadPeerTimeout', options.deadPeerTimeout, MUXER_DEFAULTS.deadPeerTimeout, 2)
+    this.maxStreamWindow = positiveInteger('maxStreamWindow', options.maxStreamWindow, MUXER_DEFAULTS.maxStreamWindow, INITIAL_STREAM_WINDOW, 0xffffffff)
+    this.maxConnectionWindow = positiveInteger('maxConnectionWindow', options.maxConnectionWindow, MUXER_DEFAULTS.maxConnectionWindow)
+    // The dialler is yamux's client: odd ids; the listener even ones.
+    this.nextId = this.direction === 'outbound' ? 1 : 2
+    this.sendBufferLimit = Math.max(SEND_BUFFER_LIMIT, socket.writableHighWaterMark)
+    this.decoder = new FrameDecoder(this, this.maxStreamWindow)
+    this.closed = new Promise((resolve) => {
+      this.resolveClosed = resolve
+    })
+    this.incoming = { [Symbol.asyncIterator]: () => this.acceptIterator() }
+
+    socket.on('data', this.onData)
+    socket.on('end', this.onEnd)
+    socket.on('finish', this.onFinish)
+    socket.on('error', this.onError)
+    socket.on('close', this.onClose)
+    socket.on('drain', this.onDrain)
+
+    // Ping often enough that a live peer always answers within the dead-peer timeout.
+    const pingEvery = Math.max(1, Math.min(keepAliveInterval, Math.floor(this.deadPeerTimeout / 2)))
+    this.pingTimer = setInterval(this.ping, pingEvery).unref()
+    this.deadTimer = setTimeout(this.checkAlive, this.deadPeerTimeout).unref()
+
+    if (socket.destroyed || !socket.readable) this.abort(new ConnectionClosedError('the socket was already closed'))
+  }
+
+  get open(): boolean {
+    return this.state === OPEN && !this.goAwaySent && !this.goAwayReceived
+  }
+
+  get writable(): boolean {
+    return !this.blocked
+  }
+
+  openStream(options: AbortOptions = {}): Promise<Stream> {
+    // Opening needs no round trip (yamux sends data right after the SYN): settle at once.
+    return new Promise((resolve) => resolve(this.openStreamNow(options)))
+  }
+
+  private openStreamNow(options: AbortOptions): MuxedStream {
+    throwIfAborted(options.signal)
+    if (this.state !== OPEN) throw new ConnectionClosedError('the connection is closed', { cause: this.error })
+    if (this.goAwaySent || this.goAwayReceived) throw new ConnectionClosedError('the connection is closing (go-away)')
+    if (this.outboundCount >= this.maxStreams) {
+      throw new TooManyStreamsError(`already ${this.outboundCount} streams open to the remote (maxStreams)`)
+    }
+    if (this.nextId > 0xffffffff) throw new TooManyStreamsError('stream ids of this connection are exhausted')
+    const id = this.nextId
+    this.nextId += 2
+    const stream = this.addStream(id, false)
+    this.sendControl(TYPE_WINDOW_UPDATE, FLAG_SYN, id, 0)
+    return stream
+  }
+
+  async close(options: AbortOptions = {}): Promise<void> {
+    const { signal } = options
+    throwIfAborted(signal)
+    if (this.state === OPEN && !this.goAwaySent) {
+      this.goAwaySent = true
+      this.sendControl(TYPE_GO_AWAY, 0, 0, GO_AWAY_NORMAL)
+      this.wakeIncoming()
+      this.maybeEnd()
+    }
+    if (this.state !== OPEN) return
+    await abortable<unknown>(
+      signal,
+      (resolve) => void this.closed.then(resolve),
+      () => this.abort(abortedError(signal!)),
+    )
+  }
+
+  abort(reason?: Error): void {
+    if (this.state !== OPEN) return
+    const error = reason instanceof P2PError ? reason : new ConnectionClosedError('the connection was aborted', { cause: reason })
+    if (!this.writeEnded) {
+      this.sendControl(TYPE_GO_AWAY, 0, 0, isProtocolViolation(error) ? GO_AWAY_PROTOCOL_ERROR : GO_AWAY_INTERNAL_ERROR)
+    }
+    this.finish(error)
+  }
+
+  // --- StreamHost ------------------------------------------------------------
+
+  sendData(stream: MuxedStream, flags: number, payload: Uint8Array): void {
+    this.cork()
+    const socket = this.socket
+    socket.write(encodeHeader(TYPE_DATA, flags, stream.id, payload.length))
+    socket.write(payload)
+    if (socket.writableLength >= this.sendBufferLimit) this.blocked = true
+  }
+
+  sendWindowUpdate(stream: MuxedStream, flags: number, delta: number): void {
+    this.sendControl(TYPE_WINDOW_UPDATE, flags, stream.id, delta)
+  }
+
+  sendReset(stream: MuxedStream, flags: number): void {
+    this.sendControl(TYPE_WINDOW_UPDATE, flags | FLAG_RST, stream.id, 0)
+  }
+
+  waitForDrain(stream: MuxedStream): void {
+    this.drainWaiters.add(stream)
+  }
+
+  growWindow(wanted: number): number {
+    const growth = Math.max(0, Math.min(wanted, this.maxConnectionWindow - this.totalRecvWindow))
+    this.totalRecvWindow += growth
+    return growth
+  }
+
+  streamDone(stream: MuxedStream): void {
+    if (stream.removed) return
+    stream.removed = true
+    if (this.streams.get(stream.id) !== stream) return
+    this.streams.delete(stream.id)
+    this.incomingQueue.delete(stream)
+    this.drainWaiters.delete(stream)
+    if (this.isRemoteId(stream.id)) this.inboundCount--
+    else this.outboundCount--
+    this.totalRecvWindow -= stream.recvWindow
+    this.maybeEnd()
+  }
+
+  // --- FrameSink -------------------------------------------------------------
+
+  frame(type: number, flags: number, streamId: number, length: number): void {
+    if (type === TYPE_DATA || type === TYPE_WINDOW_UPDATE) {
+      this.streamFrame(type, flags, streamId, length)
+    } else if (type === TYPE_PING) {
+      // Any frame proves the peer alive; a ping asks for an echo.
+      if (flags === FLAG_SYN) {
+        this.sendControl(TYPE_PING, FLAG_ACK, 0, length)
+        if (this.socket.writableLength > CONTROL_BACKLOG_LIMIT && !this.readPaused) {
+          this.readPaused = true
+          this.socket.pause()
+        }
+      }
+    } else {
+      this.remoteGoAway(length)
+    }
+  }
+
+  data(piece: Buffer): void {
+    this.current?.receive(piece)
+  }
+
+  dataEnd(): void {
+    const stream = this.current
+    this.current = undefined
+    if (stream !== undefined && this.currentFin) stream.remoteFin()
+  }
+
+  // --- internals ---------------------------------------------------------------
+
+  private isRemoteId(id: number): boolean {
+    return (id & 1) === (this.direction === 'outbound' ? 0 : 1)
+  }
+
+  private addStream(id: number, inbound: boolean): MuxedStream {
+    const stream = new MuxedStream(this, id, inbound)
+    this.streams.set(id, stream)
+    if (inbound) this.inboundCount++
+    else this.outboundCount++
+    this.totalRecvWindow += stream.recvWindow
+    return stream
+  }
+
+  private streamFrame(type: number, flags: number, id: number, length: number): void {
+    let stream = this.streams.get(id)
+    const remoteId = this.isRemoteId(id)
+    if ((flags & FLAG_SYN) !== 0) {
+      if (!remoteId) throw new ProtocolError(`the remote opened stream ${id}, an id of ours`)
+      if (id <= this.lastRemoteId) throw new ProtocolError(`the remote opened stream ${id} again, or out of order`)
+      this.lastRemoteId = id
+      if (this.goAwayReceived) throw new ProtocolError('the remote opened a stream after its go-away')
+      if (this.goAwaySent) {
+        // It crossed our go-away: refuse it.
+        stream = undefined
+        this.sendControl(TYPE_WINDOW_UPDATE, FLAG_RST, id, 0)
+      } else {
+        if (this.inboundCount >= this.maxStreams) {
+          throw new TooManyStreamsError(`the remote opened more than ${this.maxStreams} concurrent streams`)
+        }
+        stream = this.addStream(id, true)
+        this.enqueueIncoming(stream)
+      }
+    } else if (stream === undefined) {
+      const neverOpened = remoteId ? id > this.lastRemoteId : id >= this.nextId
+      if (neverOpened) throw new ProtocolError(`a frame for stream ${id}, which was never opened`)
+      // Otherwise a frame in flight for a stream already finished or reset: ignored.
+    }
+    if (type === TYPE_DATA) {
+      this.current = undefined
+      if (stream === undefined) return
+      if ((flags & FLAG_RST) !== 0) {
+        stream.remoteReset()
+        return
+      }
+      stream.beginData(length)
+      this.current = stream
+      this.currentFin = (flags & FLAG_FIN) !== 0
+      return
+    }
+    if (stream === undefined) return
+    if ((flags & FLAG_RST) !== 0) {
+      stream.remoteReset()
+      return
+    }
+    if (length > 0) stream.grantWindow(length)
+    if ((flags & FLAG_FIN) !== 0) stream.remoteFin()
+  }
+
+  private remoteGoAway(code: number): void {
+    // A second go-away may follow a normal one: the remote then aborted.
+    if (this.goAwayReceived && code === GO_AWAY_NORMAL) return
+    this.goAwayReceived = true
+    if (code === GO_AWAY_PROTOCOL_ERROR) {
+      this.remoteError = new ProtocolError('the remote closed the connection over a protocol error')
+    } else if (code !== GO_AWAY_NORMAL) {
+      this.remoteError = new ConnectionClosedError(`the remote closed the connection with error code ${code}`)
+    }
+    this.wakeIncoming()
+    this.maybeEnd()
+  }
+
+  private sendControl(type: number, flags: number, id: number, length: number): void {
+    if (this.writeEnded || this.state !== OPEN) return
+    this.cork()
+    this.socket.write(encodeHeader(type, flags, id, length))
+  }
+
+  /** Frames written in the same tick leave in one write (writev). */
+  private cork(): void {
+    if (this.corked) return
+    this.corked = true
+    this.socket.cork()
+    process.nextTick(this.uncork)
+  }
+
+  private readonly uncork = (): void => {
+    if (!this.corked) return
+    this.corked = false
+    this.socket.uncork()
+  }
+
+  /** After a go-away, once no stream is left, the connection ends. */
+  private maybeEnd(): void {
+    if (this.state !== OPEN || this.streams.size > 0 || !(this.goAwaySent || this.goAwayReceived)) return
+    if (!this.writeEnded) {
+      this.writeEnded = true
+      this.uncork()
+      if (!this.socket.writableEnded) this.socket.end()
+      else if (this.socket.writableFinished) this.writeFinished = true
+    }
+    this.finishIfEnded()
+  }
+
+  private finishIfEnded(): void {
+    if (this.remoteEnded && this.writeFinished && this.state === OPEN) {
+      if (this.decoder.atFrameBoundary) this.finish(this.remoteError)
+      else this.finish(new ProtocolError('the connection ended in the middle of a frame'))
+    }
+  }
+
+  private acceptIterator(): AsyncIterator<Stream> {
+    if (this.incomingIterated) throw new StreamClosedError('incoming can be iterated only once')
+    this.incomingIterated = true
+    return {
+      next: () => this.nextIncoming(),
+      return: () => Promise.resolve(DONE),
+    }
+  }
+
+  private nextIncoming(): Promise<IteratorResult<Stream>> {
+    for (const stream of this.incomingQueue) {
+      this.incomingQueue.delete(stream)
+      return Promise.resolve({ done: false, value: stream })
+    }
+    if (this.state !== OPEN || this.goAwaySent || this.goAwayReceived) return Promise.resolve(DONE)
+    return new Promise((resolve) => {
+      this.incomingWaiters.push(resolve)
+    })
+  }
+
+  private enqueueIncoming(stream: MuxedStream): void {
+    const waiter = this.incomingWaiters.shift()
+    if (waiter === undefined) this.incomingQueue.add(stream)
+    else waiter({ done: false, value: stream })
+  }
+
+  /** No stream will arrive any more: waiting `incoming` iterations end. */
+  private wakeIncoming(): void {
+    for (const waiter of this.incomingWaiters.splice(0)) waiter(DONE)
+  }
+
+  private finish(error: Error | undefined): void {
+    if (this.state !== OPEN) return
+    this.state = CLOSED
+    this.error = error
+    clearInterval(this.pingTimer)
+    clearTimeout(this.deadTimer)
+    const streamError = error ?? new ConnectionClosedError('the connection closed')
+    for (const stream of this.streams.values()) {
+      stream.removed = true
+      stream.fail(streamError, false)
+    }
+    this.streams.clear()
+    this.incomingQueue.clear()
+    this.drainWaiters.clear()
+    this.inboundCount = 0
+    this.outboundCount = 0
+    this.wakeIncoming()
+    this.uncork()
+    if (!this.socket.destroyed) this.socket.destroy()
+    this.resolveClosed(error)
+  }
+
+  private readonly onData = (chunk: Buffer | string): void => {
+    if (this.state !== OPEN) return
+    this.lastReceivedAt = performance.now()
+    if (typeof chunk === 'string') {
+      this.abort(new ProtocolError('the socket delivers strings: do not set an encoding on it'))
+      return
+    }
+    try {
+      this.decoder.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from((chunk as Uint8Array).buffer, (chunk as Uint8Array).byteOffset, (chunk as Uint8Array).byteLength))
+    } catch (err) {
+      this.abort(err instanceof P2PError ? err : new ProtocolError('the frame could not be processed', { cause: err }))
+    }
+  }
+
+  private readonly onEnd = (): void => {
+    this.remoteEnded = true
+    if (this.state !== OPEN) return
+    if (this.streams.size === 0 && (this.goAwaySent || this.goAwayReceived)) {
+      this.maybeEnd()
+    } else {
+      this.abort(this.remoteError ?? new ConnectionClosedError('the remote closed the connection'))
+    }
+  }
+
+  private readonly onFinish = (): void => {
+    this.writeFinished = true
+    this.finishIfEnded()
+  }
+
+  private readonly onError = (err: Error): void => {
+    this.abort(err instanceof P2PError ? err : new ConnectionClosedError('the connection failed', { cause: err }))
+  }
+
+  private readonly onClose = (): void => {
+    if (this.state !== OPEN) return
+    this.abort(this.remoteError ?? new ConnectionClosedError('the connection closed'))
+  }
+
+  private readonly onDrain = (): void => {
+    if (this.readPaused) {
+      this.readPaused = false
+      this.socket.resume()
+    }
+    if (!this.blocked) return
+    this.blocked = false
+    for (const stream of this.drainWaiters) {
+      if (this.blocked) break
+      this.drainWaiters.delete(stream)
+      stream.pump()
+    }
+  }
+
+  private readonly ping = (): void => {
+    this.pingId = (this.pingId + 1) >>> 0
+    this.sendControl(TYPE_PING, FLAG_SYN, 0, this.pingId)
+  }
+
+  private readonly checkAlive = (): void => {
+    this.deadTimer = undefined
+    if (this.state !== OPEN) return
+    const idle = performance.now() - this.lastReceivedAt
+    if (idle < this.deadPeerTimeout) {
+      this.deadTimer = setTimeout(this.checkAlive, Math.ceil(this.deadPeerTimeout - idle)).unref()
+      return
+    }
+    // Bytes may be waiting in the socket behind a busy event loop: read them first.
+    setImmediate(() => {
+      if (this.state !== OPEN) return
+      if (performance.now() - this.lastReceivedAt < this.deadPeerTimeout) {
+        this.checkAlive()
+        return
+      }
+      this.abort(new PeerTimeoutError(`the remote sent nothing for ${this.deadPeerTimeout} ms`))
+    })
+  }
+}
+
+/**
+ * Runs the yamux multiplexer over an authenticated byte duplex (a TLS socket
+ * after admission, or one end of an in-memory pair) and returns the
+ * {@link Connection}. From then on the duplex belongs to the connection.
+ *
+ * Streams follow the yamux specification: 12-byte frame headers; odd stream
+ * ids for the `outbound` side and even for the `inbound` one; a 256 KiB
+ * receive window per stream that doubles, up to `maxStreamWindow`, while its
+ * reader keeps up; half-close (FIN), reset (RST), go-away on `close()`, and
+ * keep-alive pings with a dead-peer timeout. Every frame read is checked; a
+ * malformed one closes the connection with a typed error (`ERR_PROTOCOL`,
+ * `ERR_FRAME_TOO_LARGE`, `ERR_TOO_MANY_STREAMS`).
+ *
+ * Writes are not copied: do not modify a buffer after passing it to
+ * `stream.write()`. Read chunks are views of the socket's buffers.
+ *
+ * @example
+ * ```ts
+ * const connection = createMuxedConnection(tlsSocket, {
+ *   direction: 'outbound',
+ *   remoteNodeId,
+ *   remoteAddress: '10.0.0.2:7000',
+ * })
+ * const stream = await connection.openStream()
+ * await stream.write(new TextEncoder().encode('hello'))
+ * await stream.closeWrite()
+ * ```
+ */
+export function createMuxedConnection(socket: Duplex, options: MuxerOptions): Connection {
+  return new MuxedConnection(socket, options)
+}

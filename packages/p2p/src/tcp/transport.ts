@@ -1,0 +1,410 @@
+import { once } from 'node:events'
+import type { Socket } from 'node:net'
+import { connect, createServer, type Server, type TLSSocket } from 'node:tls'
+import {
+  AbortedError,
+  AddressInUseError,
+  ConnectionClosedError,
+  DialFailedError,
+  InvalidOptionsError,
+  ListenFailedError,
+  P2PError,
+  PeerTimeoutError,
+  ProtocolError,
+} from '../errors.js'
+import type { NodeIdentity } from '../identity/identity.js'
+import { createMuxedConnection } from '../muxer/connection.js'
+import type { CreateMuxedConnection, MuxerOptions } from '../muxer/types.js'
+import type { AbortOptions, Connection, ConnectionHandler, Transport } from '../types.js'
+import { formatAddress, parseAddress } from './address.js'
+import { admit, type AdmissionPolicy, PROTOCOL_VERSIONS, type Role } from './admission.js'
+import { tlsCredentials } from './tls.js'
+
+/** Options of {@link tcpTransport}. The muxer options apply to every connection. */
+export interface TcpTransportInit extends Omit<MuxerOptions, 'direction' | 'remoteNodeId' | 'remoteAddress'> {
+  /** This node's identity, from `loadOrCreateIdentity` or `createIdentity`. */
+  identity: NodeIdentity
+  /**
+   * The cluster secret (a string is taken as UTF-8). A peer that proves it over
+   * the session is admitted. Without it only the allow-list admits.
+   */
+  clusterSecret?: string | Uint8Array
+  /** Node ids (lowercase hex) admitted without proving the cluster secret. */
+  allowList?: Iterable<string>
+  /**
+   * Bound (ms) on connect + TLS handshake + admission, for dials and for
+   * accepted connections alike; a peer that sends nothing or too little is
+   * dropped after it. Default 10 000.
+   */
+  handshakeTimeout?: number
+  /** Most inbound connections in handshake or admission at once; more are dropped at accept. Default 64. */
+  maxPendingHandshakes?: number
+  /** How long (ms) `close()` lets connections finish gracefully before aborting them. Default 2 000. */
+  closeTimeout?: number
+  /** Protocol versions offered at admission (the highest common one is used). Default: all this version speaks. */
+  protocolVersions?: readonly number[]
+  /**
+   * Called for each inbound connection that fails before reaching the handler:
+   * a failed TLS handshake (a plain TCP client, garbage), a refused admission
+   * (`ERR_PEER_UNAUTHORIZED`, `ERR_PROTOCOL_VERSION`), a malformed hello
+   * (`ERR_PROTOCOL`), or a handshake timeout (`ERR_PEER_TIMEOUT`). For logs;
+   * the listener carries on regardless.
+   */
+  onInboundError?: (error: P2PError, remoteAddress: string) => void
+}
+
+/** Options of {@link TcpTransport.dial}. */
+export interface TcpDialOptions extends AbortOptions {
+  /** The node id expected at that address; any other node is refused with `ERR_PEER_UNAUTHORIZED`. */
+  remoteNodeId?: string
+}
+
+/** The TCP + TLS 1.3 {@link Transport}. */
+export interface TcpTransport extends Transport {
+  /**
+   * Dials `host:port`: TCP, TLS 1.3, admission, then the multiplexer.
+   * Rejects with `ERR_DIAL_FAILED` (nothing listens, TLS failed, timed out),
+   * `ERR_PEER_UNAUTHORIZED`, `ERR_PROTOCOL_VERSION`, `ERR_PROTOCOL`,
+   * `ERR_INVALID_ADDRESS` or `ERR_ABORTED`.
+   */
+  dial(address: string, options?: TcpDialOptions): Promise<Connection>
+}
+
+const NODE_ID = /^[0-9a-f]{64}$/
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  if (!Number.isFinite(value) || value <= 0) throw new InvalidOptionsError(`${name} must be a positive number, not ${value}`)
+  return value
+}
+
+function noop(): void {}
+
+/** Resolves once `socket` completed its TLS handshake as a client; rejects with `ERR_DIAL_FAILED` or the abort reason. */
+async function secureConnect(socket: TLSSocket, address: string, signal: AbortSignal): Promise<void> {
+  try {
+    await Promise.race([
+      once(socket, 'secureConnect', { signal }),
+      once(socket, 'close', { signal }).then(() => {
+        throw new Error('the connection closed during the TLS handshake')
+      }),
+    ])
+  } catch (cause) {
+    if (signal.aborted) throw signal.reason
+    throw new DialFailedError(`cannot reach ${address}: ${(cause as Error).message}`, { cause })
+  }
+}
+
+function reasonOf(signal: AbortSignal | undefined): AbortedError {
+  return new AbortedError(undefined, { cause: signal?.reason })
+}
+
+/** `signal.throwIfAborted()`, as `ERR_ABORTED`. */
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw reasonOf(signal)
+}
+
+/** Ends a refused socket gracefully so the peer reads our verdict, discarding whatever it still sends. */
+function endRefused(socket: TLSSocket, lingerMs: number): void {
+  socket.resume()
+  socket.end()
+  const timer = setTimeout(() => socket.destroy(), lingerMs)
+  timer.unref()
+  socket.once('close', () => clearTimeout(timer))
+}
+
+function isRefusal(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code
+  return code === 'ERR_PEER_UNAUTHORIZED' || code === 'ERR_PROTOCOL_VERSION'
+}
+
+interface PendingInbound {
+  raw: Socket
+  /** Aborted when the accept-time deadline passes. */
+  admission: AbortController
+  deadline: NodeJS.Timeout
+}
+
+class TcpTransportImpl implements TcpTransport {
+  readonly nodeId: string
+  #address: string | undefined
+  readonly #init: TcpTransportInit
+  readonly #credentials: ReturnType<typeof tlsCredentials>
+  readonly #policy: AdmissionPolicy
+  readonly #handshakeTimeout: number
+  readonly #maxPendingHandshakes: number
+  readonly #closeTimeout: number
+  readonly #muxerOptions: Omit<MuxerOptions, 'direction' | 'remoteNodeId' | 'remoteAddress'>
+  readonly #createMuxedConnection: CreateMuxedConnection
+  #server: Server | undefined
+  #closed = false
+  /** Inbound sockets between accept and admission, by `remoteAddress|remotePort`. */
+  readonly #pending = new Map<string, PendingInbound>()
+  /** Outbound sockets between connect and admission. */
+  readonly #dialling = new Set<TLSSocket>()
+  /** Every inbound socket until it closes (pending, refused and lingering, or muxed), so close() leaves none behind. */
+  readonly #inbound = new Set<Socket>()
+  readonly #connections = new Set<Connection>()
+
+  constructor(init: TcpTransportInit, createMuxedConnection: CreateMuxedConnection) {
+    const {
+      identity,
+      clusterSecret,
+      allowList,
+      handshakeTimeout,
+      maxPendingHandshakes,
+      closeTimeout,
+      protocolVersions,
+      onInboundError: _onInboundError,
+      ...muxerOptions
+    } = init
+    if (typeof identity?.nodeId !== 'string' || typeof identity.certificate !== 'string' || identity.privateKey === undefined) {
+      throw new InvalidOptionsError('identity must be a NodeIdentity (from loadOrCreateIdentity or createIdentity)')
+    }
+    let secret: Uint8Array | undefined
+    if (clusterSecret !== undefined) {
+      secret = typeof clusterSecret === 'string' ? new TextEncoder().encode(clusterSecret) : Uint8Array.from(clusterSecret)
+      if (secret.length === 0) throw new InvalidOptionsError('clusterSecret must not be empty')
+    }
+    const allowed = new Set<string>()
+    for (const id of allowList ?? []) {
+      const nodeId = String(id).toLowerCase()
+      if (!NODE_ID.test(nodeId)) throw new InvalidOptionsError(`allowList holds ${JSON.stringify(id)}, not a node id (64 hex digits)`)
+      allowed.add(nodeId)
+    }
+    const versions = [...(protocolVersions ?? PROTOCOL_VERSIONS)]
+    if (versions.length === 0 || versions.length > 16 || !versions.every((v) => Number.isInteger(v) && v >= 0 && v <= 0xffff)) {
+      throw new InvalidOptionsError('protocolVersions must list 1 to 16 integers in 0..65535')
+    }
+    this.nodeId = identity.nodeId
+    this.#init = init
+    this.#credentials = tlsCredentials(identity)
+    this.#policy = { ...(secret === undefined ? {} : { secret }), allowList: allowed, versions }
+    this.#handshakeTimeout = positive('handshakeTimeout', handshakeTimeout, 10_000)
+    this.#maxPendingHandshakes = positive('maxPendingHandshakes', maxPendingHandshakes, 64)
+    this.#closeTimeout = positive('closeTimeout', closeTimeout, 2_000)
+    this.#muxerOptions = muxerOptions
+    this.#createMuxedConnection = createMuxedConnection
+  }
+
+  get address(): string | undefined {
+    return this.#address
+  }
+
+  async listen(address: string, handler: ConnectionHandler, options: AbortOptions = {}): Promise<string> {
+    throwIfAborted(options.signal)
+    if (this.#closed) throw new ListenFailedError('the transport is closed')
+    if (this.#server !== undefined) throw new ListenFailedError(`the transport already listens on ${this.#address ?? '(starting)'}`)
+    if (typeof handler !== 'function') throw new InvalidOptionsError('listen needs a connection handler')
+    const { host, port } = parseAddress(address, { allowPortZero: true })
+    const server = createServer({
+      ...this.#credentials,
+      requestCert: true,
+      rejectUnauthorized: false,
+      handshakeTimeout: this.#handshakeTimeout,
+    })
+    this.#server = server
+    server.on('connection', (raw: Socket) => this.#onRawConnection(raw))
+    server.on('secureConnection', (socket: TLSSocket) => void this.#accept(socket, handler))
+    server.on('tlsClientError', (cause: Error, socket: TLSSocket) => this.#onTlsClientError(cause, socket))
+
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen({ host, port }, () => {
+          server.off('error', reject)
+          resolve()
+        })
+      })
+      throwIfAborted(options.signal)
+    } catch (cause) {
+      this.#server = undefined
+      server.close()
+      if (cause instanceof P2PError) throw cause
+      if ((cause as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new AddressInUseError(`${address} is in use`, { cause })
+      throw new ListenFailedError(`cannot listen on ${address}: ${(cause as Error).message}`, { cause })
+    }
+    // After a successful listen, accept errors (e.g. EMFILE) must not crash the process.
+    server.on('error', (cause: Error) => this.#report(new ListenFailedError('accepting a connection failed', { cause }), address))
+    const bound = server.address()
+    if (bound === null || typeof bound === 'string') throw new ListenFailedError(`cannot read the bound address of ${address}`)
+    this.#address = formatAddress(bound.address, bound.port)
+    return this.#address
+  }
+
+  async dial(address: string, options: TcpDialOptions = {}): Promise<Connection> {
+    throwIfAborted(options.signal)
+    if (this.#closed) throw new DialFailedError('the transport is closed')
+    const { host, port } = parseAddress(address)
+    const expectedNodeId = options.remoteNodeId?.toLowerCase()
+    if (expectedNodeId !== undefined && !NODE_ID.test(expectedNodeId)) {
+      throw new InvalidOptionsError(`remoteNodeId ${JSON.stringify(options.remoteNodeId)} is not a node id`)
+    }
+    const remoteAddress = formatAddress(host, port)
+    const deadline = new AbortController()
+    const timer = setTimeout(
+      () => deadline.abort(new DialFailedError(`dialling ${remoteAddress} timed out after ${this.#handshakeTimeout} ms`)),
+      this.#handshakeTimeout,
+    )
+    const onAbort = (): void => deadline.abort(reasonOf(options.signal))
+    options.signal?.addEventListener('abort', onAbort)
+    const socket = connect({ host, port, ...this.#credentials, rejectUnauthorized: false })
+    socket.on('error', noop) // every failure surfaces through the awaited events below
+    this.#dialling.add(socket)
+    try {
+      await secureConnect(socket, remoteAddress, deadline.signal)
+      const policy = expectedNodeId === undefined ? this.#policy : { ...this.#policy, expectedNodeId }
+      const { remoteNodeId } = await admit(socket, 'outbound', policy, deadline.signal)
+      if (this.#closed) throw new DialFailedError('the transport closed during the dial')
+      return this.#connect(socket, 'outbound', remoteNodeId, remoteAddress)
+    } catch (err) {
+      if (isRefusal(err)) endRefused(socket, this.#handshakeTimeout)
+      else socket.destroy()
+      throw err
+    } finally {
+      clearTimeout(timer)
+      options.signal?.removeEventListener('abort', onAbort)
+      this.#dialling.delete(socket)
+    }
+  }
+
+  async close(options: AbortOptions = {}): Promise<void> {
+    throwIfAborted(options.signal)
+    this.#closed = true
+    // Stop listening first: the port is free as soon as this returns.
+    const server = this.#server
+    this.#server = undefined
+    this.#address = undefined
+    const serverClosed = server === undefined ? Promise.resolve() : new Promise<void>((resolve) => server.close(() => resolve()))
+    for (const { raw, admission } of this.#pending.values()) {
+      admission.abort(new ConnectionClosedError('the transport is closing'))
+      raw.destroy()
+    }
+    for (const socket of this.#dialling) socket.destroy()
+
+    // Graceful first (go-away, open streams may finish), bounded by closeTimeout or the signal.
+    const connections = [...this.#connections]
+    let timer: NodeJS.Timeout | undefined
+    let onAbort: (() => void) | undefined
+    try {
+      await Promise.race([
+        Promise.all(connections.map((c) => c.close().catch(noop))),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, this.#closeTimeout)
+          onAbort = resolve
+          options.signal?.addEventListener('abort', onAbort)
+        }),
+      ])
+      const reason = new ConnectionClosedError('the transport closed')
+      for (const c of connections) c.abort(reason)
+      await Promise.all(connections.map((c) => c.closed))
+      // Refused sockets still lingering for their verdict to be read, and anything the muxer left open.
+      for (const raw of this.#inbound) raw.destroy()
+      await serverClosed
+    } finally {
+      clearTimeout(timer)
+      if (onAbort !== undefined) options.signal?.removeEventListener('abort', onAbort)
+    }
+    throwIfAborted(options.signal)
+  }
+
+  #connect(socket: TLSSocket, direction: Role, remoteNodeId: string, remoteAddress: string): Connection {
+    const connection = this.#createMuxedConnection(socket, { ...this.#muxerOptions, direction, remoteNodeId, remoteAddress })
+    this.#connections.add(connection)
+    void connection.closed.then(() => this.#connections.delete(connection))
+    return connection
+  }
+
+  #onRawConnection(raw: Socket): void {
+    const key = `${raw.remoteAddress}|${raw.remotePort}`
+    if (this.#pending.size >= this.#maxPendingHandshakes) {
+      raw.destroy()
+      this.#report(new ConnectionClosedError('too many connections in handshake; dropped at accept'), this.#remoteOf(raw))
+      return
+    }
+    this.#inbound.add(raw)
+    const admission = new AbortController()
+    const deadline = setTimeout(() => {
+      admission.abort(new PeerTimeoutError(`no admission within ${this.#handshakeTimeout} ms`))
+      raw.destroy()
+    }, this.#handshakeTimeout)
+    this.#pending.set(key, { raw, admission, deadline })
+    raw.once('close', () => {
+      this.#inbound.delete(raw)
+      clearTimeout(deadline)
+      if (this.#pending.get(key)?.raw === raw) this.#pending.delete(key)
+    })
+  }
+
+  #onTlsClientError(cause: Error, socket: TLSSocket): void {
+    const pending = this.#pending.get(`${socket.remoteAddress}|${socket.remotePort}`)
+    const timedOut = pending?.admission.signal.reason as unknown
+    const error =
+      timedOut instanceof P2PError
+        ? timedOut
+        : (cause as NodeJS.ErrnoException).code === 'ERR_TLS_HANDSHAKE_TIMEOUT'
+          ? new PeerTimeoutError(`no TLS handshake within ${this.#handshakeTimeout} ms`, { cause })
+          : new ProtocolError(`TLS handshake failed: ${cause.message}`, { cause })
+    this.#report(error, this.#remoteOf(socket))
+  }
+
+  async #accept(socket: TLSSocket, handler: ConnectionHandler): Promise<void> {
+    const key = `${socket.remoteAddress}|${socket.remotePort}`
+    const remoteAddress = this.#remoteOf(socket)
+    const pending = this.#pending.get(key)
+    socket.on('error', noop) // failures surface through admission's reads, then through the muxer
+    if (pending === undefined || this.#closed) {
+      socket.destroy()
+      return
+    }
+    let connection: Connection
+    try {
+      const { remoteNodeId } = await admit(socket, 'inbound', this.#policy, pending.admission.signal)
+      if (this.#closed) throw new ConnectionClosedError('the transport is closing')
+      connection = this.#connect(socket, 'inbound', remoteNodeId, remoteAddress)
+    } catch (err) {
+      if (isRefusal(err)) endRefused(socket, this.#handshakeTimeout)
+      else socket.destroy()
+      const error = err instanceof P2PError ? err : new ProtocolError('admission failed', { cause: err })
+      this.#report(error, remoteAddress)
+      return
+    } finally {
+      // Admitted or refused, the accept-time deadline no longer applies (endRefused bounds a refused socket).
+      clearTimeout(pending.deadline)
+      this.#pending.delete(key)
+    }
+    try {
+      handler(connection)
+    } catch (err) {
+      connection.abort(err instanceof Error ? err : new Error(String(err)))
+    }
+  }
+
+  #remoteOf(socket: Socket): string {
+    return socket.remoteAddress === undefined ? 'unknown' : formatAddress(socket.remoteAddress, socket.remotePort ?? 0)
+  }
+
+  #report(error: P2PError, remoteAddress: string): void {
+    try {
+      this.#init.onInboundError?.(error, remoteAddress)
+    } catch {
+      // A logging callback must not take the listener down.
+    }
+  }
+}
+
+/**
+ * Creates the TCP transport: TLS 1.3 with both sides presenting their
+ * certificate, admission (cluster secret proved over the session, or the
+ * allow-list) before any application byte, then the yamux multiplexer.
+ *
+ * @example
+ * ```ts
+ * const transport = tcpTransport({ identity: await loadOrCreateIdentity(dir), clusterSecret })
+ * await transport.listen('0.0.0.0:7400', (connection) => serve(connection))
+ * const connection = await transport.dial('10.0.0.2:7400')
+ * ```
+ */
+export function tcpTransport(init: TcpTransportInit): TcpTransport {
+  return new TcpTransportImpl(init, createMuxedConnection)
+}

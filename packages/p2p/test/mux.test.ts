@@ -1,0 +1,239 @@
+import { createHash } from 'node:crypto'
+import { once } from 'node:events'
+import { describe, expect, it } from 'vitest'
+import type { Connection, Stream } from '../src/index.js'
+import { FLAG_ACK, FLAG_SYN, INITIAL_STREAM_WINDOW, TYPE_DATA, TYPE_PING, TYPE_WINDOW_UPDATE } from '../src/muxer/frame.js'
+import { abortedAfterEach, accept, errorOf, frame, internals, muxedPair, rawPeer, readText, send } from './mux-helpers.js'
+
+const MiB = 1024 * 1024
+const track = abortedAfterEach()
+
+/** Lets every byte already written from `from` arrive at `to`: one message through a fresh stream. */
+async function settle(from: Connection, to: Connection): Promise<void> {
+  const stream = await from.openStream()
+  await send(stream, 'settle')
+  const remote = await accept(to)
+  expect(await readText(remote)).toBe('settle')
+  await remote.closeWrite()
+}
+
+/** `from` has processed every frame `to` sent before: a request from `from` and its answer. */
+async function roundTrip(from: Connection, to: Connection): Promise<void> {
+  const stream = await from.openStream()
+  await send(stream, 'ping')
+  const remote = await accept(to)
+  await readText(remote)
+  await send(remote, 'pong')
+  expect(await readText(stream)).toBe('pong')
+}
+
+describe('muxer streams', () => {
+  it('gives the dialler odd stream ids and the listener even ones', async () => {
+    const { dialler, listener } = track(muxedPair())
+    const ids = [(await dialler.openStream()).id, (await dialler.openStream()).id, (await listener.openStream()).id, (await listener.openStream()).id]
+    expect(ids).toEqual([1, 3, 2, 4])
+  })
+
+  it('acknowledges an inbound stream with the first frame it sends on it', async () => {
+    const peer = rawPeer()
+    track(peer.connection)
+    peer.raw.write(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0))
+    const stream = await accept(peer.connection)
+    await stream.write(Buffer.from('hi'))
+    const reply = await peer.next((f) => f.type === TYPE_DATA)
+    expect(reply).toMatchObject({ streamId: 1, flags: FLAG_ACK, payload: Buffer.from('hi') })
+  })
+
+  it('answers a ping with the same opaque value', async () => {
+    const peer = rawPeer()
+    track(peer.connection)
+    peer.raw.write(frame(TYPE_PING, FLAG_SYN, 0, 0xdeadbeef))
+    const pong = await peer.next((f) => f.type === TYPE_PING && f.flags === FLAG_ACK)
+    expect(pong.length).toBe(0xdeadbeef)
+  })
+
+  it('does not deliver an inbound stream that was reset before anyone accepted it', async () => {
+    const { dialler, listener } = track(muxedPair())
+    const doomed = await dialler.openStream()
+    doomed.reset()
+    const kept = await dialler.openStream()
+    await send(kept, 'kept')
+    await roundTrip(listener, dialler)
+    const first = await accept(listener)
+    expect(first.id).toBe(kept.id)
+    expect(await readText(first)).toBe('kept')
+  })
+
+  it('ends the reader cleanly with the bytes it had, when the connection closes after the FIN', async () => {
+    const { dialler, listener } = track(muxedPair())
+    const stream = await dialler.openStream()
+    await send(stream, 'complete message')
+    const remote = await accept(listener)
+    await settle(dialler, listener)
+    dialler.abort()
+    await listener.closed
+    expect(await readText(remote)).toBe('complete message')
+  })
+
+  it('discards the rest when a reader leaves its iteration early, without holding the writer back', async () => {
+    const { dialler, listener } = track(muxedPair())
+    const stream = await dialler.openStream()
+    const total = 4 * MiB
+    const writing = (async () => {
+      const chunk = Buffer.alloc(64 * 1024, 1)
+      for (let sent = 0; sent < total; sent += chunk.length) await stream.write(chunk)
+      await stream.closeWrite()
+    })()
+    const remote = await accept(listener)
+    for await (const chunk of remote) {
+      expect(chunk.length).toBeGreaterThan(0)
+      break
+    }
+    await writing
+    expect(internals(remote).bufferedBytes).toBe(0)
+  })
+})
+
+describe('muxer flow control', () => {
+  it('holds a writer whose reader reads nothing to the initial 256 KiB window', async () => {
+    const { dialler, listener } = track(muxedPair())
+    const stream = await dialler.openStream()
+    let accepted = 0
+    const writing = (async () => {
+      const chunk = Buffer.alloc(32 * 1024, 2)
+      for (let i = 0; i < 32; i++) {
+        await stream.write(chunk)
+        accepted += chunk.length
+      }
+      await stream.closeWrite()
+    })()
+    const remote = await accept(listener)
+    await settle(dialler, listener)
+    await settle(dialler, listener)
+    expect(accepted).toBe(INITIAL_STREAM_WINDOW)
+    expect(internals(remote).bufferedBytes).toBe(INITIAL_STREAM_WINDOW)
+    expect(internals(remote).recvWindow).toBe(INITIAL_STREAM_WINDOW)
+    expect((await readText(remote)).length).toBe(32 * 32 * 1024)
+    await writing
+  })
+
+  it('grows the window of a stream whose reader keeps up, up to maxStreamWindow', async () => {
+    const { dialler, listener } = track(muxedPair({ maxStreamWindow: 4 * MiB }))
+    const stream = await dialler.openStream()
+    const chunk = Buffer.alloc(MiB, 3)
+    const writing = (async () => {
+      for (let i = 0; i < 64; i++) await stream.write(chunk)
+      await stream.closeWrite()
+    })()
+    const remote = await accept(listener)
+    let received = 0
+    for await (const piece of remote) received += piece.length
+    await writing
+    expect(received).toBe(64 * MiB)
+    expect(internals(remote).recvWindow).toBe(4 * MiB)
+  })
+
+  it('stops growing windows at the connection budget', async () => {
+    const { dialler, listener } = track(muxedPair({ maxConnectionWindow: MiB }))
+    const streams = await Promise.all([dialler.openStream(), dialler.openStream()])
+    const writing = streams.map(async (stream) => {
+      const chunk = Buffer.alloc(256 * 1024, 4)
+      for (let i = 0; i < 64; i++) await stream.write(chunk)
+      await stream.closeWrite()
+    })
+    const remotes = [await accept(listener), await accept(listener)]
+    await Promise.all(remotes.map((remote) => readText(remote)))
+    await Promise.all(writing)
+    const windows = remotes.map((remote) => internals(remote).recvWindow)
+    expect(windows[0]! + windows[1]!).toBeLessThanOrEqual(MiB)
+    expect(Math.max(...windows)).toBeGreaterThan(INITIAL_STREAM_WINDOW)
+  })
+
+  it('keeps at most about 1 MiB in the socket buffer when the remote stops reading its socket', async () => {
+    const peer = rawPeer({ read: false })
+    track(peer.connection)
+    for (let id = 1; id <= 15; id += 2) peer.raw.write(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, id, 0))
+    const streams: Stream[] = []
+    while (streams.length < 8) streams.push(await accept(peer.connection))
+    // Eight windows of 256 KiB allow 2 MiB; the socket's limit stops the writers first.
+    const writes = streams.map((stream) => stream.write(Buffer.alloc(INITIAL_STREAM_WINDOW, 5)))
+    const buffered = peer.socket.writableLength
+    expect(buffered).toBeGreaterThanOrEqual(MiB)
+    expect(buffered).toBeLessThan(MiB + 256 * 1024 + 1024)
+    peer.raw.resume()
+    await Promise.all(writes)
+  })
+
+  it('stops reading a remote that floods pings without reading the answers', async () => {
+    const peer = rawPeer({ read: false })
+    track(peer.connection)
+    const pings = Buffer.concat(Array.from({ length: 512 }, (_, i) => frame(TYPE_PING, FLAG_SYN, 0, i)))
+    const paused = once(peer.socket, 'pause')
+    let sent = 0
+    // 800 000 pings: 9.6 MB of answers, more than the 4 MiB the muxer lets pile up.
+    while (sent < 800_000 && peer.socket.isPaused() === false) {
+      peer.raw.write(pings)
+      sent += 512
+      if (peer.raw.writableNeedDrain) await Promise.race([once(peer.raw, 'drain'), paused])
+    }
+    await paused
+    expect(peer.socket.writableLength).toBeLessThan(4 * MiB + 128 * 1024)
+    // Reading the answers lets it go on: every ping is answered.
+    let answered = 0
+    peer.raw.on('data', (chunk: Buffer) => {
+      answered += chunk.length
+    })
+    while (answered < sent * 12) await once(peer.raw, 'data')
+    expect(answered).toBe(sent * 12)
+    expect(peer.connection.open).toBe(true)
+  })
+})
+
+describe('muxer integrity', () => {
+  it('carries 8 concurrent streams of 8 MiB each intact', async () => {
+    const { dialler, listener } = track(muxedPair())
+    const digests = new Map<number, string>()
+    const receiving = (async () => {
+      const done: Promise<void>[] = []
+      for await (const stream of listener.incoming) {
+        done.push(
+          (async () => {
+            const hash = createHash('sha256')
+            for await (const chunk of stream) hash.update(chunk)
+            digests.set(stream.id, hash.digest('hex'))
+            await stream.closeWrite()
+          })(),
+        )
+        if (done.length === 8) break
+      }
+      await Promise.all(done)
+    })()
+    const expected = new Map<number, string>()
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => {
+        const stream = await dialler.openStream()
+        const hash = createHash('sha256')
+        for (let j = 0; j < 32; j++) {
+          const chunk = Buffer.alloc(256 * 1024 + i, (i * 31 + j) & 0xff)
+          hash.update(chunk)
+          await stream.write(chunk)
+        }
+        await stream.closeWrite()
+        expected.set(stream.id, hash.digest('hex'))
+      }),
+    )
+    await receiving
+    expect(digests).toEqual(expected)
+  })
+
+  it('rejects writes on a stream the remote reset, with ERR_STREAM_RESET', async () => {
+    const { dialler, listener } = track(muxedPair())
+    const stream = await dialler.openStream()
+    await stream.write(Buffer.from('x'))
+    const remote = await accept(listener)
+    remote.reset()
+    expect((await errorOf(readText(stream))).code).toBe('ERR_STREAM_RESET')
+    expect((await errorOf(stream.write(Buffer.from('y')))).code).toBe('ERR_STREAM_RESET')
+    expect((await errorOf(stream.closeWrite())).code).toBe('ERR_STREAM_RESET')
+  })
+})
