@@ -11,6 +11,8 @@ export const SERVER_ERROR_CODES = [
   'ERR_UNAVAILABLE',
   'ERR_CLOSED',
   'ERR_ABORTED',
+  'ERR_PEER',
+  'ERR_INVALID_OPTIONS',
 ] as const
 
 /** One of {@link SERVER_ERROR_CODES}. */
@@ -33,4 +35,87 @@ export class InvalidKeyError extends ServerError {
   constructor(message: string, options?: ErrorOptions) {
     super('ERR_INVALID_KEY', message, options)
   }
+}
+
+/** No object is stored under this key (locally or on any reachable peer). */
+export class NotFoundError extends ServerError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_NOT_FOUND', message, options)
+  }
+}
+
+/** Who acknowledged what when a store fell short of its write quorum. */
+export interface QuorumDetails {
+  /** The key that was stored. */
+  key: string
+  /** Acknowledgements needed. */
+  needed: number
+  /** Node ids that acknowledged a verified, durable copy of every chunk and the manifest. */
+  replicas: string[]
+  /** Node ids that were asked and failed, with why. */
+  failed: Array<{ nodeId: string; error: string }>
+}
+
+/**
+ * Fewer peers than the write quorum acknowledged the object. It is committed
+ * locally and held by `replicas`; catch-up goes on replicating it to peers
+ * as they (re)connect.
+ */
+export class QuorumError extends ServerError {
+  /** Who holds what. */
+  readonly details: QuorumDetails
+
+  constructor(details: QuorumDetails, options?: ErrorOptions) {
+    super(
+      'ERR_QUORUM',
+      `"${details.key}" reached ${details.replicas.length} of ${details.needed} required replicas; it is committed locally` +
+        (details.failed.length > 0 ? ` (${details.failed.map((f) => `${f.nodeId.slice(0, 12)}: ${f.error}`).join('; ')})` : ''),
+      options,
+    )
+    this.details = details
+  }
+}
+
+/** A chunk (or manifest) is missing or damaged locally and no peer could supply a verified copy. */
+export class UnavailableError extends ServerError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_UNAVAILABLE', message, options)
+  }
+}
+
+/** The server was closed (or not started). */
+export class ClosedError extends ServerError {
+  constructor(message = 'the server is closed', options?: ErrorOptions) {
+    super('ERR_CLOSED', message, options)
+  }
+}
+
+/** The operation was aborted through its `signal`. */
+export class AbortedError extends ServerError {
+  constructor(message = 'the operation was aborted', options?: ErrorOptions) {
+    super('ERR_ABORTED', message, options)
+  }
+}
+
+/** A peer broke the replication protocol or answered with an error. */
+export class PeerError extends ServerError {
+  /** The code the peer answered with, when it answered. */
+  readonly remoteCode: string | undefined
+
+  constructor(message: string, remoteCode?: string, options?: ErrorOptions) {
+    super('ERR_PEER', message, options)
+    this.remoteCode = remoteCode
+  }
+}
+
+/** Options passed to `createServer` are invalid. */
+export class InvalidOptionsError extends ServerError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_INVALID_OPTIONS', message, options)
+  }
+}
+
+/** Throws the signal's abort as an {@link AbortedError} (keeping the reason as `cause`). */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw new AbortedError(undefined, { cause: signal.reason })
 }

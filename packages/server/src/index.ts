@@ -3,8 +3,51 @@
  *
  * The dcas server: store, read and delete across peers, with encrypted
  * replicas, healing and catch-up.
+ *
+ * @example
+ * ```ts
+ * import { createServer } from '@dcas/server'
+ *
+ * const server = createServer({ root: './data-7000', listen: '127.0.0.1:7000', bootstrap: ['127.0.0.1:8080'], clusterSecret: 'shared secret' })
+ * await server.start()
+ * const { replicas } = await server.store('item_0', 'big conten0')
+ * for await (const chunk of server.read('item_0')) process.stdout.write(chunk)
+ * await server.delete('item_0')
+ * await server.close()
+ * ```
  */
 
+export { createServer } from './server.js'
+export type {
+  DeleteResult,
+  HealedEvent,
+  ListEntry,
+  ListOptions,
+  ObjectStat,
+  PeerInfo,
+  ReadOptions,
+  Server,
+  ServerEvents,
+  ServerOptions,
+  SignalOptions,
+  StoreResult,
+} from './server.js'
+export type { StoreData } from './source.js'
+export type { Logger } from './logger.js'
+export { silentLogger } from './logger.js'
+export { fixedSizeChunker, DEFAULT_CHUNK_SIZE } from './chunker.js'
+export type { Chunker } from './chunker.js'
 export { assertValidKey, MAX_KEY_BYTES } from './key.js'
-export { InvalidKeyError, SERVER_ERROR_CODES, ServerError } from './errors.js'
-export type { ServerErrorCode } from './errors.js'
+export {
+  AbortedError,
+  ClosedError,
+  InvalidKeyError,
+  InvalidOptionsError,
+  NotFoundError,
+  PeerError,
+  QuorumError,
+  SERVER_ERROR_CODES,
+  ServerError,
+  UnavailableError,
+} from './errors.js'
+export type { QuorumDetails, ServerErrorCode } from './errors.js'

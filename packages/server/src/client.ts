@@ -1,0 +1,171 @@
+// The owner's side of the replication protocol: one function per request, each on its own stream.
+// Every response is checked before it is trusted; a holder's bytes are verified by the caller.
+import type { Connection, Stream } from '@dcas/p2p'
+import { PeerError } from './errors.js'
+import { checkResponse, hex64, hex64List, isHex64, PROTOCOL_VERSION, StreamReader, uint, writeBytes, writeHeader, type Header } from './wire.js'
+
+/** Largest ciphertext blob a holder accepts or serves (a 64 MiB chunk plus age overhead). */
+export const MAX_BLOB_BYTES = 64 * 1024 * 1024 + 64 * 1024
+/** Most ids in one `blob.has` request. */
+export const MAX_HAS_IDS = 512
+/** Most chunk ids in one ref (about 1 TiB at 1 MiB chunks). */
+export const MAX_REF_CHUNKS = 1 << 20
+/** Most entries in one page of `ref.list`. */
+export const MAX_LIST_PAGE = 256
+
+/** A holder's record of one of the owner's refs: live, or deleted (a tombstone). */
+export interface RemoteRef {
+  refId: string
+  version: number
+  deleted: boolean
+  manifestCipherId?: string
+  size?: number
+  /** The holder found one of this ref's blobs missing or damaged. */
+  damaged?: boolean
+}
+
+/** Runs one request on a fresh stream; the stream is reset if `fn` fails, half-closed otherwise. */
+async function exchange<T>(conn: Connection, header: Header, signal: AbortSignal | undefined, fn: (stream: Stream, reader: StreamReader) => Promise<T>): Promise<T> {
+  const stream = await conn.openStream(signal === undefined ? undefined : { signal })
+  const onAbort = (): void => stream.reset(new PeerError('request aborted', undefined, { cause: signal?.reason }))
+  signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    await writeHeader(stream, { v: PROTOCOL_VERSION, ...header }, signal)
+    const result = await fn(stream, new StreamReader(stream))
+    return result
+  } catch (err) {
+    stream.reset(err instanceof Error ? err : undefined)
+    throw err
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
+  }
+}
+
+/** Sends a blob unless the holder has it; `produce` is called only when the bytes are needed. Resolves to whether they were sent. */
+export async function putBlob(conn: Connection, cipherId: string, produce: () => Promise<Uint8Array> | Uint8Array, signal?: AbortSignal): Promise<boolean> {
+  return exchange(conn, { op: 'blob.put', cipherId }, signal, async (stream, reader) => {
+    const first = checkResponse(await reader.requireHeader())
+    if (first.have === true) {
+      await stream.closeWrite()
+      await reader.expectEnd()
+      return false
+    }
+    const bytes = await produce()
+    await writeHeader(stream, { size: bytes.length }, signal)
+    await writeBytes(stream, bytes, signal)
+    await stream.closeWrite()
+    checkResponse(await reader.requireHeader())
+    await reader.expectEnd()
+    return true
+  })
+}
+
+/** Fetches a blob's bytes (at most {@link MAX_BLOB_BYTES}); the caller verifies them against `cipherId`. */
+export async function getBlob(conn: Connection, cipherId: string, signal?: AbortSignal): Promise<Uint8Array> {
+  return exchange(conn, { op: 'blob.get', cipherId }, signal, async (stream, reader) => {
+    await stream.closeWrite()
+    const header = checkResponse(await reader.requireHeader())
+    const size = uint(header, 'size', MAX_BLOB_BYTES)
+    return reader.readBody(size)
+  })
+}
+
+/** Which of `cipherIds` the holder lacks. */
+export async function missingBlobs(conn: Connection, cipherIds: string[], signal?: AbortSignal): Promise<string[]> {
+  const missing: string[] = []
+  for (let at = 0; at < cipherIds.length; at += MAX_HAS_IDS) {
+    const batch = cipherIds.slice(at, at + MAX_HAS_IDS)
+    const page = await exchange(conn, { op: 'blob.has', cipherIds: batch }, signal, async (stream, reader) => {
+      await stream.closeWrite()
+      const header = checkResponse(await reader.requireHeader())
+      await reader.expectEnd()
+      return hex64List(header.missing, 'missing', batch.length)
+    })
+    const asked = new Set(batch)
+    for (const id of page) if (asked.has(id)) missing.push(id)
+  }
+  return missing
+}
+
+/** What the owner asks a holder to record for one ref. */
+export interface RefPut {
+  refId: string
+  version: number
+  manifestCipherId: string
+  size: number
+  /** Distinct chunk cipher ids the ref uses (the manifest's own id not included). */
+  cipherIds: string[]
+}
+
+/** The outcome of {@link putRef}: stored, stale (the holder knows a newer version or a later delete), or blobs missing. */
+export type RefPutResult = { ok: true } | { ok: false; stale: true; version: number } | { ok: false; stale: false; missing: string[] }
+
+/** Records a ref on the holder once every blob it names is there. */
+export async function putRef(conn: Connection, ref: RefPut, signal?: AbortSignal): Promise<RefPutResult> {
+  const body = Buffer.from(JSON.stringify(ref.cipherIds), 'utf8')
+  const header = { op: 'ref.put', refId: ref.refId, version: ref.version, manifestCipherId: ref.manifestCipherId, size: ref.size, count: ref.cipherIds.length, bodySize: body.length }
+  return exchange(conn, header, signal, async (stream, reader) => {
+    await writeBytes(stream, body, signal)
+    await stream.closeWrite()
+    const res = await reader.requireHeader()
+    await reader.expectEnd()
+    if (res.ok === true) return { ok: true }
+    if (res.code === 'ERR_STALE') return { ok: false, stale: true, version: uint(res, 'version') }
+    if (res.code === 'ERR_MISSING') return { ok: false, stale: false, missing: hex64List(res.missing, 'missing', MAX_HAS_IDS) }
+    checkResponse(res)
+    throw new PeerError('unreachable')
+  })
+}
+
+/** The holder's record of a ref, if any. */
+export async function getRef(conn: Connection, refId: string, signal?: AbortSignal): Promise<RemoteRef | undefined> {
+  return exchange(conn, { op: 'ref.get', refId }, signal, async (stream, reader) => {
+    await stream.closeWrite()
+    const header = checkResponse(await reader.requireHeader())
+    await reader.expectEnd()
+    return header.ref === undefined ? undefined : parseRemoteRef(header.ref)
+  })
+}
+
+/** Deletes a ref (up to `version`) on the holder, leaving a tombstone. */
+export async function deleteRef(conn: Connection, refId: string, version: number, signal?: AbortSignal): Promise<void> {
+  await exchange(conn, { op: 'ref.delete', refId, version }, signal, async (stream, reader) => {
+    await stream.closeWrite()
+    checkResponse(await reader.requireHeader())
+    await reader.expectEnd()
+  })
+}
+
+/** Every ref (live or deleted) the holder keeps for us, page by page in refId order. */
+export async function* listRefs(conn: Connection, signal?: AbortSignal): AsyncGenerator<RemoteRef> {
+  let after: string | undefined
+  for (;;) {
+    const page = await exchange(conn, { op: 'ref.list', limit: MAX_LIST_PAGE, ...(after === undefined ? {} : { after }) }, signal, async (stream, reader) => {
+      await stream.closeWrite()
+      const header = checkResponse(await reader.requireHeader())
+      await reader.expectEnd()
+      if (!Array.isArray(header.entries) || header.entries.length > MAX_LIST_PAGE) throw new PeerError('ref.list answered a malformed page')
+      return header.entries.map(parseRemoteRef)
+    })
+    for (const entry of page) {
+      if (after !== undefined && entry.refId <= after) throw new PeerError('ref.list went backwards')
+      after = entry.refId
+      yield entry
+    }
+    if (page.length < MAX_LIST_PAGE) return
+  }
+}
+
+function parseRemoteRef(value: unknown): RemoteRef {
+  if (typeof value !== 'object' || value === null) throw new PeerError('malformed ref entry')
+  const h = value as Header
+  const ref: RemoteRef = { refId: hex64(h, 'refId'), version: uint(h, 'version'), deleted: h.deleted === true }
+  if (!ref.deleted) {
+    ref.manifestCipherId = hex64(h, 'manifestCipherId')
+    ref.size = uint(h, 'size')
+    if (h.damaged === true) ref.damaged = true
+  } else if (h.manifestCipherId !== undefined && !isHex64(h.manifestCipherId)) {
+    throw new PeerError('malformed ref entry')
+  }
+  return ref
+}

@@ -1,0 +1,272 @@
+// The holder's side of the replication protocol. A holder keeps other owners' ciphertext in
+// `replicas/<owner>/`, where <owner> is always the authenticated node id of the connection the
+// request came on: a peer can only ever touch its own replicas. Holders verify every blob
+// against its cipherId, count references per owner, and keep tombstones so that a stale
+// version never comes back.
+import type { Stream } from '@dcas/p2p'
+import type { BlobStore, Index, IndexTable } from '@dcas/store'
+import { MAX_BLOB_BYTES, MAX_HAS_IDS, MAX_LIST_PAGE, MAX_REF_CHUNKS } from './client.js'
+import { PeerError } from './errors.js'
+import type { KeyedLocks } from './locks.js'
+import type { Logger } from './logger.js'
+import { hex64, hex64List, optionalHex64, PROTOCOL_VERSION, StreamReader, uint, writeBytes, writeHeader, type Header } from './wire.js'
+
+/** A holder's record of one owner's ref: live (with the blobs it uses) or a tombstone. */
+export interface ReplicaRef {
+  version: number
+  deleted: boolean
+  manifestCipherId?: string
+  size?: number
+  /** Distinct chunk cipher ids (the manifest's not included). */
+  cipherIds?: string[]
+  updatedAt: number
+}
+
+/** The holder's index tables. */
+export interface HolderTables {
+  /** `${owner}/${refId}` → the ref or its tombstone. */
+  refs: IndexTable<ReplicaRef>
+  /** `${owner}/${cipherId}` → references to the blob. */
+  counts: IndexTable<number>
+  /** `${owner}/${cipherId}` → found missing or damaged while serving. */
+  damaged: IndexTable<true>
+}
+
+/** Opens the holder's tables in an index. */
+export function holderTables(index: Index): HolderTables {
+  return { refs: index.table('replica_refs'), counts: index.table('replica_counts'), damaged: index.table('replica_damaged') }
+}
+
+/** What the holder needs from its server. */
+export interface HolderContext {
+  index: Index
+  tables: HolderTables
+  locks: KeyedLocks
+  log: Logger
+  /** The blob store of one owner's replicas. */
+  replicaStore(owner: string): Promise<BlobStore>
+}
+
+const refIdsOf = (ref: ReplicaRef): string[] => (ref.deleted || ref.manifestCipherId === undefined ? [] : [...new Set([...(ref.cipherIds ?? []), ref.manifestCipherId])])
+
+/** Serves the requests one owner sends on one stream. `received` collects blobs put through this connection. */
+export async function serveRequest(ctx: HolderContext, owner: string, stream: Stream, received: Set<string>): Promise<void> {
+  const reader = new StreamReader(stream)
+  const respond = (header: Header): Promise<void> => writeHeader(stream, header)
+  let header: Header | undefined
+  try {
+    header = await reader.readHeader()
+    if (header === undefined) {
+      // An empty request: finish our side too, so the stream frees its slot.
+      await stream.closeWrite()
+      return
+    }
+    if (header.v !== PROTOCOL_VERSION) {
+      await respond({ ok: false, code: 'ERR_VERSION', message: `replication protocol ${String(header.v)} is not spoken here (${PROTOCOL_VERSION} is)` })
+      await stream.closeWrite()
+      return
+    }
+    switch (header.op) {
+      case 'blob.put':
+        await blobPut(ctx, owner, header, reader, respond, received)
+        break
+      case 'blob.get':
+        await blobGet(ctx, owner, header, reader, stream, respond)
+        break
+      case 'blob.has':
+        await blobHas(ctx, owner, header, reader, respond)
+        break
+      case 'ref.put':
+        await refPut(ctx, owner, header, reader, respond)
+        break
+      case 'ref.get':
+        await refGet(ctx, owner, header, reader, respond)
+        break
+      case 'ref.delete':
+        await refDelete(ctx, owner, header, reader, respond)
+        break
+      case 'ref.list':
+        await refList(ctx, owner, header, reader, respond)
+        break
+      default:
+        throw new PeerError(`unknown operation ${JSON.stringify(header.op)?.slice(0, 40)}`)
+    }
+    await stream.closeWrite()
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    ctx.log.warn({ err, owner, op: header?.op }, 'replication request failed')
+    try {
+      if (code === 'ERR_PEER') await respond({ ok: false, code: 'ERR_PROTOCOL', message: (err as Error).message })
+    } catch {
+      // the stream is already gone
+    }
+    stream.reset(err instanceof Error ? err : undefined)
+  }
+}
+
+async function blobPut(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>, received: Set<string>): Promise<void> {
+  const cipherId = hex64(h, 'cipherId')
+  const store = await ctx.replicaStore(owner)
+  if (await store.has(cipherId)) {
+    await respond({ ok: true, have: true })
+    await reader.expectEnd()
+    return
+  }
+  await respond({ ok: true, have: false })
+  const size = uint(await reader.requireHeader(), 'size', MAX_BLOB_BYTES)
+  const key = `${owner}/${cipherId}`
+  try {
+    await ctx.locks.run(key, () => store.putExpected(cipherId, reader.body(size)))
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ERR_INTEGRITY') throw err
+    await respond({ ok: false, code: 'ERR_INTEGRITY', message: 'the bytes do not hash to their cipherId' })
+    return
+  }
+  received.add(cipherId)
+  if (ctx.tables.damaged.has(key)) await ctx.index.transaction((tx) => tx.delete(ctx.tables.damaged, key))
+  await respond({ ok: true })
+}
+
+async function blobGet(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, stream: Stream, respond: (h: Header) => Promise<void>): Promise<void> {
+  const cipherId = hex64(h, 'cipherId')
+  await reader.expectEnd()
+  const store = await ctx.replicaStore(owner)
+  const info = await store.stat(cipherId)
+  if (info === undefined) {
+    await respond({ ok: false, code: 'ERR_NOT_FOUND', message: 'no such blob' })
+    await markDamaged(ctx, owner, cipherId)
+    return
+  }
+  // The store verifies the blob before its first byte, so a damaged blob fails here, before the header.
+  const pieces = store.get(cipherId)[Symbol.asyncIterator]()
+  let first: IteratorResult<Uint8Array>
+  try {
+    first = await pieces.next()
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    if (code !== 'ERR_INTEGRITY' && code !== 'ERR_NOT_FOUND') throw err
+    await respond({ ok: false, code, message: 'blob is damaged or gone' })
+    await ctx.locks.run(`${owner}/${cipherId}`, () => store.delete(cipherId))
+    await markDamaged(ctx, owner, cipherId)
+    return
+  }
+  await respond({ ok: true, size: info.size })
+  for (let r = first; r.done !== true; r = await pieces.next()) await writeBytes(stream, r.value)
+}
+
+async function markDamaged(ctx: HolderContext, owner: string, cipherId: string): Promise<void> {
+  const key = `${owner}/${cipherId}`
+  if (ctx.tables.counts.has(key)) await ctx.index.transaction((tx) => tx.put(ctx.tables.damaged, key, true))
+}
+
+async function blobHas(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>): Promise<void> {
+  const ids = hex64List(h.cipherIds, 'cipherIds', MAX_HAS_IDS)
+  await reader.expectEnd()
+  const store = await ctx.replicaStore(owner)
+  const present = await Promise.all(ids.map((id) => store.has(id)))
+  await respond({ ok: true, missing: ids.filter((_, i) => !present[i]) })
+}
+
+/** Frees blobs whose count reached zero, unless something re-referenced them meanwhile. */
+async function freeUnreferenced(ctx: HolderContext, owner: string, ids: Iterable<string>): Promise<void> {
+  const store = await ctx.replicaStore(owner)
+  for (const id of ids) {
+    const key = `${owner}/${id}`
+    await ctx.locks.run(key, async () => {
+      if (!ctx.tables.counts.has(key)) await store.delete(id)
+    })
+  }
+}
+
+async function refPut(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>): Promise<void> {
+  const refId = hex64(h, 'refId')
+  const version = uint(h, 'version')
+  const manifestCipherId = hex64(h, 'manifestCipherId')
+  const size = uint(h, 'size')
+  const count = uint(h, 'count', MAX_REF_CHUNKS)
+  const bodySize = uint(h, 'bodySize', 2 + count * 67)
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(Buffer.from(await reader.readBody(bodySize)).toString('utf8'))
+  } catch (err) {
+    if (err instanceof PeerError) throw err
+    throw new PeerError('ref.put body is not JSON', undefined, { cause: err })
+  }
+  const cipherIds = [...new Set(hex64List(parsed, 'cipherIds', count))]
+  const key = `${owner}/${refId}`
+  await ctx.locks.run(`owner:${owner}`, async () => {
+    const existing = ctx.tables.refs.get(key)
+    if (existing !== undefined && (existing.version > version || (existing.deleted && existing.version >= version))) {
+      await respond({ ok: false, code: 'ERR_STALE', version: existing.version })
+      return
+    }
+    const next: ReplicaRef = { version, deleted: false, manifestCipherId, size, cipherIds, updatedAt: Date.now() }
+    const wanted = refIdsOf(next)
+    const store = await ctx.replicaStore(owner)
+    const present = await Promise.all(wanted.map((id) => store.has(id)))
+    const missing = wanted.filter((_, i) => !present[i])
+    if (missing.length > 0) {
+      await respond({ ok: false, code: 'ERR_MISSING', missing: missing.slice(0, MAX_HAS_IDS) })
+      return
+    }
+    const sameVersion = existing !== undefined && !existing.deleted && existing.version === version && existing.manifestCipherId === manifestCipherId
+    if (!sameVersion) {
+      const previous = existing === undefined ? [] : refIdsOf(existing)
+      const freed = await ctx.index.transaction((tx) => {
+        tx.put(ctx.tables.refs, key, next)
+        for (const id of wanted) tx.add(ctx.tables.counts, `${owner}/${id}`, 1)
+        return previous.filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
+      })
+      await freeUnreferenced(ctx, owner, freed)
+    }
+    await respond({ ok: true })
+  })
+}
+
+async function refGet(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>): Promise<void> {
+  const refId = hex64(h, 'refId')
+  await reader.expectEnd()
+  const ref = ctx.tables.refs.get(`${owner}/${refId}`)
+  await respond(ref === undefined ? { ok: true } : { ok: true, ref: describe(ctx, owner, refId, ref) })
+}
+
+async function refDelete(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>): Promise<void> {
+  const refId = hex64(h, 'refId')
+  const version = uint(h, 'version')
+  await reader.expectEnd()
+  const key = `${owner}/${refId}`
+  await ctx.locks.run(`owner:${owner}`, async () => {
+    const existing = ctx.tables.refs.get(key)
+    if (existing !== undefined && existing.version >= version && (existing.deleted || existing.version > version)) return
+    const freed = await ctx.index.transaction((tx) => {
+      tx.put(ctx.tables.refs, key, { version, deleted: true, updatedAt: Date.now() })
+      return existing === undefined ? [] : refIdsOf(existing).filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
+    })
+    await freeUnreferenced(ctx, owner, freed)
+  })
+  await respond({ ok: true })
+}
+
+async function refList(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>): Promise<void> {
+  const after = optionalHex64(h, 'after')
+  const limit = Math.max(1, uint(h, 'limit', MAX_LIST_PAGE))
+  await reader.expectEnd()
+  const prefix = `${owner}/`
+  const entries: Header[] = []
+  for (const [key, ref] of ctx.tables.refs.entries({ prefix, limit, ...(after === undefined ? {} : { after: prefix + after }) })) {
+    entries.push(describe(ctx, owner, key.slice(prefix.length), ref))
+  }
+  await respond({ ok: true, entries })
+}
+
+function describe(ctx: HolderContext, owner: string, refId: string, ref: ReplicaRef): Header {
+  if (ref.deleted) return { refId, version: ref.version, deleted: true }
+  const damaged = refIdsOf(ref).some((id) => ctx.tables.damaged.has(`${owner}/${id}`))
+  return { refId, version: ref.version, deleted: false, manifestCipherId: ref.manifestCipherId, size: ref.size, ...(damaged ? { damaged: true } : {}) }
+}
+
+/** Frees the blobs an owner put through a connection that closed without any ref taking them up. */
+export async function sweepReceived(ctx: HolderContext, owner: string, received: Set<string>): Promise<void> {
+  if (received.size === 0) return
+  await ctx.locks.run(`owner:${owner}`, () => freeUnreferenced(ctx, owner, received))
+}

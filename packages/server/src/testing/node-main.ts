@@ -1,0 +1,76 @@
+// The child side of spawnNode(): starts one server and answers requests over IPC.
+import { createServer } from '../server.js'
+import { dataDigest, digestOf, generateData } from './data.js'
+import type { ChildServerOptions, EventMessage, RequestMessage, ResponseMessage } from './protocol.js'
+
+const send = (message: ResponseMessage | EventMessage): void => {
+  process.send?.(message)
+}
+
+const options = JSON.parse(process.env.DCAS_NODE_OPTIONS ?? '{}') as ChildServerOptions
+const server = createServer(options)
+
+for (const event of ['healed', 'peer:connect', 'peer:disconnect', 'synced'] as const) {
+  server.on(event, (data: unknown) => send({ event, data }))
+}
+
+async function handle(request: RequestMessage['request']): Promise<unknown> {
+  switch (request.op) {
+    case 'store': {
+      const start = performance.now()
+      const result = await server.store(request.key, generateData(request.size, request.seed))
+      const ms = performance.now() - start
+      if (result.sha256 !== (await dataDigest(request.size, request.seed))) throw new Error('the store reported another digest than the data it was given')
+      return { ...result, ms }
+    }
+    case 'storeText':
+      return server.store(request.key, request.text)
+    case 'read': {
+      const start = performance.now()
+      const range = { ...(request.offset === undefined ? {} : { offset: request.offset }), ...(request.length === undefined ? {} : { length: request.length }) }
+      const digest = await digestOf(server.read(request.key, range))
+      return { ...digest, ms: performance.now() - start }
+    }
+    case 'delete':
+      return server.delete(request.key)
+    case 'has':
+      return server.has(request.key)
+    case 'stat':
+      return server.stat(request.key)
+    case 'list':
+      return server.list(request)
+    case 'peers':
+      return server.peers()
+    case 'waitForPeers':
+      return server.waitForPeers(request.count, { signal: AbortSignal.timeout(request.timeout ?? 30_000) })
+    case 'waitForSync':
+      return server.waitForSync()
+    case 'usage':
+      return { rss: process.memoryUsage().rss, maxRss: process.resourceUsage().maxRSS * 1024, heapUsed: process.memoryUsage().heapUsed }
+    case 'close':
+      await server.close()
+      setImmediate(() => process.exit(0))
+      return undefined
+  }
+}
+
+process.on('message', (message: RequestMessage) => {
+  handle(message.request).then(
+    (result) => send({ id: message.id, ok: true, result }),
+    (err: unknown) => {
+      const e = err as { code?: string; name?: string; message?: string; details?: unknown }
+      send({ id: message.id, ok: false, error: { message: e.message ?? String(err), ...(e.code === undefined ? {} : { code: e.code }), ...(e.name === undefined ? {} : { name: e.name }), ...(e.details === undefined ? {} : { details: e.details }) } })
+    },
+  )
+})
+process.on('disconnect', () => {
+  void server.close().finally(() => process.exit(0))
+})
+
+try {
+  await server.start()
+  send({ event: 'ready', nodeId: server.nodeId, address: server.address })
+} catch (err) {
+  send({ event: 'fatal', message: err instanceof Error ? err.message : String(err) })
+  process.exit(1)
+}

@@ -1,0 +1,28 @@
+// Messages between a test process and a node child process (see spawn.ts and node-main.ts).
+import type { ServerOptions } from '../server.js'
+
+/** How to start the node in the child: server options that survive IPC (no transport, no logger). */
+export type ChildServerOptions = Omit<ServerOptions, 'transport' | 'logger' | 'chunker' | 'clusterSecret'> & { clusterSecret?: string }
+
+export type Request =
+  | { op: 'store'; key: string; size: number; seed: string | number }
+  | { op: 'storeText'; key: string; text: string }
+  | { op: 'read'; key: string; offset?: number; length?: number }
+  | { op: 'delete'; key: string }
+  | { op: 'has'; key: string }
+  | { op: 'stat'; key: string }
+  | { op: 'list'; prefix?: string; limit?: number; after?: string }
+  | { op: 'peers' }
+  | { op: 'waitForPeers'; count: number; timeout?: number }
+  | { op: 'waitForSync' }
+  | { op: 'usage' }
+  | { op: 'close' }
+
+export interface RequestMessage {
+  id: number
+  request: Request
+}
+
+export type ResponseMessage = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: { code?: string; name?: string; message: string; details?: unknown } }
+
+export type EventMessage = { event: 'ready'; nodeId: string; address: string } | { event: 'healed' | 'peer:connect' | 'peer:disconnect' | 'synced'; data: unknown } | { event: 'fatal'; message: string }
