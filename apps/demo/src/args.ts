@@ -11,7 +11,7 @@ export interface DemoOptions {
 
 export const USAGE = `Usage: pnpm demo [--ports 8080,3030,7000] [--data DIR]
 
-  --ports A,B,C  the three ports (default 8080,3030,7000): B dials A, C dials A and B
+  --ports A,B,C  the three ports (default 8080,3030,7000): B dials A, C dials A and B; 0 picks a free one
   --data DIR     keep the three data directories under DIR (default: a fresh temporary folder)
   -h, --help     show this help`
 
@@ -27,9 +27,10 @@ export function parseDemoArgs(argv: string[]): DemoOptions {
     strict: true,
   })
   const ports = values.ports.split(',').map((p) => Number(p.trim()))
-  if (ports.length !== 3 || ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) {
-    throw new Error(`--ports takes three ports from 1 to 65535, separated by commas; got "${values.ports}"`)
+  if (ports.length !== 3 || ports.some((p) => !Number.isInteger(p) || p < 0 || p > 65535)) {
+    throw new Error(`--ports takes three ports from 0 to 65535, separated by commas; got "${values.ports}"`)
   }
-  if (new Set(ports).size !== 3) throw new Error(`--ports must name three different ports; got "${values.ports}"`)
+  const fixed = ports.filter((p) => p !== 0)
+  if (new Set(fixed).size !== fixed.length) throw new Error(`--ports must name three different ports (0 may repeat); got "${values.ports}"`)
   return { ports: ports as [number, number, number], help: values.help, ...(values.data === undefined ? {} : { data: values.data }) }
 }

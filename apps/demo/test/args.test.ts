@@ -18,5 +18,6 @@ describe('demo arguments', () => {
     expect(() => parseDemoArgs(['--ports', '1,2'])).toThrow(/three ports/)
     expect(() => parseDemoArgs(['--ports', '1,2,99999'])).toThrow(/three ports/)
     expect(() => parseDemoArgs(['--ports', '1,1,2'])).toThrow(/different/)
+    expect(parseDemoArgs(['--ports', '0,0,0']).ports).toEqual([0, 0, 0])
   })
 })
