@@ -58,7 +58,10 @@ if (task === 'test') {
 } else if (task === 'bench') {
   if (runPnpm('exec', 'turbo', 'run', 'build', '--output-logs=errors-only') !== 0) process.exit(1)
   process.exit(runPnpm('exec', 'tsx', join(root, 'bench/run.ts'), ...rest))
+} else if (task === 'faults') {
+  if (runPnpm('exec', 'turbo', 'run', 'build', '--output-logs=errors-only') !== 0) process.exit(1)
+  process.exit(runPnpm('exec', 'tsx', join(root, 'faults/run.ts'), ...rest))
 } else {
-  console.error(`unknown task "${task}": use test, demo or bench`)
+  console.error(`unknown task "${task}": use test, demo, bench or faults`)
   process.exit(2)
 }
