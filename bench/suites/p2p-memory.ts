@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { createMemoryDuplexPair, createMuxedConnection, type Stream } from '@dcas/p2p'
 import { argValue, GiB, inTurn, isWorker, MiB, peakRssMiB, record, rounds, serveWorker, size, startWorker, throughput } from '../lib.js'
 
-const total = size(GiB, 16 * MiB)
+const total = size(GiB, 8 * MiB)
 const block = Buffer.alloc(MiB, 0x5a)
 
 type Medium = 'memory' | 'tcp'

@@ -6,6 +6,7 @@
 //
 // - store 1 GiB with two replicas;          - read it locally;
 // - read it after local loss (the owner's `blobs/` removed while it runs, as the server tests do);
+// - delete it (MB/s: the object's size over the time the delete takes);
 // - 1,000 objects of 64 KiB: store, read, delete (ops/s, 8 requests in flight).
 //
 // In every round each step runs on dcas and on the raw pipeline back to back, the order turning
@@ -21,9 +22,9 @@ import { fileURLToPath } from 'node:url'
 import { dataDigest, spawnNode, type NodeHandle } from '@dcas/server/testing'
 import { bytesLabel, emit, GiB, inTurn, KiB, MiB, record, rounds, seconds, size, startWorker, withPeakRss, type HasUsage, type Round, type Worker } from '../lib.js'
 
-const BIG = size(GiB, 16 * MiB)
+const BIG = size(GiB, 8 * MiB)
 const SMALL = 64 * KiB
-const COUNT = size(1000, 100)
+const COUNT = size(1000, 20)
 const IN_FLIGHT = 8
 const bigLabel = bytesLabel(BIG)
 const smallLabel = `${COUNT.toLocaleString('en')} × 64 KiB`
@@ -144,8 +145,8 @@ try {
 
   for (const round of rounds()) {
     // Warm-ups run at the quick sizes at most.
-    const big = round.warmUp ? Math.min(BIG, 16 * MiB) : BIG
-    const count = round.warmUp ? Math.min(COUNT, 100) : COUNT
+    const big = round.warmUp ? Math.min(BIG, 8 * MiB) : BIG
+    const count = round.warmUp ? Math.min(COUNT, 20) : COUNT
     const bigSeed = `big-${round.index}`
     // The digest to check reads against: what the dcas node reported (its child checks it against the data).
     let bigDigest = ''
@@ -170,7 +171,7 @@ try {
       check(`${s.name('read after loss')}`, res, big, bigDigest)
       return big / 1e6 / (res.ms / 1000)
     })
-    for (const s of systems) await s.owner.delete('big')
+    await step(round, systems, names(`delete the ${bigLabel} object`, `delete the ${bigLabel} object (local files and both peers' copies)`), 'MB/s', async (s) => big / 1e6 / (await seconds(() => s.owner.delete('big'))))
 
     const keys = Array.from({ length: count }, (_, i) => `small-${round.index}-${i}`)
     const digests = await Promise.all(keys.map((k) => dataDigest(SMALL, k)))
