@@ -10,6 +10,7 @@ import { openBlobStore, openIndex, type BlobStore, type Index, type IndexTable, 
 import { fixedSizeChunker, DEFAULT_CHUNK_SIZE, type Chunker } from './chunker.js'
 import { deleteRef, getBlob, getRef, listRefs, missingBlobs, putBlob, putRef, type RemoteRef } from './client.js'
 import { AbortedError, ClosedError, InvalidOptionsError, NotFoundError, QuorumError, UnavailableError, throwIfAborted } from './errors.js'
+import { isHex64 } from './wire.js'
 import { holderTables, serveRequest, sweepReceived, type HolderContext, type HolderTables } from './holder.js'
 import { assertValidKey } from './key.js'
 import { KeyedLocks } from './locks.js'
@@ -963,7 +964,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   // ---- maintenance --------------------------------------------------------
 
   async #replicaStore(owner: string): Promise<BlobStore> {
-    if (!/^[0-9a-f]{64}$/.test(owner)) throw new InvalidOptionsError('owner ids are 64 lowercase hex characters')
+    if (!isHex64(owner)) throw new InvalidOptionsError('owner ids are 64 lowercase hex characters')
     let store = this.#replicaStores.get(owner)
     if (store === undefined) {
       store = openBlobStore({ root: join(this.#options.root, 'replicas', owner) })
@@ -984,7 +985,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     }
     const counts = this.#holder!.tables.counts
     for (const owner of await readdir(join(this.#options.root, 'replicas'))) {
-      if (!/^[0-9a-f]{64}$/.test(owner)) continue
+      if (!isHex64(owner)) continue
       const store = await this.#replicaStore(owner)
       for await (const id of store.list()) {
         if (!counts.has(`${owner}/${id}`)) {
