@@ -1,5 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import type { Connection } from '../src/index.js'
+import { describe, expect, it } from 'vitest'
 import {
   FLAG_ACK,
   FLAG_FIN,
@@ -13,13 +12,9 @@ import {
   TYPE_PING,
   TYPE_WINDOW_UPDATE,
 } from '../src/muxer/frame.js'
-import { accept, dataFrame, errorOf, frame, muxedPair, rawPeer, readText, send } from './mux-helpers.js'
+import { abortedAfterEach, accept, dataFrame, errorOf, frame, muxedPair, rawPeer, readText, send } from './mux-helpers.js'
 
-const open: Connection[] = []
-
-afterEach(() => {
-  for (const connection of open.splice(0)) connection.abort()
-})
+const track = abortedAfterEach()
 
 /**
  * Opens stream 1 from a raw peer, then sends `bad`: the connection must close
@@ -28,7 +23,7 @@ afterEach(() => {
  */
 async function expectViolation(bad: Buffer[], code: string, options: { maxStreams?: number } = {}): Promise<void> {
   const peer = rawPeer(options)
-  open.push(peer.connection)
+  track(peer.connection)
   peer.raw.write(dataFrame(FLAG_SYN, 1, Buffer.from('hello')))
   const stream = await accept(peer.connection)
   const reading = errorOf(readText(stream))
@@ -82,7 +77,7 @@ describe('muxer bounds on what it reads', () => {
 
   it('closes the connection with ERR_PROTOCOL on data after the remote\'s FIN', async () => {
     const peer = rawPeer()
-    open.push(peer.connection)
+    track(peer.connection)
     peer.raw.write(dataFrame(FLAG_SYN | FLAG_FIN, 1, Buffer.from('hello')))
     const stream = await accept(peer.connection)
     peer.raw.write(dataFrame(0, 1, Buffer.from('late')))
@@ -116,7 +111,7 @@ describe('muxer bounds on what it reads', () => {
 
   it('closes the connection with ERR_PROTOCOL when it ends in the middle of a frame', async () => {
     const peer = rawPeer()
-    open.push(peer.connection)
+    track(peer.connection)
     peer.raw.write(frame(TYPE_GO_AWAY, 0, 0, GO_AWAY_NORMAL))
     peer.raw.end(frame(TYPE_PING, FLAG_SYN, 0, 1).subarray(0, 7))
     expect(await peer.connection.closed).toMatchObject({ code: 'ERR_PROTOCOL' })
@@ -124,7 +119,7 @@ describe('muxer bounds on what it reads', () => {
 
   it('ignores frames still in flight for a stream it reset', async () => {
     const peer = rawPeer()
-    open.push(peer.connection)
+    track(peer.connection)
     peer.raw.write(dataFrame(FLAG_SYN, 1, Buffer.from('first')))
     const stream = await accept(peer.connection)
     stream.reset()
@@ -140,7 +135,7 @@ describe('muxer bounds on what it reads', () => {
 
   it('refuses with RST a stream that crossed its go-away, and still closes cleanly', async () => {
     const peer = rawPeer()
-    open.push(peer.connection)
+    track(peer.connection)
     peer.raw.write(dataFrame(FLAG_SYN, 1, Buffer.from('open before')))
     const stream = await accept(peer.connection)
     const closing = peer.connection.close()
@@ -159,7 +154,7 @@ describe('muxer bounds on what it reads', () => {
 
   it('rejects openStream beyond maxStreams with ERR_TOO_MANY_STREAMS and keeps the connection', async () => {
     const { dialler, listener } = muxedPair({ maxStreams: 2 })
-    open.push(dialler, listener)
+    track({ dialler, listener })
     const first = await dialler.openStream()
     await dialler.openStream()
     expect((await errorOf(dialler.openStream())).code).toBe('ERR_TOO_MANY_STREAMS')
@@ -175,7 +170,7 @@ describe('muxer bounds on what it reads', () => {
 
   it('marks the remote\'s go-away with an error code as the connection\'s error', async () => {
     const peer = rawPeer()
-    open.push(peer.connection)
+    track(peer.connection)
     peer.raw.write(dataFrame(FLAG_SYN | FLAG_ACK, 1, Buffer.from('x')))
     const stream = await accept(peer.connection)
     peer.raw.write(frame(TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR))

@@ -1,5 +1,6 @@
 // Shared by the muxer tests: connected pairs, and a raw peer that speaks frames by hand.
 import type { Duplex } from 'node:stream'
+import { afterEach } from 'vitest'
 import { createMemoryDuplexPair, createMuxedConnection, type Connection, type MuxerOptions, type Stream } from '../src/index.js'
 import { encodeHeader, FrameDecoder, TYPE_DATA } from '../src/muxer/frame.js'
 import type { MuxedStream } from '../src/muxer/stream.js'
@@ -8,6 +9,21 @@ export const DIALLER_ID = 'a'.repeat(64)
 export const LISTENER_ID = 'b'.repeat(64)
 
 type Options = Omit<MuxerOptions, 'direction' | 'remoteNodeId' | 'remoteAddress'>
+
+type Kept = Connection | { dialler: Connection; listener: Connection }
+
+/** Returns `track(item)`: the connection, or both of a pair, is aborted after each test of the file. */
+export function abortedAfterEach(): <T extends Kept>(item: T) => T {
+  const open: Connection[] = []
+  afterEach(() => {
+    for (const connection of open.splice(0)) connection.abort()
+  })
+  return (item) => {
+    if ('dialler' in item) open.push(item.dialler, item.listener)
+    else open.push(item)
+    return item
+  }
+}
 
 /** Two connections over an in-memory pipe, or over the given sockets. */
 export function muxedPair(options: Options = {}, sockets: [Duplex, Duplex] = createMemoryDuplexPair()): { dialler: Connection; listener: Connection } {

@@ -3,20 +3,21 @@ import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer, connect, type Server, type Socket } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
-import type { Connection, Stream } from '../src/index.js'
-import { accept, errorOf, muxedPair, readText, send } from './mux-helpers.js'
+import type { Stream } from '../src/index.js'
+import { abortedAfterEach, accept, errorOf, muxedPair, readText, send } from './mux-helpers.js'
 
 let server: Server | undefined
-const open: Connection[] = []
 
 afterEach(async () => {
-  for (const connection of open.splice(0)) connection.abort()
   if (server !== undefined) {
     server.close()
     await once(server, 'close')
     server = undefined
   }
 })
+
+// Registered after the hook above, so it runs before it (hooks unwind as a stack): the server closes once its connections are gone.
+const track = abortedAfterEach()
 
 async function tcpPair(): Promise<[Socket, Socket]> {
   const listening = createServer()
@@ -45,7 +46,7 @@ async function hashOf(stream: Stream): Promise<{ bytes: number; digest: string }
 describe('muxer over TCP', () => {
   it('carries 64 MiB each way at once, intact, while 50 small exchanges complete', async () => {
     const { dialler, listener } = muxedPair({}, await tcpPair())
-    open.push(dialler, listener)
+    track({ dialler, listener })
     const total = 64 * 1024 * 1024
     const sendBig = async (stream: Stream, seed: number): Promise<string> => {
       const hash = createHash('sha256')
@@ -81,7 +82,7 @@ describe('muxer over TCP', () => {
   it('closes cleanly with a go-away, closing both sockets', async () => {
     const sockets = await tcpPair()
     const { dialler, listener } = muxedPair({}, sockets)
-    open.push(dialler, listener)
+    track({ dialler, listener })
     const stream = await dialler.openStream()
     await send(stream, 'bye')
     const remote = await accept(listener)
@@ -97,7 +98,7 @@ describe('muxer over TCP', () => {
   it('fails the streams with ERR_CONNECTION_CLOSED when the remote socket is destroyed mid-stream', async () => {
     const sockets = await tcpPair()
     const { dialler, listener } = muxedPair({}, sockets)
-    open.push(dialler, listener)
+    track({ dialler, listener })
     const stream = await dialler.openStream()
     await stream.write(Buffer.alloc(1024, 1))
     await accept(listener)

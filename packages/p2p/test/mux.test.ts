@@ -1,21 +1,12 @@
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { Connection, Stream } from '../src/index.js'
 import { FLAG_ACK, FLAG_SYN, INITIAL_STREAM_WINDOW, TYPE_DATA, TYPE_PING, TYPE_WINDOW_UPDATE } from '../src/muxer/frame.js'
-import { accept, errorOf, frame, internals, muxedPair, rawPeer, readText, send } from './mux-helpers.js'
+import { abortedAfterEach, accept, errorOf, frame, internals, muxedPair, rawPeer, readText, send } from './mux-helpers.js'
 
 const MiB = 1024 * 1024
-const open: Connection[] = []
-
-function track<T extends { dialler: Connection; listener: Connection }>(pair: T): T {
-  open.push(pair.dialler, pair.listener)
-  return pair
-}
-
-afterEach(() => {
-  for (const connection of open.splice(0)) connection.abort()
-})
+const track = abortedAfterEach()
 
 /** Lets every byte already written from `from` arrive at `to`: one message through a fresh stream. */
 async function settle(from: Connection, to: Connection): Promise<void> {
@@ -45,7 +36,7 @@ describe('muxer streams', () => {
 
   it('acknowledges an inbound stream with the first frame it sends on it', async () => {
     const peer = rawPeer()
-    open.push(peer.connection)
+    track(peer.connection)
     peer.raw.write(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0))
     const stream = await accept(peer.connection)
     await stream.write(Buffer.from('hi'))
@@ -55,7 +46,7 @@ describe('muxer streams', () => {
 
   it('answers a ping with the same opaque value', async () => {
     const peer = rawPeer()
-    open.push(peer.connection)
+    track(peer.connection)
     peer.raw.write(frame(TYPE_PING, FLAG_SYN, 0, 0xdeadbeef))
     const pong = await peer.next((f) => f.type === TYPE_PING && f.flags === FLAG_ACK)
     expect(pong.length).toBe(0xdeadbeef)
@@ -160,7 +151,7 @@ describe('muxer flow control', () => {
 
   it('keeps at most about 1 MiB in the socket buffer when the remote stops reading its socket', async () => {
     const peer = rawPeer({ read: false })
-    open.push(peer.connection)
+    track(peer.connection)
     for (let id = 1; id <= 15; id += 2) peer.raw.write(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, id, 0))
     const streams: Stream[] = []
     while (streams.length < 8) streams.push(await accept(peer.connection))
@@ -175,7 +166,7 @@ describe('muxer flow control', () => {
 
   it('stops reading a remote that floods pings without reading the answers', async () => {
     const peer = rawPeer({ read: false })
-    open.push(peer.connection)
+    track(peer.connection)
     const pings = Buffer.concat(Array.from({ length: 512 }, (_, i) => frame(TYPE_PING, FLAG_SYN, 0, i)))
     const paused = once(peer.socket, 'pause')
     let sent = 0

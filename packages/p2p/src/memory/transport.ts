@@ -9,7 +9,7 @@ import {
   PeerUnauthorizedError,
 } from '../errors.js'
 import { createMuxedConnection } from '../muxer/connection.js'
-import { abortedError, throwIfAborted } from '../muxer/signal.js'
+import { abortable, throwIfAborted } from '../muxer/signal.js'
 import type { MuxerOptions } from '../muxer/types.js'
 import type { AbortOptions, Connection, ConnectionHandler, Transport } from '../types.js'
 import { MemoryDuplex } from './duplex.js'
@@ -47,20 +47,12 @@ function parseAddress(address: string): { host: string; port: number } {
 
 /** Resolves on the next turn of the event loop, as a real dial would at the earliest. */
 async function nextTurn(signal: AbortSignal | undefined): Promise<void> {
-  let onAbort: (() => void) | undefined
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setImmediate(resolve)
-      if (signal === undefined) return
-      onAbort = () => {
-        clearImmediate(timer)
-        reject(abortedError(signal))
-      }
-      signal.addEventListener('abort', onAbort, { once: true })
-    })
-  } finally {
-    if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
-  }
+  let timer: NodeJS.Immediate | undefined
+  await abortable<void>(
+    signal,
+    (resolve) => (timer = setImmediate(resolve)),
+    () => clearImmediate(timer),
+  )
 }
 
 class MemoryTransport implements Transport, MemoryListener, MemoryPeer {

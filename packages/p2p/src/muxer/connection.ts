@@ -28,7 +28,7 @@ import {
   type FrameSink,
 } from './frame.js'
 import { MuxedStream, type StreamHost } from './stream.js'
-import { abortedError, throwIfAborted } from './signal.js'
+import { abortable, abortedError, throwIfAborted } from './signal.js'
 import type { MuxerOptions } from './types.js'
 
 /** Defaults of {@link MuxerOptions}. */
@@ -193,20 +193,11 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
       this.maybeEnd()
     }
     if (this.state !== OPEN) return
-    let onAbort: (() => void) | undefined
-    try {
-      await new Promise<void>((resolve, reject) => {
-        void this.closed.then(() => resolve())
-        if (signal === undefined) return
-        onAbort = () => {
-          reject(abortedError(signal))
-          this.abort(abortedError(signal))
-        }
-        signal.addEventListener('abort', onAbort, { once: true })
-      })
-    } finally {
-      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
-    }
+    await abortable<unknown>(
+      signal,
+      (resolve) => void this.closed.then(resolve),
+      () => this.abort(abortedError(signal!)),
+    )
   }
 
   abort(reason?: Error): void {

@@ -9,7 +9,7 @@ import {
 } from '../errors.js'
 import type { AbortOptions, Stream } from '../types.js'
 import { FLAG_ACK, FLAG_FIN, INITIAL_STREAM_WINDOW } from './frame.js'
-import { abortedError, throwIfAborted } from './signal.js'
+import { abortable, throwIfAborted } from './signal.js'
 
 /** What a stream needs from its connection. */
 export interface StreamHost {
@@ -30,19 +30,34 @@ export interface StreamHost {
   streamDone(stream: MuxedStream): void
 }
 
-interface PendingWrite {
-  data: Uint8Array
-  offset: number
-  resolve: () => void
-  reject: (err: Error) => void
-}
-
 interface Waiter<T> {
   resolve: (value: T) => void
   reject: (err: Error) => void
 }
 
+interface PendingWrite extends Waiter<void> {
+  data: Uint8Array
+  offset: number
+}
+
 const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined }
+
+/** Queues an entry built from `fields` in `queue` until it is resolved or rejected; on abort, takes it out and calls `onAbort`. */
+async function waitIn<E extends Waiter<void>>(queue: E[], fields: Omit<E, 'resolve' | 'reject'>, signal: AbortSignal | undefined, onAbort?: () => void): Promise<void> {
+  let entry: E | undefined
+  await abortable<void>(
+    signal,
+    (resolve, reject) => {
+      entry = { ...fields, resolve, reject } as E
+      queue.push(entry)
+    },
+    () => {
+      const at = entry === undefined ? -1 : queue.indexOf(entry)
+      if (at >= 0) queue.splice(at, 1)
+      onAbort?.()
+    },
+  )
+}
 
 /**
  * A stream of a muxed connection. Created by the connection; applications see
@@ -103,24 +118,10 @@ export class MuxedStream implements Stream {
       offset = this.send(data, 0)
       if (offset === data.length) return
     }
-    let onAbort: (() => void) | undefined
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const entry: PendingWrite = { data, offset, resolve, reject }
-        this.pendingWrites.push(entry)
-        if (signal === undefined) return
-        onAbort = () => {
-          const at = this.pendingWrites.indexOf(entry)
-          if (at >= 0) this.pendingWrites.splice(at, 1)
-          reject(abortedError(signal))
-          // Part of the bytes may be out already: the stream cannot go on.
-          this.reset(new AbortedError('a write was aborted', { cause: signal.reason }))
-        }
-        signal.addEventListener('abort', onAbort, { once: true })
-      })
-    } finally {
-      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
-    }
+    await waitIn(this.pendingWrites, { data, offset }, signal, () => {
+      // Part of the bytes may be out already: the stream cannot go on.
+      this.reset(new AbortedError('a write was aborted', { cause: signal?.reason }))
+    })
   }
 
   async closeWrite(options: AbortOptions = {}): Promise<void> {
@@ -133,23 +134,8 @@ export class MuxedStream implements Stream {
       this.sendFin()
       return
     }
-    let onAbort: (() => void) | undefined
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const waiter: Waiter<void> = { resolve, reject }
-        this.finWaiters.push(waiter)
-        if (signal === undefined) return
-        onAbort = () => {
-          // Stop waiting; the FIN still follows the pending writes.
-          const at = this.finWaiters.indexOf(waiter)
-          if (at >= 0) this.finWaiters.splice(at, 1)
-          reject(abortedError(signal))
-        }
-        signal.addEventListener('abort', onAbort, { once: true })
-      })
-    } finally {
-      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
-    }
+    // Aborting only stops the wait: the FIN still follows the pending writes.
+    await waitIn(this.finWaiters, {}, signal)
   }
 
   reset(reason?: Error): void {

@@ -54,6 +54,11 @@ async function readText(stream: Stream): Promise<string> {
   return text + decoder.decode()
 }
 
+async function sendText(stream: Stream, text: string): Promise<void> {
+  await stream.write(encoder.encode(text))
+  await stream.closeWrite()
+}
+
 async function errorOf(promise: Promise<unknown>): Promise<{ code?: unknown }> {
   try {
     await promise
@@ -150,6 +155,15 @@ export function transportTests(options: TransportTestOptions): void {
       return { dialler, listener, outbound, inbound, address }
     }
 
+    /** A connected pair with one stream opened by the dialler, `first` written on it and the stream accepted. */
+    async function withStream(first: string): Promise<{ outbound: Connection; inbound: Connection; stream: Stream; remote: Stream }> {
+      const { outbound, inbound } = await connected()
+      const stream = await outbound.openStream()
+      await stream.write(encoder.encode(first))
+      const remote = (await inbound.incoming[Symbol.asyncIterator]().next()).value as Stream
+      return { outbound, inbound, stream, remote }
+    }
+
     describe('dial, listen and admission', () => {
       it('connects two transports that share the cluster secret, each seeing the other\'s node id', { timeout }, async () => {
         const { dialler, listener, outbound, inbound, address } = await connected()
@@ -237,18 +251,15 @@ export function transportTests(options: TransportTestOptions): void {
         const { outbound, inbound } = await connected()
         const accepted = inbound.incoming[Symbol.asyncIterator]()
         const fromDialler = await outbound.openStream()
-        await fromDialler.write(encoder.encode('ping'))
-        await fromDialler.closeWrite()
+        await sendText(fromDialler, 'ping')
         const atListener = (await accepted.next()).value as Stream
         expect(await readText(atListener)).toBe('ping')
-        await atListener.write(encoder.encode('pong'))
-        await atListener.closeWrite()
+        await sendText(atListener, 'pong')
         expect(await readText(fromDialler)).toBe('pong')
 
         const acceptedBack = outbound.incoming[Symbol.asyncIterator]()
         const fromListener = await inbound.openStream()
-        await fromListener.write(encoder.encode('hello'))
-        await fromListener.closeWrite()
+        await sendText(fromListener, 'hello')
         const atDialler = (await acceptedBack.next()).value as Stream
         expect(await readText(atDialler)).toBe('hello')
         await atDialler.closeWrite()
@@ -258,9 +269,7 @@ export function transportTests(options: TransportTestOptions): void {
       it('queues streams opened before anyone iterates incoming, in order', { timeout }, async () => {
         const { outbound, inbound } = await connected()
         for (let i = 0; i < 5; i++) {
-          const stream = await outbound.openStream()
-          await stream.write(encoder.encode(`stream ${i}`))
-          await stream.closeWrite()
+          await sendText(await outbound.openStream(), `stream ${i}`)
         }
         const texts: string[] = []
         for await (const stream of inbound.incoming) {
@@ -306,9 +315,7 @@ export function transportTests(options: TransportTestOptions): void {
         const echo = async (connection: Connection): Promise<void> => {
           for await (const stream of connection.incoming) {
             void (async () => {
-              const text = await readText(stream)
-              await stream.write(encoder.encode(text.toUpperCase()))
-              await stream.closeWrite()
+              await sendText(stream, (await readText(stream)).toUpperCase())
             })().catch((err: unknown) => failures.push(err))
           }
         }
@@ -316,8 +323,7 @@ export function transportTests(options: TransportTestOptions): void {
         void echo(inbound).catch((err: unknown) => failures.push(err))
         const ask = async (connection: Connection, i: number): Promise<string> => {
           const stream = await connection.openStream()
-          await stream.write(encoder.encode(`request ${i}`))
-          await stream.closeWrite()
+          await sendText(stream, `request ${i}`)
           return readText(stream)
         }
         const answers = await Promise.all([
@@ -343,10 +349,7 @@ export function transportTests(options: TransportTestOptions): void {
       })
 
       it('reset fails the remote side\'s reads and writes with ERR_STREAM_RESET', { timeout }, async () => {
-        const { outbound, inbound } = await connected()
-        const stream = await outbound.openStream()
-        await stream.write(encoder.encode('partial'))
-        const remote = (await inbound.incoming[Symbol.asyncIterator]().next()).value as Stream
+        const { stream, remote } = await withStream('partial')
         const reading = errorOf(readText(remote))
         stream.reset()
         expect((await reading).code).toBe('ERR_STREAM_RESET')
@@ -432,20 +435,15 @@ export function transportTests(options: TransportTestOptions): void {
 
     describe('closing', () => {
       it('close() sends go-away: no new streams, open ones finish, then both sides close cleanly', { timeout }, async () => {
-        const { outbound, inbound } = await connected()
-        const stream = await outbound.openStream()
-        await stream.write(encoder.encode('before close'))
-        const remote = (await inbound.incoming[Symbol.asyncIterator]().next()).value as Stream
+        const { outbound, inbound, stream, remote } = await withStream('before close')
         const closing = outbound.close()
         expect(outbound.open).toBe(false)
         expect((await errorOf(outbound.openStream())).code).toBe('ERR_CONNECTION_CLOSED')
         // The open stream still works in both directions.
-        await stream.write(encoder.encode(', still flowing'))
-        await stream.closeWrite()
+        await sendText(stream, ', still flowing')
         expect(await readText(remote)).toBe('before close, still flowing')
         expect(inbound.open).toBe(false)
-        await remote.write(encoder.encode('reply'))
-        await remote.closeWrite()
+        await sendText(remote, 'reply')
         expect(await readText(stream)).toBe('reply')
         await closing
         expect(await outbound.closed).toBeUndefined()
@@ -468,10 +466,7 @@ export function transportTests(options: TransportTestOptions): void {
       })
 
       it('abort() fails the open streams on both sides and resolves closed with an error', { timeout }, async () => {
-        const { outbound, inbound } = await connected()
-        const stream = await outbound.openStream()
-        await stream.write(encoder.encode('x'))
-        const remote = (await inbound.incoming[Symbol.asyncIterator]().next()).value as Stream
+        const { outbound, inbound, stream, remote } = await withStream('x')
         const remoteReading = errorOf(readText(remote))
         const localReading = errorOf(readText(stream))
         outbound.abort(new Error('going down'))
@@ -483,10 +478,7 @@ export function transportTests(options: TransportTestOptions): void {
       })
 
       it('close() with an aborted signal aborts the connection and rejects with ERR_ABORTED', { timeout }, async () => {
-        const { outbound, inbound } = await connected()
-        const stream = await outbound.openStream()
-        await stream.write(encoder.encode('x'))
-        await inbound.incoming[Symbol.asyncIterator]().next()
+        const { outbound, inbound } = await withStream('x')
         const controller = new AbortController()
         const closing = outbound.close({ signal: controller.signal })
         controller.abort()
