@@ -11,7 +11,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { decrypt, encrypt, generateIdentity, identityToRecipient } from '@dcas/crypto'
+import { decrypt, decryptBytes, encrypt, encryptBytes, generateIdentity, identityToRecipient } from '@dcas/crypto'
 import { MiB, peakRssMiB, record, rounds, size } from '../lib.js'
 
 const total = size(1024 * MiB, 32 * MiB)
@@ -61,16 +61,16 @@ function rawOpen(bytes: number): void {
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
 
-type Kind = 'seal' | 'open' | 'encrypt' | 'decrypt'
+type Kind = 'seal' | 'open' | 'encrypt' | 'decrypt' | 'encryptChunks' | 'decryptChunks'
 
 const identity = await generateIdentity()
 const recipient = await identityToRecipient(identity)
 
 /** One round over `total` bytes: MB/s of each kind, and the peak RSS after encrypt and after decrypt. */
-async function measureRound(total: number): Promise<{ mbs: Record<Kind, number>; encryptRss: number; decryptRss: number }> {
+async function measureRound(total: number): Promise<{ mbs: Record<Kind, number>; encryptRss: number; decryptRss: number; chunkBytes: number }> {
   const SLICE = total / SLICES
-  const seconds: Record<Kind, number> = { seal: 0, open: 0, encrypt: 0, decrypt: 0 }
-  const bytes: Record<Kind, number> = { seal: 0, open: 0, encrypt: 0, decrypt: 0 }
+  const seconds: Record<Kind, number> = { seal: 0, open: 0, encrypt: 0, decrypt: 0, encryptChunks: 0, decryptChunks: 0 }
+  const bytes: Record<Kind, number> = { ...seconds }
 
   /** Starts timing a slice of `kind` (after a full GC); the returned function adds its time and bytes. */
   function slice(kind: Kind): (processed: number) => void {
@@ -123,16 +123,35 @@ async function measureRound(total: number): Promise<{ mbs: Record<Kind, number>;
   }
   const decryptRss = peakRssMiB()
 
+  // What the dcas server does per chunk: 1 MiB in memory, encrypted with a seed (deterministic),
+  // and decrypted back, one file each, so the fixed cost of a file (X25519, HKDF, header) counts.
+  const cipherChunk = await encryptBytes(block, [recipient], { seed: randomBytes(32) })
+  for (let pass = 0; pass < total / SLICE; pass++) {
+    const seed = randomBytes(32)
+    done = slice('encryptChunks')
+    for (let at = 0; at < SLICE / 4; at += MiB) await encryptBytes(block, [recipient], { seed })
+    done(SLICE / 4)
+    done = slice('decryptChunks')
+    for (let at = 0; at < SLICE / 4; at += MiB) await decryptBytes(cipherChunk, [identity])
+    done(SLICE / 4)
+    rawSlices()
+  }
+
   if (encrypted <= total || decrypted !== total) throw new Error(`byte counts are off: ${encrypted} out, ${decrypted} back`)
   const mbs = (kind: Kind): number => bytes[kind] / 1e6 / seconds[kind]
-  return { mbs: { seal: mbs('seal'), open: mbs('open'), encrypt: mbs('encrypt'), decrypt: mbs('decrypt') }, encryptRss, decryptRss }
+  return {
+    mbs: { seal: mbs('seal'), open: mbs('open'), encrypt: mbs('encrypt'), decrypt: mbs('decrypt'), encryptChunks: mbs('encryptChunks'), decryptChunks: mbs('decryptChunks') },
+    encryptRss,
+    decryptRss,
+    chunkBytes: bytes.encryptChunks,
+  }
 }
 
 // Each round is one full measurement; the raw loops run inside every round, so each round's
 // figures have their own ceilings. The warm-up rounds (at 64 MiB at most) warm every path: JIT,
 // OpenSSL contexts, CPU clocks.
 for (const round of rounds()) {
-  const { mbs, encryptRss, decryptRss } = await measureRound(round.warmUp ? Math.min(total, 64 * MiB) : total)
+  const { mbs, encryptRss, decryptRss, chunkBytes } = await measureRound(round.warmUp ? Math.min(total, 64 * MiB) : total)
   record(round, { name: SEAL, unit: 'MB/s', value: mbs.seal, peakRssMiB: [peakRssMiB()], isCeiling: true })
   record(round, { name: OPEN, unit: 'MB/s', value: mbs.open, peakRssMiB: [peakRssMiB()], isCeiling: true })
   record(round, { name: `crypto: encrypt ${label}`, unit: 'MB/s', value: mbs.encrypt, peakRssMiB: [encryptRss], ceiling: SEAL })
@@ -143,4 +162,7 @@ for (const round of rounds()) {
     peakRssMiB: [decryptRss],
     ceiling: OPEN,
   })
+  const chunksLabel = `${chunkBytes / MiB} × 1 MiB`
+  record(round, { name: `crypto: encryptBytes with seed, ${chunksLabel}`, unit: 'MB/s', value: mbs.encryptChunks, peakRssMiB: [peakRssMiB()], ceiling: SEAL })
+  record(round, { name: `crypto: decryptBytes, ${chunksLabel}`, unit: 'MB/s', value: mbs.decryptChunks, peakRssMiB: [peakRssMiB()], ceiling: OPEN })
 }
