@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { createIdentity } from '@dcas/p2p'
 import { bytesLabel, inTurn, isWorker, MiB, peakRssMiB, record, rounds, serveWorker, size, startWorker, throughput } from '../lib.js'
 
-const total = size(1024 * MiB, 32 * MiB)
+const total = size(1024 * MiB, 16 * MiB)
 const label = bytesLabel(total)
 const block = randomBytes(MiB)
 
