@@ -287,7 +287,13 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   async #tcpTransport(identityDir: string): Promise<Transport> {
     const clusterSecret = await loadClusterSecret(identityDir, this.#options.clusterSecret)
     const identity = await loadOrCreateIdentity(identityDir)
-    return tcpTransport({ identity, clusterSecret, ...(this.#options.allowList === undefined ? {} : { allowList: this.#options.allowList }) })
+    return tcpTransport({
+      identity,
+      clusterSecret,
+      ...(this.#options.allowList === undefined ? {} : { allowList: this.#options.allowList }),
+      // Refused or failed inbound connections show up nowhere else.
+      onInboundError: (err, remoteAddress) => this.#log.warn({ remoteAddress, code: err.code, err: err.message }, 'inbound connection refused'),
+    })
   }
 
   async close(): Promise<void> {
