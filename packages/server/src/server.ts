@@ -523,16 +523,32 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     return cipher
   }
 
-  /** Frees local blobs whose count reached zero, unless an in-flight store pinned them. */
+  /**
+   * Frees local blobs whose count reached zero, unless an in-flight store pinned them: a few at
+   * a time (each delete waits on a directory fsync), then their chunk records in one commit.
+   */
   async #freeLocal(ids: Iterable<string>): Promise<void> {
+    const index = this.#index!
     const { chunks } = this.#tables!
+    const records: string[] = []
+    const deleting = new InFlight(this.#concurrency)
     for (const id of ids) {
-      await this.#locks.run(id, async () => {
-        if (this.#index!.refcounts.has(id) || this.#locks.pinned(id)) return
-        await this.#blobs!.delete(id)
-        if (chunks.has(id)) await this.#index!.transaction((tx) => tx.delete(chunks, id))
+      await deleting.add(() =>
+        this.#locks.run(id, async () => {
+          if (index.refcounts.has(id) || this.#locks.pinned(id)) return
+          await this.#blobs!.delete(id)
+          if (chunks.has(id)) records.push(id)
+        }),
+      )
+    }
+    await deleting.drain()
+    if (records.length > 0) {
+      // A chunk counted or pinned again since its blob went keeps its record.
+      await index.transaction((tx) => {
+        for (const id of records) if (tx.get(index.refcounts, id) === undefined && !this.#locks.pinned(id)) tx.delete(chunks, id)
       })
     }
+    if (deleting.error !== undefined) throw deleting.error
   }
 
   async store(key: string, data: StoreData, options: SignalOptions = {}): Promise<StoreResult> {
