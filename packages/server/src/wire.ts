@@ -43,21 +43,23 @@ export class StreamReader {
     return piece
   }
 
-  /** Exactly `n` bytes; `undefined` if the stream ends cleanly before the first; throws if it ends in between. */
+  /**
+   * Exactly `n` bytes; `undefined` if the stream ends cleanly before the first; throws if it ends in between.
+   * Memory grows with the bytes that actually arrive, never with what a peer only announced.
+   */
   async readExactly(n: number): Promise<Uint8Array | undefined> {
     const first = await this.#next(n)
     if (first === undefined) return undefined
     if (first.length === n) return first
-    const out = new Uint8Array(n)
-    out.set(first)
+    const pieces: Uint8Array[] = [first]
     let filled = first.length
     while (filled < n) {
       const piece = await this.#next(n - filled)
       if (piece === undefined) throw new PeerError(`stream ended after ${filled} of ${n} bytes`)
-      out.set(piece, filled)
+      pieces.push(piece)
       filled += piece.length
     }
-    return out
+    return Buffer.concat(pieces, n)
   }
 
   /** The next header; `undefined` when the stream ends cleanly instead. */

@@ -17,7 +17,7 @@ import { nodeIdFromCertificate, type NodeIdentity } from '../identity/identity.j
 import { createMuxedConnection } from '../muxer/connection.js'
 import type { CreateMuxedConnection, MuxerOptions } from '../muxer/types.js'
 import type { AbortOptions, Connection, ConnectionHandler, Transport } from '../types.js'
-import { formatAddress, parseAddress } from './address.js'
+import { formatAddress, parseAddress } from '../address.js'
 import { admit, type AdmissionPolicy, PROTOCOL_VERSIONS, type Role } from './admission.js'
 import { tlsCredentials } from './tls.js'
 
