@@ -5,7 +5,7 @@
 // with it, so that the load of a shared machine falls on both alike.
 //
 // Repetition lives in the suites: each does `WARM_UPS` unrecorded rounds, then `runs` recorded
-// ones (`--runs N`, default 5), and in every round runs each subject and its ceiling one after
+// ones (`--runs N`, default 5, 3 with `--quick`), and in every round runs each subject and its ceiling one after
 // the other, in an order that turns with the round (see `inTurn`). The harness takes the
 // median over the runs, and the ratio of each run to its ceiling in that same run.
 import { fork, type ChildProcess } from 'node:child_process'
@@ -39,8 +39,12 @@ export function argValue(name: string): string | undefined {
 /** `--quick` on the command line: small sizes, for a whole `pnpm bench --quick` under a minute. */
 export const quick = process.argv.includes('--quick')
 
-/** Recorded runs per measurement (`--runs N`, default 5). */
-export const runs = positiveInteger(argValue('--runs') ?? '5', '--runs')
+/**
+ * Recorded runs per measurement (`--runs N`): 5 by default, 3 with `--quick` (a quick run is a
+ * check that every suite works and roughly where it stands, in about a minute; the figures
+ * quoted come from full runs).
+ */
+export const runs = positiveInteger(argValue('--runs') ?? (quick ? '3' : '5'), '--runs')
 /** Unrecorded rounds before the recorded ones (JIT, page cache, TCP windows, CPU clocks). */
 export const WARM_UPS = 1
 

@@ -9,7 +9,7 @@ import { once } from 'node:events'
 import { connect, createServer, type TLSSocket } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { createIdentity, tcpTransport, type Connection, type Stream } from '@dcas/p2p'
-import { GiB, inTurn, MiB, record, rounds, size, type Round } from '../lib.js'
+import { GiB, inTurn, MiB, record, rounds, rssSampler, size, type Round } from '../lib.js'
 
 const CHUNK = 64 * 1024
 /** The raw socket keeps up to this much queued, as the muxer does (its send buffer limit). */
@@ -30,28 +30,6 @@ type FromChild =
   | { type: 'ready'; tlsPort: number; p2pAddress: string }
   | { type: 'started' }
   | { type: 'received'; bytes: number; peakRssMiB: number }
-
-/** Samples RSS every 20 ms between start() and stop(); stop() returns the peak in MiB. */
-function rssSampler(): { start(): void; stop(): number } {
-  let peak = 0
-  let timer: NodeJS.Timeout | undefined
-  const sample = (): void => {
-    peak = Math.max(peak, process.memoryUsage.rss())
-  }
-  return {
-    start() {
-      clearInterval(timer)
-      peak = 0
-      sample()
-      timer = setInterval(sample, 20)
-    },
-    stop() {
-      clearInterval(timer)
-      sample()
-      return peak / MiB
-    },
-  }
-}
 
 async function child(): Promise<void> {
   const send = (message: FromChild): void => void process.send?.(message)

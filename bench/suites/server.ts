@@ -22,9 +22,9 @@ import { fileURLToPath } from 'node:url'
 import { dataDigest, spawnNode, type NodeHandle } from '@dcas/server/testing'
 import { bytesLabel, emit, GiB, inTurn, KiB, MiB, record, rounds, seconds, size, startWorker, withPeakRss, type HasUsage, type Round, type Worker } from '../lib.js'
 
-const BIG = size(GiB, 8 * MiB)
+const BIG = size(GiB, 4 * MiB)
 const SMALL = 64 * KiB
-const COUNT = size(1000, 20)
+const COUNT = size(1000, 16)
 const IN_FLIGHT = 8
 const bigLabel = bytesLabel(BIG)
 const smallLabel = `${COUNT.toLocaleString('en')} × 64 KiB`
@@ -136,10 +136,13 @@ const dir = await mkdtemp(join(tmpdir(), 'dcas-bench-server-'))
 let nodes: NodeHandle[] = []
 let workers: Worker[] = []
 try {
-  const dcas = await startDcas(dir)
-  nodes = dcas.nodes
-  const raw = await startRaw(dir)
-  workers = raw.workers
+  // Both systems start at once (each mostly waits on its own processes' start-up).
+  const [dcasStart, rawStart] = await Promise.allSettled([startDcas(dir), startRaw(dir)])
+  if (dcasStart.status === 'fulfilled') nodes = dcasStart.value.nodes
+  if (rawStart.status === 'fulfilled') workers = rawStart.value.workers
+  if (dcasStart.status === 'rejected') throw dcasStart.reason
+  if (rawStart.status === 'rejected') throw rawStart.reason
+  const [dcas, raw] = [dcasStart.value, rawStart.value]
   const systems = [dcas.system, raw.system]
   const names = (subject: string, ceiling: string) => ({ subject: `server: ${subject}`, ceiling: `ceiling: raw pipeline, ${ceiling}` })
 
