@@ -3,6 +3,7 @@ import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createMemoryNetwork, memoryTransport, type MemoryNetwork } from '@dcas/p2p'
+import { afterEach, beforeEach } from 'vitest'
 import { createServer, type Server, type ServerOptions } from '../src/index.js'
 
 /** A temporary folder removed by `cleanup()`. */
@@ -112,3 +113,46 @@ export class Cluster {
     await Promise.allSettled(this.servers.map((s) => s.close()))
   }
 }
+
+/** A temporary folder and a {@link Cluster} in it, new for each test of the file that calls {@link useCluster}. */
+export interface ClusterFixture {
+  readonly dir: string
+  readonly cluster: Cluster
+}
+
+/** Gives each test of the calling file its own folder and cluster, closed and removed after the test. */
+export function useCluster(): ClusterFixture {
+  let current: { dir: { path: string; cleanup: () => Promise<void> }; cluster: Cluster } | undefined
+  beforeEach(async () => {
+    const dir = await tempDir()
+    current = { dir, cluster: new Cluster(dir.path) }
+  })
+  afterEach(async () => {
+    if (!current) return
+    await current.cluster.close()
+    await current.dir.cleanup()
+    current = undefined
+  })
+  const now = (): NonNullable<typeof current> => {
+    if (!current) throw new Error('useCluster() fixtures exist only inside a test')
+    return current
+  }
+  return {
+    get dir() {
+      return now().dir.path
+    },
+    get cluster() {
+      return now().cluster
+    },
+  }
+}
+
+/** The whole object under `key`, read from `server`. */
+export const readAll = (server: Server, key: string, options?: Parameters<Server['read']>[1]): Promise<Buffer> => collect(server.read(key, options))
+
+/** The `code` a promise rejects with, or undefined when it resolves. */
+export const codeOf = (p: Promise<unknown>): Promise<string | undefined> =>
+  p.then(
+    () => undefined,
+    (err: { code?: string }) => err.code,
+  )

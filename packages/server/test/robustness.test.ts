@@ -2,35 +2,17 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { memoryTransport, type Connection } from '@dcas/p2p'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { MAX_REF_CHUNKS } from '../src/client.js'
-import type { Server } from '../src/index.js'
 import { encodeHeader } from '../src/wire.js'
-import { bytes, Cluster, collect, sha256, tempDir } from './helpers.js'
+import { bytes, codeOf, readAll, sha256, useCluster } from './helpers.js'
 
-let dir: { path: string; cleanup: () => Promise<void> }
-let cluster: Cluster
+const t = useCluster()
 
-beforeEach(async () => {
-  dir = await tempDir()
-  cluster = new Cluster(dir.path)
-})
-
-afterEach(async () => {
-  await cluster.close()
-  await dir.cleanup()
-})
-
-const read = (s: Server, key: string): Promise<Buffer> => collect(s.read(key))
-const codeOf = (p: Promise<unknown>): Promise<string | undefined> =>
-  p.then(
-    () => undefined,
-    (err: { code?: string }) => err.code,
-  )
 
 describe('liveness', () => {
   it('ends a paused read with ERR_CLOSED when the server closes', async () => {
-    const s = await cluster.add('solo')
+    const s = await t.cluster.add('solo')
     await s.store('k', bytes(300_000))
     const stream = s.read('k')
     await new Promise<void>((resolve) =>
@@ -45,7 +27,7 @@ describe('liveness', () => {
   })
 
   it('fails a store within the request timeout when a peer accepts requests but never answers, and still closes', async () => {
-    const silent = memoryTransport({ network: cluster.network, clusterSecret: 'test-cluster-secret' })
+    const silent = memoryTransport({ network: t.cluster.network, clusterSecret: 'test-cluster-secret' })
     const held: Connection[] = []
     await silent.listen('silent:1', (conn) => {
       held.push(conn)
@@ -56,7 +38,7 @@ describe('liveness', () => {
       })()
     })
     try {
-      const c = await cluster.add('c', ['silent'], { requestTimeout: 500 })
+      const c = await t.cluster.add('c', ['silent'], { requestTimeout: 500 })
       await c.waitForPeers(1)
       expect(await codeOf(c.store('k', 'hello'))).toBe('ERR_QUORUM')
       await c.close()
@@ -67,7 +49,7 @@ describe('liveness', () => {
   })
 
   it('does not dial itself again when its own address is among the bootstrap peers', async () => {
-    const s = await cluster.add('self', ['self'])
+    const s = await t.cluster.add('self', ['self'])
     const err = await new Promise<{ code?: string }>((resolve) => s.once('dial:error', resolve))
     expect(err.code).toBe('ERR_INVALID_OPTIONS')
     expect(s.peers()).toEqual([])
@@ -78,8 +60,8 @@ describe('liveness', () => {
 
 describe('hostile peers', () => {
   it('grows a holder memory with the bytes a peer sends, not with the size it announces', async () => {
-    await cluster.add('a')
-    const evil = memoryTransport({ network: cluster.network, clusterSecret: 'test-cluster-secret' })
+    await t.cluster.add('a')
+    const evil = memoryTransport({ network: t.cluster.network, clusterSecret: 'test-cluster-secret' })
     const conn = await evil.dial('a:1')
     try {
       const id = '0'.repeat(64)
@@ -101,10 +83,10 @@ describe('hostile peers', () => {
   })
 
   it('closes the connection of a peer that sends a malformed request, and goes on serving others', async () => {
-    const a = await cluster.add('a')
-    const b = await cluster.add('b', ['a'])
+    const a = await t.cluster.add('a')
+    const b = await t.cluster.add('b', ['a'])
     await b.waitForPeers(1)
-    const evil = memoryTransport({ network: cluster.network, clusterSecret: 'test-cluster-secret' })
+    const evil = memoryTransport({ network: t.cluster.network, clusterSecret: 'test-cluster-secret' })
     const conn = await evil.dial('a:1')
     const stream = await conn.openStream()
     await stream.write(encodeHeader({ v: 1, op: 'blob.put', cipherId: 'not an id' }))
@@ -116,16 +98,16 @@ describe('hostile peers', () => {
 
 describe('local blobs', () => {
   it('rewrites a damaged local chunk when a store brings the same bytes, instead of reusing it', async () => {
-    const s = await cluster.add('solo')
+    const s = await t.cluster.add('solo')
     const data = bytes(10_000)
     await s.store('k1', data)
     const id = sha256(data)
-    const path = join(cluster.roots[0]!, 'blobs', id.slice(0, 2), id.slice(2, 4), id)
+    const path = join(t.cluster.roots[0]!, 'blobs', id.slice(0, 2), id.slice(2, 4), id)
     const content = await readFile(path)
     content[0]! ^= 1
     await writeFile(path, content)
     await s.store('k2', data)
-    expect(await read(s, 'k2')).toEqual(data)
-    expect(await read(s, 'k1')).toEqual(data)
+    expect(await readAll(s, 'k2')).toEqual(data)
+    expect(await readAll(s, 'k1')).toEqual(data)
   })
 })

@@ -1,42 +1,25 @@
 import { cp, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import type { HealedEvent, Server } from '../src/index.js'
-import { bytes, Cluster, collect, foundUnder, ownBlobFiles, replicaFiles, sha256, tempDir } from './helpers.js'
+import { describe, expect, it } from 'vitest'
+import type { HealedEvent } from '../src/index.js'
+import { bytes, codeOf, foundUnder, ownBlobFiles, readAll, replicaFiles, sha256, useCluster } from './helpers.js'
 
-let dir: { path: string; cleanup: () => Promise<void> }
-let cluster: Cluster
+const t = useCluster()
 
-beforeEach(async () => {
-  dir = await tempDir()
-  cluster = new Cluster(dir.path)
-})
-
-afterEach(async () => {
-  await cluster.close()
-  await dir.cleanup()
-})
-
-const read = (s: Server, key: string, options?: Parameters<Server['read']>[1]): Promise<Buffer> => collect(s.read(key, options))
-const codeOf = (p: Promise<unknown>): Promise<string | undefined> =>
-  p.then(
-    () => undefined,
-    (err: { code?: string }) => err.code,
-  )
 
 describe('store and read', () => {
   it('stores on C and reads back on C, with every peer acknowledging a copy', async () => {
-    const [a, b, c] = await cluster.triangle()
+    const [a, b, c] = await t.cluster.triangle()
     const data = bytes(300_000)
     const result = await c.store('item_0', data)
     expect(result).toMatchObject({ key: 'item_0', size: data.length, sha256: sha256(data), version: 1 })
     expect(result.replicas.sort()).toEqual([a.nodeId, b.nodeId].sort())
-    expect(await read(c, 'item_0')).toEqual(data)
+    expect(await readAll(c, 'item_0')).toEqual(data)
   })
 
   it('accepts a string, a Readable and an async iterable, and stores the empty object', async () => {
-    const [, , c] = await cluster.triangle()
+    const [, , c] = await t.cluster.triangle()
     await c.store('s', 'big conten0')
     await c.store('r', Readable.from([Buffer.from('ab'), Buffer.from('cd')]))
     await c.store('i', (async function* () {
@@ -45,26 +28,26 @@ describe('store and read', () => {
       yield new Uint8Array([3])
     })())
     await c.store('empty', new Uint8Array(0))
-    expect((await read(c, 's')).toString()).toBe('big conten0')
-    expect((await read(c, 'r')).toString()).toBe('abcd')
-    expect([...(await read(c, 'i'))]).toEqual([1, 2, 3])
-    expect((await read(c, 'empty')).length).toBe(0)
+    expect((await readAll(c, 's')).toString()).toBe('big conten0')
+    expect((await readAll(c, 'r')).toString()).toBe('abcd')
+    expect([...(await readAll(c, 'i'))]).toEqual([1, 2, 3])
+    expect((await readAll(c, 'empty')).length).toBe(0)
   })
 
   it('serves byte ranges that cross chunk boundaries', async () => {
-    const [, , c] = await cluster.triangle()
+    const [, , c] = await t.cluster.triangle()
     const data = bytes(200_000)
     await c.store('ranged', data)
-    expect(await read(c, 'ranged', { offset: 65_000, length: 70_000 })).toEqual(data.subarray(65_000, 135_000))
-    expect(await read(c, 'ranged', { offset: 199_999 })).toEqual(data.subarray(199_999))
-    expect((await read(c, 'ranged', { offset: 200_000 })).length).toBe(0)
+    expect(await readAll(c, 'ranged', { offset: 65_000, length: 70_000 })).toEqual(data.subarray(65_000, 135_000))
+    expect(await readAll(c, 'ranged', { offset: 199_999 })).toEqual(data.subarray(199_999))
+    expect((await readAll(c, 'ranged', { offset: 200_000 })).length).toBe(0)
   })
 
   it('gives peers only ciphertext: a canary in the data is on no peer disk, but is on the owner', async () => {
-    const [, , c] = await cluster.triangle()
+    const [, , c] = await t.cluster.triangle()
     const canary = Buffer.from('CANARY-7f3a9c-never-on-a-peer')
     await c.store('secret', Buffer.concat([bytes(1000), canary, bytes(100_000)]))
-    const [rootA, rootB, rootC] = cluster.roots as [string, string, string]
+    const [rootA, rootB, rootC] = t.cluster.roots as [string, string, string]
     expect(await foundUnder(rootA, canary)).toEqual([])
     expect(await foundUnder(rootB, canary)).toEqual([])
     expect((await foundUnder(rootC, canary)).length).toBeGreaterThan(0)
@@ -75,37 +58,37 @@ describe('store and read', () => {
   })
 
   it('stores identical chunks once, locally and on peers', async () => {
-    const [, , c] = await cluster.triangle()
+    const [, , c] = await t.cluster.triangle()
     const chunk = bytes(64 * 1024)
     await c.store('twice', Buffer.concat([chunk, chunk, chunk]))
     await c.store('again', chunk)
-    const own = await ownBlobFiles(cluster.roots[2]!)
+    const own = await ownBlobFiles(t.cluster.roots[2]!)
     // one chunk blob + two manifests
     expect(own.length).toBe(3)
     // one chunk ciphertext + two manifest ciphertexts
-    expect((await replicaFiles(cluster.roots[0]!, c.nodeId)).length).toBe(3)
+    expect((await replicaFiles(t.cluster.roots[0]!, c.nodeId)).length).toBe(3)
   })
 
   it('makes a new version when a key is stored again, and frees the old chunks everywhere', async () => {
-    const [, , c] = await cluster.triangle()
+    const [, , c] = await t.cluster.triangle()
     await c.store('k', bytes(200_000))
     const second = bytes(100_000)
     const result = await c.store('k', second)
     expect(result.version).toBe(2)
-    expect(await read(c, 'k')).toEqual(second)
+    expect(await readAll(c, 'k')).toEqual(second)
     // 2 chunks + manifest locally, and the same count of ciphertexts on each peer
-    expect((await ownBlobFiles(cluster.roots[2]!)).length).toBe(3)
-    expect((await replicaFiles(cluster.roots[0]!, c.nodeId)).length).toBe(3)
-    expect((await replicaFiles(cluster.roots[1]!, c.nodeId)).length).toBe(3)
+    expect((await ownBlobFiles(t.cluster.roots[2]!)).length).toBe(3)
+    expect((await replicaFiles(t.cluster.roots[0]!, c.nodeId)).length).toBe(3)
+    expect((await replicaFiles(t.cluster.roots[1]!, c.nodeId)).length).toBe(3)
   })
 })
 
 describe('keys', () => {
   it('keeps path-like keys opaque and rejects invalid ones with ERR_INVALID_KEY', async () => {
-    const [, , c] = await cluster.triangle()
+    const [, , c] = await t.cluster.triangle()
     for (const key of ['../../x', 'a/../../b', 'k'.repeat(1024)]) {
       await c.store(key, key)
-      expect((await read(c, key)).toString()).toBe(key)
+      expect((await readAll(c, key)).toString()).toBe(key)
     }
     for (const key of ['', 'a\0b', 'k'.repeat(1025)]) expect(await codeOf(c.store(key, 'x'))).toBe('ERR_INVALID_KEY')
     expect(() => c.read('')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_KEY' }))
@@ -114,83 +97,83 @@ describe('keys', () => {
 
 describe('healing', () => {
   it('reads every key back after C loses its blobs while running, and restores the local copy', async () => {
-    const [, , c] = await cluster.triangle()
+    const [, , c] = await t.cluster.triangle()
     const objects = new Map([0, 1, 2, 3].map((i) => [`item_${i}`, bytes(50_000 + i * 40_000)]))
     for (const [k, v] of objects) await c.store(k, v)
-    await rm(join(cluster.roots[2]!, 'blobs'), { recursive: true, force: true })
+    await rm(join(t.cluster.roots[2]!, 'blobs'), { recursive: true, force: true })
     const healed: HealedEvent[] = []
     c.on('healed', (e) => healed.push(e))
-    for (const [k, v] of objects) expect(await read(c, k)).toEqual(v)
+    for (const [k, v] of objects) expect(await readAll(c, k)).toEqual(v)
     expect(healed.length).toBeGreaterThan(0)
-    const restored = await ownBlobFiles(cluster.roots[2]!)
+    const restored = await ownBlobFiles(t.cluster.roots[2]!)
     // every chunk and manifest is back: reading again needs no peer
     const before = healed.length
-    for (const [k, v] of objects) expect(await read(c, k)).toEqual(v)
+    for (const [k, v] of objects) expect(await readAll(c, k)).toEqual(v)
     expect(healed.length).toBe(before)
     expect(restored.length).toBeGreaterThan(objects.size)
   })
 
   it('reads every key back after C loses its blobs and restarts', async () => {
-    const [, , c] = await cluster.triangle()
+    const [, , c] = await t.cluster.triangle()
     const data = bytes(150_000)
     await c.store('item_2', data)
     await c.close()
-    await rm(join(cluster.roots[2]!, 'blobs'), { recursive: true, force: true })
-    const c2 = await cluster.add('c2', ['a', 'b'], { root: cluster.roots[2]! })
+    await rm(join(t.cluster.roots[2]!, 'blobs'), { recursive: true, force: true })
+    const c2 = await t.cluster.add('c2', ['a', 'b'], { root: t.cluster.roots[2]! })
     await c2.waitForPeers(2)
     expect(c2.nodeId).toBe(c.nodeId)
-    expect(await read(c2, 'item_2')).toEqual(data)
+    expect(await readAll(c2, 'item_2')).toEqual(data)
   })
 
   it('returns the exact bytes after one byte of a chunk file rots, and heals that chunk', async () => {
-    const [, , c] = await cluster.triangle()
+    const [, , c] = await t.cluster.triangle()
     const data = bytes(200_000)
     await c.store('rot', data)
     // a chunk file (full chunks are 64 KiB here; the manifest is smaller)
-    const sizes = await Promise.all((await ownBlobFiles(cluster.roots[2]!)).map(async (f) => [f, (await readFile(f)).length] as const))
+    const sizes = await Promise.all((await ownBlobFiles(t.cluster.roots[2]!)).map(async (f) => [f, (await readFile(f)).length] as const))
     const victim = sizes.find(([, n]) => n === 64 * 1024)![0]
     const content = await readFile(victim)
     content[Math.floor(content.length / 2)]! ^= 0x01
     await writeFile(victim, content)
     const healed: HealedEvent[] = []
     c.on('healed', (e) => healed.push(e))
-    expect(await read(c, 'rot')).toEqual(data)
+    expect(await readAll(c, 'rot')).toEqual(data)
     expect(healed.length).toBe(1)
     expect(sha256(await readFile(victim))).toBe(victim.split('/').pop())
   })
 
   it('fails a read with ERR_UNAVAILABLE, not a clean end, when no peer can supply a lost chunk', async () => {
-    const a = await cluster.add('solo')
+    const a = await t.cluster.add('solo')
     await a.store('alone', bytes(100_000))
-    await rm(join(cluster.roots[0]!, 'blobs'), { recursive: true, force: true })
-    expect(await codeOf(read(a, 'alone'))).toBe('ERR_UNAVAILABLE')
+    await rm(join(t.cluster.roots[0]!, 'blobs'), { recursive: true, force: true })
+    expect(await codeOf(readAll(a, 'alone'))).toBe('ERR_UNAVAILABLE')
   })
 
   it('rebuilds the whole key list from peers on an empty root holding only a copy of identity/', async () => {
-    const [, , c] = await cluster.triangle()
+    const [, , c] = await t.cluster.triangle()
     const objects = new Map([0, 1, 2].map((i) => [`item_${i}`, bytes(70_000 + i)]))
     for (const [k, v] of objects) await c.store(k, v)
     await c.store('gone', 'deleted before the disaster')
     await c.delete('gone')
     await c.close()
-    const fresh = join(dir.path, 'fresh')
-    await cp(join(cluster.roots[2]!, 'identity'), join(fresh, 'identity'), { recursive: true })
+    const fresh = join(t.dir, 'fresh')
+    await cp(join(t.cluster.roots[2]!, 'identity'), join(fresh, 'identity'), { recursive: true })
     // over TCP the node id comes from the TLS identity in identity/; the memory transport is told it
-    const restored = await cluster.add('d', ['a', 'b'], { root: fresh, nodeId: c.nodeId })
+    const restored = await t.cluster.add('d', ['a', 'b'], { root: fresh, nodeId: c.nodeId })
     await restored.waitForPeers(2)
     await restored.waitForSync()
     expect((await restored.list()).map((e) => e.key)).toEqual([...objects.keys()])
-    for (const [k, v] of objects) expect(await read(restored, k)).toEqual(v)
+    for (const [k, v] of objects) expect(await readAll(restored, k)).toEqual(v)
   })
 
   it('stores a key deleted before the disaster again above the version of its tombstone on peers, so peers take it', async () => {
-    const [a, b, c] = await cluster.triangle()
+    const [a, b, c] = await t.cluster.triangle()
     for (let v = 0; v < 3; v++) await c.store('reborn', `version ${v}`)
     await c.delete('reborn')
     await c.close()
-    const fresh = join(dir.path, 'fresh')
-    await cp(join(cluster.roots[2]!, 'identity'), join(fresh, 'identity'), { recursive: true })
-    const restored = await cluster.add('d', ['a', 'b'], { root: fresh, nodeId: c.nodeId })
+    const fresh = join(t.dir, 'fresh')
+    await cp(join(t.cluster.roots[2]!, 'identity'), join(fresh, 'identity'), { recursive: true })
+    const restored = await t.cluster.add('d', ['a', 'b'], { root: fresh, nodeId: c.nodeId })
     await restored.waitForPeers(2)
     await restored.waitForSync()
     const result = await restored.store('reborn', 'stored again after the disaster')
@@ -201,7 +184,7 @@ describe('healing', () => {
 
 describe('failed stores', () => {
   it('leaves no blob behind, on the owner or its peers, when a store fails before its commit', async () => {
-    const [, , c] = await cluster.triangle()
+    const [, , c] = await t.cluster.triangle()
     const failing = (async function* () {
       await Promise.resolve()
       for (let i = 0; i < 5; i++) yield bytes(64 * 1024)
@@ -209,56 +192,56 @@ describe('failed stores', () => {
     })()
     await expect(c.store('broken', failing)).rejects.toThrow('the source broke')
     await c.waitForSync()
-    expect(await ownBlobFiles(cluster.roots[2]!)).toEqual([])
-    expect(await replicaFiles(cluster.roots[0]!, c.nodeId)).toEqual([])
-    expect(await replicaFiles(cluster.roots[1]!, c.nodeId)).toEqual([])
+    expect(await ownBlobFiles(t.cluster.roots[2]!)).toEqual([])
+    expect(await replicaFiles(t.cluster.roots[0]!, c.nodeId)).toEqual([])
+    expect(await replicaFiles(t.cluster.roots[1]!, c.nodeId)).toEqual([])
   })
 })
 
 describe('delete', () => {
   it('removes the key on every peer and frees its blobs', async () => {
-    const [a, b, c] = await cluster.triangle()
+    const [a, b, c] = await t.cluster.triangle()
     await c.store('item_1', bytes(100_000))
     const result = await c.delete('item_1')
     expect(result.acknowledged.sort()).toEqual([a.nodeId, b.nodeId].sort())
     expect(result.pending).toEqual([])
     expect(await c.has('item_1')).toBe(false)
-    expect(await codeOf(read(c, 'item_1'))).toBe('ERR_NOT_FOUND')
-    expect(await ownBlobFiles(cluster.roots[2]!)).toEqual([])
-    expect(await replicaFiles(cluster.roots[0]!, c.nodeId)).toEqual([])
-    expect(await replicaFiles(cluster.roots[1]!, c.nodeId)).toEqual([])
+    expect(await codeOf(readAll(c, 'item_1'))).toBe('ERR_NOT_FOUND')
+    expect(await ownBlobFiles(t.cluster.roots[2]!)).toEqual([])
+    expect(await replicaFiles(t.cluster.roots[0]!, c.nodeId)).toEqual([])
+    expect(await replicaFiles(t.cluster.roots[1]!, c.nodeId)).toEqual([])
   })
 
   it('keeps a blob that another key still uses', async () => {
-    const [, , c] = await cluster.triangle()
+    const [, , c] = await t.cluster.triangle()
     const shared = bytes(64 * 1024)
     await c.store('one', shared)
     await c.store('two', Buffer.concat([shared, bytes(10)]))
     await c.delete('one')
-    expect((await read(c, 'two')).subarray(0, shared.length)).toEqual(shared)
+    expect((await readAll(c, 'two')).subarray(0, shared.length)).toEqual(shared)
   })
 
   it('fails with ERR_NOT_FOUND for a key never stored', async () => {
-    const [, , c] = await cluster.triangle()
+    const [, , c] = await t.cluster.triangle()
     expect(await codeOf(c.delete('never'))).toBe('ERR_NOT_FOUND')
   })
 })
 
 describe('catch-up', () => {
   it('brings a peer that was away up to exactly the live replicas', async () => {
-    const [a, , c] = await cluster.triangle()
+    const [a, , c] = await t.cluster.triangle()
     await c.store('kept', bytes(100_000))
     await c.store('doomed', bytes(100_000))
     await a.close()
     await c.delete('doomed')
     const late = bytes(120_000)
     await c.store('late', late)
-    const a2 = await cluster.add('a2', [], { root: cluster.roots[0]!, listen: 'a:1' })
+    const a2 = await t.cluster.add('a2', [], { root: t.cluster.roots[0]!, listen: 'a:1' })
     await a2.waitForPeers(2)
     await c.waitForSync()
     // A holds exactly the blobs of "kept" and "late": 2 + 2 chunks and 2 manifests
-    const held = await replicaFiles(cluster.roots[0]!, c.nodeId)
-    const onB = await replicaFiles(cluster.roots[1]!, c.nodeId)
+    const held = await replicaFiles(t.cluster.roots[0]!, c.nodeId)
+    const onB = await replicaFiles(t.cluster.roots[1]!, c.nodeId)
     expect(held.map((f) => f.split('/').pop()).sort()).toEqual(onB.map((f) => f.split('/').pop()).sort())
     expect(held.length).toBe(6)
     expect((await c.stat('late')).replicas).toContain(a2.nodeId)
@@ -267,8 +250,8 @@ describe('catch-up', () => {
 
 describe('late peers', () => {
   it('replicates a store to a peer that connected while it ran, once its catch-up had already passed', async () => {
-    const a = await cluster.add('a')
-    const c = await cluster.add('c', ['a'])
+    const a = await t.cluster.add('a')
+    const c = await t.cluster.add('c', ['a'])
     await c.waitForPeers(1)
     let release!: () => void
     const gate = new Promise<void>((resolve) => (release = resolve))
@@ -280,7 +263,7 @@ describe('late peers', () => {
       yield second
     })())
     const bSynced = new Promise<void>((resolve) => c.on('synced', ({ nodeId }) => nodeId !== a.nodeId && resolve()))
-    const b = await cluster.add('b', ['c'])
+    const b = await t.cluster.add('b', ['c'])
     await bSynced
     release()
     const result = await storing
@@ -288,14 +271,14 @@ describe('late peers', () => {
     await c.waitForSync()
     expect((await c.stat('k')).replicas.sort()).toEqual([a.nodeId, b.nodeId].sort())
     // B (the third root) holds the 3 chunks and the manifest
-    expect((await replicaFiles(cluster.roots[2]!, c.nodeId)).length).toBe(4)
+    expect((await replicaFiles(t.cluster.roots[2]!, c.nodeId)).length).toBe(4)
   })
 })
 
 describe('quorum', () => {
   it('fails with ERR_QUORUM, naming who holds it, when fewer peers than the quorum acknowledge', async () => {
-    const a = await cluster.add('a', [], { writeQuorum: 2 })
-    const b = await cluster.add('b', ['a'], { writeQuorum: 2 })
+    const a = await t.cluster.add('a', [], { writeQuorum: 2 })
+    const b = await t.cluster.add('b', ['a'], { writeQuorum: 2 })
     await Promise.all([a.waitForPeers(1), b.waitForPeers(1)])
     const err = await b.store('k', 'x').then(
       () => undefined,
@@ -304,21 +287,21 @@ describe('quorum', () => {
     expect(err?.code).toBe('ERR_QUORUM')
     expect(err?.details.replicas).toEqual([a.nodeId])
     // committed locally all the same
-    expect((await read(b, 'k')).toString()).toBe('x')
+    expect((await readAll(b, 'k')).toString()).toBe('x')
   })
 })
 
 describe('admission', () => {
   it('never admits a node with another cluster secret, and sends it nothing', async () => {
-    const a = await cluster.add('a')
-    const stranger = await cluster.add('stranger', ['a'], { clusterSecret: 'another secret' })
-    const b = await cluster.add('b', ['a'])
+    const a = await t.cluster.add('a')
+    const stranger = await t.cluster.add('stranger', ['a'], { clusterSecret: 'another secret' })
+    const b = await t.cluster.add('b', ['a'])
     await Promise.all([a.waitForPeers(1), b.waitForPeers(1)])
     const result = await a.store('private', 'nothing for strangers')
     expect(result.replicas).toEqual([b.nodeId])
     expect(a.peers().map((p) => p.nodeId)).toEqual([b.nodeId])
     expect(stranger.peers().filter((p) => p.connected)).toEqual([])
-    const [, rootStranger, rootB] = cluster.roots as [string, string, string]
+    const [, rootStranger, rootB] = t.cluster.roots as [string, string, string]
     expect(await replicaFiles(rootB, a.nodeId)).not.toEqual([])
     expect(await replicaFiles(rootStranger, a.nodeId)).toEqual([])
   })
