@@ -456,13 +456,15 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     this.#conns.set(nodeId, conn)
     if (conn.direction === 'inbound') void this.#rememberPeer(nodeId).catch(() => {})
     const received = new Set<string>()
-    void this.#serveIncoming(conn, received)
+    const served = this.#serveIncoming(conn, received)
     void conn.closed.then(async (reason) => {
       if (this.#conns.get(nodeId) === conn) {
         this.#conns.delete(nodeId)
         this.#log.info({ peer: nodeId, reason: reason?.message }, 'peer disconnected')
         this.emit('peer:disconnect', this.#peerInfo(nodeId, false))
       }
+      // Only once every request of this connection has ended: a blob whose write finishes after the close is swept too.
+      await served
       if (this.#holder !== undefined && this.#state === 'open') await sweepReceived(this.#holder, nodeId, received)
     }).catch((err: unknown) => this.#log.warn({ peer: nodeId, err: message(err) }, 'cleaning up after a closed connection failed'))
     this.#log.info({ peer: nodeId, address: conn.remoteAddress, direction: conn.direction }, 'peer connected')
@@ -484,6 +486,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       for await (const stream of conn.incoming) await serving.add(() => serveRequest(this.#holder!, conn.remoteNodeId, stream, received, onMalformed))
     } catch (err) {
       this.#log.debug({ peer: conn.remoteNodeId, err: message(err) }, 'incoming streams ended')
+    } finally {
+      await serving.drain()
     }
   }
 
