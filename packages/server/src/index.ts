@@ -26,6 +26,7 @@ export type {
   ObjectStat,
   PeerInfo,
   ReadOptions,
+  ScrubResult,
   Server,
   ServerEvents,
   ServerOptions,

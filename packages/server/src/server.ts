@@ -130,6 +130,18 @@ export interface ServerEvents {
   synced: [{ nodeId: string }]
 }
 
+/** What {@link Server.scrub} resolves to. */
+export interface ScrubResult {
+  /** Objects read back whole and verified. */
+  objects: number
+  /** Bytes verified. */
+  bytes: number
+  /** Chunks (and manifests) that were missing or damaged locally and were healed from a peer. */
+  healed: number
+  /** Objects that could not be verified (typically `ERR_UNAVAILABLE`: no peer could supply a lost chunk). */
+  failed: Array<{ key: string; code?: string; message: string }>
+}
+
 /** Options taking only a signal. */
 export interface SignalOptions {
   signal?: AbortSignal
@@ -157,6 +169,8 @@ export interface Server extends EventEmitter<ServerEvents> {
   stat(key: string): Promise<ObjectStat>
   list(options?: ListOptions): Promise<ListEntry[]>
   delete(key: string, options?: SignalOptions): Promise<DeleteResult>
+  /** Reads every local object through the verified read path, healing lost or damaged chunks from peers. */
+  scrub(options?: SignalOptions): Promise<ScrubResult>
 }
 
 /** Creates a server; call {@link Server.start} next. */
@@ -875,6 +889,42 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       .filter((id) => !acknowledged.includes(id))
     this.#log.info({ key, version, acknowledged: acknowledged.length, pending: pending.length }, 'deleted')
     return { acknowledged, pending }
+  }
+
+  async scrub(options: SignalOptions = {}): Promise<ScrubResult> {
+    throwIfAborted(options.signal)
+    if (this.#state !== 'open') throw new ClosedError()
+    const result: ScrubResult = { objects: 0, bytes: 0, healed: 0, failed: [] }
+    let current: string | undefined
+    const onHealed = (e: HealedEvent): void => {
+      if (e.key === current) result.healed++
+    }
+    this.on('healed', onHealed)
+    try {
+      const page = 100
+      let after: string | undefined
+      for (;;) {
+        const entries = await this.list({ limit: page, ...(after === undefined ? {} : { after }) })
+        for (const { key } of entries) {
+          current = key
+          try {
+            for await (const piece of this.read(key, options.signal === undefined ? {} : { signal: options.signal })) result.bytes += (piece as Buffer).length
+            result.objects++
+          } catch (err) {
+            if (options.signal?.aborted === true || this.#state !== 'open') throw err
+            if (codeOf(err) === 'ERR_NOT_FOUND') continue // deleted while the scrub ran
+            const code = codeOf(err)
+            result.failed.push({ key, ...(code === undefined ? {} : { code }), message: message(err) })
+          }
+        }
+        if (entries.length < page) break
+        after = entries.at(-1)!.key
+      }
+    } finally {
+      this.off('healed', onHealed)
+    }
+    this.#log.info({ objects: result.objects, bytes: result.bytes, healed: result.healed, failed: result.failed.length }, 'scrubbed')
+    return result
   }
 
   // ---- catch-up -----------------------------------------------------------
