@@ -542,6 +542,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const chunks: ManifestChunk[] = []
     const whole = createHash('sha256')
     let size = 0
+    let committed = false
     try {
       for await (const chunk of this.#chunker.chunks(toByteStream(data))) {
         throwIfAborted(signal)
@@ -594,6 +595,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
         for (const id of blobIds) tx.add(index.refcounts, id, 1)
         return previous.filter((id) => tx.add(index.refcounts, id, -1) === 0)
       })
+      committed = true
       await this.#freeLocal(freed)
 
       // Each peer: every chunk sent, then the manifest, then the ref; acknowledged only when all are durable there.
@@ -634,6 +636,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       await local.drain()
       for (const s of sends.values()) await s.drain()
       for (const id of pins) this.#locks.unpin(id)
+      // A store that failed before its commit (source error, abort, close) leaves no blob behind.
+      if (!committed) await this.#freeLocal(pins).catch((err: unknown) => this.#log.warn({ key, err: message(err) }, 'freeing the chunks of a failed store failed'))
     }
   }
 
