@@ -20,6 +20,7 @@
 export { createServer } from './server.js'
 export type {
   DeleteResult,
+  DialErrorEvent,
   HealedEvent,
   ListEntry,
   ListOptions,

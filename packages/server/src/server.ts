@@ -121,8 +121,18 @@ export interface HealedEvent {
   from: string
 }
 
+/** A bootstrap address could not be dialled; the node dials it again with backoff. */
+export interface DialErrorEvent {
+  address: string
+  /** The error's code, e.g. `ERR_PEER_UNAUTHORIZED` when the peer refused this node's cluster secret. */
+  code?: string
+  message: string
+}
+
 /** Events of a {@link Server}. */
 export interface ServerEvents {
+  /** Dialling a bootstrap address failed (each failed attempt). */
+  'dial:error': [DialErrorEvent]
   'peer:connect': [PeerInfo]
   'peer:disconnect': [PeerInfo]
   healed: [HealedEvent]
@@ -379,6 +389,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       } catch (err) {
         if (signal.aborted) return
         this.#log.debug({ address, err: message(err) }, 'dial failed; retrying')
+        const code = codeOf(err)
+        this.emit('dial:error', { address, ...(code === undefined ? {} : { code }), message: message(err) })
         try {
           await delay(backoff * (0.5 + Math.random()), undefined, { signal })
         } catch {
