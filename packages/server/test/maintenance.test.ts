@@ -1,5 +1,8 @@
+// What @dcas/cli needs from the server: scrub(), no blobs left by a failed store, dial:error.
+import { once } from 'node:events'
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { DialErrorEvent } from '../src/index.js'
 import { bytes, Cluster, ownBlobFiles, sha256, tempDir } from './helpers.js'
 
 let dir: { path: string; cleanup: () => Promise<void> }
@@ -55,5 +58,32 @@ describe('scrub', () => {
   it('fails with ERR_ABORTED when its signal is already aborted', async () => {
     const a = await cluster.add('solo')
     await expect(a.scrub({ signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+  })
+})
+
+describe('a store that fails before its commit', () => {
+  it('leaves no blob behind when its source fails midway, and keeps the chunks other keys hold', async () => {
+    const a = await cluster.add('solo')
+    const shared = bytes(64 * 1024)
+    await a.store('kept', shared)
+    const before = (await ownBlobFiles(cluster.roots[0]!)).sort()
+    const failing = (async function* () {
+      yield shared
+      yield bytes(200_000)
+      await Promise.resolve()
+      throw new Error('the client went away')
+    })()
+    await expect(a.store('broken', failing)).rejects.toThrow('the client went away')
+    expect(await a.has('broken')).toBe(false)
+    expect((await ownBlobFiles(cluster.roots[0]!)).sort()).toEqual(before)
+  })
+})
+
+describe('dial:error', () => {
+  it('tells which bootstrap address refused this node, with ERR_PEER_UNAUTHORIZED', async () => {
+    await cluster.add('a')
+    const stranger = await cluster.add('stranger', [], { clusterSecret: 'another secret', bootstrap: ['a:1'] })
+    const [event] = (await once(stranger, 'dial:error')) as [DialErrorEvent]
+    expect(event).toMatchObject({ address: 'a:1', code: 'ERR_PEER_UNAUTHORIZED', message: expect.any(String) as string })
   })
 })
