@@ -23,7 +23,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? 'info'
   const prettyLines = options.pretty ?? process.stdout.isTTY === true
   if (prettyLines) {
-    const stream = pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname', sync: true, ...(options.destination === undefined ? { destination: 1 } : {}) })
+    const stream = pretty({ colorize: true, singleLine: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname', sync: true, ...(options.destination === undefined ? { destination: 1 } : {}) })
     if (options.destination !== undefined) stream.pipe(options.destination as unknown as NodeJS.WritableStream)
     return pino({ level }, stream)
   }
