@@ -20,6 +20,7 @@ import {
   QuorumError,
   UnauthorizedError,
   UnavailableError,
+  UsageError,
   codeOf,
   messageOf,
   throwIfAborted,
@@ -137,6 +138,8 @@ class HttpClient implements DcasClient {
     const response = new Promise<IncomingMessage>((resolve, reject) => {
       req.once('response', resolve)
       req.once('error', reject)
+      // A request destroyed without an error (pipeline does that when the source fails) only closes.
+      req.once('close', () => reject(new Error('the request closed before the node answered')))
     })
     let sourceError = undefined as Error | undefined
     let sending: Promise<void> = Promise.resolve()
@@ -212,6 +215,8 @@ class HttpClient implements DcasClient {
         })
       case 'ERR_UNAVAILABLE':
         return new UnavailableError(`${what}: ${message}`, { hint: 'a chunk is lost here and no connected peer has it: check dcas status for peers, then dcas scrub' })
+      case 'ERR_RANGE':
+        return new UsageError(`${what}: ${message}`, { hint: 'give an --offset inside the object (dcas stat shows its size)' })
       case 'ERR_CLOSED':
         return new NotRunningError(`the node is shutting down: ${message}`, { hint: 'start it again with dcas serve, then retry' })
       default:
@@ -262,7 +267,7 @@ class HttpClient implements DcasClient {
     let range: string | undefined
     if (offset !== undefined || length !== undefined) {
       const start = offset ?? 0
-      if (length === 0) throw new InvalidKeyError('a range of 0 bytes asks for nothing')
+      if (length === 0) throw new UsageError('a length of 0 bytes asks for nothing')
       range = `bytes=${start}-${length === undefined ? '' : start + length - 1}`
     }
     const res = await this.#send('GET', objectPath(key), { ...(options.signal === undefined ? {} : { signal: options.signal }), ...(range === undefined ? {} : { headers: { range } }) })

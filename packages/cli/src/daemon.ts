@@ -112,7 +112,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await server.start()
   } catch (err) {
     await server.close().catch(() => {})
-    if (codeOf(err) === 'ERR_LISTEN_FAILED' || codeOf(err) === 'EADDRINUSE') throw new ListenError(`cannot listen for peers on ${settings.listen}: ${messageOf(err)}`, { cause: err, hint: 'pick another address with --listen HOST:PORT' })
+    if (['ERR_ADDRESS_IN_USE', 'ERR_LISTEN_FAILED', 'EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL'].includes(codeOf(err) ?? '')) throw new ListenError(`cannot listen for peers on ${settings.listen}: ${messageOf(err)}`, { cause: err, hint: 'pick another address with --listen HOST:PORT' })
     throw err
   }
 
@@ -164,13 +164,19 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   try {
     await api.listen({ host: http.host, port: http.port })
   } catch (err) {
+    metrics.close()
     await server.close().catch(() => {})
     throw new ListenError(`cannot serve the HTTP API on ${settings.http}: ${messageOf(err)}`, { cause: err, hint: 'pick another port with --http 127.0.0.1:PORT (0 picks a free one)' })
   }
   const bound = api.server.address()
   url = `http://127.0.0.1:${typeof bound === 'object' && bound !== null ? bound.port : http.port}`
   const apiFile: ApiFile = { url, token, pid: process.pid, nodeId: server.nodeId, address: server.address, startedAt }
-  await writeFileAtomic(paths(root).api, `${JSON.stringify(apiFile, null, 2)}\n`)
+  try {
+    await writeFileAtomic(paths(root).api, `${JSON.stringify(apiFile, null, 2)}\n`)
+  } catch (err) {
+    await Promise.allSettled([api.close(), server.close()])
+    throw err
+  }
   log.info({ nodeId: server.nodeId, address: server.address, api: url, root, peers: settings.peers }, 'ready')
 
   let closing: Promise<void> | undefined

@@ -77,6 +77,18 @@ describe('dcas serve', () => {
     expect((await dcas(['ls', '--root', root])).code).toBe(0)
   })
 
+  it('exits 4 naming the address when its peer or HTTP address is taken', async () => {
+    const a = await serve(await init('a'))
+    const rootB = await init('b')
+    const httpTaken = await dcas(['serve', '--root', rootB, '--http', a.api.url.replace('http://', '')])
+    expect(httpTaken.code).toBe(4)
+    expect(httpTaken.stderr).toContain(`cannot serve the HTTP API on ${a.api.url.replace('http://', '')}`)
+    expect(httpTaken.stderr).toContain('pick another port with --http')
+    const peerTaken = await dcas(['serve', '--root', rootB, '--listen', a.api.address])
+    expect(peerTaken.code).toBe(4)
+    expect(peerTaken.stderr).toContain(`cannot listen for peers on ${a.api.address}`)
+  })
+
   it('refuses an HTTP address other than 127.0.0.1, with exit code 2', async () => {
     const result = await dcas(['serve', '--root', await init('a'), '--http', '0.0.0.0:0'])
     expect(result.code).toBe(2)
