@@ -11,7 +11,8 @@ try {
   }
 } catch (err) {
   console.error(`dcas demo: ${err instanceof Error ? err.message : String(err)}`)
-  if ((err as { code?: string }).code === 'EADDRINUSE' || /EADDRINUSE|address already in use/i.test(String(err))) {
+  const code = (err as { code?: string }).code
+  if (code === 'ERR_ADDRESS_IN_USE' || code === 'EADDRINUSE') {
     console.error('A port is taken: choose others with --ports A,B,C (0 picks a free one).')
   }
   process.exitCode = 1

@@ -182,6 +182,37 @@ describe('healing', () => {
     expect((await restored.list()).map((e) => e.key)).toEqual([...objects.keys()])
     for (const [k, v] of objects) expect(await read(restored, k)).toEqual(v)
   })
+
+  it('stores a key deleted before the disaster again above the version of its tombstone on peers, so peers take it', async () => {
+    const [a, b, c] = await cluster.triangle()
+    for (let v = 0; v < 3; v++) await c.store('reborn', `version ${v}`)
+    await c.delete('reborn')
+    await c.close()
+    const fresh = join(dir.path, 'fresh')
+    await cp(join(cluster.roots[2]!, 'identity'), join(fresh, 'identity'), { recursive: true })
+    const restored = await cluster.add('d', ['a', 'b'], { root: fresh, nodeId: c.nodeId })
+    await restored.waitForPeers(2)
+    await restored.waitForSync()
+    const result = await restored.store('reborn', 'stored again after the disaster')
+    expect(result.version).toBeGreaterThan(3)
+    expect(result.replicas.sort()).toEqual([a.nodeId, b.nodeId].sort())
+  })
+})
+
+describe('failed stores', () => {
+  it('leaves no blob behind, on the owner or its peers, when a store fails before its commit', async () => {
+    const [, , c] = await cluster.triangle()
+    const failing = (async function* () {
+      await Promise.resolve()
+      for (let i = 0; i < 5; i++) yield bytes(64 * 1024)
+      throw new Error('the source broke')
+    })()
+    await expect(c.store('broken', failing)).rejects.toThrow('the source broke')
+    await c.waitForSync()
+    expect(await ownBlobFiles(cluster.roots[2]!)).toEqual([])
+    expect(await replicaFiles(cluster.roots[0]!, c.nodeId)).toEqual([])
+    expect(await replicaFiles(cluster.roots[1]!, c.nodeId)).toEqual([])
+  })
 })
 
 describe('delete', () => {
@@ -231,6 +262,33 @@ describe('catch-up', () => {
     expect(held.map((f) => f.split('/').pop()).sort()).toEqual(onB.map((f) => f.split('/').pop()).sort())
     expect(held.length).toBe(6)
     expect((await c.stat('late')).replicas).toContain(a2.nodeId)
+  })
+})
+
+describe('late peers', () => {
+  it('replicates a store to a peer that connected while it ran, once its catch-up had already passed', async () => {
+    const a = await cluster.add('a')
+    const c = await cluster.add('c', ['a'])
+    await c.waitForPeers(1)
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    const first = bytes(70_000)
+    const second = bytes(70_000)
+    const storing = c.store('k', (async function* () {
+      yield first
+      await gate
+      yield second
+    })())
+    const bSynced = new Promise<void>((resolve) => c.on('synced', ({ nodeId }) => nodeId !== a.nodeId && resolve()))
+    const b = await cluster.add('b', ['c'])
+    await bSynced
+    release()
+    const result = await storing
+    expect(result.replicas).toEqual([a.nodeId])
+    await c.waitForSync()
+    expect((await c.stat('k')).replicas.sort()).toEqual([a.nodeId, b.nodeId].sort())
+    // B (the third root) holds the 3 chunks and the manifest
+    expect((await replicaFiles(cluster.roots[2]!, c.nodeId)).length).toBe(4)
   })
 })
 
