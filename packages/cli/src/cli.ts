@@ -69,6 +69,7 @@ export function peerAdvice(peer: PeerStatus): string | undefined {
   if (peer.connected) return undefined
   if (peer.error?.code === 'ERR_PEER_UNAUTHORIZED') return "it refused this node: the two do not share a cluster secret. Give both the same one (dcas init --join <the other node's DIR/identity/cluster-secret>)"
   if (peer.error !== undefined) return `cannot reach it (${peer.error.code ?? 'error'}: ${peer.error.message}); it is dialled again with backoff: check it runs (dcas serve) and the address`
+  if (peer.address === undefined) return 'not connected; it dials this node, so it reconnects once it runs again (dcas serve on it)'
   return 'not connected; it is dialled again with backoff'
 }
 
