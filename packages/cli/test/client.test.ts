@@ -1,4 +1,4 @@
-import { createServer, type Server as HttpServer } from 'node:http'
+import { createServer, type Server as HttpServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -88,7 +88,7 @@ describe('connect() to a running node', () => {
 describe('a client never takes bad bytes for an object', () => {
   let fake: HttpServer
   let url: string
-  let answer: (res: import('node:http').ServerResponse) => void
+  let answer: (res: ServerResponse) => void
 
   beforeEach(async () => {
     fake = createServer((_req, res) => answer(res))
