@@ -64,7 +64,9 @@ afterEach(async () => {
   await dir.cleanup()
 })
 
-describe('two nodes through the dcas command line', () => {
+// Two node processes, a dozen command processes and 64 MiB each way: on a loaded shared machine
+// (every package testing at once) this takes minutes, not seconds. Nothing here asserts timing.
+describe('two nodes through the dcas command line', { timeout: 240_000 }, () => {
   it('puts a 64 MiB file, gets it back byte-identical, lists, stats, removes and reports status', async () => {
     const file = join(dir.path, 'big.bin')
     const digest = await makeFile(file, BIG, 'flow-1')
