@@ -20,6 +20,6 @@
  */
 
 export { spawnNode, NodeRequestError } from './spawn.js'
-export type { NodeHandle, NodeUsage } from './spawn.js'
-export type { ChildServerOptions } from './protocol.js'
+export type { NodeHandle, NodeUsage, SpawnOptions } from './spawn.js'
+export type { ChildLogLevel, ChildServerOptions } from './protocol.js'
 export { dataDigest, digestOf, generateData } from './data.js'

@@ -1,17 +1,31 @@
 // The child side of spawnNode(): starts one server and answers requests over IPC.
 import { createServer } from '../server.js'
 import { dataDigest, digestOf, generateData } from './data.js'
-import type { ChildServerOptions, EventMessage, RequestMessage, ResponseMessage } from './protocol.js'
+import type { Logger } from '../logger.js'
+import type { ChildLogLevel, ChildServerOptions, EventMessage, RequestMessage, ResponseMessage } from './protocol.js'
 
 const send = (message: ResponseMessage | EventMessage): void => {
   process.send?.(message)
 }
 
 const options = JSON.parse(process.env.DCAS_NODE_OPTIONS ?? '{}') as ChildServerOptions
-const server = createServer(options)
+const server = createServer({ ...options, ...(process.env.DCAS_NODE_LOG === undefined ? {} : { logger: stderrLogger(process.env.DCAS_NODE_LOG as ChildLogLevel) }) })
 
 for (const event of ['healed', 'peer:connect', 'peer:disconnect', 'synced'] as const) {
   server.on(event, (data: unknown) => send({ event, data }))
+}
+
+/** One line per message on stderr, at `level` and above: time, level, message, fields (errors as their message). */
+function stderrLogger(level: ChildLogLevel): Logger {
+  const levels: ChildLogLevel[] = ['debug', 'info', 'warn', 'error']
+  const line =
+    (name: ChildLogLevel) =>
+    (fields: object, message?: string): void => {
+      if (levels.indexOf(name) < levels.indexOf(level)) return
+      const flat = JSON.stringify(fields, (_, v: unknown) => (v instanceof Error ? `${v.name}: ${v.message}` : v))
+      process.stderr.write(`${new Date().toISOString()} ${name} ${message ?? ''} ${flat}\n`)
+    }
+  return { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') }
 }
 
 async function handle(request: RequestMessage['request']): Promise<unknown> {

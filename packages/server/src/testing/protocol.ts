@@ -4,6 +4,9 @@ import type { ServerOptions } from '../server.js'
 /** How to start the node in the child: server options that survive IPC (no transport, no logger). */
 export type ChildServerOptions = Omit<ServerOptions, 'transport' | 'logger' | 'chunker' | 'clusterSecret'> & { clusterSecret?: string }
 
+/** Levels of the child's log, least severe first. */
+export type ChildLogLevel = 'debug' | 'info' | 'warn' | 'error'
+
 export type Request =
   | { op: 'store'; key: string; size: number; seed: string | number }
   | { op: 'storeText'; key: string; text: string }

@@ -2,7 +2,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import type { DeleteResult, ListEntry, ObjectStat, PeerInfo, StoreResult } from '../server.js'
-import type { ChildServerOptions, EventMessage, Request, ResponseMessage } from './protocol.js'
+import type { ChildLogLevel, ChildServerOptions, EventMessage, Request, ResponseMessage } from './protocol.js'
 
 /** An error a node child process answered with, keeping its `code` (and `details` for `ERR_QUORUM`). */
 export class NodeRequestError extends Error {
@@ -52,13 +52,24 @@ export interface NodeHandle {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
+/** How {@link spawnNode} runs the child process. */
+export interface SpawnOptions {
+  /** Node.js flags of the child. */
+  execArgv?: string[]
+  /** Where the child's stdout and stderr go: inherited (default), dropped, or an open file descriptor. */
+  output?: 'inherit' | 'ignore' | number
+  /** Writes the server's log lines at this level and above to the child's stderr (default: none). */
+  logLevel?: ChildLogLevel
+}
+
 const entry = fileURLToPath(new URL('./node-main.js', import.meta.url))
 
 /** Starts a dcas server in a child process with the TCP transport and resolves once it listens. */
-export async function spawnNode(options: ChildServerOptions, spawnOptions: { execArgv?: string[] } = {}): Promise<NodeHandle> {
+export async function spawnNode(options: ChildServerOptions, spawnOptions: SpawnOptions = {}): Promise<NodeHandle> {
+  const output = spawnOptions.output ?? 'inherit'
   const child: ChildProcess = fork(entry, [], {
-    env: { ...process.env, DCAS_NODE_OPTIONS: JSON.stringify(options) },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, DCAS_NODE_OPTIONS: JSON.stringify(options), ...(spawnOptions.logLevel === undefined ? {} : { DCAS_NODE_LOG: spawnOptions.logLevel }) },
+    stdio: ['ignore', output, output, 'ipc'],
     serialization: 'advanced',
     execArgv: spawnOptions.execArgv ?? [],
   })
