@@ -47,7 +47,8 @@ ensureInstalled()
 if (task === 'test') {
   // Stale results must not count; turbo restores them from its cache for unchanged packages.
   for (const { dir } of testedPackages(root)) rmSync(join(dir, RESULTS), { force: true })
-  const status = runPnpm('exec', 'turbo', 'run', 'test', ...rest)
+  // --continue: every package's tests run even when one fails, so the count covers them all.
+  const status = runPnpm('exec', 'turbo', 'run', 'test', '--continue', ...rest)
   const { passed, failed, missing } = summarize(root)
   for (const name of missing) console.error(`no test results from ${name}: its test run did not complete`)
   console.log(`${passed} passed, ${failed + missing.length} failed`)

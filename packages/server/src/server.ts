@@ -149,7 +149,7 @@ export interface Server extends EventEmitter<ServerEvents> {
   peers(): PeerInfo[]
   /** Resolves once at least `count` peers are connected. */
   waitForPeers(count: number, options?: SignalOptions): Promise<void>
-  /** Resolves once catch-up has run with every connected peer. */
+  /** Resolves once background work with every connected peer (catch-up, late replication) has finished. */
   waitForSync(options?: SignalOptions): Promise<void>
   store(key: string, data: StoreData, options?: SignalOptions): Promise<StoreResult>
   read(key: string, options?: ReadOptions): Readable
@@ -225,7 +225,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   readonly #locks = new KeyedLocks()
   readonly #conns = new Map<string, Connection>()
   readonly #dialed = new Map<string, string>()
-  readonly #syncs = new Map<string, Promise<void>>()
+  readonly #peerQueues = new Map<string, Promise<void>>()
   readonly #replicaStores = new Map<string, Promise<BlobStore>>()
   readonly #ops = new Set<Promise<unknown>>()
   readonly #shutdown = new AbortController()
@@ -294,7 +294,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     this.#state = 'closing'
     this.#shutdown.abort(new ClosedError())
     await Promise.allSettled([...this.#ops])
-    await Promise.allSettled([...this.#syncs.values()])
+    await Promise.allSettled([...this.#peerQueues.values()])
     // Peers get a few seconds to finish their streams with us, then the connections are cut.
     await this.#transport?.close({ signal: AbortSignal.timeout(5_000) })
     for (const store of this.#replicaStores.values()) await (await store).close()
@@ -319,7 +319,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   async waitForSync(options: SignalOptions = {}): Promise<void> {
     for (;;) {
       throwIfAborted(options.signal)
-      const pending = [...this.#syncs.values()]
+      const pending = [...this.#peerQueues.values()]
       if (pending.length === 0) return
       await Promise.race([Promise.allSettled(pending), abortPromise(options.signal)])
     }
@@ -611,6 +611,10 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
           for (const nodeId of replicas) tx.put(index.peerState, `${refId}/${nodeId}`, { state: 'held', updatedAt: Date.now(), meta: { version } })
         })
       }
+      // Peers that connected during the store, or failed it but are still connected, get it in the background.
+      for (const conn of this.#connected()) {
+        if (!replicas.includes(conn.remoteNodeId)) this.#enqueue(conn, 'late replication', () => this.#locks.run(`key:${key}`, () => this.#replicateTo(conn, key)))
+      }
       if (replicas.length < quorum) {
         throw new QuorumError({ key, needed: quorum, replicas, failed: [...failed].map(([nodeId, error]) => ({ nodeId, error })) })
       }
@@ -880,17 +884,22 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   // ---- catch-up -----------------------------------------------------------
 
   #scheduleSync(conn: Connection): void {
+    this.#enqueue(conn, 'catch-up', () => this.#sync(conn))
+  }
+
+  /** Runs background work for one peer after the work queued before it (catch-up, late replication). */
+  #enqueue(conn: Connection, what: string, fn: () => Promise<void>): void {
     const nodeId = conn.remoteNodeId
-    const previous = this.#syncs.get(nodeId) ?? Promise.resolve()
+    const previous = this.#peerQueues.get(nodeId) ?? Promise.resolve()
     const run = previous
-      .then(() => this.#sync(conn))
+      .then(() => (conn.open && this.#state === 'open' ? fn() : undefined))
       .catch((err: unknown) => {
-        if (!this.#shutdown.signal.aborted) this.#log.warn({ peer: nodeId, err: message(err) }, 'catch-up failed')
+        if (!this.#shutdown.signal.aborted) this.#log.warn({ peer: nodeId, err: message(err) }, `${what} failed`)
       })
       .finally(() => {
-        if (this.#syncs.get(nodeId) === run) this.#syncs.delete(nodeId)
+        if (this.#peerQueues.get(nodeId) === run) this.#peerQueues.delete(nodeId)
       })
-    this.#syncs.set(nodeId, run)
+    this.#peerQueues.set(nodeId, run)
   }
 
   /** Brings one peer up to date with this node's refs and tombstones, and recovers refs this node lost. */

@@ -234,6 +234,33 @@ describe('catch-up', () => {
   })
 })
 
+describe('late peers', () => {
+  it('replicates a store to a peer that connected while it ran, once its catch-up had already passed', async () => {
+    const a = await cluster.add('a')
+    const c = await cluster.add('c', ['a'])
+    await c.waitForPeers(1)
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    const first = bytes(70_000)
+    const second = bytes(70_000)
+    const storing = c.store('k', (async function* () {
+      yield first
+      await gate
+      yield second
+    })())
+    const bSynced = new Promise<void>((resolve) => c.on('synced', ({ nodeId }) => nodeId !== a.nodeId && resolve()))
+    const b = await cluster.add('b', ['c'])
+    await bSynced
+    release()
+    const result = await storing
+    expect(result.replicas).toEqual([a.nodeId])
+    await c.waitForSync()
+    expect((await c.stat('k')).replicas.sort()).toEqual([a.nodeId, b.nodeId].sort())
+    // B (the third root) holds the 3 chunks and the manifest
+    expect((await replicaFiles(cluster.roots[2]!, c.nodeId)).length).toBe(4)
+  })
+})
+
 describe('quorum', () => {
   it('fails with ERR_QUORUM, naming who holds it, when fewer peers than the quorum acknowledge', async () => {
     const a = await cluster.add('a', [], { writeQuorum: 2 })

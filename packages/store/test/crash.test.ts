@@ -57,7 +57,7 @@ describe('crash safety (SIGKILL at random moments; DCAS_CRASH_SEED replays a run
     }
     // The runs did get somewhere: blobs were acknowledged, including the 4 MiB ones.
     expect(acknowledged.size).toBeGreaterThan(KILLS / 2)
-  }, 120_000)
+  }, 300_000)
 
   it('never leaves half of a multi-record transaction when a writer is killed inside one', async () => {
     const random = seededRandom(seed + 1)
@@ -86,5 +86,5 @@ describe('crash safety (SIGKILL at random moments; DCAS_CRASH_SEED replays a run
       }
     }
     expect(committed.size).toBeGreaterThan(0)
-  }, 120_000)
+  }, 300_000)
 })
