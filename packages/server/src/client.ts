@@ -87,6 +87,17 @@ export async function missingBlobs(conn: Connection, cipherIds: string[], signal
   return missing
 }
 
+/** Asks the holder to drop those of `cipherIds` that no ref of ours uses (blobs of a store that failed before its ref). */
+export async function releaseBlobs(conn: Connection, cipherIds: string[], signal?: AbortSignal): Promise<void> {
+  for (let at = 0; at < cipherIds.length; at += MAX_HAS_IDS) {
+    await exchange(conn, { op: 'blob.release', cipherIds: cipherIds.slice(at, at + MAX_HAS_IDS) }, signal, async (stream, reader) => {
+      await stream.closeWrite()
+      checkResponse(await reader.requireHeader())
+      await reader.expectEnd()
+    })
+  }
+}
+
 /** What the owner asks a holder to record for one ref. */
 export interface RefPut {
   refId: string

@@ -76,6 +76,9 @@ export async function serveRequest(ctx: HolderContext, owner: string, stream: St
       case 'blob.has':
         await blobHas(ctx, owner, header, reader, respond)
         break
+      case 'blob.release':
+        await blobRelease(ctx, owner, header, reader, respond, received)
+        break
       case 'ref.put':
         await refPut(ctx, owner, header, reader, respond)
         break
@@ -165,6 +168,15 @@ async function blobHas(ctx: HolderContext, owner: string, h: Header, reader: Str
   const store = await ctx.replicaStore(owner)
   const present = await Promise.all(ids.map((id) => store.has(id)))
   await respond({ ok: true, missing: ids.filter((_, i) => !present[i]) })
+}
+
+/** Drops blobs of the owner's that no ref uses (sent for a store that failed before its ref). */
+async function blobRelease(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>, received: Set<string>): Promise<void> {
+  const ids = hex64List(h.cipherIds, 'cipherIds', MAX_HAS_IDS)
+  await reader.expectEnd()
+  await ctx.locks.run(`owner:${owner}`, () => freeUnreferenced(ctx, owner, ids))
+  for (const id of ids) received.delete(id)
+  await respond({ ok: true })
 }
 
 /** Frees blobs whose count reached zero, unless something re-referenced them meanwhile. */

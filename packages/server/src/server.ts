@@ -8,7 +8,7 @@ import { decryptBytes, encryptBytes } from '@dcas/crypto'
 import { loadOrCreateIdentity, tcpTransport, type Connection, type Transport } from '@dcas/p2p'
 import { openBlobStore, openIndex, type BlobStore, type Index, type IndexTable, type RefRecord } from '@dcas/store'
 import { fixedSizeChunker, DEFAULT_CHUNK_SIZE, type Chunker } from './chunker.js'
-import { deleteRef, getBlob, getRef, listRefs, missingBlobs, putBlob, putRef, type RemoteRef } from './client.js'
+import { deleteRef, getBlob, getRef, listRefs, missingBlobs, putBlob, putRef, releaseBlobs, type RemoteRef } from './client.js'
 import { AbortedError, ClosedError, InvalidOptionsError, NotFoundError, QuorumError, UnavailableError, throwIfAborted } from './errors.js'
 import { holderTables, serveRequest, sweepReceived, type HolderContext, type HolderTables } from './holder.js'
 import { assertValidKey } from './key.js'
@@ -528,6 +528,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const chunks: ManifestChunk[] = []
     const whole = createHash('sha256')
     let size = 0
+    let committed = false
     try {
       for await (const chunk of this.#chunker.chunks(toByteStream(data))) {
         throwIfAborted(signal)
@@ -580,6 +581,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
         for (const id of blobIds) tx.add(index.refcounts, id, 1)
         return previous.filter((id) => tx.add(index.refcounts, id, -1) === 0)
       })
+      committed = true
       await this.#freeLocal(freed)
 
       // Each peer: every chunk sent, then the manifest, then the ref; acknowledged only when all are durable there.
@@ -624,7 +626,16 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       await local.drain()
       for (const s of sends.values()) await s.drain()
       for (const id of pins) this.#locks.unpin(id)
+      if (!committed) await this.#abandon(pins, [...new Set(chunks.map((c) => c.cipherId))], peers)
     }
+  }
+
+  /** A store that failed before its local commit leaves nothing behind: its blobs no ref uses, here and on peers. */
+  async #abandon(plainIds: string[], cipherIds: string[], peers: Connection[]): Promise<void> {
+    await this.#freeLocal(plainIds).catch((err: unknown) => this.#log.warn({ err: message(err) }, 'freeing the blobs of a failed store failed'))
+    if (cipherIds.length === 0) return
+    // A peer whose connection dropped frees them itself (blobs received on a closed connection are swept).
+    for (const conn of peers) if (conn.open) this.#enqueue(conn, 'releasing the blobs of a failed store', () => releaseBlobs(conn, cipherIds, this.#shutdown.signal))
   }
 
   /** `ref.put`, sending whatever blobs the holder reports missing (a few rounds at most). */

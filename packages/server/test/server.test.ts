@@ -184,6 +184,22 @@ describe('healing', () => {
   })
 })
 
+describe('failed stores', () => {
+  it('leaves no blob behind, on the owner or its peers, when a store fails before its commit', async () => {
+    const [, , c] = await cluster.triangle()
+    const failing = (async function* () {
+      await Promise.resolve()
+      for (let i = 0; i < 5; i++) yield bytes(64 * 1024)
+      throw new Error('the source broke')
+    })()
+    await expect(c.store('broken', failing)).rejects.toThrow('the source broke')
+    await c.waitForSync()
+    expect(await ownBlobFiles(cluster.roots[2]!)).toEqual([])
+    expect(await replicaFiles(cluster.roots[0]!, c.nodeId)).toEqual([])
+    expect(await replicaFiles(cluster.roots[1]!, c.nodeId)).toEqual([])
+  })
+})
+
 describe('delete', () => {
   it('removes the key on every peer and frees its blobs', async () => {
     const [a, b, c] = await cluster.triangle()
