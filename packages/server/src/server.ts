@@ -188,6 +188,8 @@ interface OwnerTables {
   recipientSets: IndexTable<string[]>
   /** nodeId → where to dial it. */
   peers: IndexTable<{ address?: string; lastSeen: number }>
+  /** refId → the highest version a peer reported for a ref this node does not know (a tombstone lost with the index). */
+  versionFloors: IndexTable<number>
 }
 
 const LOCAL_MISS = new Set(['ERR_NOT_FOUND', 'ERR_INTEGRITY'])
@@ -271,7 +273,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     this.#index = await openIndex({ path: join(root, 'index') })
     this.#blobs = await openBlobStore({ root })
     const index = this.#index
-    this.#tables = { refBlobs: index.table('ref_blobs'), chunks: index.table('chunks'), recipientSets: index.table('recipient_sets'), peers: index.table('peers') }
+    this.#tables = { refBlobs: index.table('ref_blobs'), chunks: index.table('chunks'), recipientSets: index.table('recipient_sets'), peers: index.table('peers'), versionFloors: index.table('version_floors') }
     const tables: HolderTables = holderTables(index)
     this.#holder = { index, tables, locks: this.#locks, log: this.#log, replicaStore: (owner) => this.#replicaStore(owner) }
     await this.#sweepOrphans()
@@ -512,8 +514,9 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const keys = this.#keys!
     const peers = this.#connected()
     const quorum = this.#options.writeQuorum === undefined || this.#options.writeQuorum === 'all' ? peers.length : this.#options.writeQuorum
-    const version = Math.max(index.refs.get(key)?.version ?? 0, index.tombstones.get(key)?.version ?? 0) + 1
     const refId = refIdOf(keys, key)
+    // Above any version a peer has seen, so that a key deleted before this node lost its index is taken again.
+    const version = Math.max(index.refs.get(key)?.version ?? 0, index.tombstones.get(key)?.version ?? 0, tables.versionFloors.get(refId) ?? 0) + 1
     const { recipients, recipientsId } = this.#recipients()
     const pins: string[] = []
     const pin = (id: string): void => {
@@ -638,12 +641,24 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     for (const conn of peers) if (conn.open) this.#enqueue(conn, 'releasing the blobs of a failed store', () => releaseBlobs(conn, cipherIds, this.#shutdown.signal))
   }
 
+  /** Records versions peers hold for refs, so the next store of such a key goes above them. */
+  async #raiseFloors(seen: Array<[refId: string, version: number]>): Promise<void> {
+    const floors = this.#tables!.versionFloors
+    const higher = seen.filter(([refId, version]) => version > (floors.get(refId) ?? 0))
+    if (higher.length > 0) await this.#index!.transaction((tx) => {
+      for (const [refId, version] of higher) if (version > (tx.get(floors, refId) ?? 0)) tx.put(floors, refId, version)
+    })
+  }
+
   /** `ref.put`, sending whatever blobs the holder reports missing (a few rounds at most). */
   async #putRefWithRetry(conn: Connection, ref: Parameters<typeof putRef>[1], cipherFor: (cipherId: string) => Promise<Uint8Array>, signal?: AbortSignal): Promise<void> {
     for (let round = 0; round < 4; round++) {
       const res = await putRef(conn, ref, signal)
       if (res.ok) return
-      if (res.stale) throw new UnavailableError(`the peer holds a newer version (${res.version}) or a later delete`)
+      if (res.stale) {
+        await this.#raiseFloors([[ref.refId, res.version]])
+        throw new UnavailableError(`the peer holds a newer version (${res.version}) or a later delete`)
+      }
       for (const cipherId of res.missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), signal)
     }
     throw new UnavailableError('the peer kept reporting blobs missing')
@@ -944,6 +959,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       if (known.has(r.refId) || r.deleted) continue
       await this.#installRecovered(r.refId, r, signal).catch((err: unknown) => this.#log.warn({ refId: r.refId, err: message(err) }, 'recovering a ref failed'))
     }
+    // Refs this node does not know (their tombstones went with a lost index): new versions must go above them.
+    await this.#raiseFloors([...remote.values()].filter((r) => !known.has(r.refId)).map((r) => [r.refId, r.version]))
     this.#log.info({ peer: conn.remoteNodeId, refs: remote.size }, 'caught up')
     this.emit('synced', { nodeId: conn.remoteNodeId })
   }

@@ -182,6 +182,21 @@ describe('healing', () => {
     expect((await restored.list()).map((e) => e.key)).toEqual([...objects.keys()])
     for (const [k, v] of objects) expect(await read(restored, k)).toEqual(v)
   })
+
+  it('stores a key deleted before the disaster again above the version of its tombstone on peers, so peers take it', async () => {
+    const [a, b, c] = await cluster.triangle()
+    for (let v = 0; v < 3; v++) await c.store('reborn', `version ${v}`)
+    await c.delete('reborn')
+    await c.close()
+    const fresh = join(dir.path, 'fresh')
+    await cp(join(cluster.roots[2]!, 'identity'), join(fresh, 'identity'), { recursive: true })
+    const restored = await cluster.add('d', ['a', 'b'], { root: fresh, nodeId: c.nodeId })
+    await restored.waitForPeers(2)
+    await restored.waitForSync()
+    const result = await restored.store('reborn', 'stored again after the disaster')
+    expect(result.version).toBeGreaterThan(3)
+    expect(result.replicas.sort()).toEqual([a.nodeId, b.nodeId].sort())
+  })
 })
 
 describe('failed stores', () => {
