@@ -152,6 +152,8 @@ class LmdbIndex extends BaseIndex<LmdbTable<unknown>> {
       // Committed is not yet durable: wait for the flush to disk.
       await this.#root.flushed
     } catch (err) {
+      // A failed commit carries lmdb's reason as a second, rejected promise: observe it, or it ends the process.
+      void (err as { commitError?: Promise<unknown> } | undefined)?.commitError?.catch(() => undefined)
       if (thrown !== undefined) throw thrown.error
       throw indexError(err, 'commit a transaction')
     }
@@ -188,7 +190,11 @@ export async function openIndex(options: IndexOptions): Promise<Index> {
   if (!Number.isSafeInteger(maxTables) || maxTables < 4) throw new InvalidArgumentError('maxTables must be an integer of at least 4')
   try {
     await mkdir(options.path, { recursive: true, mode: 0o700 })
-    const root = open({ path: join(options.path, 'data.mdb'), maxDbs: maxTables })
+    // When a commit fails (a full disk), lmdb's event-turn batching leaves a rejected commit promise
+    // that nobody holds (an unhandled rejection ends the process), and overlapping sync leaves a
+    // flush promise that never settles (close() would wait for it forever). Both are off: each
+    // commit is synced before its promise resolves, as durable as before.
+    const root = open({ path: join(options.path, 'data.mdb'), maxDbs: maxTables, eventTurnBatching: false, overlappingSync: false })
     return new LmdbIndex(root)
   } catch (err) {
     throw indexError(err, `open ${options.path}`)
