@@ -18,7 +18,7 @@ import { Report } from './src/report.js'
 import { Rng } from './src/rng.js'
 import { rotRound } from './src/rot.js'
 import { checkProxy } from './src/selfcheck.js'
-import { verifyDisks, verifyReads } from './src/verify.js'
+import { verifyDisks, verifyDurable, verifyReads } from './src/verify.js'
 import { Workload, type WorkloadOptions } from './src/workload.js'
 
 const KiB = 1024
@@ -164,8 +164,8 @@ async function runOnce(seed: string, index: number, withAdversarial: boolean): P
     await cluster.start()
     // Each owner's keys and texts carry its own canary.
     const workload = new Workload(cluster, rng.fork('workload'), report, { ...profile.workload, chunkSize, canaries })
-    const chaos = new Chaos(cluster, workload, rng.fork('chaos'), report, profile.chaos)
     const rot = new RotTracker()
+    const chaos = new Chaos(cluster, workload, rng.fork('chaos'), report, profile.chaos, (node) => verifyDurable(cluster, workload, node, rot, report))
     const rotRng = rng.fork('rot')
     const lossRng = rng.fork('loss')
 
@@ -190,6 +190,8 @@ async function runOnce(seed: string, index: number, withAdversarial: boolean): P
         report.kills++
         report.extra.localLosses++
         await cluster.kill(node)
+        await verifyDurable(cluster, workload, node, rot, report)
+        cluster.slot(node).lossClock = workload.clock
         await cluster.restart(node, loss)
         await quiesce(`epoch ${epoch + 1} after local loss`)
         await verifyReads(cluster, workload, report, `epoch ${epoch + 1} after local loss on n${node}`)

@@ -40,6 +40,8 @@ export class Chaos {
     readonly rng: Rng,
     readonly report: Report,
     readonly options: ChaosOptions,
+    /** Runs while a killed node is down, before its restart (its disk is still). */
+    readonly afterKill: (node: number) => Promise<void> = () => Promise.resolve(),
   ) {}
 
   /** Injects faults for `durationMs`. */
@@ -101,6 +103,7 @@ export class Chaos {
         if (!this.cluster.slot(victim).up) return
         this.report.kills++
         await this.cluster.kill(victim)
+        await this.afterKill(victim)
         await this.#hold(downFor)
         await this.cluster.restart(victim)
       } finally {

@@ -32,6 +32,8 @@ export class NodeSlot {
   /** Set before we kill or close it: its exit is then no crash. */
   expectExit = false
   restarts = 0
+  /** The workload's clock when this node last lost data on purpose (local loss): older acknowledgements no longer bind it. */
+  lossClock = 0
   #waiters: Array<(h: NodeHandle) => void> = []
 
   constructor(
@@ -80,6 +82,11 @@ export class Cluster {
     return this.slots[i]!
   }
 
+  /** `n<i>` for a node id (for logs). */
+  nameOf(nodeId: string): string {
+    return this.slots.find((s) => s.nodeId === nodeId)?.name ?? nodeId.slice(0, 12)
+  }
+
   linksOf(i: number): Link[] {
     return this.links.filter((l) => l.from === i || l.to === i)
   }
@@ -108,7 +115,7 @@ export class Cluster {
   #mount(root: string, bytes: number): void {
     const res = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', root], { encoding: 'utf8' })
     if (res.status !== 0) {
-      this.report.log(`tmpfs not mountable (${res.stderr.trim() || res.status}); disk full is skipped`)
+      this.report.say(`tmpfs not mountable (${res.stderr.trim() || res.status}): disk-full faults are skipped in this run`)
       this.config.tmpfs = undefined
       return
     }

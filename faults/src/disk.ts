@@ -115,6 +115,13 @@ export class RotTracker {
   readonly files = new Map<string, string>()
   /** path → the manifest the file held before we damaged it. */
   readonly views = new Map<string, ManifestView>()
+  /** Blob files we removed. */
+  readonly removed = new Set<string>()
+
+  /** Whether we damaged or removed `path`. */
+  touched(path: string): boolean {
+    return this.files.has(path) || this.removed.has(path)
+  }
 
   /** Flips one bit in each of `count` bytes of `path` (holding `view`, if a manifest); returns the number of bytes flipped. */
   async flip(path: string, rng: Rng, count: number, view: ManifestView | undefined): Promise<number> {

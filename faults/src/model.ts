@@ -63,6 +63,10 @@ export class KeyRecord {
   /** Highest version a store confirmed. */
   lastVersion = 0
   busy = false
+  /** When the last operation on the key started (the workload's clock). */
+  seq = 0
+  /** The last store that resolved: its version and who acknowledged a durable copy. */
+  acked: { seq: number; version: number; replicas: string[] } | undefined
 
   constructor(
     readonly owner: number,

@@ -50,6 +50,14 @@ export class Rng {
     return items[Math.floor(this.next() * items.length)]!
   }
 
+  /** `count` distinct elements (fewer if the list is shorter), in random order. */
+  sample<T>(items: readonly T[], count: number): T[] {
+    const pool = [...items]
+    const out: T[] = []
+    while (out.length < count && pool.length > 0) out.push(pool.splice(this.int(0, pool.length - 1), 1)[0]!)
+    return out
+  }
+
   /** One of `choices`, drawn by weight. */
   weighted<T>(choices: ReadonlyArray<readonly [T, number]>): T {
     const total = choices.reduce((s, [, w]) => s + w, 0)

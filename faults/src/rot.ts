@@ -10,11 +10,10 @@ import type { Rng } from './rng.js'
 export async function rotRound(cluster: Cluster, rng: Rng, rot: RotTracker, report: Report, replicaNode: number): Promise<void> {
   for (const s of cluster.slots) {
     const files = (await ownBlobFiles(s.root)).sort()
-    const count = Math.min(files.length, rng.int(0, 4))
-    for (let i = 0; i < count; i++) {
-      const f = rng.pick(files)
+    for (const f of rng.sample(files, rng.int(0, 4))) {
       if (rng.chance(0.15)) {
         await rm(f, { force: true })
+        rot.removed.add(f)
         report.log(`rot: removed ${s.name}'s blob ${f.slice(-64, -52)}…`)
         continue
       }
@@ -27,10 +26,8 @@ export async function rotRound(cluster: Cluster, rng: Rng, rot: RotTracker, repo
   for (const owner of cluster.slots) {
     if (owner === holder) continue
     const files = (await replicaFiles(holder.root, owner.nodeId)).sort()
-    const count = Math.min(files.length, rng.int(0, 4))
     const identities = await identitiesOf(owner.root)
-    for (let i = 0; i < count; i++) {
-      const f = rng.pick(files)
+    for (const f of rng.sample(files, rng.int(0, 4))) {
       if (rot.files.has(f)) continue
       report.bitflips += await rot.flip(f, rng, rng.int(1, 3), await heldManifestIn(f, identities))
       report.log(`rot: flipped bits in ${holder.name}'s replica ${f.slice(-64, -52)}… of ${owner.name}`)

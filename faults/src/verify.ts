@@ -2,7 +2,7 @@
 // the record says (from its owner), every owner lists exactly its live keys, no blob under a
 // final name is partial, every peer holds exactly the live replicas, owners hold exactly their
 // live blobs, and no canary is on another node's disk or crossed a link.
-import { basename } from 'node:path'
+import { basename, join } from 'node:path'
 import type { ListEntry } from '@dcas/server'
 import type { NodeHandle } from '@dcas/server/testing'
 import type { Cluster } from './cluster.js'
@@ -146,4 +146,48 @@ function missingVersions(report: Report, what: string, live: Map<string, number>
   const have = new Set(manifests.map((m) => `${m.key}\u0000${m.version}`))
   const missing = [...live].filter(([key, version]) => !have.has(`${key}\u0000${version}`))
   if (missing.length > 0) report.violation('manifest missing', `${what}: no manifest for ${missing.length} live version(s), e.g. ${missing[0]![0].slice(0, 40)} v${missing[0]![1]}`)
+}
+
+/**
+ * Durability of acknowledgements, checked on a node's disk while it is down after kill -9: every
+ * store that resolved (and was not touched since) has its manifest and chunks on its owner, and
+ * on every peer it named in `replicas`. Files we damaged or removed on purpose are excused.
+ */
+export async function verifyDurable(cluster: Cluster, workload: Workload, victim: number, rot: RotTracker, report: Report): Promise<void> {
+  const slot = cluster.slot(victim)
+  // A snapshot: the workload goes on while the disk is read, and may store these keys again meanwhile.
+  const settled = [...workload.records.values()].flatMap((r) =>
+    r.acked !== undefined && r.acked.seq === r.seq && !r.busy && r.acked.seq > slot.lossClock ? [{ key: r.key, owner: r.owner, ...r.acked }] : [],
+  )
+  type Acked = (typeof settled)[number]
+  const check = async (what: string, acks: Acked[], files: string[], read: (f: string) => Promise<ManifestView | undefined>, chunkPath: (c: ManifestView['chunks'][number]) => string): Promise<void> => {
+    if (acks.length === 0) return
+    const byVersion = new Map((await manifestsIn(files, read, rot)).map((m) => [`${m.key}\u0000${m.version}`, m]))
+    const present = new Set(files)
+    for (const a of acks) {
+      const m = byVersion.get(`${a.key}\u0000${a.version}`)
+      if (m === undefined) {
+        report.violation('durability', `${slot.name} was killed after acknowledging ${a.key.slice(0, 40)} v${a.version} (${what}), but holds no manifest of it`)
+        continue
+      }
+      const missing = m.chunks.map(chunkPath).filter((p) => !present.has(p) && !rot.touched(p))
+      if (missing.length > 0) report.violation('durability', `${slot.name} was killed after acknowledging ${a.key.slice(0, 40)} v${a.version} (${what}), but lacks ${missing.length} of its chunks`)
+    }
+  }
+  const blobAt = (root: string, id: string): string => join(root, 'blobs', id.slice(0, 2), id.slice(2, 4), id)
+  await check(
+    'as its owner',
+    settled.filter((a) => a.owner === victim),
+    await ownBlobFiles(slot.root),
+    ownManifestIn,
+    (c) => blobAt(slot.root, c.plainId),
+  )
+  for (const owner of cluster.slots) {
+    if (owner === slot) continue
+    const acks = settled.filter((a) => a.owner === owner.index && a.replicas.includes(slot.nodeId))
+    if (acks.length === 0) continue
+    const identities = await identitiesOf(owner.root)
+    const root = join(slot.root, 'replicas', owner.nodeId)
+    await check(`as a replica of ${owner.name}`, acks, await replicaFiles(slot.root, owner.nodeId), (f) => heldManifestIn(f, identities), (c) => blobAt(root, c.cipherId))
+  }
 }

@@ -86,6 +86,8 @@ export class Workload {
   readonly records = new Map<string, KeyRecord>()
   #stopping = false
   #lanes: Array<Promise<void>> = []
+  /** Orders operations: each takes the next value when it starts. */
+  clock = 0
   /** Stores in flight, for kills timed to land mid-store. */
   readonly storesInFlight = new Map<string, { node: number; size: number }>()
 
@@ -152,6 +154,7 @@ export class Workload {
       const handle = await this.cluster.slot(node).waitUp()
       if (this.#stopping) break
       rec.busy = true
+      rec.seq = ++this.clock
       try {
         if (op === 'store' || op === 'text') {
           let content: Content
@@ -207,7 +210,8 @@ export class Workload {
       if (result.version <= rec.lastVersion) this.report.violation('version', `store of ${rec.key} got version ${result.version} after ${rec.lastVersion}`)
       rec.lastVersion = Math.max(rec.lastVersion, result.version)
       rec.confirm({ deleted: false, content })
-      this.report.log(`n${rec.owner} store ${rec.key.slice(0, 40)} ${describe(content)} -> v${result.version}, ${result.replicas.length} replicas`)
+      rec.acked = { seq: rec.seq, version: result.version, replicas: result.replicas }
+      this.report.log(`n${rec.owner} store ${rec.key.slice(0, 40)} ${describe(content)} -> v${result.version}, replicas [${result.replicas.map((id) => this.cluster.nameOf(id)).join(' ')}]`)
     } catch (err) {
       const f = failureOf(err)
       this.report.extra.failedOps++
