@@ -1,11 +1,13 @@
 // The age v1 header: version line, recipient stanzas, MAC line.
-import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto'
+import { createHmac, timingSafeEqual } from 'node:crypto'
 import { decodeBase64, encodeBase64 } from './base64.js'
 import { FormatError, HeaderMacError, TruncatedError } from './errors.js'
+import { hkdfSha256 } from './hkdf.js'
 import type { ByteReader } from './reader.js'
 
 export const VERSION_LINE = 'age-encryption.org/v1'
 const MAC_PREFIX = '---'
+const EMPTY = new Uint8Array(0)
 /** Largest header accepted: far above any real one (a post-quantum stanza is ~1.5 KiB). */
 export const MAX_HEADER_BYTES = 1024 * 1024
 
@@ -45,7 +47,7 @@ function encodeStanza(stanza: Stanza): string {
 
 /** The header MAC key: HKDF-SHA256(file key, no salt, "header"). */
 function macKey(fileKey: Uint8Array): Buffer {
-  return Buffer.from(hkdfSync('sha256', fileKey, new Uint8Array(0), 'header', 32))
+  return hkdfSha256(fileKey, EMPTY, 'header', 32)
 }
 
 /** Serializes a header for `stanzas` and MACs it with the file key. */

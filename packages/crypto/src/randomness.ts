@@ -1,6 +1,7 @@
 // What the encryptor draws: fresh randomness, or values derived from a caller's seed (deterministic encryption).
-import { hkdfSync, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { InvalidArgumentError } from './errors.js'
+import { hkdfSha256 } from './hkdf.js'
 import { generateX25519, x25519FromRaw, type X25519KeyPair } from './keys.js'
 import { FILE_KEY_BYTES } from './stanzas.js'
 import { PAYLOAD_NONCE_SIZE } from './stream.js'
@@ -39,7 +40,7 @@ export function checkSeed(seed: unknown): asserts seed is Uint8Array {
 }
 
 function derive(seed: Uint8Array, info: string, length: number): Buffer {
-  return Buffer.from(hkdfSync('sha256', seed, SEED_SALT, info, length))
+  return hkdfSha256(seed, SEED_SALT, info, length)
 }
 
 /** The values derived from `seed`, or fresh randomness when there is none. */

@@ -169,9 +169,10 @@ export class ByteReader {
   }
 }
 
-/** Copies views into one array of `total` bytes. */
+/** Copies views into one array of `total` bytes (which they fill exactly). */
 export function joinViews(views: readonly Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total)
+  // Not zero-filled first, since every byte is written; not from the shared pool, since it may be returned to callers.
+  const out = Buffer.allocUnsafeSlow(total)
   let offset = 0
   for (const v of views) {
     out.set(v, offset)

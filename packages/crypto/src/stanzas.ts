@@ -1,8 +1,9 @@
 // Recipient stanzas: X25519 and scrypt, wrapping and unwrapping the 16-byte file key.
-import { createCipheriv, createDecipheriv, diffieHellman, hkdfSync, randomBytes, scrypt } from 'node:crypto'
+import { createCipheriv, createDecipheriv, diffieHellman, randomBytes, scrypt } from 'node:crypto'
 import { decodeBase64, encodeBase64 } from './base64.js'
 import { FormatError, InvalidArgumentError, NoMatchingIdentityError, WorkFactorError } from './errors.js'
 import type { Stanza } from './header.js'
+import { hkdfSha256 } from './hkdf.js'
 import { publicKeyFromRaw, type X25519Identity, type X25519KeyPair } from './keys.js'
 
 export const FILE_KEY_BYTES = 16
@@ -39,7 +40,7 @@ function unwrap(key: Uint8Array, body: Uint8Array): Uint8Array | undefined {
 }
 
 function x25519WrapKey(shared: Uint8Array, share: Uint8Array, recipient: Uint8Array): Buffer {
-  return Buffer.from(hkdfSync('sha256', shared, Buffer.concat([share, recipient]), X25519_INFO, 32))
+  return hkdfSha256(shared, Buffer.concat([share, recipient]), X25519_INFO, 32)
 }
 
 /** An X25519 stanza wrapping `fileKey` to the raw public key `recipient`, with the share `ephemeral`. */

@@ -1,6 +1,7 @@
 // The age payload: STREAM with ChaCha20-Poly1305 over 64 KiB chunks, nonce = 11-byte counter ‖ last flag.
-import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, type KeyObject } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto'
 import { ChunkAuthError, EmptyLastChunkError, TrailingDataError, TruncatedError } from './errors.js'
+import { hkdfSha256 } from './hkdf.js'
 import { joinViews, throwIfAborted, type ByteReader } from './reader.js'
 
 export const CHUNK_SIZE = 64 * 1024
@@ -10,7 +11,12 @@ export const PAYLOAD_NONCE_SIZE = 16
 
 /** The payload key: HKDF-SHA256(file key, payload nonce, "payload"). */
 export function payloadKey(fileKey: Uint8Array, nonce: Uint8Array): KeyObject {
-  return createSecretKey(Buffer.from(hkdfSync('sha256', fileKey, nonce, 'payload', 32)))
+  const key = hkdfSha256(fileKey, nonce, 'payload', 32)
+  try {
+    return createSecretKey(key)
+  } finally {
+    key.fill(0)
+  }
 }
 
 /** The 12-byte chunk nonce, advanced in place. */

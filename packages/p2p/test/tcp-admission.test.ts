@@ -234,6 +234,18 @@ describe('TCP transport options and lifecycle', () => {
     await expect(transport({ handshakeTimeout: 0 })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTIONS' })
   })
 
+  it('rejects an identity whose node id does not match its certificate with ERR_INVALID_OPTIONS', async () => {
+    const [a, b] = await Promise.all([createIdentity(), createIdentity()])
+    await expect(transport({ identity: { ...a, nodeId: b.nodeId }, clusterSecret: secret })).rejects.toMatchObject({
+      code: 'ERR_INVALID_OPTIONS',
+    })
+  })
+
+  it('rejects an invalid multiplexer option at construction with ERR_INVALID_OPTIONS', async () => {
+    await expect(transport({ clusterSecret: secret, deadPeerTimeout: -1 })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTIONS' })
+    await expect(transport({ clusterSecret: secret, maxStreams: 1.5 })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTIONS' })
+  })
+
   it('resolves listen to the bound address and exposes it', async () => {
     const l = await listener({ clusterSecret: secret })
     expect(l.address).toMatch(/^127\.0\.0\.1:[1-9]\d*$/)

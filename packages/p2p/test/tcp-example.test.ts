@@ -13,7 +13,7 @@ describe('the TCP example', () => {
     expect(readme).toContain(`\`\`\`ts\n${readFileSync(example, 'utf8')}\`\`\``)
   })
 
-  it('runs: bob answers alice over TLS with the shared secret', async () => {
+  it('runs: bob answers alice over TLS with the shared secret', { timeout: 30_000 }, async () => {
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', example], { cwd: packageDir })
     expect(stdout).toBe('bob answered: HELLO, BOB\n')
   })

@@ -8,8 +8,8 @@ import { checkResponse, hex64, hex64List, isHex64, PROTOCOL_VERSION, StreamReade
 export const MAX_BLOB_BYTES = 64 * 1024 * 1024 + 64 * 1024
 /** Most ids in one `blob.has` request. */
 export const MAX_HAS_IDS = 512
-/** Most chunk ids in one ref (about 1 TiB at 1 MiB chunks). */
-export const MAX_REF_CHUNKS = 1 << 20
+/** Most chunks in one object (128 GiB at the default 1 MiB chunk size): bounds what a holder reads for one ref. */
+export const MAX_REF_CHUNKS = 1 << 17
 /** Most entries in one page of `ref.list`. */
 export const MAX_LIST_PAGE = 256
 
@@ -22,6 +22,8 @@ export interface RemoteRef {
   size?: number
   /** The holder found one of this ref's blobs missing or damaged. */
   damaged?: boolean
+  /** When the owner wrote this version, or deleted it (owner's clock, ms since the epoch), when the holder knows. */
+  writtenAt?: number
 }
 
 /** Runs one request on a fresh stream; the stream is reset if `fn` fails, half-closed otherwise. */
@@ -60,12 +62,12 @@ export async function putBlob(conn: Connection, cipherId: string, produce: () =>
   })
 }
 
-/** Fetches a blob's bytes (at most {@link MAX_BLOB_BYTES}); the caller verifies them against `cipherId`. */
-export async function getBlob(conn: Connection, cipherId: string, signal?: AbortSignal): Promise<Uint8Array> {
+/** Fetches a blob's bytes (at most `maxSize`); the caller verifies them against `cipherId`. */
+export async function getBlob(conn: Connection, cipherId: string, maxSize: number, signal?: AbortSignal): Promise<Uint8Array> {
   return exchange(conn, { op: 'blob.get', cipherId }, signal, async (stream, reader) => {
     await stream.closeWrite()
     const header = checkResponse(await reader.requireHeader())
-    const size = uint(header, 'size', MAX_BLOB_BYTES)
+    const size = uint(header, 'size', Math.min(maxSize, MAX_BLOB_BYTES))
     return reader.readBody(size)
   })
 }
@@ -104,6 +106,8 @@ export interface RefPut {
   version: number
   manifestCipherId: string
   size: number
+  /** When the owner wrote this version (owner's clock). */
+  writtenAt: number
   /** Distinct chunk cipher ids the ref uses (the manifest's own id not included). */
   cipherIds: string[]
 }
@@ -114,7 +118,7 @@ export type RefPutResult = { ok: true } | { ok: false; stale: true; version: num
 /** Records a ref on the holder once every blob it names is there. */
 export async function putRef(conn: Connection, ref: RefPut, signal?: AbortSignal): Promise<RefPutResult> {
   const body = Buffer.from(JSON.stringify(ref.cipherIds), 'utf8')
-  const header = { op: 'ref.put', refId: ref.refId, version: ref.version, manifestCipherId: ref.manifestCipherId, size: ref.size, count: ref.cipherIds.length, bodySize: body.length }
+  const header = { op: 'ref.put', refId: ref.refId, version: ref.version, manifestCipherId: ref.manifestCipherId, size: ref.size, writtenAt: ref.writtenAt, count: ref.cipherIds.length, bodySize: body.length }
   return exchange(conn, header, signal, async (stream, reader) => {
     await writeBytes(stream, body, signal)
     await stream.closeWrite()
@@ -138,20 +142,20 @@ export async function getRef(conn: Connection, refId: string, signal?: AbortSign
   })
 }
 
-/** Deletes a ref (up to `version`) on the holder, leaving a tombstone. */
-export async function deleteRef(conn: Connection, refId: string, version: number, signal?: AbortSignal): Promise<void> {
-  await exchange(conn, { op: 'ref.delete', refId, version }, signal, async (stream, reader) => {
+/** Deletes a ref (up to `version`) on the holder, leaving a tombstone dated `deletedAt` (owner's clock). */
+export async function deleteRef(conn: Connection, refId: string, version: number, deletedAt: number, signal?: AbortSignal): Promise<void> {
+  await exchange(conn, { op: 'ref.delete', refId, version, deletedAt }, signal, async (stream, reader) => {
     await stream.closeWrite()
     checkResponse(await reader.requireHeader())
     await reader.expectEnd()
   })
 }
 
-/** Every ref (live or deleted) the holder keeps for us, page by page in refId order. */
-export async function* listRefs(conn: Connection, signal?: AbortSignal): AsyncGenerator<RemoteRef> {
+/** Every ref (live or deleted) the holder keeps for us, page by page in refId order; each page under its own `signalFor()`. */
+export async function* listRefs(conn: Connection, signalFor: () => AbortSignal): AsyncGenerator<RemoteRef> {
   let after: string | undefined
   for (;;) {
-    const page = await exchange(conn, { op: 'ref.list', limit: MAX_LIST_PAGE, ...(after === undefined ? {} : { after }) }, signal, async (stream, reader) => {
+    const page = await exchange(conn, { op: 'ref.list', limit: MAX_LIST_PAGE, ...(after === undefined ? {} : { after }) }, signalFor(), async (stream, reader) => {
       await stream.closeWrite()
       const header = checkResponse(await reader.requireHeader())
       await reader.expectEnd()
@@ -171,6 +175,7 @@ function parseRemoteRef(value: unknown): RemoteRef {
   if (typeof value !== 'object' || value === null) throw new PeerError('malformed ref entry')
   const h = value as Header
   const ref: RemoteRef = { refId: hex64(h, 'refId'), version: uint(h, 'version'), deleted: h.deleted === true }
+  if (h.writtenAt !== undefined) ref.writtenAt = uint(h, 'writtenAt')
   if (!ref.deleted) {
     ref.manifestCipherId = hex64(h, 'manifestCipherId')
     ref.size = uint(h, 'size')

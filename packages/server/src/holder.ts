@@ -19,6 +19,8 @@ export interface ReplicaRef {
   size?: number
   /** Distinct chunk cipher ids (the manifest's not included). */
   cipherIds?: string[]
+  /** When the owner wrote this version or deleted it (owner's clock), when it said. */
+  writtenAt?: number
   updatedAt: number
 }
 
@@ -49,8 +51,11 @@ export interface HolderContext {
 
 const refIdsOf = (ref: ReplicaRef): string[] => (ref.deleted || ref.manifestCipherId === undefined ? [] : [...new Set([...(ref.cipherIds ?? []), ref.manifestCipherId])])
 
-/** Serves the requests one owner sends on one stream. `received` collects blobs put through this connection. */
-export async function serveRequest(ctx: HolderContext, owner: string, stream: Stream, received: Set<string>): Promise<void> {
+/**
+ * Serves the requests one owner sends on one stream. `received` collects blobs put through this connection;
+ * `onMalformed` is told when the peer broke the protocol (the caller closes its connection).
+ */
+export async function serveRequest(ctx: HolderContext, owner: string, stream: Stream, received: Set<string>, onMalformed?: (err: Error) => void): Promise<void> {
   const reader = new StreamReader(stream)
   const respond = (header: Header): Promise<void> => writeHeader(stream, header)
   let header: Header | undefined
@@ -80,7 +85,7 @@ export async function serveRequest(ctx: HolderContext, owner: string, stream: St
         await blobRelease(ctx, owner, header, reader, respond, received)
         break
       case 'ref.put':
-        await refPut(ctx, owner, header, reader, respond)
+        await refPut(ctx, owner, header, reader, respond, received)
         break
       case 'ref.get':
         await refGet(ctx, owner, header, reader, respond)
@@ -104,6 +109,7 @@ export async function serveRequest(ctx: HolderContext, owner: string, stream: St
       // the stream is already gone
     }
     stream.reset(err instanceof Error ? err : undefined)
+    if (code === 'ERR_PEER' && err instanceof Error) onMalformed?.(err)
   }
 }
 
@@ -165,9 +171,18 @@ async function markDamaged(ctx: HolderContext, owner: string, cipherId: string):
 async function blobHas(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>): Promise<void> {
   const ids = hex64List(h.cipherIds, 'cipherIds', MAX_HAS_IDS)
   await reader.expectEnd()
-  const store = await ctx.replicaStore(owner)
-  const present = await Promise.all(ids.map((id) => store.has(id)))
-  await respond({ ok: true, missing: ids.filter((_, i) => !present[i]) })
+  await respond({ ok: true, missing: await missingIn(await ctx.replicaStore(owner), ids) })
+}
+
+/** Which of `ids` a store lacks, checked a bounded number at a time. */
+async function missingIn(store: BlobStore, ids: string[]): Promise<string[]> {
+  const missing: string[] = []
+  for (let at = 0; at < ids.length; at += 256) {
+    const batch = ids.slice(at, at + 256)
+    const present = await Promise.all(batch.map((id) => store.has(id)))
+    batch.forEach((id, i) => present[i] === false && missing.push(id))
+  }
+  return missing
 }
 
 /** Drops blobs of the owner's that no ref uses (sent for a store that failed before its ref). */
@@ -179,22 +194,32 @@ async function blobRelease(ctx: HolderContext, owner: string, h: Header, reader:
   await respond({ ok: true })
 }
 
+/** Blobs freed at once: each delete waits on a directory fsync, so a few overlap. */
+const FREE_CONCURRENCY = 4
+
 /** Frees blobs whose count reached zero, unless something re-referenced them meanwhile. */
 async function freeUnreferenced(ctx: HolderContext, owner: string, ids: Iterable<string>): Promise<void> {
   const store = await ctx.replicaStore(owner)
-  for (const id of ids) {
-    const key = `${owner}/${id}`
-    await ctx.locks.run(key, async () => {
-      if (!ctx.tables.counts.has(key)) await store.delete(id)
-    })
+  const queue = [...ids]
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < queue.length) {
+      const id = queue[next++]!
+      const key = `${owner}/${id}`
+      await ctx.locks.run(key, async () => {
+        if (!ctx.tables.counts.has(key)) await store.delete(id)
+      })
+    }
   }
+  await Promise.all(Array.from({ length: Math.min(FREE_CONCURRENCY, queue.length) }, worker))
 }
 
-async function refPut(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>): Promise<void> {
+async function refPut(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>, received: Set<string>): Promise<void> {
   const refId = hex64(h, 'refId')
   const version = uint(h, 'version')
   const manifestCipherId = hex64(h, 'manifestCipherId')
   const size = uint(h, 'size')
+  const writtenAt = h.writtenAt === undefined ? undefined : uint(h, 'writtenAt')
   const count = uint(h, 'count', MAX_REF_CHUNKS)
   const bodySize = uint(h, 'bodySize', 2 + count * 67)
   let parsed: unknown
@@ -212,11 +237,9 @@ async function refPut(ctx: HolderContext, owner: string, h: Header, reader: Stre
       await respond({ ok: false, code: 'ERR_STALE', version: existing.version })
       return
     }
-    const next: ReplicaRef = { version, deleted: false, manifestCipherId, size, cipherIds, updatedAt: Date.now() }
+    const next: ReplicaRef = { version, deleted: false, manifestCipherId, size, cipherIds, ...(writtenAt === undefined ? {} : { writtenAt }), updatedAt: Date.now() }
     const wanted = refIdsOf(next)
-    const store = await ctx.replicaStore(owner)
-    const present = await Promise.all(wanted.map((id) => store.has(id)))
-    const missing = wanted.filter((_, i) => !present[i])
+    const missing = await missingIn(await ctx.replicaStore(owner), wanted)
     if (missing.length > 0) {
       await respond({ ok: false, code: 'ERR_MISSING', missing: missing.slice(0, MAX_HAS_IDS) })
       return
@@ -231,6 +254,8 @@ async function refPut(ctx: HolderContext, owner: string, h: Header, reader: Stre
       })
       await freeUnreferenced(ctx, owner, freed)
     }
+    // Referenced now: nothing to sweep when the connection closes.
+    for (const id of wanted) received.delete(id)
     await respond({ ok: true })
   })
 }
@@ -245,13 +270,14 @@ async function refGet(ctx: HolderContext, owner: string, h: Header, reader: Stre
 async function refDelete(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>): Promise<void> {
   const refId = hex64(h, 'refId')
   const version = uint(h, 'version')
+  const deletedAt = h.deletedAt === undefined ? undefined : uint(h, 'deletedAt')
   await reader.expectEnd()
   const key = `${owner}/${refId}`
   await ctx.locks.run(`owner:${owner}`, async () => {
     const existing = ctx.tables.refs.get(key)
     if (existing !== undefined && existing.version >= version && (existing.deleted || existing.version > version)) return
     const freed = await ctx.index.transaction((tx) => {
-      tx.put(ctx.tables.refs, key, { version, deleted: true, updatedAt: Date.now() })
+      tx.put(ctx.tables.refs, key, { version, deleted: true, ...(deletedAt === undefined ? {} : { writtenAt: deletedAt }), updatedAt: Date.now() })
       return existing === undefined ? [] : refIdsOf(existing).filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
     })
     await freeUnreferenced(ctx, owner, freed)
@@ -265,16 +291,24 @@ async function refList(ctx: HolderContext, owner: string, h: Header, reader: Str
   await reader.expectEnd()
   const prefix = `${owner}/`
   const entries: Header[] = []
+  const anyDamage = hasDamage(ctx, owner)
   for (const [key, ref] of ctx.tables.refs.entries({ prefix, limit, ...(after === undefined ? {} : { after: prefix + after }) })) {
-    entries.push(describe(ctx, owner, key.slice(prefix.length), ref))
+    entries.push(describe(ctx, owner, key.slice(prefix.length), ref, anyDamage))
   }
   await respond({ ok: true, entries })
 }
 
-function describe(ctx: HolderContext, owner: string, refId: string, ref: ReplicaRef): Header {
-  if (ref.deleted) return { refId, version: ref.version, deleted: true }
-  const damaged = refIdsOf(ref).some((id) => ctx.tables.damaged.has(`${owner}/${id}`))
-  return { refId, version: ref.version, deleted: false, manifestCipherId: ref.manifestCipherId, size: ref.size, ...(damaged ? { damaged: true } : {}) }
+/** Whether any of the owner's blobs is marked damaged (usually not, which spares a lookup per blob). */
+function hasDamage(ctx: HolderContext, owner: string): boolean {
+  for (const _ of ctx.tables.damaged.entries({ prefix: `${owner}/`, limit: 1 })) return true
+  return false
+}
+
+function describe(ctx: HolderContext, owner: string, refId: string, ref: ReplicaRef, anyDamage = hasDamage(ctx, owner)): Header {
+  const writtenAt = ref.writtenAt === undefined ? {} : { writtenAt: ref.writtenAt }
+  if (ref.deleted) return { refId, version: ref.version, deleted: true, ...writtenAt }
+  const damaged = anyDamage && refIdsOf(ref).some((id) => ctx.tables.damaged.has(`${owner}/${id}`))
+  return { refId, version: ref.version, deleted: false, manifestCipherId: ref.manifestCipherId, size: ref.size, ...writtenAt, ...(damaged ? { damaged: true } : {}) }
 }
 
 /** Frees the blobs an owner put through a connection that closed without any ref taking them up. */

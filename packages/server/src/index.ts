@@ -20,12 +20,14 @@
 export { createServer } from './server.js'
 export type {
   DeleteResult,
+  DialErrorEvent,
   HealedEvent,
   ListEntry,
   ListOptions,
   ObjectStat,
   PeerInfo,
   ReadOptions,
+  ScrubResult,
   Server,
   ServerEvents,
   ServerOptions,

@@ -8,13 +8,14 @@ import { decryptBytes, encryptBytes } from '@dcas/crypto'
 import { loadOrCreateIdentity, tcpTransport, type Connection, type Transport } from '@dcas/p2p'
 import { openBlobStore, openIndex, type BlobStore, type Index, type IndexTable, type RefRecord } from '@dcas/store'
 import { fixedSizeChunker, DEFAULT_CHUNK_SIZE, type Chunker } from './chunker.js'
-import { deleteRef, getBlob, getRef, listRefs, missingBlobs, putBlob, putRef, releaseBlobs, type RemoteRef } from './client.js'
+import { deleteRef, getBlob, getRef, listRefs, MAX_REF_CHUNKS, missingBlobs, putBlob, putRef, releaseBlobs, type RefPut, type RemoteRef } from './client.js'
 import { AbortedError, ClosedError, InvalidOptionsError, NotFoundError, QuorumError, UnavailableError, throwIfAborted } from './errors.js'
+import { isHex64 } from './wire.js'
 import { holderTables, serveRequest, sweepReceived, type HolderContext, type HolderTables } from './holder.js'
 import { assertValidKey } from './key.js'
 import { KeyedLocks } from './locks.js'
 import { silentLogger, type Logger } from './logger.js'
-import { chunksInRange, decodeManifest, encodeManifest, sha256Hex, type Manifest, type ManifestChunk } from './manifest.js'
+import { chunksInRange, decodeManifest, encodeManifest, MAX_MANIFEST_BYTES, sha256Hex, type Manifest, type ManifestChunk } from './manifest.js'
 import { loadClusterSecret, loadOwnerKeys, refIdOf, seedOf, type OwnerKeys } from './secrets.js'
 import { toByteStream, type StoreData } from './source.js'
 
@@ -40,7 +41,7 @@ export interface ServerOptions {
   chunkSize?: number
   /** Replaces the fixed-size chunker. */
   chunker?: Chunker
-  /** Per-peer timeout in ms for one request while reading (default 15 s). */
+  /** Timeout in ms for one request to a peer (a chunk, a ref, a page of refs; default 30 s). */
   requestTimeout?: number
   /** Chunks in flight per operation and per peer (default 4). */
   concurrency?: number
@@ -121,13 +122,35 @@ export interface HealedEvent {
   from: string
 }
 
+/** A bootstrap address could not be dialled; the node dials it again with backoff. */
+export interface DialErrorEvent {
+  address: string
+  /** The error's code, e.g. `ERR_PEER_UNAUTHORIZED` when the peer refused this node's cluster secret. */
+  code?: string
+  message: string
+}
+
 /** Events of a {@link Server}. */
 export interface ServerEvents {
+  /** Dialling a bootstrap address failed (each failed attempt). */
+  'dial:error': [DialErrorEvent]
   'peer:connect': [PeerInfo]
   'peer:disconnect': [PeerInfo]
   healed: [HealedEvent]
   /** Catch-up with a peer finished (replicas and tombstones sent, lost refs recovered). */
   synced: [{ nodeId: string }]
+}
+
+/** What {@link Server.scrub} resolves to. */
+export interface ScrubResult {
+  /** Objects read back whole and verified. */
+  objects: number
+  /** Bytes verified. */
+  bytes: number
+  /** Chunks (and manifests) that were missing or damaged locally and were healed from a peer. */
+  healed: number
+  /** Objects that could not be verified (typically `ERR_UNAVAILABLE`: no peer could supply a lost chunk). */
+  failed: Array<{ key: string; code?: string; message: string }>
 }
 
 /** Options taking only a signal. */
@@ -157,6 +180,8 @@ export interface Server extends EventEmitter<ServerEvents> {
   stat(key: string): Promise<ObjectStat>
   list(options?: ListOptions): Promise<ListEntry[]>
   delete(key: string, options?: SignalOptions): Promise<DeleteResult>
+  /** Reads every local object through the verified read path, healing lost or damaged chunks from peers. */
+  scrub(options?: SignalOptions): Promise<ScrubResult>
 }
 
 /** Creates a server; call {@link Server.start} next. */
@@ -190,9 +215,13 @@ interface OwnerTables {
   peers: IndexTable<{ address?: string; lastSeen: number }>
   /** refId → the highest version a peer reported for a ref this node does not know (a tombstone lost with the index). */
   versionFloors: IndexTable<number>
+  /** refId → the newest delete a peer reported: a stale live copy elsewhere is never installed over it. */
+  remoteTombstones: IndexTable<{ version: number; deletedAt: number }>
 }
 
 const LOCAL_MISS = new Set(['ERR_NOT_FOUND', 'ERR_INTEGRITY'])
+/** Requests from one peer served at once. */
+const MAX_REQUESTS_PER_PEER = 16
 const codeOf = (err: unknown): string | undefined => (err as { code?: string } | undefined)?.code
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err))
 
@@ -230,6 +259,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   readonly #peerQueues = new Map<string, Promise<void>>()
   readonly #replicaStores = new Map<string, Promise<BlobStore>>()
   readonly #ops = new Set<Promise<unknown>>()
+  readonly #reads = new Set<Readable>()
   readonly #shutdown = new AbortController()
   #state: 'new' | 'starting' | 'open' | 'closing' | 'closed' = 'new'
   #transport: Transport | undefined
@@ -249,7 +279,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     this.#log = options.logger ?? silentLogger
     this.#chunker = options.chunker ?? fixedSizeChunker(options.chunkSize ?? DEFAULT_CHUNK_SIZE)
     this.#concurrency = options.concurrency ?? 4
-    this.#requestTimeout = options.requestTimeout ?? 15_000
+    this.#requestTimeout = options.requestTimeout ?? 30_000
   }
 
   get nodeId(): string {
@@ -273,7 +303,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     this.#index = await openIndex({ path: join(root, 'index') })
     this.#blobs = await openBlobStore({ root })
     const index = this.#index
-    this.#tables = { refBlobs: index.table('ref_blobs'), chunks: index.table('chunks'), recipientSets: index.table('recipient_sets'), peers: index.table('peers'), versionFloors: index.table('version_floors') }
+    this.#tables = { refBlobs: index.table('ref_blobs'), chunks: index.table('chunks'), recipientSets: index.table('recipient_sets'), peers: index.table('peers'), versionFloors: index.table('version_floors'), remoteTombstones: index.table('remote_tombstones') }
     const tables: HolderTables = holderTables(index)
     this.#holder = { index, tables, locks: this.#locks, log: this.#log, replicaStore: (owner) => this.#replicaStore(owner) }
     await this.#sweepOrphans()
@@ -288,13 +318,21 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   async #tcpTransport(identityDir: string): Promise<Transport> {
     const clusterSecret = await loadClusterSecret(identityDir, this.#options.clusterSecret)
     const identity = await loadOrCreateIdentity(identityDir)
-    return tcpTransport({ identity, clusterSecret, ...(this.#options.allowList === undefined ? {} : { allowList: this.#options.allowList }) })
+    return tcpTransport({
+      identity,
+      clusterSecret,
+      ...(this.#options.allowList === undefined ? {} : { allowList: this.#options.allowList }),
+      // Refused or failed inbound connections show up nowhere else.
+      onInboundError: (err, remoteAddress) => this.#log.warn({ remoteAddress, code: err.code, err: err.message }, 'inbound connection refused'),
+    })
   }
 
   async close(): Promise<void> {
     if (this.#state === 'closed' || this.#state === 'closing') return
     this.#state = 'closing'
     this.#shutdown.abort(new ClosedError())
+    // A read nobody consumes any more would hold close() forever: reads end with ERR_CLOSED.
+    for (const readable of this.#reads) readable.destroy(new ClosedError())
     await Promise.allSettled([...this.#ops])
     await Promise.allSettled([...this.#peerQueues.values()])
     // Peers get a few seconds to finish their streams with us, then the connections are cut.
@@ -323,7 +361,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       throwIfAborted(options.signal)
       const pending = [...this.#peerQueues.values()]
       if (pending.length === 0) return
-      await Promise.race([Promise.allSettled(pending), abortPromise(options.signal)])
+      await raceAbort(Promise.allSettled(pending), options.signal)
     }
   }
 
@@ -359,6 +397,13 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       try {
         const conn = await this.#transport!.dial(address, { signal })
         backoff = 100
+        if (conn.remoteNodeId === this.nodeId) {
+          const err = new InvalidOptionsError(`bootstrap address ${address} is this node itself; not dialling it again`)
+          conn.abort(err)
+          this.#log.warn({ address }, err.message)
+          this.emit('dial:error', { address, code: err.code, message: err.message })
+          return
+        }
         this.#dialed.set(conn.remoteNodeId, address)
         await this.#rememberPeer(conn.remoteNodeId, address)
         this.#adopt(conn)
@@ -367,6 +412,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       } catch (err) {
         if (signal.aborted) return
         this.#log.debug({ address, err: message(err) }, 'dial failed; retrying')
+        const code = codeOf(err)
+        this.emit('dial:error', { address, ...(code === undefined ? {} : { code }), message: message(err) })
         try {
           await delay(backoff * (0.5 + Math.random()), undefined, { signal })
         } catch {
@@ -429,8 +476,12 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   }
 
   async #serveIncoming(conn: Connection, received: Set<string>): Promise<void> {
+    // A bounded number of requests per peer at once; the rest wait in the muxer, under its flow control.
+    const serving = new InFlight(MAX_REQUESTS_PER_PEER)
+    // A peer that breaks the protocol loses its connection, as for a malformed frame.
+    const onMalformed = (err: Error): void => conn.abort(err)
     try {
-      for await (const stream of conn.incoming) void serveRequest(this.#holder!, conn.remoteNodeId, stream, received)
+      for await (const stream of conn.incoming) await serving.add(() => serveRequest(this.#holder!, conn.remoteNodeId, stream, received, onMalformed))
     } catch (err) {
       this.#log.debug({ peer: conn.remoteNodeId, err: message(err) }, 'incoming streams ended')
     }
@@ -456,6 +507,14 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     } finally {
       this.#ops.delete(p)
     }
+  }
+
+  /** The signal of one request to a peer: a timeout, the caller's signal, and for background work the shutdown. */
+  #requestSignal(caller?: AbortSignal, background = false): AbortSignal {
+    const signals = [AbortSignal.timeout(this.#requestTimeout)]
+    if (caller !== undefined) signals.push(caller)
+    if (background) signals.push(this.#shutdown.signal)
+    return AbortSignal.any(signals)
   }
 
   #recipients(): { recipients: string[]; recipientsId: string } {
@@ -490,16 +549,32 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     return cipher
   }
 
-  /** Frees local blobs whose count reached zero, unless an in-flight store pinned them. */
+  /**
+   * Frees local blobs whose count reached zero, unless an in-flight store pinned them: a few at
+   * a time (each delete waits on a directory fsync), then their chunk records in one commit.
+   */
   async #freeLocal(ids: Iterable<string>): Promise<void> {
+    const index = this.#index!
     const { chunks } = this.#tables!
+    const records: string[] = []
+    const deleting = new InFlight(this.#concurrency)
     for (const id of ids) {
-      await this.#locks.run(id, async () => {
-        if (this.#index!.refcounts.has(id) || this.#locks.pinned(id)) return
-        await this.#blobs!.delete(id)
-        if (chunks.has(id)) await this.#index!.transaction((tx) => tx.delete(chunks, id))
+      await deleting.add(() =>
+        this.#locks.run(id, async () => {
+          if (index.refcounts.has(id) || this.#locks.pinned(id)) return
+          await this.#blobs!.delete(id)
+          if (chunks.has(id)) records.push(id)
+        }),
+      )
+    }
+    await deleting.drain()
+    if (records.length > 0) {
+      // A chunk counted or pinned again since its blob went keeps its record.
+      await index.transaction((tx) => {
+        for (const id of records) if (tx.get(index.refcounts, id) === undefined && !this.#locks.pinned(id)) tx.delete(chunks, id)
       })
     }
+    if (deleting.error !== undefined) throw deleting.error
   }
 
   async store(key: string, data: StoreData, options: SignalOptions = {}): Promise<StoreResult> {
@@ -525,6 +600,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     }
     const local = new InFlight(this.#concurrency)
     const sends = new Map(peers.map((c) => [c.remoteNodeId, new InFlight(this.#concurrency)]))
+    // Each cipher blob goes to a peer once per store, however often its chunk repeats.
+    const queued = new Map(peers.map((c) => [c.remoteNodeId, new Set<string>()]))
     const failed = new Map<string, string>()
     const live = (nodeId: string): boolean => !failed.has(nodeId) && sends.get(nodeId)?.error === undefined
     const newChunks = new Map<string, ChunkRecord>()
@@ -536,6 +613,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       for await (const chunk of this.#chunker.chunks(toByteStream(data))) {
         throwIfAborted(signal)
         if (this.#shutdown.signal.aborted) throw new ClosedError()
+        if (chunks.length >= MAX_REF_CHUNKS) throw new InvalidOptionsError(`"${key}" needs more than ${MAX_REF_CHUNKS} chunks: store it with a larger chunkSize`)
         whole.update(chunk)
         size += chunk.length
         const plainId = sha256Hex(chunk)
@@ -554,11 +632,13 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
           newChunks.set(plainId, { cipherId, recipientsId })
         }
         chunks.push({ plainId, cipherId, size: chunk.length })
-        await local.add(() => this.#locks.run(plainId, async () => void (await this.#blobs!.has(plainId) ? undefined : await this.#blobs!.putExpected(plainId, chunk))))
+        await local.add(() => this.#ensureLocal(plainId, chunk))
         if (local.error !== undefined) throw local.error
         for (const conn of peers) {
-          if (!live(conn.remoteNodeId)) continue
-          await sends.get(conn.remoteNodeId)!.add(async () => void (await putBlob(conn, cipherId, produce, signal)))
+          const sent = queued.get(conn.remoteNodeId)!
+          if (!live(conn.remoteNodeId) || sent.has(cipherId)) continue
+          sent.add(cipherId)
+          await sends.get(conn.remoteNodeId)!.add(async () => void (await putBlob(conn, cipherId, produce, this.#requestSignal(signal))))
         }
       }
       await local.drain()
@@ -598,8 +678,9 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
           try {
             await sending.drain()
             if (sending.error !== undefined) throw sending.error
-            await putBlob(conn, manifestCipherId, () => manifestCipher, signal)
-            await this.#putRefWithRetry(conn, { refId, version, manifestCipherId, size, cipherIds }, (cipherId) => {
+            await putBlob(conn, manifestCipherId, () => manifestCipher, this.#requestSignal(signal))
+            const ref = { refId, version, manifestCipherId, size, writtenAt: manifest.createdAt, cipherIds }
+            await this.#putRefWithRetry(conn, ref, (cipherId) => {
               const plainId = plainOf.get(cipherId)
               if (plainId === undefined) return Promise.resolve(manifestCipher)
               return this.#cipherOf(plainId, cipherId, recipientsId)
@@ -638,7 +719,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     await this.#freeLocal(plainIds).catch((err: unknown) => this.#log.warn({ err: message(err) }, 'freeing the blobs of a failed store failed'))
     if (cipherIds.length === 0) return
     // A peer whose connection dropped frees them itself (blobs received on a closed connection are swept).
-    for (const conn of peers) if (conn.open) this.#enqueue(conn, 'releasing the blobs of a failed store', () => releaseBlobs(conn, cipherIds, this.#shutdown.signal))
+    for (const conn of peers) if (conn.open) this.#enqueue(conn, 'releasing the blobs of a failed store', () => releaseBlobs(conn, cipherIds, this.#requestSignal(undefined, true)))
   }
 
   /** Records versions peers hold for refs, so the next store of such a key goes above them. */
@@ -651,15 +732,15 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   }
 
   /** `ref.put`, sending whatever blobs the holder reports missing (a few rounds at most). */
-  async #putRefWithRetry(conn: Connection, ref: Parameters<typeof putRef>[1], cipherFor: (cipherId: string) => Promise<Uint8Array>, signal?: AbortSignal): Promise<void> {
+  async #putRefWithRetry(conn: Connection, ref: RefPut, cipherFor: (cipherId: string) => Promise<Uint8Array>, signal?: AbortSignal, background = false): Promise<void> {
     for (let round = 0; round < 4; round++) {
-      const res = await putRef(conn, ref, signal)
+      const res = await putRef(conn, ref, this.#requestSignal(signal, background))
       if (res.ok) return
       if (res.stale) {
         await this.#raiseFloors([[ref.refId, res.version]])
         throw new UnavailableError(`the peer holds a newer version (${res.version}) or a later delete`)
       }
-      for (const cipherId of res.missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), signal)
+      for (const cipherId of res.missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), this.#requestSignal(signal, background))
     }
     throw new UnavailableError('the peer kept reporting blobs missing')
   }
@@ -670,7 +751,10 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOptionsError(`offset must be a non-negative integer, got ${offset}`)
     if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new InvalidOptionsError(`length must be a non-negative integer, got ${length}`)
     if (this.#state !== 'open') throw new ClosedError()
-    return Readable.from(this.#readChunks(key, offset, length, options.signal), { objectMode: false, highWaterMark: 1 })
+    const readable = Readable.from(this.#readChunks(key, offset, length, options.signal), { objectMode: false, highWaterMark: 1 })
+    this.#reads.add(readable)
+    readable.once('close', () => this.#reads.delete(readable))
+    return readable
   }
 
   async *#readChunks(key: string, offset: number, length: number | undefined, userSignal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
@@ -713,31 +797,45 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       if (!LOCAL_MISS.has(codeOf(err) ?? '')) throw err
       damaged = codeOf(err) === 'ERR_INTEGRITY'
     }
-    const { plain, from } = await this.#fetch(chunk.cipherId, undefined, (cipher) => this.#decryptBlob(cipher, chunk.plainId), signal)
-    await this.#heal(chunk.plainId, plain, damaged)
+    const { plain, from } = await this.#fetch(chunk.cipherId, maxCipherBytes(chunk.size), undefined, (cipher) => this.#decryptBlob(cipher, chunk.plainId), signal)
+    await this.#ensureLocal(chunk.plainId, plain, damaged)
     this.emit('healed', { key, plainId: chunk.plainId, from })
     this.#log.info({ key, plainId: chunk.plainId, from }, 'healed chunk from peer')
     return plain
   }
 
-  async #heal(plainId: string, plain: Uint8Array, damaged: boolean): Promise<void> {
-    await this.#locks.run(plainId, async () => {
-      if (damaged) await this.#blobs!.delete(plainId)
-      if (!(await this.#blobs!.has(plainId))) await this.#blobs!.putExpected(plainId, plain)
+  /**
+   * Makes blob `id` hold `bytes`: an intact copy already there is kept, a missing or damaged one
+   * is (re)written (`damaged`: known to be bad, so not worth checking).
+   */
+  async #ensureLocal(id: string, bytes: Uint8Array, damaged = false): Promise<void> {
+    await this.#locks.run(id, async () => {
+      if (!damaged && (await this.#blobs!.has(id))) {
+        try {
+          for await (const _ of this.#blobs!.get(id));
+          return
+        } catch (err) {
+          if (!LOCAL_MISS.has(codeOf(err) ?? '')) throw err
+        }
+      }
+      await this.#blobs!.putExpected(id, bytes)
     })
   }
 
-  /** Fetches a blob from peers in turn, each answer checked against `cipherId` and then by `open`. */
-  async #fetch(cipherId: string, refId: string | undefined, open: (cipher: Uint8Array) => Promise<Buffer>, signal: AbortSignal): Promise<{ plain: Buffer; from: string }> {
+  /**
+   * Fetches a blob from peers in turn, each answer at most `maxSize` bytes and checked against
+   * `cipherId`, then by `open`. Peers that failed are sent the good copy in the background.
+   */
+  async #fetch(cipherId: string, maxSize: number, refId: string | undefined, open: (cipher: Uint8Array) => Promise<Buffer>, signal: AbortSignal): Promise<{ plain: Buffer; from: string }> {
     const errors: string[] = []
     const bad: Connection[] = []
     for (const conn of this.#connected(refId)) {
       throwIfAborted(signal)
       try {
-        const cipher = await getBlob(conn, cipherId, AbortSignal.any([signal, AbortSignal.timeout(this.#requestTimeout)]))
+        const cipher = await getBlob(conn, cipherId, maxSize, this.#requestSignal(signal))
         if (sha256Hex(cipher) !== cipherId) throw new UnavailableError('the bytes it sent do not hash to the cipherId')
         const plain = await open(cipher)
-        for (const b of bad) void putBlob(b, cipherId, () => cipher).catch(() => {})
+        for (const b of bad) this.#enqueue(b, 'repairing a replica', async () => void (await putBlob(b, cipherId, () => cipher, this.#requestSignal(undefined, true))))
         return { plain, from: conn.remoteNodeId }
       } catch (err) {
         if (signal.aborted) throw this.#shutdown.signal.aborted ? new ClosedError() : new AbortedError(undefined, { cause: err })
@@ -748,13 +846,13 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     throw new UnavailableError(`no peer could supply ${cipherId}` + (errors.length === 0 ? ' (no peer is connected)' : ` (${errors.join('; ')})`))
   }
 
-  /** The key's ref and manifest: local, else recovered from peers. */
-  async #resolve(key: string, signal: AbortSignal): Promise<{ record: RefRecord; manifest: Manifest }> {
+  /** The key's ref and manifest: local, else recovered from peers. `holdsKeyLock`: the caller holds the key's lock. */
+  async #resolve(key: string, signal: AbortSignal, holdsKeyLock = false): Promise<{ record: RefRecord; manifest: Manifest }> {
     const index = this.#index!
     let record = index.refs.get(key)
     if (record === undefined) {
       if (index.tombstones.has(key)) throw new NotFoundError(`"${key}" was deleted`)
-      record = await this.#recoverRef(key, signal)
+      record = await this.#recoverRef(key, signal, holdsKeyLock)
     }
     const meta = metaOf(record)
     let manifest: Manifest
@@ -762,45 +860,58 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       manifest = decodeManifest(await this.#readLocal(record.manifestId, signal))
     } catch (err) {
       if (!LOCAL_MISS.has(codeOf(err) ?? '')) throw err
-      const { plain } = await this.#fetch(meta.manifestCipherId, meta.refId, (cipher) => this.#decryptBlob(cipher, record.manifestId), signal)
+      const { plain } = await this.#fetch(meta.manifestCipherId, maxCipherBytes(MAX_MANIFEST_BYTES), meta.refId, (cipher) => this.#decryptBlob(cipher, record.manifestId), signal)
       manifest = decodeManifest(plain)
-      await this.#heal(record.manifestId, plain, codeOf(err) === 'ERR_INTEGRITY')
+      await this.#ensureLocal(record.manifestId, plain, codeOf(err) === 'ERR_INTEGRITY')
     }
     if (manifest.key !== key || manifest.version !== record.version) throw new UnavailableError(`the manifest of "${key}" does not match its ref`)
     return { record, manifest }
   }
 
-  /** Asks the peers for a ref this node lost; installs the newest live version unless a delete is newer. */
-  async #recoverRef(key: string, signal: AbortSignal): Promise<RefRecord> {
+  /**
+   * Asks the peers for a ref this node lost; installs the newest live version unless a delete is newer.
+   * `holdsKeyLock`: the caller already holds the key's lock.
+   */
+  async #recoverRef(key: string, signal: AbortSignal, holdsKeyLock = false): Promise<RefRecord> {
     const refId = refIdOf(this.#keys!, key)
     const answers = await Promise.all(
       this.#connected().map(async (conn) => {
         try {
-          return { conn, ref: await getRef(conn, refId, AbortSignal.any([signal, AbortSignal.timeout(this.#requestTimeout)])) }
+          return { conn, ref: await getRef(conn, refId, this.#requestSignal(signal)) }
         } catch {
           return { conn, ref: undefined }
         }
       }),
     )
-    let best: { conn: Connection; ref: RemoteRef } | undefined
-    let deletedAt = -1
-    for (const a of answers) {
-      if (a.ref === undefined) continue
-      if (a.ref.deleted) deletedAt = Math.max(deletedAt, a.ref.version)
-      else if (best === undefined || a.ref.version > best.ref.version) best = { conn: a.conn, ref: a.ref }
+    let best: RemoteRef | undefined
+    for (const { ref } of answers) {
+      if (ref === undefined) continue
+      if (ref.deleted) await this.#noteRemoteTombstone(refId, ref)
+      else if (best === undefined || ref.version > best.version) best = ref
     }
-    if (best === undefined || deletedAt >= best.ref.version) throw new NotFoundError(`no object is stored under "${key}"`)
-    const installed = await this.#installRecovered(refId, best.ref, signal)
+    const installed = best === undefined ? undefined : await this.#installRecovered(refId, best, signal, holdsKeyLock ? key : undefined)
     if (installed === undefined || installed.key !== key) throw new NotFoundError(`no object is stored under "${key}"`)
     return installed.record
   }
 
-  /** Fetches, checks and installs a ref a peer holds for us; `undefined` if a newer local state wins. */
-  async #installRecovered(refId: string, remote: RemoteRef, signal: AbortSignal): Promise<{ key: string; record: RefRecord } | undefined> {
+  /** Remembers the newest delete a peer reports for a ref this node may not know: no stale copy is installed over it. */
+  async #noteRemoteTombstone(refId: string, ref: RemoteRef): Promise<void> {
+    const table = this.#tables!.remoteTombstones
+    if ((table.get(refId)?.version ?? -1) >= ref.version) return
+    await this.#index!.transaction((tx) => tx.put(table, refId, { version: ref.version, deletedAt: ref.writtenAt ?? 0 }))
+  }
+
+  /**
+   * Fetches, checks and installs a ref a peer holds for us; `undefined` when a newer local state or a
+   * known later delete wins. `lockedKey`: the caller holds that key's lock (and expects that key).
+   */
+  async #installRecovered(refId: string, remote: RemoteRef, signal: AbortSignal, lockedKey?: string): Promise<{ key: string; record: RefRecord } | undefined> {
     const index = this.#index!
     const tables = this.#tables!
+    const deleted = tables.remoteTombstones.get(refId)
+    if (deleted !== undefined && deleted.version >= remote.version) return undefined
     let manifestId = ''
-    const { plain } = await this.#fetch(remote.manifestCipherId!, refId, async (cipher) => {
+    const { plain } = await this.#fetch(remote.manifestCipherId!, maxCipherBytes(MAX_MANIFEST_BYTES), refId, async (cipher) => {
       const bytes = Buffer.from(await decryptBytes(cipher, [this.#keys!.identity]))
       manifestId = sha256Hex(bytes)
       return bytes
@@ -808,17 +919,20 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const manifest = decodeManifest(plain)
     if (refIdOf(this.#keys!, manifest.key) !== refId || manifest.version !== remote.version) throw new UnavailableError(`a peer's manifest for ref ${refId} does not match it`)
     const key = manifest.key
-    return this.#locks.run(`key:${key}`, async () => {
+    if (lockedKey !== undefined && lockedKey !== key) throw new UnavailableError(`a peer's manifest for ref ${refId} names another key`)
+    const install = async (): Promise<{ key: string; record: RefRecord } | undefined> => {
       const current = index.refs.get(key)
       const tomb = index.tombstones.get(key)
       if ((current !== undefined && current.version >= manifest.version) || (tomb !== undefined && tomb.version >= manifest.version)) return undefined
-      await this.#heal(manifestId, plain, false)
+      await this.#ensureLocal(manifestId, plain)
       const recipientsId = sha256Hex(Buffer.from(manifest.recipients.join('\n')))
       const meta: RefMeta = { refId, manifestCipherId: remote.manifestCipherId!, chunkCount: manifest.chunks.length, recipientsId }
       const record: RefRecord = { manifestId, size: manifest.size, sha256: manifest.sha256, version: manifest.version, updatedAt: manifest.createdAt, meta: { ...meta } }
       const blobIds = [...new Set([...manifest.chunks.map((c) => c.plainId), manifestId])]
       const previous = tables.refBlobs.get(key) ?? []
       const freed = await index.transaction((tx) => {
+        // Checked in the commit itself: a delete another peer reported meanwhile wins.
+        if ((tx.get(tables.remoteTombstones, refId)?.version ?? -1) >= manifest.version) return undefined
         tx.put(index.refs, key, record)
         tx.put(tables.refBlobs, key, blobIds)
         tx.delete(index.tombstones, key)
@@ -827,10 +941,15 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
         for (const id of blobIds) tx.add(index.refcounts, id, 1)
         return previous.filter((id) => tx.add(index.refcounts, id, -1) === 0)
       })
+      if (freed === undefined) {
+        await this.#freeLocal([manifestId])
+        return undefined
+      }
       await this.#freeLocal(freed)
       this.#log.info({ key, version: manifest.version }, 'recovered ref from peer')
       return { key, record }
-    })
+    }
+    return lockedKey !== undefined ? install() : this.#locks.run(`key:${key}`, install)
   }
 
   async has(key: string): Promise<boolean> {
@@ -872,31 +991,22 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
 
   async #delete(key: string, signal: AbortSignal | undefined): Promise<DeleteResult> {
     const index = this.#index!
-    const tables = this.#tables!
     let record = index.refs.get(key)
     if (record === undefined) {
       if (index.tombstones.has(key)) throw new NotFoundError(`"${key}" was already deleted`)
-      record = await this.#recoverRef(key, signal ?? this.#shutdown.signal)
+      record = await this.#recoverRef(key, signal ?? this.#shutdown.signal, true)
     }
     const { version } = record
-    const refId = refIdOf(this.#keys!, key)
-    const blobIds = tables.refBlobs.get(key) ?? []
-    const freed = await index.transaction((tx) => {
-      tx.delete(index.refs, key)
-      tx.delete(tables.refBlobs, key)
-      tx.put(index.tombstones, key, { version, deletedAt: Date.now() })
-      for (const [k] of index.peerState.entries({ prefix: `${refId}/` })) tx.delete(index.peerState, k)
-      return blobIds.filter((id) => tx.add(index.refcounts, id, -1) === 0)
-    })
-    await this.#freeLocal(freed)
+    const { refId, deletedAt } = await this.#commitDelete(key, version, Date.now())
     const acknowledged: string[] = []
     await Promise.all(
       this.#connected().map(async (conn) => {
         try {
-          await deleteRef(conn, refId, version, signal)
+          await deleteRef(conn, refId, version, deletedAt, this.#requestSignal(signal))
           acknowledged.push(conn.remoteNodeId)
         } catch (err) {
-          this.#log.warn({ key, peer: conn.remoteNodeId, err: message(err) }, 'delete on peer failed; it gets the tombstone when it reconnects')
+          this.#log.warn({ key, peer: conn.remoteNodeId, err: message(err) }, 'delete on peer failed; retrying in the background')
+          this.#enqueue(conn, 'delete', () => deleteRef(conn, refId, version, deletedAt, this.#requestSignal(undefined, true)))
         }
       }),
     )
@@ -905,6 +1015,59 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       .filter((id) => !acknowledged.includes(id))
     this.#log.info({ key, version, acknowledged: acknowledged.length, pending: pending.length }, 'deleted')
     return { acknowledged, pending }
+  }
+
+  /** Deletes `key` locally up to `version`: the ref goes, a tombstone stays, unused blobs are freed. */
+  async #commitDelete(key: string, version: number, deletedAt: number): Promise<{ refId: string; deletedAt: number }> {
+    const index = this.#index!
+    const tables = this.#tables!
+    const refId = refIdOf(this.#keys!, key)
+    const blobIds = tables.refBlobs.get(key) ?? []
+    const freed = await index.transaction((tx) => {
+      tx.delete(index.refs, key)
+      tx.delete(tables.refBlobs, key)
+      tx.put(index.tombstones, key, { version, deletedAt })
+      for (const [k] of index.peerState.entries({ prefix: `${refId}/` })) tx.delete(index.peerState, k)
+      return blobIds.filter((id) => tx.add(index.refcounts, id, -1) === 0)
+    })
+    await this.#freeLocal(freed)
+    return { refId, deletedAt }
+  }
+
+  async scrub(options: SignalOptions = {}): Promise<ScrubResult> {
+    throwIfAborted(options.signal)
+    if (this.#state !== 'open') throw new ClosedError()
+    const result: ScrubResult = { objects: 0, bytes: 0, healed: 0, failed: [] }
+    let current: string | undefined
+    const onHealed = (e: HealedEvent): void => {
+      if (e.key === current) result.healed++
+    }
+    this.on('healed', onHealed)
+    try {
+      const page = 100
+      let after: string | undefined
+      for (;;) {
+        const entries = await this.list({ limit: page, ...(after === undefined ? {} : { after }) })
+        for (const { key } of entries) {
+          current = key
+          try {
+            for await (const piece of this.read(key, options.signal === undefined ? {} : { signal: options.signal })) result.bytes += (piece as Buffer).length
+            result.objects++
+          } catch (err) {
+            if (options.signal?.aborted === true || this.#state !== 'open') throw err
+            if (codeOf(err) === 'ERR_NOT_FOUND') continue // deleted while the scrub ran
+            const code = codeOf(err)
+            result.failed.push({ key, ...(code === undefined ? {} : { code }), message: message(err) })
+          }
+        }
+        if (entries.length < page) break
+        after = entries.at(-1)!.key
+      }
+    } finally {
+      this.off('healed', onHealed)
+    }
+    this.#log.info({ objects: result.objects, bytes: result.bytes, healed: result.healed, failed: result.failed.length }, 'scrubbed')
+    return result
   }
 
   // ---- catch-up -----------------------------------------------------------
@@ -928,36 +1091,77 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     this.#peerQueues.set(nodeId, run)
   }
 
-  /** Brings one peer up to date with this node's refs and tombstones, and recovers refs this node lost. */
+  /**
+   * Brings one peer up to date with this node's refs and tombstones, and recovers refs this node lost.
+   * Every version of a key is written by this node, its only writer: where the peer knows a version or a
+   * delete this node does not (its index was lost or restored), whichever was written last wins.
+   */
   async #sync(conn: Connection): Promise<void> {
     if (!conn.open || this.#state !== 'open') return
     const signal = this.#shutdown.signal
     const index = this.#index!
     const keys = this.#keys!
     const remote = new Map<string, RemoteRef>()
-    for await (const ref of listRefs(conn, signal)) remote.set(ref.refId, ref)
+    for await (const ref of listRefs(conn, () => this.#requestSignal(undefined, true))) remote.set(ref.refId, ref)
     const known = new Set<string>()
-    for (const [key, record] of index.refs.entries()) {
-      throwIfAborted(signal)
-      const meta = metaOf(record)
-      known.add(meta.refId)
-      const r = remote.get(meta.refId)
-      if (r === undefined || r.version < record.version || r.damaged === true) {
-        await this.#locks.run(`key:${key}`, () => this.#replicateTo(conn, key))
-      } else if (r.version > record.version && !r.deleted) {
-        await this.#installRecovered(meta.refId, r, signal).catch((err: unknown) => this.#log.warn({ key, err: message(err) }, 'recovering a newer version failed'))
+    // One key that cannot be brought over must not hold back the others.
+    const step = async (key: string, what: string, fn: () => Promise<unknown>): Promise<void> => {
+      try {
+        await fn()
+      } catch (err) {
+        if (signal.aborted) throw err
+        this.#log.warn({ peer: conn.remoteNodeId, key, err: message(err) }, `catch-up: ${what} failed`)
       }
     }
+    // Deletes first: they free space, and a stale copy must never outlive them.
     for (const [key, tomb] of index.tombstones.entries()) {
       throwIfAborted(signal)
       const refId = refIdOf(keys, key)
       known.add(refId)
       const r = remote.get(refId)
-      if (r !== undefined && !r.deleted && r.version <= tomb.version) await deleteRef(conn, refId, tomb.version, signal)
+      if (r === undefined || r.deleted) continue
+      if (r.version <= tomb.version) await step(key, 'delete', () => deleteRef(conn, refId, tomb.version, tomb.deletedAt, this.#requestSignal(undefined, true)))
+      else if ((r.writtenAt ?? Infinity) > tomb.deletedAt) await step(key, 'recovering a newer version', () => this.#installRecovered(refId, r, signal))
     }
+    for (const [key, record] of index.refs.entries()) {
+      throwIfAborted(signal)
+      const meta = metaOf(record)
+      known.add(meta.refId)
+      const r = remote.get(meta.refId)
+      if (r === undefined || r.damaged === true || r.version < record.version) {
+        await step(key, 'replication', () => this.#locks.run(`key:${key}`, () => this.#replicateTo(conn, key)))
+      } else if (r.deleted || r.version > record.version || r.manifestCipherId !== meta.manifestCipherId) {
+        const remoteIsNewer = (r.writtenAt ?? Infinity) >= record.updatedAt
+        if (remoteIsNewer && r.deleted) await step(key, 'applying a newer delete', () => this.#applyRemoteTombstone(key, r))
+        else if (remoteIsNewer) await step(key, 'recovering a newer version', () => this.#installRecovered(meta.refId, r, signal))
+        else await step(key, 'superseding an older version', () => this.#bumpVersion(key, r.version))
+      }
+    }
+    const deletes: RemoteRef[] = []
     for (const r of remote.values()) {
-      if (known.has(r.refId) || r.deleted) continue
-      await this.#installRecovered(r.refId, r, signal).catch((err: unknown) => this.#log.warn({ refId: r.refId, err: message(err) }, 'recovering a ref failed'))
+      if (known.has(r.refId)) continue
+      if (r.deleted) {
+        await step(r.refId, 'noting a delete', () => this.#noteRemoteTombstone(r.refId, r))
+        deletes.push(r)
+      } else {
+        await step(r.refId, 'recovering a ref', () => this.#installRecovered(r.refId, r, signal))
+        // Another peer reported a later delete: this peer holds a stale copy, and is told.
+        const deleted = this.#tables!.remoteTombstones.get(r.refId)
+        if (deleted !== undefined && deleted.version >= r.version) {
+          await step(r.refId, 'delete', () => deleteRef(conn, r.refId, deleted.version, deleted.deletedAt, this.#requestSignal(undefined, true)))
+        }
+      }
+    }
+    // A ref recovered from another peer while this ran may be one of these deletes: whichever was written last wins.
+    if (deletes.length > 0) {
+      const keyOf = new Map<string, [string, RefRecord]>()
+      for (const [key, record] of index.refs.entries()) keyOf.set(metaOf(record).refId, [key, record])
+      for (const r of deletes) {
+        const local = keyOf.get(r.refId)
+        if (local !== undefined && local[1].version <= r.version && (r.writtenAt ?? Infinity) >= local[1].updatedAt) {
+          await step(local[0], 'applying a newer delete', () => this.#applyRemoteTombstone(local[0], r))
+        }
+      }
     }
     // Refs this node does not know (their tombstones went with a lost index): new versions must go above them.
     await this.#raiseFloors([...remote.values()].filter((r) => !known.has(r.refId)).map((r) => [r.refId, r.version]))
@@ -965,33 +1169,79 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     this.emit('synced', { nodeId: conn.remoteNodeId })
   }
 
-  /** Sends one key's current version to a peer: the blobs it lacks, then the ref. */
+  /** A peer holds a delete of `key` newer than this node's version: apply it here and on every peer. */
+  async #applyRemoteTombstone(key: string, r: RemoteRef): Promise<void> {
+    const deletedAt = r.writtenAt ?? Date.now()
+    const applied = await this.#locks.run(`key:${key}`, async () => {
+      const record = this.#index!.refs.get(key)
+      if (record === undefined || record.version > r.version) return false
+      await this.#commitDelete(key, r.version, deletedAt)
+      return true
+    })
+    if (!applied) return
+    this.#log.info({ key, version: r.version }, 'applied a newer delete from a peer')
+    for (const conn of this.#connected()) this.#enqueue(conn, 'delete', () => deleteRef(conn, r.refId, r.version, deletedAt, this.#requestSignal(undefined, true)))
+  }
+
+  /** This node's version of `key` is the newest write but carries a lower number than a peer's: renumber it above `above`, everywhere. */
+  async #bumpVersion(key: string, above: number): Promise<void> {
+    const index = this.#index!
+    const tables = this.#tables!
+    const bumped = await this.#locks.run(`key:${key}`, async () => {
+      const record = index.refs.get(key)
+      if (record === undefined || record.version > above) return false
+      const meta = metaOf(record)
+      const { manifest } = await this.#resolve(key, this.#shutdown.signal, true)
+      const next: Manifest = { ...manifest, version: above + 1 }
+      const bytes = encodeManifest(next)
+      const manifestId = sha256Hex(bytes)
+      await this.#ensureLocal(manifestId, bytes)
+      const recipients = tables.recipientSets.get(meta.recipientsId) ?? manifest.recipients
+      const { cipherId: manifestCipherId } = await this.#encryptBlob(bytes, manifestId, meta.recipientsId, recipients)
+      const updated: RefRecord = { ...record, manifestId, version: next.version, meta: { ...meta, manifestCipherId } }
+      const blobIds = (tables.refBlobs.get(key) ?? []).map((id) => (id === record.manifestId ? manifestId : id))
+      const freed = await index.transaction((tx) => {
+        tx.put(index.refs, key, updated)
+        tx.put(tables.refBlobs, key, blobIds)
+        tx.add(index.refcounts, manifestId, 1)
+        return tx.add(index.refcounts, record.manifestId, -1) === 0 ? [record.manifestId] : []
+      })
+      await this.#freeLocal(freed)
+      return true
+    })
+    if (!bumped) return
+    this.#log.info({ key, version: above + 1 }, 'renumbered the newest version above a peer\'s')
+    for (const conn of this.#connected()) this.#enqueue(conn, 'replication', () => this.#locks.run(`key:${key}`, () => this.#replicateTo(conn, key)))
+  }
+
+  /** Sends one key's current version to a peer: the blobs it lacks, then the ref. Runs under the key's lock. */
   async #replicateTo(conn: Connection, key: string): Promise<void> {
     const index = this.#index!
     const record = index.refs.get(key)
     if (record === undefined) return
     const signal = this.#shutdown.signal
     const meta = metaOf(record)
-    const { manifest } = await this.#resolve(key, signal)
-    const plainOf = new Map(manifest.chunks.map((c) => [c.cipherId, c.plainId]))
+    const { manifest } = await this.#resolve(key, signal, true)
+    const plainOf = new Map(manifest.chunks.map((c) => [c.cipherId, c]))
     const cipherIds = [...plainOf.keys()]
     const cipherFor = async (cipherId: string): Promise<Uint8Array> => {
-      const plainId = plainOf.get(cipherId) ?? record.manifestId
-      if (plainId === record.manifestId && cipherId !== meta.manifestCipherId) throw new UnavailableError(`unknown blob ${cipherId}`)
+      const chunk = plainOf.get(cipherId)
+      if (chunk === undefined && cipherId !== meta.manifestCipherId) throw new UnavailableError(`unknown blob ${cipherId}`)
       // A chunk lost here too is fetched from another peer first (and healed).
-      if (plainId !== record.manifestId) await this.#loadChunk(key, { plainId, cipherId, size: 0 }, signal)
-      return this.#cipherOf(plainId, cipherId, meta.recipientsId)
+      if (chunk !== undefined) await this.#loadChunk(key, chunk, signal)
+      return this.#cipherOf(chunk?.plainId ?? record.manifestId, cipherId, meta.recipientsId)
     }
-    const missing = await missingBlobs(conn, [...cipherIds, meta.manifestCipherId], signal)
-    for (const cipherId of missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), signal)
-    await this.#putRefWithRetry(conn, { refId: meta.refId, version: record.version, manifestCipherId: meta.manifestCipherId, size: record.size, cipherIds }, cipherFor, signal)
+    const missing = await missingBlobs(conn, [...cipherIds, meta.manifestCipherId], this.#requestSignal(undefined, true))
+    for (const cipherId of missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), this.#requestSignal(undefined, true))
+    const ref: RefPut = { refId: meta.refId, version: record.version, manifestCipherId: meta.manifestCipherId, size: record.size, writtenAt: record.updatedAt, cipherIds }
+    await this.#putRefWithRetry(conn, ref, cipherFor, undefined, true)
     await index.transaction((tx) => tx.put(index.peerState, `${meta.refId}/${conn.remoteNodeId}`, { state: 'held', updatedAt: Date.now(), meta: { version: record.version } }))
   }
 
   // ---- maintenance --------------------------------------------------------
 
   async #replicaStore(owner: string): Promise<BlobStore> {
-    if (!/^[0-9a-f]{64}$/.test(owner)) throw new InvalidOptionsError('owner ids are 64 lowercase hex characters')
+    if (!isHex64(owner)) throw new InvalidOptionsError('owner ids are 64 lowercase hex characters')
     let store = this.#replicaStores.get(owner)
     if (store === undefined) {
       store = openBlobStore({ root: join(this.#options.root, 'replicas', owner) })
@@ -1012,7 +1262,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     }
     const counts = this.#holder!.tables.counts
     for (const owner of await readdir(join(this.#options.root, 'replicas'))) {
-      if (!/^[0-9a-f]{64}$/.test(owner)) continue
+      if (!isHex64(owner)) continue
       const store = await this.#replicaStore(owner)
       for await (const id of store.list()) {
         if (!counts.has(`${owner}/${id}`)) {
@@ -1022,13 +1272,39 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       }
     }
     if (swept > 0) this.#log.info({ swept }, 'removed unreferenced blobs left by an interrupted write')
+    // Replicas counted but gone from disk (lost or wiped) are marked damaged: the owner's catch-up resends them.
+    const { damaged } = this.#holder!.tables
+    const lost: string[] = []
+    for (const [key] of counts.entries()) {
+      const owner = key.slice(0, 64)
+      if (!damaged.has(key) && !(await (await this.#replicaStore(owner)).has(key.slice(65)))) lost.push(key)
+    }
+    if (lost.length > 0) {
+      await index.transaction((tx) => {
+        for (const key of lost) tx.put(damaged, key, true)
+      })
+      this.#log.warn({ lost: lost.length }, 'replica blobs are missing from disk; their owners will send them again')
+    }
   }
 }
 
-function abortPromise(signal: AbortSignal | undefined): Promise<never> {
-  return new Promise((_, reject) => {
-    if (signal === undefined) return
-    if (signal.aborted) reject(new AbortedError(undefined, { cause: signal.reason }))
-    signal.addEventListener('abort', () => reject(new AbortedError(undefined, { cause: signal.reason })), { once: true })
+/** The largest age ciphertext of `plainSize` bytes: a 16-byte tag per 64 KiB record, the nonce, and room for the header. */
+function maxCipherBytes(plainSize: number): number {
+  return plainSize + 16 * (Math.ceil(plainSize / 65536) + 1) + 16 + 16 * 1024
+}
+
+/** `promise`, or an {@link AbortedError} as soon as `signal` aborts; the listener is removed either way. */
+async function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise
+  let onAbort!: () => void
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new AbortedError(undefined, { cause: signal.reason }))
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
   })
+  try {
+    return await Promise.race([promise, aborted])
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
 }

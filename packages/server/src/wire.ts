@@ -2,14 +2,13 @@
 // length-prefixed JSON header, then raw body bytes; the response comes back the same way.
 // Everything read off the wire is bounded and checked before it is used.
 import type { Stream } from '@dcas/p2p'
+import { isBlobId } from '@dcas/store'
 import { PeerError } from './errors.js'
 
 /** Version of the replication protocol, carried in every request header as `v`. */
 export const PROTOCOL_VERSION = 1
 /** Largest JSON header accepted, in bytes. */
 export const MAX_HEADER_BYTES = 64 * 1024
-
-const HEX64 = /^[0-9a-f]{64}$/
 
 /** A JSON header: a plain object. */
 export type Header = Record<string, unknown>
@@ -44,21 +43,23 @@ export class StreamReader {
     return piece
   }
 
-  /** Exactly `n` bytes; `undefined` if the stream ends cleanly before the first; throws if it ends in between. */
+  /**
+   * Exactly `n` bytes; `undefined` if the stream ends cleanly before the first; throws if it ends in between.
+   * Memory grows with the bytes that actually arrive, never with what a peer only announced.
+   */
   async readExactly(n: number): Promise<Uint8Array | undefined> {
     const first = await this.#next(n)
     if (first === undefined) return undefined
     if (first.length === n) return first
-    const out = new Uint8Array(n)
-    out.set(first)
+    const pieces: Uint8Array[] = [first]
     let filled = first.length
     while (filled < n) {
       const piece = await this.#next(n - filled)
       if (piece === undefined) throw new PeerError(`stream ended after ${filled} of ${n} bytes`)
-      out.set(piece, filled)
+      pieces.push(piece)
       filled += piece.length
     }
-    return out
+    return Buffer.concat(pieces, n)
   }
 
   /** The next header; `undefined` when the stream ends cleanly instead. */
@@ -152,7 +153,7 @@ export function checkResponse(header: Header): Header {
 /** A lowercase hex SHA-256 field. */
 export function hex64(header: Header, field: string): string {
   const value = header[field]
-  if (typeof value !== 'string' || !HEX64.test(value)) throw new PeerError(`field "${field}" must be 64 lowercase hex characters`)
+  if (!isBlobId(value)) throw new PeerError(`field "${field}" must be 64 lowercase hex characters`)
   return value
 }
 
@@ -173,11 +174,9 @@ export function optionalHex64(header: Header, field: string): string | undefined
 /** Checks an array of lowercase hex SHA-256 ids, at most `max` long. */
 export function hex64List(value: unknown, field: string, max: number): string[] {
   if (!Array.isArray(value) || value.length > max) throw new PeerError(`field "${field}" must be an array of at most ${max} ids`)
-  for (const id of value) if (typeof id !== 'string' || !HEX64.test(id)) throw new PeerError(`field "${field}" holds a malformed id`)
+  for (const id of value) if (!isBlobId(id)) throw new PeerError(`field "${field}" holds a malformed id`)
   return value as string[]
 }
 
-/** Whether a string is a lowercase hex SHA-256. */
-export function isHex64(value: unknown): value is string {
-  return typeof value === 'string' && HEX64.test(value)
-}
+/** Whether a value is a lowercase hex SHA-256 (a blob, chunk, ref or node id). */
+export const isHex64: (value: unknown) => value is string = isBlobId

@@ -5,9 +5,9 @@ import {
   AddressInUseError,
   ConnectionClosedError,
   DialFailedError,
-  InvalidAddressError,
   PeerUnauthorizedError,
 } from '../errors.js'
+import { formatAddress, parseAddress } from '../address.js'
 import { createMuxedConnection } from '../muxer/connection.js'
 import { abortable, throwIfAborted } from '../muxer/signal.js'
 import type { MuxerOptions } from '../muxer/types.js'
@@ -35,14 +35,6 @@ function checkNodeId(name: string, value: string): string {
     throw new TypeError(`${name} must be 64 lowercase hex characters, got ${JSON.stringify(value)}`)
   }
   return value
-}
-
-/** Splits `host:port`; throws `ERR_INVALID_ADDRESS` otherwise. */
-function parseAddress(address: string): { host: string; port: number } {
-  const match = typeof address === 'string' ? /^([^\s:]+|\[[0-9a-fA-F:.]+\]):(\d{1,5})$/.exec(address) : null
-  const port = match === null ? NaN : Number(match[2])
-  if (match === null || port > 65535) throw new InvalidAddressError(`not a host:port address: ${JSON.stringify(address)}`)
-  return { host: match[1]!, port }
 }
 
 /** Resolves on the next turn of the event loop, as a real dial would at the earliest. */
@@ -92,11 +84,11 @@ class MemoryTransport implements Transport, MemoryListener, MemoryPeer {
   private bind(address: string, handler: ConnectionHandler, options: AbortOptions): string {
     throwIfAborted(options.signal)
     if (this.closing) throw new ConnectionClosedError('the transport is closed')
-    const { host, port } = parseAddress(address)
+    const { host, port } = parseAddress(address, { allowPortZero: true })
     if (this.listening !== undefined) throw new AddressInUseError(`this transport already listens on ${this.listening.address}`)
     const bound = this.network.bind(host, port, this)
     if (bound === undefined) throw new AddressInUseError(`something already listens on ${address}`)
-    this.listening = { address: `${host}:${bound}`, handler }
+    this.listening = { address: formatAddress(host, bound), handler }
     return this.listening.address
   }
 
@@ -104,9 +96,9 @@ class MemoryTransport implements Transport, MemoryListener, MemoryPeer {
     const { signal } = options
     throwIfAborted(signal)
     if (this.closing) throw new DialFailedError('the transport is closed')
-    parseAddress(address)
+    const { host, port } = parseAddress(address)
     await nextTurn(signal)
-    const listener = this.network.listenerAt(address)
+    const listener = this.network.listenerAt(formatAddress(host, port))
     if (listener === undefined) throw new DialFailedError(`nothing listens on ${address}`)
     if (this.network.isIsolated(this.nodeId) || this.network.isIsolated(listener.nodeId)) {
       throw new DialFailedError(`${address} is unreachable`)
@@ -148,7 +140,7 @@ class MemoryTransport implements Transport, MemoryListener, MemoryPeer {
       ...this.muxerOptions,
       direction: 'inbound',
       remoteNodeId: dialler.nodeId,
-      remoteAddress: `${dialler.host}:${this.network.freePort(dialler.host)}`,
+      remoteAddress: formatAddress(dialler.host, this.network.freePort(dialler.host)),
     })
     this.track(connection)
     const handler = this.listening?.handler

@@ -1,5 +1,6 @@
 import { once } from 'node:events'
 import type { Socket } from 'node:net'
+import { Duplex } from 'node:stream'
 import { connect, createServer, type Server, type TLSSocket } from 'node:tls'
 import {
   AbortedError,
@@ -12,11 +13,11 @@ import {
   PeerTimeoutError,
   ProtocolError,
 } from '../errors.js'
-import type { NodeIdentity } from '../identity/identity.js'
+import { nodeIdFromCertificate, type NodeIdentity } from '../identity/identity.js'
 import { createMuxedConnection } from '../muxer/connection.js'
 import type { CreateMuxedConnection, MuxerOptions } from '../muxer/types.js'
 import type { AbortOptions, Connection, ConnectionHandler, Transport } from '../types.js'
-import { formatAddress, parseAddress } from './address.js'
+import { formatAddress, parseAddress } from '../address.js'
 import { admit, type AdmissionPolicy, PROTOCOL_VERSIONS, type Role } from './admission.js'
 import { tlsCredentials } from './tls.js'
 
@@ -176,15 +177,27 @@ class TcpTransportImpl implements TcpTransport {
     if (versions.length === 0 || versions.length > 16 || !versions.every((v) => Number.isInteger(v) && v >= 0 && v <= 0xffff)) {
       throw new InvalidOptionsError('protocolVersions must list 1 to 16 integers in 0..65535')
     }
-    this.nodeId = identity.nodeId
+    try {
+      this.#credentials = tlsCredentials(identity)
+      this.nodeId = nodeIdFromCertificate(identity.certificate)
+    } catch (cause) {
+      throw new InvalidOptionsError('identity does not hold a usable key and certificate', { cause })
+    }
+    if (this.nodeId !== identity.nodeId) throw new InvalidOptionsError('identity.nodeId is not the node id of identity.certificate')
     this.#init = init
-    this.#credentials = tlsCredentials(identity)
     this.#policy = { ...(secret === undefined ? {} : { secret }), allowList: allowed, versions }
     this.#handshakeTimeout = positive('handshakeTimeout', handshakeTimeout, 10_000)
     this.#maxPendingHandshakes = positive('maxPendingHandshakes', maxPendingHandshakes, 64)
     this.#closeTimeout = positive('closeTimeout', closeTimeout, 2_000)
     this.#muxerOptions = muxerOptions
     this.#createMuxedConnection = createMuxedConnection
+    // Let the muxer check its options now, not on the first connection.
+    try {
+      const idle = new Duplex({ read() {}, write: (_chunk, _encoding, done: () => void) => done() })
+      createMuxedConnection(idle, { ...muxerOptions, direction: 'outbound', remoteNodeId: this.nodeId, remoteAddress: 'check' }).abort()
+    } catch (cause) {
+      throw new InvalidOptionsError(`invalid multiplexer option: ${(cause as Error).message}`, { cause })
+    }
   }
 
   get address(): string | undefined {

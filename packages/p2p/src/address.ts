@@ -1,5 +1,5 @@
 import { isIP } from 'node:net'
-import { InvalidAddressError } from '../errors.js'
+import { InvalidAddressError } from './errors.js'
 
 /** A parsed `host:port`. */
 export interface HostPort {

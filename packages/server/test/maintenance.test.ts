@@ -1,0 +1,89 @@
+// What @dcas/cli needs from the server: scrub(), no blobs left by a failed store, dial:error.
+import { once } from 'node:events'
+import { readFile, rm, writeFile } from 'node:fs/promises'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { DialErrorEvent } from '../src/index.js'
+import { bytes, Cluster, ownBlobFiles, sha256, tempDir } from './helpers.js'
+
+let dir: { path: string; cleanup: () => Promise<void> }
+let cluster: Cluster
+
+beforeEach(async () => {
+  dir = await tempDir()
+  cluster = new Cluster(dir.path)
+})
+
+afterEach(async () => {
+  await cluster.close()
+  await dir.cleanup()
+})
+
+/** Blob files of a node that hold a full 64 KiB chunk (the test cluster's chunk size). */
+async function chunkFiles(root: string): Promise<string[]> {
+  const out: string[] = []
+  for (const f of await ownBlobFiles(root)) if ((await readFile(f)).length === 64 * 1024) out.push(f)
+  return out.sort()
+}
+
+describe('scrub', () => {
+  it('verifies every object and heals a lost and a rotted chunk from peers', async () => {
+    const [, , c] = await cluster.triangle()
+    const objects = [bytes(150_000), bytes(70_000), bytes(10)]
+    for (const [i, data] of objects.entries()) await c.store(`item_${i}`, data)
+    const [lost, rotted] = (await chunkFiles(cluster.roots[2]!)) as [string, string]
+    await rm(lost)
+    const content = await readFile(rotted)
+    content[100]! ^= 0x01
+    await writeFile(rotted, content)
+
+    const result = await c.scrub()
+    expect(result).toEqual({ objects: 3, bytes: 150_000 + 70_000 + 10, healed: 2, failed: [] })
+    for (const f of [lost, rotted]) expect(sha256(await readFile(f))).toBe(f.split('/').pop())
+    expect(await c.scrub()).toMatchObject({ objects: 3, healed: 0, failed: [] })
+  })
+
+  it('reports an object no peer can heal and goes on with the others', async () => {
+    const a = await cluster.add('solo')
+    await a.store('damaged', bytes(100_000))
+    await a.store('intact', 'still here')
+    const [victim] = (await chunkFiles(cluster.roots[0]!)) as [string]
+    await rm(victim)
+
+    const result = await a.scrub()
+    expect(result.objects).toBe(1)
+    expect(result.bytes).toBe('still here'.length)
+    expect(result.failed).toEqual([{ key: 'damaged', code: 'ERR_UNAVAILABLE', message: expect.any(String) as string }])
+  })
+
+  it('fails with ERR_ABORTED when its signal is already aborted', async () => {
+    const a = await cluster.add('solo')
+    await expect(a.scrub({ signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+  })
+})
+
+describe('a store that fails before its commit', () => {
+  it('leaves no blob behind when its source fails midway, and keeps the chunks other keys hold', async () => {
+    const a = await cluster.add('solo')
+    const shared = bytes(64 * 1024)
+    await a.store('kept', shared)
+    const before = (await ownBlobFiles(cluster.roots[0]!)).sort()
+    const failing = (async function* () {
+      yield shared
+      yield bytes(200_000)
+      await Promise.resolve()
+      throw new Error('the client went away')
+    })()
+    await expect(a.store('broken', failing)).rejects.toThrow('the client went away')
+    expect(await a.has('broken')).toBe(false)
+    expect((await ownBlobFiles(cluster.roots[0]!)).sort()).toEqual(before)
+  })
+})
+
+describe('dial:error', () => {
+  it('tells which bootstrap address refused this node, with ERR_PEER_UNAUTHORIZED', async () => {
+    await cluster.add('a')
+    const stranger = await cluster.add('stranger', [], { clusterSecret: 'another secret', bootstrap: ['a:1'] })
+    const [event] = (await once(stranger, 'dial:error')) as [DialErrorEvent]
+    expect(event).toMatchObject({ address: 'a:1', code: 'ERR_PEER_UNAUTHORIZED', message: expect.any(String) as string })
+  })
+})
