@@ -192,6 +192,7 @@ async function runOnce(seed: string, index: number, withAdversarial: boolean): P
         await cluster.kill(node)
         await verifyDurable(cluster, workload, node, rot, report)
         cluster.slot(node).lossClock = workload.clock
+        if (loss === 'all-but-identity') workload.forgetUnsharedVersions(node)
         await cluster.restart(node, loss)
         await quiesce(`epoch ${epoch + 1} after local loss`)
         await verifyReads(cluster, workload, report, `epoch ${epoch + 1} after local loss on n${node}`)

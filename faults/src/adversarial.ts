@@ -185,11 +185,13 @@ async function badHolder(env: Env, canary: string): Promise<void> {
 
 async function badCatchUp(env: Env): Promise<void> {
   const { c, h } = env
-  const before = new Map((await c.list({ prefix: 'adv/' })).map((e) => [e.key, e]))
-  const modes: ListMode[] = ['fake-newer', 'fake-tombstones', 'malformed', 'backwards', 'huge-page']
+  const modes: ListMode[] = ['fake-newer', 'fake-tombstones', 'fake-tombstones-dated', 'malformed', 'backwards', 'huge-page']
   for (const mode of modes) {
     env.report.extra.hostileCases++
     const what = `hostile catch-up answer: ${mode}`
+    // A fresh key per case (H holds a replica of it), so that each case is judged on its own.
+    await c.store(`adv/catch-up/${mode}`, 50 * KiB, `adv-cu-${mode}-${env.rng.hex()}`)
+    const before = new Map((await c.list({ prefix: 'adv/' })).map((e) => [e.key, e]))
     await h.disconnect()
     h.listMode = mode
     try {
@@ -200,9 +202,11 @@ async function badCatchUp(env: Env): Promise<void> {
       env.fail(what, `reconnecting the hostile peer failed: ${err instanceof Error ? err.message : String(err)}`)
     }
     const after = new Map((await c.list({ prefix: 'adv/' })).map((e) => [e.key, e]))
+    const lost = [...before.keys()].filter((key) => !after.has(key))
+    if (lost.length > 0) env.fail(what, `C lost ${lost.length} of its ${before.size} keys (${lost.slice(0, 4).join(', ')}${lost.length > 4 ? ', …' : ''})`)
     for (const [key, e] of before) {
       const now = after.get(key)
-      if (now === undefined) env.fail(what, `C lost ${key}`)
+      if (now === undefined) continue
       else if (now.version !== e.version || now.sha256 !== e.sha256) env.fail(what, `C's ${key} changed from v${e.version} to v${now.version}`)
       else {
         const got = await c.read(key).catch(() => undefined)
@@ -242,8 +246,10 @@ async function badRequests(env: Env): Promise<void> {
   ]
   for (const r of reqs) {
     env.report.extra.hostileCases++
+    await reconnected(env, `hostile request: ${r.what}`)
     const out = await env.h.request(r.bytes, { timeoutMs: 10_000, ...(r.end === undefined ? {} : { end: r.end }) })
-    const rejected = out.reset || parseResponses(out.response).some((h) => h.ok === false)
+    // C may answer with an error, reset the stream, or close H's whole connection.
+    const rejected = out.reset || env.h.connection?.open !== true || parseResponses(out.response).some((h) => h.ok === false)
     if (out.timedOut) env.fail(`hostile request: ${r.what}`, 'C neither answered nor closed the stream within 10 s')
     else if (r.expect === 'reject' && !rejected) env.fail(`hostile request: ${r.what}`, `C accepted it (${out.response.subarray(0, 120).toString()})`)
     await healthy(env, `hostile request: ${r.what}`)
@@ -257,6 +263,7 @@ async function badRequests(env: Env): Promise<void> {
   }
 
   // Another owner's blob: C holds A's replicas; H asks for them under its own name.
+  await reconnected(env, "another owner's blob")
   await env.a.store('adv/a-object', 100 * KiB, `adv-a-${env.rng.hex()}`)
   const aFiles = await replicaFiles(rootC, env.a.nodeId)
   env.report.extra.hostileCases++
@@ -272,6 +279,7 @@ async function badRequests(env: Env): Promise<void> {
 
   // Never-ending messages: a header that never completes, a body that trickles forever; C serves others meanwhile.
   env.report.extra.hostileCases++
+  await reconnected(env, 'never-ending requests')
   const conn = env.h.connection!
   const hanging = await conn.openStream()
   await hanging.write(Buffer.from([0, 0, 0xea, 0x60, 0x7b]))
@@ -285,6 +293,7 @@ async function badRequests(env: Env): Promise<void> {
     }
   })()
   const quick = await env.h.request(frame({ v: 1, op: 'blob.has', cipherIds: [id] }), { timeoutMs: 5_000 })
+  // Closing H's connection over the endless messages is a fair answer too; a silent one is not.
   if (quick.timedOut) env.fail('never-ending requests', 'C stopped answering other requests on the same connection')
   await env.c.store('adv/while-hanging', 300 * KiB, `adv-h-${env.rng.hex()}`).then(
     (r) => {
@@ -300,6 +309,19 @@ async function badRequests(env: Env): Promise<void> {
   if ((await filesUnder(hostileDir)).some((f) => f.endsWith(sha256(Buffer.from('never'))))) env.fail('never-ending requests', 'C kept part of the endless blob')
 
   await env.h.disconnect()
+}
+
+/** Reconnects H if C closed its connection (C does after a malformed request), and waits until C counts it again. */
+async function reconnected(env: Env, what: string): Promise<void> {
+  if (env.h.connection?.open === true) return
+  try {
+    await env.h.disconnect()
+    await env.h.connect(env.c.address, env.secret)
+    await env.c.waitForPeers(3, 15_000)
+  } catch (err) {
+    env.fail(what, `reconnecting the hostile peer failed: ${err instanceof Error ? err.message : String(err)}`)
+    throw err
+  }
 }
 
 /** The headers of a response, in order (as far as they parse). */

@@ -206,7 +206,7 @@ export type ServeMode =
   | 'error'
 
 /** How it answers `ref.list` during catch-up. */
-export type ListMode = 'honest' | 'fake-newer' | 'fake-tombstones' | 'malformed' | 'backwards' | 'huge-page'
+export type ListMode = 'honest' | 'fake-newer' | 'fake-tombstones' | 'fake-tombstones-dated' | 'malformed' | 'backwards' | 'huge-page'
 
 export interface RefSeen {
   refId: string
@@ -345,6 +345,10 @@ export class HostilePeer {
       case 'fake-tombstones':
         await send({ ok: true, entries: refs.map((r) => ({ refId: r.refId, version: r.version + 5, deleted: true })) })
         break
+      case 'fake-tombstones-dated':
+        // The same, claiming the owner deleted them just now.
+        await send({ ok: true, entries: refs.map((r) => ({ refId: r.refId, version: r.version + 5, deleted: true, writtenAt: Date.now() })) })
+        break
       case 'malformed':
         await send({ ok: true, entries: [{ refId: '../../etc', version: -1 }, 'x', null] })
         break
@@ -433,7 +437,13 @@ export class HostilePeer {
   async request(bytes: Buffer | Buffer[], options: { end?: boolean; timeoutMs?: number } = {}): Promise<{ reset: boolean; response: Buffer; timedOut: boolean }> {
     const conn = this.connection
     if (conn === undefined) throw new Error('not connected')
-    const stream = await conn.openStream()
+    let stream: Stream
+    try {
+      stream = await conn.openStream()
+    } catch {
+      // The node closed the connection (as it does after a malformed request).
+      return { reset: true, response: Buffer.alloc(0), timedOut: false }
+    }
     let writeFailed = false
     try {
       for (const p of Array.isArray(bytes) ? bytes : [bytes]) await stream.write(p)

@@ -62,6 +62,11 @@ export class KeyRecord {
   readonly history: Content[] = []
   /** Highest version a store confirmed. */
   lastVersion = 0
+  /**
+   * Highest version a peer acknowledged (a store it holds, a delete it took): all that survives a
+   * loss of everything but `identity/` on the owner, so new versions must only go above this then.
+   */
+  peerVersion = 0
   busy = false
   /** When the last operation on the key started (the workload's clock). */
   seq = 0

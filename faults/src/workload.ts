@@ -209,6 +209,7 @@ export class Workload {
       if (result.sha256 !== sha || result.size !== sizeOf(content)) this.report.violation('corrupt', `store of ${rec.key} reported ${result.size} B ${result.sha256.slice(0, 16)}…, not ${describe(content)}`)
       if (result.version <= rec.lastVersion) this.report.violation('version', `store of ${rec.key} got version ${result.version} after ${rec.lastVersion}`)
       rec.lastVersion = Math.max(rec.lastVersion, result.version)
+      if (result.replicas.length > 0) rec.peerVersion = Math.max(rec.peerVersion, result.version)
       rec.confirm({ deleted: false, content })
       rec.acked = { seq: rec.seq, version: result.version, replicas: result.replicas }
       this.report.log(`n${rec.owner} store ${rec.key.slice(0, 40)} ${describe(content)} -> v${result.version}, replicas [${result.replicas.map((id) => this.cluster.nameOf(id)).join(' ')}]`)
@@ -247,6 +248,15 @@ export class Workload {
     }
   }
 
+  /**
+   * `node` lost everything but `identity/`: the versions only it knew went with it (a delete that no
+   * peer took leaves no trace, as the server's catch-up sends tombstones only for refs a peer holds),
+   * so from now on its keys' versions must only grow above what a peer acknowledged.
+   */
+  forgetUnsharedVersions(node: number): void {
+    for (const rec of this.records.values()) if (rec.owner === node) rec.lastVersion = rec.peerVersion
+  }
+
   #readFailed(rec: KeyRecord, f: Failure, what: string): void {
     if (f.code === 'ERR_NOT_FOUND') {
       // The owner says there is no such key: true only if it may have been deleted.
@@ -266,6 +276,7 @@ export class Workload {
     try {
       const result = await this.#guard(handle, rec, 'delete', handle.delete(rec.key))
       rec.confirm({ deleted: true })
+      if (result.acknowledged.length > 0) rec.peerVersion = Math.max(rec.peerVersion, rec.lastVersion)
       this.report.log(`n${rec.owner} delete ${rec.key.slice(0, 40)}: ${result.acknowledged.length} acknowledged, ${result.pending.length} pending`)
     } catch (err) {
       const f = failureOf(err)
