@@ -11,6 +11,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { spawnNode, type NodeHandle } from '@dcas/server/testing'
+import { replicaFiles } from '../src/disk.js'
 import { HostilePeer } from '../src/hostile.js'
 
 const dir = await mkdtemp(join(tmpdir(), 'dcas-forged-tombstone-'))
@@ -28,7 +29,9 @@ try {
   await c.waitForSync()
   const keys = ['k0', 'k1', 'k2']
   for (const key of keys) await c.store(key, 100 * 1024, key)
-  console.log(`C stored ${keys.length} objects; H (hostile) holds ${h.refs.size} of C's refs`)
+  await c.waitForSync()
+  const heldByA = (await replicaFiles(join(dir, 'a'), c.nodeId)).length
+  console.log(`C stored ${keys.length} objects; H (hostile) holds ${h.refs.size} of C's refs; honest A holds ${heldByA} replica blobs of C`)
 
   // H reconnects and lies in catch-up: every ref it holds is "deleted" at a higher version.
   await h.disconnect()
@@ -37,6 +40,7 @@ try {
   await c.waitForPeers(2, 30_000)
   await c.waitForSync()
 
+  console.log(`honest A holds ${(await replicaFiles(join(dir, 'a'), c.nodeId)).length} replica blobs of C now`)
   const listed = new Set((await c.list()).map((e) => e.key))
   for (const key of keys) {
     const readable = await c.read(key).then(
