@@ -1135,8 +1135,9 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       const refId = refIdOf(keys, key)
       known.add(refId)
       const r = remote.get(refId)
-      if (r === undefined || r.deleted) continue
-      if (r.version <= tomb.version) await step(key, 'delete', () => deleteRef(conn, signTombstone(keys, refId, tomb.version, tomb.deletedAt), this.#requestSignal(undefined, true)))
+      if (r?.deleted === true) continue
+      // A peer that never held the key gets the delete too: it keeps the version, for recovery from identity/.
+      if (r === undefined || r.version <= tomb.version) await step(key, 'delete', () => deleteRef(conn, signTombstone(keys, refId, tomb.version, tomb.deletedAt), this.#requestSignal(undefined, true)))
       else if ((r.writtenAt ?? Infinity) > tomb.deletedAt) await step(key, 'recovering a newer version', () => this.#installRecovered(refId, r, signal))
     }
     for (const [key, record] of index.refs.entries()) {

@@ -11,7 +11,6 @@ import { bytes, codeOf, readAll, sha256, useCluster } from './helpers.js'
 
 const t = useCluster()
 
-
 describe('liveness', () => {
   it('ends a paused read with ERR_CLOSED when the server closes', async () => {
     const s = await t.cluster.add('solo')
