@@ -1150,7 +1150,11 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       } else if (r.deleted || r.version > record.version || r.manifestCipherId !== meta.manifestCipherId) {
         // A delete counts only with this owner's proof: a peer cannot delete what it holds for us.
         const tomb = this.#ownTombstone(r)
-        const remoteIsNewer = r.deleted ? tomb !== undefined && tomb.deletedAt >= record.updatedAt : (r.writtenAt ?? Infinity) >= record.updatedAt
+        if (r.deleted && tomb === undefined) {
+          this.#log.warn({ peer: conn.remoteNodeId, key }, 'catch-up: the peer reports a delete this node never made; ignored')
+          continue
+        }
+        const remoteIsNewer = (r.writtenAt ?? Infinity) >= record.updatedAt
         if (remoteIsNewer && tomb !== undefined) await step(key, 'applying a newer delete', () => this.#applyRemoteTombstone(key, tomb))
         else if (remoteIsNewer) await step(key, 'recovering a newer version', () => this.#installRecovered(meta.refId, r, signal))
         else await step(key, 'superseding an older version', () => this.#bumpVersion(key, r.version))
