@@ -2,6 +2,7 @@
 // Every response is checked before it is trusted; a holder's bytes are verified by the caller.
 import type { Connection, Stream } from '@dcas/p2p'
 import { PeerError } from './errors.js'
+import type { Tombstone } from './secrets.js'
 import { checkResponse, hex64, hex64List, isHex64, PROTOCOL_VERSION, StreamReader, uint, writeBytes, writeHeader, type Header } from './wire.js'
 
 /** Largest ciphertext blob a holder accepts or serves (a 64 MiB chunk plus age overhead). */
@@ -24,6 +25,8 @@ export interface RemoteRef {
   damaged?: boolean
   /** When the owner wrote this version, or deleted it (owner's clock, ms since the epoch), when the holder knows. */
   writtenAt?: number
+  /** For a tombstone: the owner's proof that it made this delete (see `isOwnTombstone`), as the holder keeps it. */
+  proof?: string
 }
 
 /** Runs one request on a fresh stream; the stream is reset if `fn` fails, half-closed otherwise. */
@@ -142,9 +145,9 @@ export async function getRef(conn: Connection, refId: string, signal?: AbortSign
   })
 }
 
-/** Deletes a ref (up to `version`) on the holder, leaving a tombstone dated `deletedAt` (owner's clock). */
-export async function deleteRef(conn: Connection, refId: string, version: number, deletedAt: number, signal?: AbortSignal): Promise<void> {
-  await exchange(conn, { op: 'ref.delete', refId, version, deletedAt }, signal, async (stream, reader) => {
+/** Deletes a ref (up to its `version`) on the holder, which keeps the tombstone, proof included. */
+export async function deleteRef(conn: Connection, tomb: Tombstone, signal?: AbortSignal): Promise<void> {
+  await exchange(conn, { op: 'ref.delete', refId: tomb.refId, version: tomb.version, deletedAt: tomb.deletedAt, proof: tomb.proof }, signal, async (stream, reader) => {
     await stream.closeWrite()
     checkResponse(await reader.requireHeader())
     await reader.expectEnd()
@@ -180,8 +183,9 @@ function parseRemoteRef(value: unknown): RemoteRef {
     ref.manifestCipherId = hex64(h, 'manifestCipherId')
     ref.size = uint(h, 'size')
     if (h.damaged === true) ref.damaged = true
-  } else if (h.manifestCipherId !== undefined && !isHex64(h.manifestCipherId)) {
-    throw new PeerError('malformed ref entry')
+  } else {
+    if (h.manifestCipherId !== undefined && !isHex64(h.manifestCipherId)) throw new PeerError('malformed ref entry')
+    if (h.proof !== undefined) ref.proof = hex64(h, 'proof')
   }
   return ref
 }

@@ -21,6 +21,8 @@ export interface ReplicaRef {
   cipherIds?: string[]
   /** When the owner wrote this version or deleted it (owner's clock), when it said. */
   writtenAt?: number
+  /** A tombstone's proof that the owner made it, kept to hand back in catch-up. */
+  proof?: string
   updatedAt: number
 }
 
@@ -271,13 +273,14 @@ async function refDelete(ctx: HolderContext, owner: string, h: Header, reader: S
   const refId = hex64(h, 'refId')
   const version = uint(h, 'version')
   const deletedAt = h.deletedAt === undefined ? undefined : uint(h, 'deletedAt')
+  const proof = optionalHex64(h, 'proof')
   await reader.expectEnd()
   const key = `${owner}/${refId}`
   await ctx.locks.run(`owner:${owner}`, async () => {
     const existing = ctx.tables.refs.get(key)
     if (existing !== undefined && existing.version >= version && (existing.deleted || existing.version > version)) return
     const freed = await ctx.index.transaction((tx) => {
-      tx.put(ctx.tables.refs, key, { version, deleted: true, ...(deletedAt === undefined ? {} : { writtenAt: deletedAt }), updatedAt: Date.now() })
+      tx.put(ctx.tables.refs, key, { version, deleted: true, ...(deletedAt === undefined ? {} : { writtenAt: deletedAt }), ...(proof === undefined ? {} : { proof }), updatedAt: Date.now() })
       return existing === undefined ? [] : refIdsOf(existing).filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
     })
     await freeUnreferenced(ctx, owner, freed)
@@ -306,7 +309,7 @@ function hasDamage(ctx: HolderContext, owner: string): boolean {
 
 function describe(ctx: HolderContext, owner: string, refId: string, ref: ReplicaRef, anyDamage = hasDamage(ctx, owner)): Header {
   const writtenAt = ref.writtenAt === undefined ? {} : { writtenAt: ref.writtenAt }
-  if (ref.deleted) return { refId, version: ref.version, deleted: true, ...writtenAt }
+  if (ref.deleted) return { refId, version: ref.version, deleted: true, ...writtenAt, ...(ref.proof === undefined ? {} : { proof: ref.proof }) }
   const damaged = anyDamage && refIdsOf(ref).some((id) => ctx.tables.damaged.has(`${owner}/${id}`))
   return { refId, version: ref.version, deleted: false, manifestCipherId: ref.manifestCipherId, size: ref.size, ...writtenAt, ...(damaged ? { damaged: true } : {}) }
 }

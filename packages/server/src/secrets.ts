@@ -2,7 +2,7 @@
 // CLI's key-file format, so `age -d -i age-identity.txt` opens any replica) and the cluster
 // secret. The keys that name refs and seed encryption are derived from the age identity, so a
 // copy of `identity/` is all a node needs to get its data back from its peers.
-import { createHmac, hkdfSync, randomBytes } from 'node:crypto'
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { loadOrCreateIdentityFile } from '@dcas/crypto'
@@ -17,6 +17,18 @@ export interface OwnerKeys {
   refKey: Buffer
   /** Seeds deterministic encryption: the same chunk always gives the same ciphertext. */
   seedKey: Buffer
+  /** Signs this owner's deletes, so that no peer can forge one. */
+  tombstoneKey: Buffer
+}
+
+/** A delete of one of the owner's refs, as peers keep it: `proof` shows the owner made it. */
+export interface Tombstone {
+  refId: string
+  version: number
+  /** When the owner deleted it (owner's clock, ms since the epoch). */
+  deletedAt: number
+  /** HMAC-SHA256(tombstoneKey, refId:version:deletedAt), hex. */
+  proof: string
 }
 
 export const AGE_IDENTITY_FILE = 'age-identity.txt'
@@ -42,7 +54,7 @@ export async function loadOwnerKeys(dir: string): Promise<OwnerKeys> {
   const { identities, recipient } = await loadOrCreateIdentityFile(join(dir, AGE_IDENTITY_FILE))
   const identity = identities[0]!
   const derive = (info: string): Buffer => Buffer.from(hkdfSync('sha256', identity, 'dcas', info, 32))
-  return { identity, recipient, refKey: derive('dcas refId v1'), seedKey: derive('dcas encryption seed v1') }
+  return { identity, recipient, refKey: derive('dcas refId v1'), seedKey: derive('dcas encryption seed v1'), tombstoneKey: derive('dcas tombstone v1') }
 }
 
 /** The cluster secret: the one given (saved for next time), else the saved one, else a new one. */
@@ -69,4 +81,18 @@ export function refIdOf(keys: OwnerKeys, key: string): string {
 /** The encryption seed of a blob for a recipient set. */
 export function seedOf(keys: OwnerKeys, plainId: string, recipientsId: string): Buffer {
   return createHmac('sha256', keys.seedKey).update(`${plainId}:${recipientsId}`).digest()
+}
+
+/** The owner's delete of `refId` up to `version`, with the proof that it made it. */
+export function signTombstone(keys: OwnerKeys, refId: string, version: number, deletedAt: number): Tombstone {
+  const proof = createHmac('sha256', keys.tombstoneKey).update(`${refId}:${version}:${deletedAt}`).digest('hex')
+  return { refId, version, deletedAt, proof }
+}
+
+/** Whether a tombstone a peer reports was made by this owner (a peer cannot forge a delete). */
+export function isOwnTombstone(keys: OwnerKeys, t: { refId: string; version: number; deletedAt?: number | undefined; proof?: string | undefined }): t is Tombstone {
+  if (t.deletedAt === undefined || t.proof === undefined) return false
+  const expected = Buffer.from(signTombstone(keys, t.refId, t.version, t.deletedAt).proof, 'hex')
+  const given = Buffer.from(t.proof, 'hex')
+  return given.length === expected.length && timingSafeEqual(given, expected)
 }

@@ -16,7 +16,7 @@ import { assertValidKey } from './key.js'
 import { KeyedLocks } from './locks.js'
 import { silentLogger, type Logger } from './logger.js'
 import { chunksInRange, decodeManifest, encodeManifest, MAX_MANIFEST_BYTES, sha256Hex, type Manifest, type ManifestChunk } from './manifest.js'
-import { loadClusterSecret, loadOwnerKeys, refIdOf, seedOf, type OwnerKeys } from './secrets.js'
+import { isOwnTombstone, loadClusterSecret, loadOwnerKeys, refIdOf, seedOf, signTombstone, type OwnerKeys, type Tombstone } from './secrets.js'
 import { toByteStream, type StoreData } from './source.js'
 
 /** Options of {@link createServer}. */
@@ -216,7 +216,7 @@ interface OwnerTables {
   /** refId → the highest version a peer reported for a ref this node does not know (a tombstone lost with the index). */
   versionFloors: IndexTable<number>
   /** refId → the newest delete a peer reported: a stale live copy elsewhere is never installed over it. */
-  remoteTombstones: IndexTable<{ version: number; deletedAt: number }>
+  remoteTombstones: IndexTable<Omit<Tombstone, 'refId'>>
 }
 
 const LOCAL_MISS = new Set(['ERR_NOT_FOUND', 'ERR_INTEGRITY'])
@@ -456,13 +456,15 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     this.#conns.set(nodeId, conn)
     if (conn.direction === 'inbound') void this.#rememberPeer(nodeId).catch(() => {})
     const received = new Set<string>()
-    void this.#serveIncoming(conn, received)
+    const served = this.#serveIncoming(conn, received)
     void conn.closed.then(async (reason) => {
       if (this.#conns.get(nodeId) === conn) {
         this.#conns.delete(nodeId)
         this.#log.info({ peer: nodeId, reason: reason?.message }, 'peer disconnected')
         this.emit('peer:disconnect', this.#peerInfo(nodeId, false))
       }
+      // Only once every request of this connection has ended: a blob whose write finishes after the close is swept too.
+      await served
       if (this.#holder !== undefined && this.#state === 'open') await sweepReceived(this.#holder, nodeId, received)
     }).catch((err: unknown) => this.#log.warn({ peer: nodeId, err: message(err) }, 'cleaning up after a closed connection failed'))
     this.#log.info({ peer: nodeId, address: conn.remoteAddress, direction: conn.direction }, 'peer connected')
@@ -484,6 +486,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       for await (const stream of conn.incoming) await serving.add(() => serveRequest(this.#holder!, conn.remoteNodeId, stream, received, onMalformed))
     } catch (err) {
       this.#log.debug({ peer: conn.remoteNodeId, err: message(err) }, 'incoming streams ended')
+    } finally {
+      await serving.drain()
     }
   }
 
@@ -874,31 +878,43 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
    */
   async #recoverRef(key: string, signal: AbortSignal, holdsKeyLock = false): Promise<RefRecord> {
     const refId = refIdOf(this.#keys!, key)
-    const answers = await Promise.all(
-      this.#connected().map(async (conn) => {
-        try {
-          return { conn, ref: await getRef(conn, refId, this.#requestSignal(signal)) }
-        } catch {
-          return { conn, ref: undefined }
-        }
-      }),
-    )
-    let best: RemoteRef | undefined
-    for (const { ref } of answers) {
+    const answers = await Promise.all(this.#connected().map((conn) => getRef(conn, refId, this.#requestSignal(signal)).catch(() => undefined)))
+    const live: RemoteRef[] = []
+    for (const ref of answers) {
       if (ref === undefined) continue
-      if (ref.deleted) await this.#noteRemoteTombstone(refId, ref)
-      else if (best === undefined || ref.version > best.version) best = ref
+      if (!ref.deleted) live.push(ref)
+      else {
+        const tomb = this.#ownTombstone(ref)
+        if (tomb !== undefined) await this.#noteRemoteTombstone(tomb)
+      }
     }
-    const installed = best === undefined ? undefined : await this.#installRecovered(refId, best, signal, holdsKeyLock ? key : undefined)
-    if (installed === undefined || installed.key !== key) throw new NotFoundError(`no object is stored under "${key}"`)
-    return installed.record
+    // Newest first; a version no peer can back with its manifest (a lying peer) gives way to the next.
+    let failure: Error | undefined
+    for (const ref of live.sort((x, y) => y.version - x.version)) {
+      try {
+        const installed = await this.#installRecovered(refId, ref, signal, holdsKeyLock ? key : undefined)
+        if (installed === undefined || installed.key !== key) throw new NotFoundError(`no object is stored under "${key}"`)
+        return installed.record
+      } catch (err) {
+        if (signal.aborted || !(err instanceof Error) || codeOf(err) === 'ERR_NOT_FOUND') throw err
+        failure = err
+      }
+    }
+    if (failure !== undefined) throw failure
+    throw new NotFoundError(`no object is stored under "${key}"`)
+  }
+
+  /** A peer's tombstone when this owner made it (its proof verifies); a peer cannot forge a delete. */
+  #ownTombstone(r: RemoteRef): Tombstone | undefined {
+    const tomb = { refId: r.refId, version: r.version, deletedAt: r.writtenAt, proof: r.proof }
+    return r.deleted && isOwnTombstone(this.#keys!, tomb) ? tomb : undefined
   }
 
   /** Remembers the newest delete a peer reports for a ref this node may not know: no stale copy is installed over it. */
-  async #noteRemoteTombstone(refId: string, ref: RemoteRef): Promise<void> {
+  async #noteRemoteTombstone({ refId, ...tomb }: Tombstone): Promise<void> {
     const table = this.#tables!.remoteTombstones
-    if ((table.get(refId)?.version ?? -1) >= ref.version) return
-    await this.#index!.transaction((tx) => tx.put(table, refId, { version: ref.version, deletedAt: ref.writtenAt ?? 0 }))
+    if ((table.get(refId)?.version ?? -1) >= tomb.version) return
+    await this.#index!.transaction((tx) => tx.put(table, refId, tomb))
   }
 
   /**
@@ -997,16 +1013,16 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       record = await this.#recoverRef(key, signal ?? this.#shutdown.signal, true)
     }
     const { version } = record
-    const { refId, deletedAt } = await this.#commitDelete(key, version, Date.now())
+    const tomb = await this.#commitDelete(key, version, Date.now())
     const acknowledged: string[] = []
     await Promise.all(
       this.#connected().map(async (conn) => {
         try {
-          await deleteRef(conn, refId, version, deletedAt, this.#requestSignal(signal))
+          await deleteRef(conn, tomb, this.#requestSignal(signal))
           acknowledged.push(conn.remoteNodeId)
         } catch (err) {
           this.#log.warn({ key, peer: conn.remoteNodeId, err: message(err) }, 'delete on peer failed; retrying in the background')
-          this.#enqueue(conn, 'delete', () => deleteRef(conn, refId, version, deletedAt, this.#requestSignal(undefined, true)))
+          this.#enqueue(conn, 'delete', () => deleteRef(conn, tomb, this.#requestSignal(undefined, true)))
         }
       }),
     )
@@ -1018,7 +1034,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   }
 
   /** Deletes `key` locally up to `version`: the ref goes, a tombstone stays, unused blobs are freed. */
-  async #commitDelete(key: string, version: number, deletedAt: number): Promise<{ refId: string; deletedAt: number }> {
+  async #commitDelete(key: string, version: number, deletedAt: number): Promise<Tombstone> {
     const index = this.#index!
     const tables = this.#tables!
     const refId = refIdOf(this.#keys!, key)
@@ -1031,7 +1047,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       return blobIds.filter((id) => tx.add(index.refcounts, id, -1) === 0)
     })
     await this.#freeLocal(freed)
-    return { refId, deletedAt }
+    return signTombstone(this.#keys!, refId, version, deletedAt)
   }
 
   async scrub(options: SignalOptions = {}): Promise<ScrubResult> {
@@ -1119,8 +1135,9 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       const refId = refIdOf(keys, key)
       known.add(refId)
       const r = remote.get(refId)
-      if (r === undefined || r.deleted) continue
-      if (r.version <= tomb.version) await step(key, 'delete', () => deleteRef(conn, refId, tomb.version, tomb.deletedAt, this.#requestSignal(undefined, true)))
+      if (r?.deleted === true) continue
+      // A peer that never held the key gets the delete too: it keeps the version, for recovery from identity/.
+      if (r === undefined || r.version <= tomb.version) await step(key, 'delete', () => deleteRef(conn, signTombstone(keys, refId, tomb.version, tomb.deletedAt), this.#requestSignal(undefined, true)))
       else if ((r.writtenAt ?? Infinity) > tomb.deletedAt) await step(key, 'recovering a newer version', () => this.#installRecovered(refId, r, signal))
     }
     for (const [key, record] of index.refs.entries()) {
@@ -1131,24 +1148,32 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       if (r === undefined || r.damaged === true || r.version < record.version) {
         await step(key, 'replication', () => this.#locks.run(`key:${key}`, () => this.#replicateTo(conn, key)))
       } else if (r.deleted || r.version > record.version || r.manifestCipherId !== meta.manifestCipherId) {
+        // A delete counts only with this owner's proof: a peer cannot delete what it holds for us.
+        const tomb = this.#ownTombstone(r)
+        if (r.deleted && tomb === undefined) {
+          this.#log.warn({ peer: conn.remoteNodeId, key }, 'catch-up: the peer reports a delete this node never made; ignored')
+          continue
+        }
         const remoteIsNewer = (r.writtenAt ?? Infinity) >= record.updatedAt
-        if (remoteIsNewer && r.deleted) await step(key, 'applying a newer delete', () => this.#applyRemoteTombstone(key, r))
+        if (remoteIsNewer && tomb !== undefined) await step(key, 'applying a newer delete', () => this.#applyRemoteTombstone(key, tomb))
         else if (remoteIsNewer) await step(key, 'recovering a newer version', () => this.#installRecovered(meta.refId, r, signal))
         else await step(key, 'superseding an older version', () => this.#bumpVersion(key, r.version))
       }
     }
-    const deletes: RemoteRef[] = []
+    const deletes: Tombstone[] = []
     for (const r of remote.values()) {
       if (known.has(r.refId)) continue
       if (r.deleted) {
-        await step(r.refId, 'noting a delete', () => this.#noteRemoteTombstone(r.refId, r))
-        deletes.push(r)
+        const tomb = this.#ownTombstone(r)
+        if (tomb === undefined) continue
+        await step(r.refId, 'noting a delete', () => this.#noteRemoteTombstone(tomb))
+        deletes.push(tomb)
       } else {
         await step(r.refId, 'recovering a ref', () => this.#installRecovered(r.refId, r, signal))
         // Another peer reported a later delete: this peer holds a stale copy, and is told.
         const deleted = this.#tables!.remoteTombstones.get(r.refId)
         if (deleted !== undefined && deleted.version >= r.version) {
-          await step(r.refId, 'delete', () => deleteRef(conn, r.refId, deleted.version, deleted.deletedAt, this.#requestSignal(undefined, true)))
+          await step(r.refId, 'delete', () => deleteRef(conn, { refId: r.refId, ...deleted }, this.#requestSignal(undefined, true)))
         }
       }
     }
@@ -1158,7 +1183,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       for (const [key, record] of index.refs.entries()) keyOf.set(metaOf(record).refId, [key, record])
       for (const r of deletes) {
         const local = keyOf.get(r.refId)
-        if (local !== undefined && local[1].version <= r.version && (r.writtenAt ?? Infinity) >= local[1].updatedAt) {
+        if (local !== undefined && local[1].version <= r.version && r.deletedAt >= local[1].updatedAt) {
           await step(local[0], 'applying a newer delete', () => this.#applyRemoteTombstone(local[0], r))
         }
       }
@@ -1170,17 +1195,16 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   }
 
   /** A peer holds a delete of `key` newer than this node's version: apply it here and on every peer. */
-  async #applyRemoteTombstone(key: string, r: RemoteRef): Promise<void> {
-    const deletedAt = r.writtenAt ?? Date.now()
+  async #applyRemoteTombstone(key: string, r: Tombstone): Promise<void> {
     const applied = await this.#locks.run(`key:${key}`, async () => {
       const record = this.#index!.refs.get(key)
       if (record === undefined || record.version > r.version) return false
-      await this.#commitDelete(key, r.version, deletedAt)
+      await this.#commitDelete(key, r.version, r.deletedAt)
       return true
     })
     if (!applied) return
     this.#log.info({ key, version: r.version }, 'applied a newer delete from a peer')
-    for (const conn of this.#connected()) this.#enqueue(conn, 'delete', () => deleteRef(conn, r.refId, r.version, deletedAt, this.#requestSignal(undefined, true)))
+    for (const conn of this.#connected()) this.#enqueue(conn, 'delete', () => deleteRef(conn, r, this.#requestSignal(undefined, true)))
   }
 
   /** This node's version of `key` is the newest write but carries a lower number than a peer's: renumber it above `above`, everywhere. */

@@ -7,7 +7,6 @@ import { bytes, readAll, replicaFiles, sha256, useCluster } from './helpers.js'
 
 const t = useCluster()
 
-
 /** C (the third root) loses everything but identity/ and comes back as `name`, dialling A and B. */
 async function disaster(c: Server, name: string): Promise<Server> {
   await c.close()
@@ -62,6 +61,22 @@ describe('recovery from identity/', () => {
     await d2.waitForSync()
     expect((await readAll(d2, 'k')).toString()).toBe('NEWEST')
     expect((await d2.stat('k')).version).toBeGreaterThan(3)
+  })
+
+  it('tells a peer that never held a key of its delete, so a new store after a disaster goes above it', async () => {
+    const [a, b, c] = await t.cluster.triangle()
+    await b.close()
+    await c.store('k', 'v1')
+    await c.store('k', 'v2')
+    expect((await c.delete('k')).pending).toEqual([b.nodeId])
+    const told = new Promise<void>((resolve) => c.on('synced', ({ nodeId }) => nodeId === b.nodeId && resolve()))
+    await t.cluster.add('b2', ['a', 'c'], { root: t.cluster.roots[1]!, listen: 'b:1' })
+    await told
+    await a.close()
+    const d = await disaster(c, 'd')
+    await d.waitForPeers(1)
+    await d.waitForSync()
+    expect((await d.store('k', 'v3')).version).toBeGreaterThan(2)
   })
 
   it('deletes a key that only the peers still know', async () => {

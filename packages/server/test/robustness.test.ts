@@ -2,13 +2,14 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { memoryTransport, type Connection } from '@dcas/p2p'
+import { openIndex } from '@dcas/store'
 import { describe, expect, it } from 'vitest'
 import { MAX_REF_CHUNKS } from '../src/client.js'
+import { holderTables } from '../src/holder.js'
 import { encodeHeader } from '../src/wire.js'
 import { bytes, codeOf, readAll, sha256, useCluster } from './helpers.js'
 
 const t = useCluster()
-
 
 describe('liveness', () => {
   it('ends a paused read with ERR_CLOSED when the server closes', async () => {
@@ -93,6 +94,34 @@ describe('hostile peers', () => {
     expect(await conn.closed).toBeDefined()
     await evil.close({ signal: AbortSignal.timeout(1000) }).catch(() => {})
     expect((await b.store('k', 'still served')).replicas).toEqual([a.nodeId])
+  })
+})
+
+describe('forged deletes', () => {
+  it('keeps its objects when a peer reports deletes of them that the owner never made', async () => {
+    const a = await t.cluster.add('a')
+    const c = await t.cluster.add('c', ['a'])
+    await c.waitForPeers(1)
+    const data = [bytes(100_000), bytes(100_000)]
+    await c.store('k0', data[0]!)
+    await c.store('k1', data[1]!)
+    // A's disk now says both refs were deleted, later and at higher versions, as a lying peer would.
+    await a.close()
+    const index = await openIndex({ path: join(t.cluster.roots[0]!, 'index') })
+    const { refs } = holderTables(index)
+    const forged = [...refs.entries({ prefix: `${c.nodeId}/` })]
+    expect(forged).toHaveLength(2)
+    await index.transaction((tx) => {
+      for (const [key, ref] of forged) tx.put(refs, key, { version: ref.version + 5, deleted: true, writtenAt: Date.now() + 1e9, updatedAt: Date.now() })
+    })
+    await index.close()
+    const synced = new Promise<void>((resolve) => c.on('synced', ({ nodeId }) => nodeId === a.nodeId && resolve()))
+    await t.cluster.add('a', ['c'])
+    await synced
+    expect((await c.list()).map((e) => e.key)).toEqual(['k0', 'k1'])
+    expect(await readAll(c, 'k0')).toEqual(data[0])
+    expect(await readAll(c, 'k1')).toEqual(data[1])
+    expect((await c.stat('k0')).version).toBe(1)
   })
 })
 

@@ -7,7 +7,6 @@ import { bytes, codeOf, foundUnder, ownBlobFiles, readAll, replicaFiles, sha256,
 
 const t = useCluster()
 
-
 describe('store and read', () => {
   it('stores on C and reads back on C, with every peer acknowledging a copy', async () => {
     const [a, b, c] = await t.cluster.triangle()

@@ -1,0 +1,413 @@
+// Adversarial inputs against a real node C (a child process, TCP), with honest peers A and B:
+// a hostile peer H admitted with the right secret serves C bad data (wrong bytes, another blob,
+// an older valid version, malformed, oversized, short, long, silent, never-ending answers), lies
+// in catch-up, and sends C malformed, oversized, out-of-order and never-ending requests and raw
+// multiplexer frames; unknown clients (wrong secret, no proof, no certificate, no TLS, garbage,
+// silence) must be closed before any application byte. After each case C must be up, still
+// connected to A and B, and serve the right bytes; H's own disk-equivalent must hold no canary.
+import { createHash, randomBytes } from 'node:crypto'
+import { closeSync, openSync } from 'node:fs'
+import { mkdir, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { spawnNode, type NodeHandle } from '@dcas/server/testing'
+import { filesUnder, ownManifestIn, ownBlobFiles, replicaFiles, sha256File, type ManifestView } from './disk.js'
+import { admitTo, drain, frame, HostilePeer, rawClient, type ListMode, type ServeMode } from './hostile.js'
+import { digestOf, type Content } from './model.js'
+import type { Report } from './report.js'
+import type { Rng } from './rng.js'
+
+const KiB = 1024
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
+const blobPath = (root: string, id: string): string => join(root, 'blobs', id.slice(0, 2), id.slice(2, 4), id)
+
+/** A yamux frame header (12 bytes), optionally followed by payload. */
+function yamux(type: number, flags: number, streamId: number, length: number, payload?: Buffer, version = 0): Buffer {
+  const h = Buffer.alloc(12)
+  h[0] = version
+  h[1] = type
+  h.writeUInt16BE(flags, 2)
+  h.writeUInt32BE(streamId, 4)
+  h.writeUInt32BE(length, 8)
+  return payload === undefined ? h : Buffer.concat([h, payload])
+}
+
+interface Env {
+  dir: string
+  secret: string
+  report: Report
+  rng: Rng
+  a: NodeHandle
+  b: NodeHandle
+  c: NodeHandle
+  rootC: string
+  h: HostilePeer
+  fail: (what: string, detail: string) => void
+}
+
+/** Runs every adversarial case once; findings go to the report as violations. */
+export async function adversarial(dir: string, secret: string, rng: Rng, report: Report, canary: string): Promise<void> {
+  await mkdir(dir, { recursive: true })
+  const logFd = join(dir, 'nodes.log')
+  const fd = openSync(logFd, 'a')
+  const nodes: NodeHandle[] = []
+  const expected = new Set<NodeHandle>()
+  const spawn = async (name: string, bootstrap: string[]): Promise<NodeHandle> => {
+    const n = await spawnNode({ root: join(dir, name), clusterSecret: secret, bootstrap, chunkSize: 64 * KiB, requestTimeout: 2_000 }, { output: fd, logLevel: 'warn' })
+    n.events.on('exit', (code: number | null, signal: string | null) => {
+      if (!expected.has(n)) report.violation('crash', `adversarial: node ${name} exited (${signal ?? `code ${code}`}); see ${logFd}`)
+    })
+    nodes.push(n)
+    return n
+  }
+  const h = await HostilePeer.create()
+  try {
+    // C first, then H, then A and B: C asks its holders in connection order, so H is asked first.
+    const c = await spawn('c', [])
+    await h.connect(c.address, secret)
+    const a = await spawn('a', [c.address])
+    const b = await spawn('b', [c.address])
+    await c.waitForPeers(3, 30_000)
+    await Promise.all([a.waitForPeers(1, 30_000), b.waitForPeers(1, 30_000)])
+    await c.waitForSync()
+    const env: Env = {
+      dir,
+      secret,
+      report,
+      rng,
+      a,
+      b,
+      c,
+      rootC: join(dir, 'c'),
+      h,
+      fail: (what, detail) => report.violation('adversarial', `${what}: ${detail}`),
+    }
+    await badHolder(env, canary)
+    await badCatchUp(env)
+    await badRequests(env)
+    await badFrames(env)
+    await unknownClients(env)
+  } finally {
+    await h.disconnect().catch(() => {})
+    for (const n of nodes) expected.add(n)
+    await Promise.all(nodes.map((n) => n.close()))
+    closeSync(fd)
+  }
+}
+
+/** C is up, still connected to A and B, and `key` reads back as `content`. */
+async function healthy(env: Env, what: string, key = 'adv/k0', content?: Content): Promise<void> {
+  try {
+    const peers = await env.c.peers()
+    for (const honest of [env.a, env.b]) {
+      if (!peers.some((p) => p.nodeId === honest.nodeId && p.connected)) env.fail(what, `C lost its connection to honest peer ${honest.nodeId.slice(0, 12)}`)
+    }
+    if (content !== undefined) {
+      const got = await env.c.read(key)
+      if (got.sha256 !== (await digestOf(content))) env.fail(what, `C read ${key} wrong afterwards`)
+    } else {
+      await env.c.has(key)
+    }
+  } catch (err) {
+    env.fail(what, `C is not healthy afterwards: ${err instanceof Error ? err.message : String(err)}`)
+  }
+}
+
+async function badHolder(env: Env, canary: string): Promise<void> {
+  const { c, h, rootC } = env
+  const modes: ServeMode[] = ['wrong-bytes', 'other-blob', 'malformed-header', 'huge-header', 'oversized-size', 'short-body', 'long-body', 'silent', 'trickle', 'error']
+  const contents = new Map<string, Content>()
+  for (const [i] of modes.entries()) {
+    const content: Content = { kind: 'gen', size: 200 * KiB + i, seed: `adv-${env.rng.hex()}` }
+    contents.set(`adv/k${i}`, content)
+    const r = await c.store(`adv/k${i}`, content.size, content.seed)
+    if (!r.replicas.includes(h.nodeId)) env.fail('setup', `the hostile peer holds no replica of adv/k${i}`)
+  }
+  await c.storeText('adv/canary', `${canary} held by a hostile peer `.repeat(50))
+  // Two versions of one key: H will offer the older manifest for the newer.
+  const v1: Content = { kind: 'gen', size: 150 * KiB, seed: `adv-v1-${env.rng.hex()}` }
+  const v2: Content = { kind: 'gen', size: 170 * KiB, seed: `adv-v2-${env.rng.hex()}` }
+  await c.store('adv/ver', v1.size, v1.seed)
+  const refV1 = h.refPuts[h.refPuts.length - 1]!
+  await c.store('adv/ver', v2.size, v2.seed)
+  const refV2 = h.refPuts[h.refPuts.length - 1]!
+  contents.set('adv/ver', v2)
+
+  // The hostile peer never sees plaintext: no canary in anything it was sent.
+  const needle = Buffer.from(canary)
+  for (const [id, bytes] of h.blobs) if (bytes.includes(needle)) env.fail('confidentiality', `the hostile peer received the canary in blob ${id.slice(0, 12)}`)
+
+  const manifests = new Map<string, ManifestView>()
+  for (const f of await ownBlobFiles(rootC)) {
+    const m = await ownManifestIn(f)
+    if (m !== undefined) manifests.set(`${m.key}@${m.version}`, m)
+  }
+  const healedFrom: string[] = []
+  c.events.on('healed', (e: { from: string }) => healedFrom.push(e.from))
+  const honest = new Set([env.a.nodeId, env.b.nodeId])
+
+  const tryCase = async (what: string, key: string, lose: string, askedFor: string): Promise<void> => {
+    env.report.extra.hostileCases++
+    h.gets.length = 0
+    healedFrom.length = 0
+    await rm(blobPath(rootC, lose), { force: true })
+    try {
+      const got = await c.read(key)
+      if (got.sha256 !== (await digestOf(contents.get(key)!))) env.fail(what, `C served wrong bytes for ${key}`)
+    } catch (err) {
+      env.fail(what, `C's read of ${key} failed although honest peers hold it: ${err instanceof Error ? err.message : String(err)}`)
+    }
+    if (!h.gets.includes(askedFor)) env.fail(what, `the hostile peer was not asked first (test set-up: C asked ${h.gets.length} blobs of it)`)
+    for (const from of healedFrom) if (!honest.has(from)) env.fail(what, `C healed from ${from.slice(0, 12)}, not from an honest peer`)
+    await healthy(env, what, key, contents.get(key))
+  }
+
+  for (const [i, mode] of modes.entries()) {
+    const key = `adv/k${i}`
+    const m = [...manifests.values()].find((x) => x.key === key)
+    if (m === undefined) {
+      env.fail(mode, `no manifest of ${key} on C's disk`)
+      continue
+    }
+    const chunk = m.chunks[1] ?? m.chunks[0]!
+    h.mode = mode
+    await tryCase(`hostile holder: ${mode}`, key, chunk.plainId, chunk.cipherId)
+  }
+  // An older valid version: the v1 manifest's ciphertext offered for v2's.
+  const mv2 = manifests.get(`adv/ver@${refV2.version}`)
+  if (mv2 === undefined) env.fail('older version', 'no v2 manifest of adv/ver on C')
+  else {
+    h.mode = 'substitute'
+    h.substitutes.set(refV2.manifestCipherId, refV1.manifestCipherId)
+    await tryCase('hostile holder: older valid manifest version', 'adv/ver', mv2.id, refV2.manifestCipherId)
+  }
+  h.mode = 'honest'
+}
+
+async function badCatchUp(env: Env): Promise<void> {
+  const { c, h } = env
+  const modes: ListMode[] = ['fake-newer', 'fake-tombstones', 'fake-tombstones-dated', 'malformed', 'backwards', 'huge-page']
+  for (const mode of modes) {
+    env.report.extra.hostileCases++
+    const what = `hostile catch-up answer: ${mode}`
+    // A fresh key per case (H holds a replica of it), so that each case is judged on its own.
+    await c.store(`adv/catch-up/${mode}`, 50 * KiB, `adv-cu-${mode}-${env.rng.hex()}`)
+    const before = new Map((await c.list({ prefix: 'adv/' })).map((e) => [e.key, e]))
+    await h.disconnect()
+    h.listMode = mode
+    try {
+      await h.connect(c.address, env.secret)
+      await c.waitForPeers(3, 15_000)
+      await c.waitForSync()
+    } catch (err) {
+      env.fail(what, `reconnecting the hostile peer failed: ${err instanceof Error ? err.message : String(err)}`)
+    }
+    const after = new Map((await c.list({ prefix: 'adv/' })).map((e) => [e.key, e]))
+    const lost = [...before.keys()].filter((key) => !after.has(key))
+    if (lost.length > 0) env.fail(what, `C lost ${lost.length} of its ${before.size} keys (${lost.slice(0, 4).join(', ')}${lost.length > 4 ? ', …' : ''})`)
+    for (const [key, e] of before) {
+      const now = after.get(key)
+      if (now === undefined) continue
+      else if (now.version !== e.version || now.sha256 !== e.sha256) env.fail(what, `C's ${key} changed from v${e.version} to v${now.version}`)
+      else {
+        const got = await c.read(key).catch(() => undefined)
+        if (got?.sha256 !== e.sha256) env.fail(what, `C does not read ${key} back right`)
+      }
+    }
+    await healthy(env, what)
+  }
+  h.listMode = 'honest'
+}
+
+async function badRequests(env: Env): Promise<void> {
+  const { h, rootC } = env
+  const hostileDir = join(rootC, 'replicas', h.nodeId)
+  const id = sha256(Buffer.from('the bytes it claims'))
+  const reqs: Array<{ what: string; bytes: Buffer[]; end?: boolean; expect: 'reject' | 'answer' }> = [
+    { what: 'empty header', bytes: [Buffer.from([0, 0, 0, 0])], expect: 'reject' },
+    { what: 'oversized header (64 KiB + 1)', bytes: [Buffer.from([0, 1, 0, 1]), Buffer.alloc(65537, 0x20)], expect: 'reject' },
+    { what: 'header length 2^32-1', bytes: [Buffer.from([0xff, 0xff, 0xff, 0xff, 0x7b])], expect: 'reject' },
+    { what: 'header not JSON', bytes: [Buffer.concat([Buffer.from([0, 0, 0, 5]), Buffer.from('hello')])], expect: 'reject' },
+    { what: 'header a JSON array', bytes: [frame([1, 2, 3])], expect: 'reject' },
+    { what: 'unknown operation', bytes: [frame({ v: 1, op: 'blob.nuke' })], expect: 'reject' },
+    { what: 'unknown protocol version', bytes: [frame({ v: 99, op: 'blob.has', cipherIds: [] })], expect: 'reject' },
+    { what: 'path in a cipherId', bytes: [frame({ v: 1, op: 'blob.put', cipherId: '../../../../identity/cluster-secret' })], expect: 'reject' },
+    { what: 'cipherIds not a list', bytes: [frame({ v: 1, op: 'blob.has', cipherIds: 'x' })], expect: 'reject' },
+    { what: '10,000 ids in blob.has', bytes: [frame({ v: 1, op: 'blob.has', cipherIds: Array.from({ length: 10_000 }, () => id) })], expect: 'reject' },
+    { what: 'blob.put of bytes that do not hash to the cipherId', bytes: [frame({ v: 1, op: 'blob.put', cipherId: id }), frame({ size: 12 }), Buffer.from('other bytes!')], expect: 'reject' },
+    { what: 'blob.put of 2^40 bytes', bytes: [frame({ v: 1, op: 'blob.put', cipherId: id }), frame({ size: 2 ** 40 }), randomBytes(100)], expect: 'reject' },
+    { what: 'blob.put body shorter than announced', bytes: [frame({ v: 1, op: 'blob.put', cipherId: id }), frame({ size: 1000 }), randomBytes(10)], expect: 'reject' },
+    { what: 'blob.put body longer than announced', bytes: [frame({ v: 1, op: 'blob.put', cipherId: sha256(Buffer.alloc(10)) }), frame({ size: 10 }), Buffer.alloc(1000)], expect: 'reject' },
+    { what: 'size header before the request header', bytes: [frame({ size: 10 }), frame({ v: 1, op: 'blob.put', cipherId: id })], expect: 'reject' },
+    { what: 'ref.put of blobs never sent', bytes: [frame({ v: 1, op: 'ref.put', refId: id, version: 1, manifestCipherId: id, size: 1, count: 1, bodySize: 68 }), Buffer.from(JSON.stringify([id]))], expect: 'reject' },
+    { what: 'ref.put with 2^21 chunks', bytes: [frame({ v: 1, op: 'ref.put', refId: id, version: 1, manifestCipherId: id, size: 1, count: 2 ** 21, bodySize: 2 })], expect: 'reject' },
+    { what: 'ref.put body not JSON', bytes: [frame({ v: 1, op: 'ref.put', refId: id, version: 1, manifestCipherId: id, size: 1, count: 1, bodySize: 5 }), Buffer.from('nope!')], expect: 'reject' },
+    { what: 'ref.put with a negative version', bytes: [frame({ v: 1, op: 'ref.put', refId: id, version: -1, manifestCipherId: id, size: 1, count: 0, bodySize: 2 }), Buffer.from('[]')], expect: 'reject' },
+    { what: 'ref.list after a non-id, limit 10^9', bytes: [frame({ v: 1, op: 'ref.list', after: 'zz', limit: 1e9 })], expect: 'reject' },
+  ]
+  for (const r of reqs) {
+    env.report.extra.hostileCases++
+    await reconnected(env, `hostile request: ${r.what}`)
+    const out = await env.h.request(r.bytes, { timeoutMs: 10_000, ...(r.end === undefined ? {} : { end: r.end }) })
+    // C may answer with an error, reset the stream, or close H's whole connection.
+    const rejected = out.reset || env.h.connection?.open !== true || parseResponses(out.response).some((h) => h.ok === false)
+    if (out.timedOut) env.fail(`hostile request: ${r.what}`, 'C neither answered nor closed the stream within 10 s')
+    else if (r.expect === 'reject' && !rejected) env.fail(`hostile request: ${r.what}`, `C accepted it (${out.response.subarray(0, 120).toString()})`)
+    await healthy(env, `hostile request: ${r.what}`)
+  }
+  // Nothing was kept from any of them.
+  for (const f of await filesUnder(join(hostileDir, 'blobs'))) {
+    if ((await sha256File(f)) !== f.slice(-64)) env.fail('hostile requests', `C keeps a damaged blob ${f}`)
+  }
+  for (const bad of [id, sha256(Buffer.alloc(10))]) {
+    if ((await filesUnder(hostileDir)).some((f) => f.endsWith(bad))) env.fail('hostile requests', `C kept a rejected blob ${bad.slice(0, 12)}`)
+  }
+
+  // Another owner's blob: C holds A's replicas; H asks for them under its own name.
+  await reconnected(env, "another owner's blob")
+  await env.a.store('adv/a-object', 100 * KiB, `adv-a-${env.rng.hex()}`)
+  const aFiles = await replicaFiles(rootC, env.a.nodeId)
+  env.report.extra.hostileCases++
+  for (const f of aFiles.slice(0, 3)) {
+    const other = f.slice(-64)
+    const out = await env.h.request(frame({ v: 1, op: 'blob.get', cipherId: other }))
+    const head = parseResponse(out.response)
+    if (head?.ok === true) env.fail("another owner's blob", `C served A's blob ${other.slice(0, 12)} to H`)
+    const has = parseResponse((await env.h.request(frame({ v: 1, op: 'blob.has', cipherIds: [other] }))).response)
+    if (!Array.isArray(has?.missing) || has.missing.length !== 1) env.fail("another owner's blob", `C told H it holds A's blob ${other.slice(0, 12)}`)
+  }
+  if (aFiles.length === 0) env.fail("another owner's blob", 'C holds no replica of A (set-up)')
+
+  // Never-ending messages: a header that never completes, a body that trickles forever; C serves others meanwhile.
+  env.report.extra.hostileCases++
+  await reconnected(env, 'never-ending requests')
+  const conn = env.h.connection!
+  const hanging = await conn.openStream()
+  await hanging.write(Buffer.from([0, 0, 0xea, 0x60, 0x7b]))
+  const trickle = await conn.openStream()
+  await trickle.write(Buffer.concat([frame({ v: 1, op: 'blob.put', cipherId: sha256(Buffer.from('never')) }), frame({ size: 1024 * 1024 })]))
+  let dripping = true
+  const drip = (async () => {
+    while (dripping) {
+      await trickle.write(randomBytes(16)).catch(() => (dripping = false))
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  })()
+  const quick = await env.h.request(frame({ v: 1, op: 'blob.has', cipherIds: [id] }), { timeoutMs: 5_000 })
+  // Closing H's connection over the endless messages is a fair answer too; a silent one is not.
+  if (quick.timedOut) env.fail('never-ending requests', 'C stopped answering other requests on the same connection')
+  await env.c.store('adv/while-hanging', 300 * KiB, `adv-h-${env.rng.hex()}`).then(
+    (r) => {
+      if (!r.replicas.includes(env.a.nodeId)) env.fail('never-ending requests', 'a store on C did not reach A meanwhile')
+    },
+    (err: unknown) => env.fail('never-ending requests', `a store on C failed meanwhile: ${String(err)}`),
+  )
+  dripping = false
+  await drip
+  hanging.reset()
+  trickle.reset()
+  await healthy(env, 'never-ending requests')
+  if ((await filesUnder(hostileDir)).some((f) => f.endsWith(sha256(Buffer.from('never'))))) env.fail('never-ending requests', 'C kept part of the endless blob')
+
+  await env.h.disconnect()
+}
+
+/** Reconnects H if C closed its connection (C does after a malformed request), and waits until C counts it again. */
+async function reconnected(env: Env, what: string): Promise<void> {
+  if (env.h.connection?.open === true) return
+  try {
+    await env.h.disconnect()
+    await env.h.connect(env.c.address, env.secret)
+    await env.c.waitForPeers(3, 15_000)
+  } catch (err) {
+    env.fail(what, `reconnecting the hostile peer failed: ${err instanceof Error ? err.message : String(err)}`)
+    throw err
+  }
+}
+
+/** The headers of a response, in order (as far as they parse). */
+function parseResponses(bytes: Buffer): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = []
+  for (let at = 0; at + 4 <= bytes.length; ) {
+    const n = bytes.readUInt32BE(at)
+    try {
+      out.push(JSON.parse(bytes.subarray(at + 4, at + 4 + n).toString('utf8')) as Record<string, unknown>)
+    } catch {
+      break
+    }
+    at += 4 + n
+  }
+  return out
+}
+
+const parseResponse = (bytes: Buffer): Record<string, unknown> | undefined => parseResponses(bytes)[0]
+
+async function badFrames(env: Env): Promise<void> {
+  const cases: Array<{ what: string; bytes: Buffer; mustClose: boolean }> = [
+    { what: 'random bytes', bytes: randomBytes(4 * KiB), mustClose: true },
+    { what: 'frame version 1', bytes: yamux(2, 1, 0, 7, undefined, 1), mustClose: true },
+    { what: 'unknown frame type', bytes: yamux(9, 0, 1, 0), mustClose: true },
+    { what: 'data frame of 2^32-1 bytes', bytes: yamux(0, 1, 1, 0xffffffff), mustClose: true },
+    { what: 'data on stream 0', bytes: yamux(0, 0, 0, 4, Buffer.from('data')), mustClose: true },
+    { what: 'window overrun', bytes: yamux(0, 1, 1, 512 * KiB, randomBytes(512 * KiB)), mustClose: true },
+    { what: 'stream id of the wrong parity', bytes: yamux(0, 1, 2, 4, Buffer.from('evil')), mustClose: true },
+    { what: '20,000 pings', bytes: Buffer.concat(Array.from({ length: 20_000 }, (_, i) => yamux(2, 1, 0, i))), mustClose: false },
+    { what: '1,100 streams opened at once (the limit is 1,024)', bytes: Buffer.concat(Array.from({ length: 1100 }, (_, i) => yamux(1, 1, 2 * i + 1, 0))), mustClose: true },
+    { what: 'a data frame that never completes', bytes: yamux(0, 1, 1, 200 * KiB, randomBytes(100)), mustClose: false },
+  ]
+  for (const k of cases) {
+    env.report.extra.hostileCases++
+    const out = await env.h.rawAfterAdmission(env.c.address, env.secret, k.bytes, k.mustClose ? 10_000 : 1_500).catch((err: unknown) => {
+      env.fail(`raw frames: ${k.what}`, `admission failed: ${String(err)}`)
+      return undefined
+    })
+    if (out !== undefined && k.mustClose && !out.closed) env.fail(`raw frames: ${k.what}`, 'C did not close the connection within 10 s')
+    await healthy(env, `raw frames: ${k.what}`)
+  }
+}
+
+async function unknownClients(env: Env): Promise<void> {
+  const address = env.c.address
+  const silent = rawClient(address, undefined, 25_000)
+  const refused = async (what: string, options: Parameters<typeof admitTo>[1]): Promise<string | undefined> => {
+    env.report.extra.unknownClients++
+    try {
+      const { socket, status, identity } = await admitTo(address, options)
+      if (status === 0) env.fail(`unknown client: ${what}`, 'it was admitted')
+      const after = await drain(socket, 10_000)
+      socket.destroy()
+      if (after.bytes.length > 0) env.fail(`unknown client: ${what}`, `C sent ${after.bytes.length} bytes after its verdict`)
+      if (!after.closed) env.fail(`unknown client: ${what}`, 'C did not close the connection within 10 s')
+      return identity.nodeId
+    } catch (err) {
+      // Closing before or during admission is a refusal too.
+      void err
+      return undefined
+    }
+  }
+  const ids: Array<string | undefined> = []
+  ids.push(await refused('wrong secret', { secret: 'not the cluster secret' }))
+  ids.push(await refused('no proof', {}))
+  ids.push(await refused('no certificate', { secret: env.secret, noCertificate: true }))
+  // Application bytes pipelined right behind a wrong proof: a stream opening with a blob.put.
+  const put = Buffer.concat([frame({ v: 1, op: 'blob.put', cipherId: sha256(Buffer.from('x')) }), frame({ size: 1 }), Buffer.from('x')])
+  ids.push(await refused('wrong secret with pipelined frames', { secret: 'wrong', pipeline: Buffer.concat([yamux(0, 1, 1, put.length, put)]) }))
+  for (const [what, bytes] of [
+    ['plain HTTP', Buffer.from('GET / HTTP/1.1\r\nHost: dcas\r\n\r\n')],
+    ['garbage', randomBytes(1024)],
+  ] as const) {
+    env.report.extra.unknownClients++
+    const out = await rawClient(address, bytes, 10_000)
+    if (!out.closed) env.fail(`unknown client: ${what}`, 'C did not close the connection within 10 s')
+    if (out.bytes.includes(Buffer.from('dcas'))) env.fail(`unknown client: ${what}`, 'C sent an admission message to a client without TLS')
+    if (out.bytes.length > 0 && out.bytes[0] !== 0x15) env.fail(`unknown client: ${what}`, `C answered with ${out.bytes.length} bytes that are not a TLS alert`)
+  }
+  env.report.extra.unknownClients++
+  const s = await silent
+  if (!s.closed) env.fail('unknown client: silent', 'C kept a silent connection open for 25 s')
+  if (s.bytes.length > 0 && s.bytes[0] !== 0x15) env.fail('unknown client: silent', `C sent ${s.bytes.length} bytes to a silent client`)
+  const peers = await env.c.peers()
+  for (const id of ids) if (id !== undefined && peers.some((p) => p.nodeId === id)) env.fail('unknown clients', `C lists the refused node ${id.slice(0, 12)} as a peer`)
+  const owners = (await filesUnder(join(env.rootC, 'replicas'))).map((f) => f.split('/replicas/')[1]?.slice(0, 64))
+  for (const id of ids) if (id !== undefined && owners.includes(id)) env.fail('unknown clients', `C keeps data for the refused node ${id.slice(0, 12)}`)
+  await healthy(env, 'unknown clients')
+}

@@ -1,0 +1,469 @@
+// A hostile peer and unknown clients, built from the wire up: TLS 1.3 with an Ed25519
+// certificate and dcas admission written here (so a client can prove a wrong secret, none, or
+// present no certificate), then either raw bytes or the p2p multiplexer on the admitted socket,
+// speaking the replication protocol as a scripted holder that lies in chosen ways.
+import { createHmac, randomBytes } from 'node:crypto'
+import { connect as tcpConnect, type Socket } from 'node:net'
+import { connect as tlsConnect, type TLSSocket } from 'node:tls'
+import { createIdentity, createMuxedConnection, type Connection, type NodeIdentity, type Stream } from '@dcas/p2p'
+import { splitAddress } from './proxy.js'
+
+// ---- admission -------------------------------------------------------------
+
+const MAGIC = Buffer.from('dcas', 'latin1')
+const EXPORTER_LABEL = 'EXPORTER-dcas-admission'
+
+/** Reads exact byte counts off a socket, leaving the rest in its buffer (for the multiplexer). */
+function readExactly(socket: Socket, n: number, timeoutMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const done = (err: Error | undefined, data?: Buffer): void => {
+      clearTimeout(timer)
+      socket.off('readable', onReadable)
+      socket.off('close', onClose)
+      if (err !== undefined) reject(err)
+      else resolve(data!)
+    }
+    const onReadable = (): void => {
+      const chunk = socket.read(n) as Buffer | null
+      if (chunk !== null) done(undefined, chunk)
+    }
+    const onClose = (): void => done(new Error(`closed before ${n} bytes arrived`))
+    const timer = setTimeout(() => done(new Error(`no ${n} bytes within ${timeoutMs} ms`)), timeoutMs)
+    socket.on('readable', onReadable)
+    socket.on('close', onClose)
+    onReadable()
+  })
+}
+
+/** Everything a socket still sends until it closes (or `timeoutMs`), and whether it closed. */
+export function drain(socket: Socket, timeoutMs: number): Promise<{ bytes: Buffer; closed: boolean }> {
+  return new Promise((resolve) => {
+    const parts: Buffer[] = []
+    const finish = (closed: boolean): void => {
+      clearTimeout(timer)
+      socket.off('data', onData)
+      resolve({ bytes: Buffer.concat(parts), closed })
+    }
+    const onData = (b: Buffer): void => void parts.push(b)
+    const timer = setTimeout(() => finish(false), timeoutMs)
+    socket.on('data', onData)
+    socket.once('close', () => finish(true))
+    if (socket.destroyed) finish(true)
+    socket.resume()
+  })
+}
+
+export interface AdmitOptions {
+  /** The secret to prove; absent: no proof. */
+  secret?: string
+  /** Present no certificate at all. */
+  noCertificate?: boolean
+  /** Bytes sent right after our hello, before any verdict (pipelined application bytes). */
+  pipeline?: Buffer
+  identity?: NodeIdentity
+}
+
+export interface Admitted {
+  socket: TLSSocket
+  /** The listener's verdict: 0 admitted, 1 unauthorized, 2 no common version. */
+  status: number
+  identity: NodeIdentity
+}
+
+/** TLS 1.3 to `address`, then dcas admission as the dialler. */
+export async function admitTo(address: string, options: AdmitOptions = {}): Promise<Admitted> {
+  const identity = options.identity ?? (await createIdentity())
+  const [host, port] = splitAddress(address)
+  const socket = tlsConnect({
+    host,
+    port,
+    minVersion: 'TLSv1.3',
+    maxVersion: 'TLSv1.3',
+    rejectUnauthorized: false,
+    ...(options.noCertificate === true ? {} : { key: identity.privateKey.export({ type: 'pkcs8', format: 'pem' }), cert: identity.certificate }),
+  })
+  socket.on('error', () => {})
+  await new Promise<void>((resolve, reject) => {
+    socket.once('secureConnect', () => resolve())
+    socket.once('close', () => reject(new Error('closed during the TLS handshake')))
+  })
+  const proof =
+    options.secret === undefined
+      ? undefined
+      : createHmac('sha256', options.secret).update('dcas admission: dialler').update(socket.exportKeyingMaterial(32, EXPORTER_LABEL, Buffer.alloc(0))).digest()
+  const hello = Buffer.concat([MAGIC, Buffer.from([0x01, 1, 0, 1, proof === undefined ? 0 : 32]), proof ?? Buffer.alloc(0)])
+  socket.write(options.pipeline === undefined ? hello : Buffer.concat([hello, options.pipeline]))
+  // Their hello (one version, a 32-byte proof), then our verdict, then theirs.
+  const head = await readExactly(socket, 6, 10_000)
+  if (!head.subarray(0, 4).equals(MAGIC) || head[4] !== 0x01) throw new Error('the listener sent no dcas hello')
+  const rest = await readExactly(socket, 2 * head[5]! + 1, 10_000)
+  const proofLength = rest[rest.length - 1]!
+  if (proofLength > 0) await readExactly(socket, proofLength, 10_000)
+  socket.write(Buffer.concat([MAGIC, Buffer.from([0x02, 0, 0, 1])]))
+  const verdict = await readExactly(socket, 8, 10_000)
+  if (!verdict.subarray(0, 4).equals(MAGIC) || verdict[4] !== 0x02) throw new Error('the listener sent no dcas verdict')
+  return { socket, status: verdict[5]!, identity }
+}
+
+/** A plain TCP client that sends `bytes` (or nothing) and reports what came back before the close. */
+export async function rawClient(address: string, bytes: Buffer | undefined, timeoutMs: number): Promise<{ bytes: Buffer; closed: boolean; ms: number }> {
+  const [host, port] = splitAddress(address)
+  const socket = tcpConnect({ host, port })
+  socket.on('error', () => {})
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve())
+    socket.once('close', () => reject(new Error('connection refused')))
+  })
+  const start = Date.now()
+  if (bytes !== undefined) socket.write(bytes)
+  const out = await drain(socket, timeoutMs)
+  socket.destroy()
+  return { ...out, ms: Date.now() - start }
+}
+
+// ---- the replication protocol, as bytes --------------------------------------
+
+/** A request or response header: u32 BE length, then JSON. */
+export function frame(header: unknown): Buffer {
+  const json = Buffer.from(JSON.stringify(header))
+  const out = Buffer.alloc(4 + json.length)
+  out.writeUInt32BE(json.length, 0)
+  json.copy(out, 4)
+  return out
+}
+
+/** Reads a stream as headers and bodies. */
+export class Reader {
+  readonly #it: AsyncIterator<Uint8Array>
+  #buf = Buffer.alloc(0)
+  #ended = false
+
+  constructor(source: AsyncIterable<Uint8Array>) {
+    this.#it = source[Symbol.asyncIterator]()
+  }
+
+  async #fill(n: number): Promise<boolean> {
+    while (this.#buf.length < n) {
+      if (this.#ended) return false
+      const r = await this.#it.next()
+      if (r.done === true) {
+        this.#ended = true
+        return false
+      }
+      this.#buf = this.#buf.length === 0 ? Buffer.from(r.value) : Buffer.concat([this.#buf, r.value])
+    }
+    return true
+  }
+
+  async bytes(n: number): Promise<Buffer | undefined> {
+    if (!(await this.#fill(n))) return undefined
+    const out = this.#buf.subarray(0, n)
+    this.#buf = this.#buf.subarray(n)
+    return out
+  }
+
+  async header(): Promise<Record<string, unknown> | undefined> {
+    const len = await this.bytes(4)
+    if (len === undefined) return undefined
+    const json = await this.bytes(len.readUInt32BE(0))
+    if (json === undefined) return undefined
+    return JSON.parse(json.toString('utf8')) as Record<string, unknown>
+  }
+
+  /** The rest of the stream (bounded by `max`), and whether it ended in a reset rather than cleanly. */
+  async rest(max = 64 * 1024 * 1024): Promise<{ bytes: Buffer; reset: boolean }> {
+    let reset = false
+    try {
+      while (!this.#ended && this.#buf.length <= max) {
+        const r = await this.#it.next()
+        if (r.done === true) this.#ended = true
+        else this.#buf = Buffer.concat([this.#buf, r.value])
+      }
+    } catch {
+      reset = true
+    }
+    const bytes = this.#buf
+    this.#buf = Buffer.alloc(0)
+    return { bytes, reset }
+  }
+}
+
+// ---- the hostile peer ------------------------------------------------------------
+
+/** How the hostile holder answers a `blob.get`. */
+export type ServeMode =
+  | 'honest'
+  | 'wrong-bytes'
+  | 'other-blob'
+  | 'substitute'
+  | 'malformed-header'
+  | 'huge-header'
+  | 'oversized-size'
+  | 'short-body'
+  | 'long-body'
+  | 'silent'
+  | 'trickle'
+  | 'error'
+
+/** How it answers `ref.list` during catch-up. */
+export type ListMode = 'honest' | 'fake-newer' | 'fake-tombstones' | 'fake-tombstones-dated' | 'malformed' | 'backwards' | 'huge-page'
+
+export interface RefSeen {
+  refId: string
+  version: number
+  manifestCipherId: string
+  size: number
+}
+
+/** A peer admitted with the cluster secret that holds what it is sent and answers as told. */
+export class HostilePeer {
+  readonly blobs = new Map<string, Buffer>()
+  readonly refs = new Map<string, RefSeen>()
+  /** Every `ref.put` in arrival order. */
+  readonly refPuts: RefSeen[] = []
+  /** Every `blob.get` asked of it. */
+  readonly gets: string[] = []
+  mode: ServeMode = 'honest'
+  listMode: ListMode = 'honest'
+  /** For `substitute`: when asked for a key cipherId, send the value's bytes. */
+  readonly substitutes = new Map<string, string>()
+  connection: Connection | undefined
+  socket: TLSSocket | undefined
+  readonly #timers = new Set<NodeJS.Timeout>()
+
+  constructor(readonly identity: NodeIdentity) {}
+
+  static async create(): Promise<HostilePeer> {
+    return new HostilePeer(await createIdentity())
+  }
+
+  get nodeId(): string {
+    return this.identity.nodeId
+  }
+
+  /** Dials `address`, is admitted, and serves the requests that come. */
+  async connect(address: string, secret: string): Promise<Connection> {
+    const { socket, status } = await admitTo(address, { secret, identity: this.identity })
+    if (status !== 0) throw new Error(`the hostile peer was refused (status ${status})`)
+    this.socket = socket
+    const conn = createMuxedConnection(socket, { direction: 'outbound', remoteNodeId: '0'.repeat(64), remoteAddress: address })
+    this.connection = conn
+    void (async () => {
+      try {
+        for await (const stream of conn.incoming) void this.#serve(stream).catch(() => stream.reset())
+      } catch {
+        // the connection ended
+      }
+    })()
+    return conn
+  }
+
+  /** Admitted, then raw bytes instead of the multiplexer; resolves once the listener closes (or not, after `timeoutMs`). */
+  async rawAfterAdmission(address: string, secret: string, bytes: Buffer, timeoutMs: number): Promise<{ closed: boolean; received: number }> {
+    const { socket, status } = await admitTo(address, { secret, identity: this.identity })
+    if (status !== 0) throw new Error(`the hostile peer was refused (status ${status})`)
+    socket.write(bytes)
+    const out = await drain(socket, timeoutMs)
+    socket.destroy()
+    return { closed: out.closed, received: out.bytes.length }
+  }
+
+  async disconnect(): Promise<void> {
+    const conn = this.connection
+    this.connection = undefined
+    for (const t of this.#timers) clearTimeout(t)
+    this.#timers.clear()
+    if (conn === undefined) return
+    conn.abort(new Error('hostile peer leaves'))
+    await conn.closed
+  }
+
+  async #serve(stream: Stream): Promise<void> {
+    const reader = new Reader(stream)
+    const h = await reader.header()
+    if (h === undefined) return void (await stream.closeWrite())
+    const send = (header: unknown): Promise<void> => stream.write(frame(header))
+    switch (h.op) {
+      case 'blob.has': {
+        const ids = h.cipherIds as string[]
+        await send({ ok: true, missing: ids.filter((id) => !this.blobs.has(id)) })
+        break
+      }
+      case 'blob.put': {
+        const id = h.cipherId as string
+        if (this.blobs.has(id)) {
+          await send({ ok: true, have: true })
+          break
+        }
+        await send({ ok: true, have: false })
+        const sizeHeader = await reader.header()
+        const size = sizeHeader?.size as number
+        const body = await reader.bytes(size)
+        if (body !== undefined) this.blobs.set(id, Buffer.from(body))
+        await send({ ok: true })
+        break
+      }
+      case 'ref.put': {
+        const body = await reader.bytes(h.bodySize as number)
+        void body
+        const ref: RefSeen = { refId: h.refId as string, version: h.version as number, manifestCipherId: h.manifestCipherId as string, size: h.size as number }
+        this.refPuts.push(ref)
+        this.refs.set(ref.refId, ref)
+        await send({ ok: true })
+        break
+      }
+      case 'ref.delete':
+        this.refs.delete(h.refId as string)
+        await send({ ok: true })
+        break
+      case 'ref.get': {
+        const ref = this.refs.get(h.refId as string)
+        await send(ref === undefined ? { ok: true } : { ok: true, ref: { refId: ref.refId, version: ref.version, deleted: false, manifestCipherId: ref.manifestCipherId, size: ref.size } })
+        break
+      }
+      case 'ref.list':
+        return this.#list(stream, send)
+      case 'blob.get':
+        return this.#get(stream, h.cipherId as string)
+      default:
+        await send({ ok: false, code: 'ERR_PROTOCOL', message: 'unknown' })
+    }
+    await stream.closeWrite()
+  }
+
+  async #list(stream: Stream, send: (h: unknown) => Promise<void>): Promise<void> {
+    const refs = [...this.refs.values()].sort((a, b) => (a.refId < b.refId ? -1 : 1))
+    const live = (r: RefSeen, version = r.version): Record<string, unknown> => ({ refId: r.refId, version, deleted: false, manifestCipherId: r.manifestCipherId, size: r.size })
+    switch (this.listMode) {
+      case 'honest':
+        await send({ ok: true, entries: refs.map((r) => live(r)) })
+        break
+      case 'fake-newer':
+        // A valid older manifest presented as a much newer version.
+        await send({ ok: true, entries: refs.map((r) => live(r, r.version + 5)) })
+        break
+      case 'fake-tombstones':
+        await send({ ok: true, entries: refs.map((r) => ({ refId: r.refId, version: r.version + 5, deleted: true })) })
+        break
+      case 'fake-tombstones-dated':
+        // The same, claiming the owner deleted them just now.
+        await send({ ok: true, entries: refs.map((r) => ({ refId: r.refId, version: r.version + 5, deleted: true, writtenAt: Date.now() })) })
+        break
+      case 'malformed':
+        await send({ ok: true, entries: [{ refId: '../../etc', version: -1 }, 'x', null] })
+        break
+      case 'backwards':
+        await send({ ok: true, entries: Array.from({ length: 256 }, (_, i) => ({ refId: (255 - i).toString(16).padStart(64, '0'), version: 1, deleted: true })) })
+        break
+      case 'huge-page':
+        await send({ ok: true, entries: Array.from({ length: 5000 }, (_, i) => ({ refId: i.toString(16).padStart(64, '0'), version: 1, deleted: true })) })
+        break
+    }
+    await stream.closeWrite()
+  }
+
+  async #get(stream: Stream, cipherId: string): Promise<void> {
+    this.gets.push(cipherId)
+    const bytes = this.blobs.get(cipherId)
+    const send = (b: Uint8Array): Promise<void> => stream.write(b)
+    const mode = bytes === undefined && this.mode === 'honest' ? 'error' : this.mode
+    const real = bytes ?? randomBytes(1024)
+    switch (mode) {
+      case 'honest':
+        await send(frame({ ok: true, size: real.length }))
+        await send(real)
+        break
+      case 'wrong-bytes':
+        await send(frame({ ok: true, size: real.length }))
+        await send(randomBytes(real.length))
+        break
+      case 'other-blob': {
+        const other = [...this.blobs].find(([id]) => id !== cipherId)?.[1] ?? randomBytes(100)
+        await send(frame({ ok: true, size: other.length }))
+        await send(other)
+        break
+      }
+      case 'substitute': {
+        const sub = this.blobs.get(this.substitutes.get(cipherId) ?? '') ?? randomBytes(100)
+        await send(frame({ ok: true, size: sub.length }))
+        await send(sub)
+        break
+      }
+      case 'malformed-header':
+        await send(Buffer.concat([Buffer.from([0, 0, 0, 9]), Buffer.from('{not json')]))
+        break
+      case 'huge-header':
+        await send(Buffer.from([0x7f, 0xff, 0xff, 0xff, 0x7b]))
+        break
+      case 'oversized-size':
+        await send(frame({ ok: true, size: 2 ** 40 }))
+        await send(randomBytes(4096))
+        break
+      case 'short-body':
+        await send(frame({ ok: true, size: real.length }))
+        await send(real.subarray(0, real.length >> 1))
+        break
+      case 'long-body':
+        await send(frame({ ok: true, size: real.length }))
+        await send(real)
+        await send(randomBytes(777))
+        break
+      case 'silent':
+        // Never answers; the reader's per-peer timeout must move on.
+        return
+      case 'trickle': {
+        await send(frame({ ok: true, size: real.length }))
+        const drip = (): void => {
+          const t = setTimeout(() => {
+            this.#timers.delete(t)
+            stream.write(randomBytes(1)).then(drip, () => {})
+          }, 200)
+          this.#timers.add(t)
+        }
+        drip()
+        return
+      }
+      case 'error':
+        await send(frame({ ok: false, code: 'ERR_NOT_FOUND', message: 'no such blob' }))
+        break
+    }
+    await stream.closeWrite()
+  }
+
+  /**
+   * Opens a stream and sends raw request bytes (then half-closes, unless `end` is false); reports
+   * what came back: the response bytes, whether the node reset the stream, or nothing in time.
+   */
+  async request(bytes: Buffer | Buffer[], options: { end?: boolean; timeoutMs?: number } = {}): Promise<{ reset: boolean; response: Buffer; timedOut: boolean }> {
+    const conn = this.connection
+    if (conn === undefined) throw new Error('not connected')
+    let stream: Stream
+    try {
+      stream = await conn.openStream()
+    } catch {
+      // The node closed the connection (as it does after a malformed request).
+      return { reset: true, response: Buffer.alloc(0), timedOut: false }
+    }
+    let writeFailed = false
+    try {
+      for (const p of Array.isArray(bytes) ? bytes : [bytes]) await stream.write(p)
+      if (options.end !== false) await stream.closeWrite()
+    } catch {
+      writeFailed = true
+    }
+    let timer: NodeJS.Timeout | undefined
+    try {
+      const outcome = await Promise.race([
+        new Reader(stream).rest(1024 * 1024),
+        new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), options.timeoutMs ?? 10_000))),
+      ])
+      if (outcome === 'timeout') {
+        stream.reset()
+        return { reset: writeFailed, response: Buffer.alloc(0), timedOut: true }
+      }
+      return { reset: outcome.reset || writeFailed, response: outcome.bytes, timedOut: false }
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}

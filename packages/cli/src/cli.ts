@@ -1,0 +1,439 @@
+// The `dcas` command line (commander): parses the arguments, runs one command, prints what
+// happened for people (or JSON), and turns every failure into a message, a hint and an exit code.
+import { createReadStream } from 'node:fs'
+import { rename, stat, unlink } from 'node:fs/promises'
+import { basename, dirname, join, resolve } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { createWriteStream } from 'node:fs'
+import { pipeline } from 'node:stream/promises'
+import { Command, CommanderError, Option } from 'commander'
+import { DEFAULT_CONFIG, LOG_LEVELS, parseWriteQuorum } from './config.js'
+import type { DcasClient } from './client.js'
+import { AbortedError, CliError, UnavailableError, UsageError, codeOf, messageOf } from './errors.js'
+import { writeFileAtomic } from './files.js'
+import { formatBytes, formatDuration, plural, shortId, table } from './format.js'
+import type { Progress } from './progress.js'
+import type { NodeStatus, PeerStatus } from './status.js'
+import { VERSION } from './version.js'
+
+// The heavy modules (the node, fastify, pino, key generation) load only for the commands that need them,
+// so `dcas ls` starts fast.
+const lazy = {
+  client: () => import('./client.js'),
+  daemon: () => import('./daemon.js'),
+  init: () => import('./init.js'),
+  logger: () => import('./logger.js'),
+  progress: () => import('./progress.js'),
+}
+
+/** The streams and environment a run of the command line uses. */
+export interface CliIO {
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean }
+  stdout: NodeJS.WritableStream & { isTTY?: boolean }
+  stderr: NodeJS.WritableStream & { isTTY?: boolean }
+  /** Read for `DCAS_ROOT`. */
+  env: Record<string, string | undefined>
+  /** `dcas serve` runs until this resolves (default: the first SIGINT or SIGTERM). */
+  stopSignal?: () => Promise<string>
+}
+
+interface RootOptions {
+  root?: string
+}
+
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
+
+const rootOption = (): Option => new Option('-r, --root <dir>', "the node's data directory (default: $DCAS_ROOT)")
+const jsonOption = (): Option => new Option('--json', 'print JSON instead of text')
+
+/** Waits for SIGINT or SIGTERM; a second one exits at once. */
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const first = (signal: string): void => {
+      process.off('SIGINT', onInt)
+      process.off('SIGTERM', onTerm)
+      const force = (): never => process.exit(1)
+      process.once('SIGINT', force)
+      process.once('SIGTERM', force)
+      resolve(signal)
+    }
+    const onInt = (): void => first('SIGINT')
+    const onTerm = (): void => first('SIGTERM')
+    process.once('SIGINT', onInt)
+    process.once('SIGTERM', onTerm)
+  })
+}
+
+/** What to say about a peer that is not connected. */
+export function peerAdvice(peer: PeerStatus): string | undefined {
+  if (peer.connected) return undefined
+  if (peer.error?.code === 'ERR_PEER_UNAUTHORIZED') return "it refused this node: the two do not share a cluster secret. Give both the same one (dcas init --join <the other node's DIR/identity/cluster-secret>)"
+  if (peer.error !== undefined) return `cannot reach it (${peer.error.code ?? 'error'}: ${peer.error.message}); it is dialled again with backoff: check it runs (dcas serve) and the address`
+  if (peer.address === undefined) return 'not connected; it dials this node, so it reconnects once it runs again (dcas serve on it)'
+  return 'not connected; it is dialled again with backoff'
+}
+
+function printStatus(s: NodeStatus, out: (line: string) => void): void {
+  const connected = s.peers.filter((p) => p.connected).length
+  out(`node     ${s.nodeId}  (pid ${s.pid}, up ${formatDuration(s.uptime)}, dcas ${s.version})`)
+  out(`listens  ${s.address} for peers; API ${s.api}`)
+  out(`data     ${s.root}`)
+  out(`peers    ${s.peers.length} known, ${connected} connected`)
+  if (s.peers.length > 0) {
+    const rows = s.peers.map((p) => ['', p.nodeId === undefined ? '-' : shortId(p.nodeId), p.address ?? '(dials us)', p.connected ? 'connected' : `not connected${p.error?.code === undefined ? '' : ` (${p.error.code})`}`])
+    out(table(rows))
+    for (const p of s.peers) {
+      const advice = peerAdvice(p)
+      if (advice !== undefined && p.error !== undefined) out(`  ${p.address ?? shortId(p.nodeId ?? '')}: ${advice}`)
+    }
+  }
+  const o = s.objects
+  const spread = s.peers.length === 0 ? 'no peers known, so no replicas' : `${o.replicated} on every known peer, ${o.lagging} lagging (${formatBytes(o.lagBytes)}), ${o.unreplicated} on no peer`
+  out(`objects  ${plural(o.objects, 'object')} (${formatBytes(o.bytes)}): ${spread}`)
+  out(`disk     blobs ${formatBytes(s.disk.blobs)}, replicas for peers ${formatBytes(s.disk.replicas)}, index ${formatBytes(s.disk.index)}; ${formatBytes(s.disk.free)} free`)
+  out(`memory   rss ${formatBytes(s.memory.rss)} (peak ${formatBytes(s.memory.maxRss)}), heap ${formatBytes(s.memory.heapUsed)}`)
+  const scrub = s.lastScrub === undefined ? 'no scrub since the start' : `last scrub ${new Date(s.lastScrub.at).toISOString()}: ${s.lastScrub.objects} objects, ${s.lastScrub.healed} healed, ${s.lastScrub.failed.length} failed`
+  out(`health   ${s.healed} chunks healed from peers since the start; ${scrub}`)
+}
+
+/** Builds the `dcas` program. */
+function buildProgram(io: CliIO): Command {
+  const out = (line: string): void => void io.stdout.write(`${line}\n`)
+  const warn = (line: string): void => void io.stderr.write(`${line}\n`)
+  const rootOf = (opts: RootOptions): string => {
+    const root = opts.root ?? io.env.DCAS_ROOT
+    if (root === undefined || root === '') throw new UsageError('which node? give its data directory with --root DIR (or set DCAS_ROOT)')
+    return resolve(root)
+  }
+  const client = async (opts: RootOptions): Promise<DcasClient> => (await lazy.client()).connect({ root: rootOf(opts) })
+  const progressOn = async (show: boolean, label: string, total: number | undefined): Promise<Progress> => {
+    const { createProgress, noProgress } = await lazy.progress()
+    return show ? createProgress(io.stderr, label, total) : noProgress
+  }
+  const json = (value: unknown): void => out(JSON.stringify(value, null, 2))
+  // Ctrl-C during a transfer aborts it cleanly (a partial download is removed).
+  const interruptible = async <T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> => {
+    const controller = new AbortController()
+    const onSignal = (): void => controller.abort(new AbortedError('interrupted'))
+    process.once('SIGINT', onSignal)
+    try {
+      return await fn(controller.signal)
+    } catch (err) {
+      if (controller.signal.aborted) throw new AbortedError('interrupted', { cause: err })
+      throw err
+    } finally {
+      process.off('SIGINT', onSignal)
+    }
+  }
+
+  const program = new Command('dcas')
+    .description('dcas: distributed content-addressable storage. Run a node, put and get files, replicated encrypted to its peers.')
+    .version(VERSION, '-V, --version', 'print the version')
+    .configureOutput({ writeOut: (s) => void io.stdout.write(s), writeErr: (s) => void io.stderr.write(s) })
+    .exitOverride()
+    .showHelpAfterError('(add --help for usage)')
+    .helpCommand(true)
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 done, 1 unexpected failure, 2 usage or invalid key, 3 not initialised or bad config,\n' +
+        '4 node not running or refused, 5 unknown key, 6 write quorum not reached, 7 data unavailable or corrupt, 130 interrupted.\n' +
+        'Every command finds the running node through DIR/api.json: give --root DIR or set DCAS_ROOT.',
+    )
+
+  program
+    .command('init')
+    .description('create a node in DIR: its identity, cluster secret and config.json (never overwrites)')
+    .addOption(rootOption())
+    .option('--cluster-secret <secret>', 'the secret every node of the cluster shares (default: a new random one)')
+    .option('--join <file>', "take the cluster secret (and peers) from a file: another node's DIR/identity/cluster-secret, or a JSON join file")
+    .option('--listen <host:port>', 'where the node listens for peers', DEFAULT_CONFIG.listen)
+    .option('--peer <host:port>', 'a peer to dial (repeat for more)', collect)
+    .option('--http <127.0.0.1:port>', 'the local HTTP API address (port 0 picks a free one)', DEFAULT_CONFIG.http)
+    .option('--write-quorum <n|all>', 'peers that must acknowledge a put: all connected ones, or a number', 'all')
+    .addOption(jsonOption())
+    .action(async (opts: RootOptions & { clusterSecret?: string; join?: string; listen: string; peer?: string[]; http: string; writeQuorum: string; json?: boolean }) => {
+      const root = rootOf(opts)
+      const { initNode } = await lazy.init()
+      const result = await initNode({
+        root,
+        listen: opts.listen,
+        http: opts.http,
+        writeQuorum: parseWriteQuorum(opts.writeQuorum),
+        ...(opts.peer === undefined ? {} : { peers: opts.peer }),
+        ...(opts.clusterSecret === undefined ? {} : { clusterSecret: opts.clusterSecret }),
+        ...(opts.join === undefined ? {} : { joinFile: resolve(opts.join) }),
+      })
+      if (opts.json === true) return json(result)
+      out(`initialised a dcas node in ${root}`)
+      out(`  node id         ${result.nodeId}`)
+      out(`  age recipient   ${result.recipient}`)
+      out(`  cluster secret  ${result.clusterSecret}, in ${result.files.clusterSecret}`)
+      out(`  config          ${result.files.config}`)
+      out(`start it:         dcas serve --root ${root}`)
+      const port = result.config.listen.split(':').pop()
+      out(`other nodes join: dcas init --root OTHER_DIR --join ${result.files.clusterSecret} --peer ${port === '0' ? 'ADDRESS (dcas serve logs it)' : `THIS_HOST:${port}`}`)
+      out(`keep a copy of ${result.files.identity}/ somewhere safe: without it this node's replicas cannot be read`)
+    })
+
+  program
+    .command('serve')
+    .description('run the node in the foreground: peers, replication, healing, and the HTTP API on 127.0.0.1 (writes DIR/api.json)')
+    .addOption(rootOption())
+    .option('--listen <host:port>', "where to listen for peers (default: config.json's)")
+    .option('--peer <host:port>', "a peer to dial, replacing config.json's list (repeat for more)", collect)
+    .option('--http <127.0.0.1:port>', "the HTTP API address (default: config.json's; port 0 picks a free one)")
+    .option('--write-quorum <n|all>', "peers that must acknowledge a put (default: config.json's)")
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
+    .action(async (opts: RootOptions & { listen?: string; peer?: string[]; http?: string; writeQuorum?: string; logLevel: string }) => {
+      const logger = (await lazy.logger()).createLogger({ level: opts.logLevel })
+      const daemon = await (await lazy.daemon()).startDaemon({
+        root: rootOf(opts),
+        logger,
+        ...(opts.listen === undefined ? {} : { listen: opts.listen }),
+        ...(opts.peer === undefined ? {} : { peers: opts.peer }),
+        ...(opts.http === undefined ? {} : { http: opts.http }),
+        ...(opts.writeQuorum === undefined ? {} : { writeQuorum: parseWriteQuorum(opts.writeQuorum) }),
+      })
+      const signal = await (io.stopSignal ?? untilSignal)()
+      logger.info({ signal }, 'signal received; closing gracefully (send it again to exit at once)')
+      await daemon.close()
+      logger.flush()
+    })
+
+  program
+    .command('put')
+    .description('store a file (or standard input) under KEY on the running node')
+    .argument('<key>', 'the key to store it under')
+    .argument('[file]', 'the file to read, or - for standard input (default: standard input)')
+    .addOption(rootOption())
+    .option('--no-progress', 'no progress bar, even on a terminal')
+    .addOption(jsonOption())
+    .action(async (key: string, file: string | undefined, opts: RootOptions & { progress: boolean; json?: boolean }) => {
+      const c = await client(opts)
+      let size: number | undefined
+      let source: AsyncIterable<Uint8Array>
+      if (file === undefined || file === '-') {
+        if (io.stdin.isTTY === true) throw new UsageError('nothing to put: give a FILE, or pipe the data in', { hint: `dcas put ${key} FILE, or: cat FILE | dcas put ${key}` })
+        source = io.stdin as AsyncIterable<Uint8Array>
+      } else {
+        const info = await stat(file).catch((err: unknown) => {
+          throw new UsageError(`cannot read ${file}: ${messageOf(err)}`, { cause: err })
+        })
+        if (!info.isFile()) throw new UsageError(`${file} is not a regular file`)
+        size = info.size
+        source = createReadStream(file, { highWaterMark: 1024 * 1024 })
+      }
+      const progress = await progressOn(opts.progress, `put ${key}`, size)
+      const result = await interruptible((signal) =>
+        c.put(key, source, { signal, onProgress: (n) => progress.update(n), ...(size === undefined ? {} : { size }) }).finally(() => progress.stop()),
+      )
+      if (opts.json === true) json(result)
+      else out(`stored "${key}": ${formatBytes(result.size)} (${result.size} bytes), sha256 ${result.sha256}, version ${result.version}, on ${plural(result.replicas.length, 'peer')}`)
+      const peers = await c.peers().catch(() => [])
+      for (const p of peers) {
+        if (p.nodeId !== undefined && result.replicas.includes(p.nodeId)) continue
+        const advice = peerAdvice(p) ?? 'connected, but it did not acknowledge a copy; see the node log'
+        warn(`warning: peer ${p.address ?? shortId(p.nodeId ?? '')} holds no copy yet: ${advice}. It gets the object when it (re)connects.`)
+      }
+    })
+
+  program
+    .command('get')
+    .description('read the object under KEY from the running node, to standard output or a file')
+    .argument('<key>', 'the key to read')
+    .addOption(rootOption())
+    .option('-o, --output <file>', 'write to this file, whole or not at all (default: standard output)')
+    .option('--offset <bytes>', 'first byte to read', (v) => nonNegative(v, '--offset'))
+    .option('--length <bytes>', 'how many bytes to read', (v) => nonNegative(v, '--length'))
+    .option('--no-progress', 'no progress bar, even on a terminal')
+    .action(async (key: string, opts: RootOptions & { output?: string; offset?: number; length?: number; progress: boolean }) => {
+      const c = await client(opts)
+      await interruptible(async (signal) => {
+        const result = await c.get(key, { signal, ...(opts.offset === undefined ? {} : { offset: opts.offset }), ...(opts.length === undefined ? {} : { length: opts.length }) })
+        const progress = await progressOn(opts.progress, `get ${key}`, result.length)
+        const body = (async function* () {
+          let n = 0
+          for await (const piece of result.body) {
+            n += piece.length
+            progress.update(n)
+            yield piece
+          }
+        })()
+        try {
+          if (opts.output === undefined) {
+            await pipeline(body, io.stdout, { end: false }).catch((err: unknown) => {
+              if (codeOf(err) !== 'EPIPE') throw err // the reader stopped (dcas get k | head): not a failure
+            })
+            return
+          }
+          const target = resolve(opts.output)
+          const tmp = join(dirname(target), `.${basename(target)}.dcas-${randomBytes(4).toString('hex')}.part`)
+          try {
+            await pipeline(body, createWriteStream(tmp, { flags: 'wx' }))
+            await rename(tmp, target)
+          } catch (err) {
+            await unlink(tmp).catch(() => {})
+            throw err
+          }
+          out(`wrote "${key}" to ${target}: ${formatBytes(result.length)} (${result.length} bytes)${result.length === result.info.size ? `, sha256 ${result.info.sha256} verified` : ''}`)
+        } finally {
+          progress.stop()
+        }
+      })
+    })
+
+  program
+    .command('rm')
+    .description('delete the object under KEY on the node and every peer')
+    .argument('<key>', 'the key to delete')
+    .addOption(rootOption())
+    .addOption(jsonOption())
+    .action(async (key: string, opts: RootOptions & { json?: boolean }) => {
+      const result = await (await client(opts)).delete(key)
+      if (opts.json === true) return json(result)
+      out(`deleted "${key}" on this node and ${plural(result.acknowledged.length, 'peer')}`)
+      if (result.pending.length > 0) warn(`${plural(result.pending.length, 'peer')} not reached (${result.pending.map(shortId).join(', ')}) get the delete when they reconnect`)
+    })
+
+  program
+    .command('ls')
+    .description('list the keys (with PREFIX) on the running node, in order')
+    .argument('[prefix]', 'only keys starting with this')
+    .addOption(rootOption())
+    .option('--limit <n>', 'at most this many keys (default: all)', (v) => positive(v, '--limit'))
+    .option('--after <key>', 'only keys after this one (to resume a listing)')
+    .addOption(jsonOption())
+    .action(async (prefix: string | undefined, opts: RootOptions & { limit?: number; after?: string; json?: boolean }) => {
+      const c = await client(opts)
+      let count = 0
+      const rows: string[][] = []
+      if (opts.json === true) io.stdout.write('[')
+      let after = opts.after
+      for (;;) {
+        const want = opts.limit === undefined ? 1000 : Math.min(1000, opts.limit - count)
+        if (want <= 0) break
+        const page = await c.list({ limit: want, ...(prefix === undefined ? {} : { prefix }), ...(after === undefined ? {} : { after }) })
+        for (const o of page.objects) {
+          if (opts.json === true) io.stdout.write(`${count === 0 ? '\n' : ',\n'}  ${JSON.stringify(o)}`)
+          else rows.push([formatBytes(o.size), new Date(o.updatedAt).toISOString().replace('T', ' ').slice(0, 19), o.key])
+          count++
+        }
+        // Printed page by page, so a long listing neither waits nor piles up.
+        if (rows.length > 0) out(table(rows.splice(0), { alignRight: [0] }))
+        if (page.next === undefined) break
+        after = page.next
+      }
+      if (opts.json === true) io.stdout.write(count === 0 ? ']\n' : '\n]\n')
+    })
+
+  program
+    .command('stat')
+    .description("show an object's size, SHA-256, version, chunks and which peers hold it")
+    .argument('<key>', 'the key')
+    .addOption(rootOption())
+    .addOption(jsonOption())
+    .action(async (key: string, opts: RootOptions & { json?: boolean }) => {
+      const info = await (await client(opts)).head(key)
+      if (opts.json === true) return json(info)
+      out(
+        table([
+          ['key', info.key],
+          ['size', `${formatBytes(info.size)} (${info.size} bytes)`],
+          ['sha256', info.sha256],
+          ['version', String(info.version)],
+          ['chunks', String(info.chunks)],
+          ['updated', new Date(info.updatedAt).toISOString()],
+          ['replicas', info.replicas.length === 0 ? 'none' : info.replicas.join(', ')],
+        ]),
+      )
+    })
+
+  program
+    .command('status')
+    .description('show the node: peers (connected or not, and why), replica health, disk and memory use')
+    .addOption(rootOption())
+    .addOption(jsonOption())
+    .action(async (opts: RootOptions & { json?: boolean }) => {
+      const s = await (await client(opts)).status()
+      if (opts.json === true) return json(s)
+      printStatus(s, out)
+    })
+
+  program
+    .command('scrub')
+    .description('verify every object on the node (every chunk re-hashed), healing lost or damaged chunks from peers')
+    .addOption(rootOption())
+    .addOption(jsonOption())
+    .action(async (opts: RootOptions & { json?: boolean }) => {
+      const result = await (await client(opts)).scrub()
+      if (opts.json === true) json(result)
+      else {
+        out(`scrubbed ${plural(result.objects + result.failed.length, 'object')} (${formatBytes(result.bytes)} verified): ${plural(result.healed, 'chunk')} healed from peers, ${result.failed.length} failed`)
+        for (const f of result.failed) out(`  ${f.key}: ${f.code ?? 'error'}: ${f.message}`)
+      }
+      if (result.failed.length > 0) {
+        throw new UnavailableError(`${plural(result.failed.length, 'object')} could not be verified or healed`, { hint: 'connect the peers that hold them (dcas status), then scrub again' })
+      }
+    })
+
+  const identity = program.command('identity').description("the node's age identity (the key its replicas are encrypted to)")
+  identity
+    .command('export')
+    .description('print the age identity (AGE-SECRET-KEY-1…) for safe keeping; age -d -i FILE opens any replica with it')
+    .addOption(rootOption())
+    .option('-o, --output <file>', 'write it to this file (mode 0600; never overwrites)')
+    .action(async (opts: RootOptions & { output?: string }) => {
+      const { text } = await (await lazy.init()).exportIdentity(rootOf(opts))
+      if (opts.output !== undefined) {
+        const target = resolve(opts.output)
+        await writeFileAtomic(target, text, { exclusive: true }).catch((err: unknown) => {
+          if (codeOf(err) === 'EEXIST') throw new UsageError(`${target} exists; nothing was written`, { hint: 'choose another file' })
+          throw err
+        })
+        out(`wrote the age identity to ${target} (mode 0600)`)
+        return
+      }
+      if (io.stdout.isTTY === true) warn('this is the secret key of the node: keep it private, and keep it safe (the whole identity/ directory is better)')
+      io.stdout.write(text)
+    })
+
+  return program
+}
+
+function nonNegative(value: string, what: string): number {
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`${what} must be a whole number of bytes, got "${value}"`)
+  return Number(value)
+}
+
+function positive(value: string, what: string): number {
+  const n = nonNegative(value, what)
+  if (n === 0) throw new UsageError(`${what} must be at least 1`)
+  return n
+}
+
+/**
+ * Runs the `dcas` command line with `argv` (without `node` and the script) and resolves to
+ * the exit code. Never throws: failures are printed to `io.stderr` as a message and a hint.
+ */
+export async function runCli(argv: string[], io: Partial<CliIO> = {}): Promise<number> {
+  const streams: CliIO = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env, ...io }
+  const program = buildProgram(streams)
+  try {
+    await program.parseAsync(argv, { from: 'user' })
+    return 0
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version end well; anything else commander refused is a usage error (already printed).
+      return err.exitCode === 0 ? 0 : 2
+    }
+    const cliError = err instanceof CliError ? err : undefined
+    if (cliError !== undefined) {
+      streams.stderr.write(`dcas: ${cliError.message}\n`)
+      if (cliError.hint !== undefined) streams.stderr.write(`  ${cliError.hint}\n`)
+      return cliError.exitCode
+    }
+    streams.stderr.write(`dcas: ${codeOf(err) === undefined ? '' : `${codeOf(err)}: `}${messageOf(err)}\n`)
+    if (streams.env.DCAS_DEBUG !== undefined && err instanceof Error && err.stack !== undefined) streams.stderr.write(`${err.stack}\n`)
+    return 1
+  }
+}

@@ -1,0 +1,205 @@
+// `dcas serve` as a library: the node, its HTTP API on 127.0.0.1, and `DIR/api.json`.
+import { randomBytes } from 'node:crypto'
+import { unlink } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { createServer, type DialErrorEvent, type PeerInfo, type ScrubResult, type Server } from '@dcas/server'
+import { parseAddress, parseHttpAddress, parseWriteQuorum, paths, type NodeConfig } from './config.js'
+import { AlreadyRunningError, ListenError, codeOf, messageOf } from './errors.js'
+import { readApiFile, type ApiFile } from './api-file.js'
+import { writeFileAtomic } from './files.js'
+import { createApi } from './http.js'
+import { loadNode } from './init.js'
+import { silentLogger, type Logger } from './logger.js'
+import { createMetrics, type NodeMetrics } from './metrics.js'
+import { diskUsage, replicaHealth, type NodeStatus, type PeerStatus } from './status.js'
+import { VERSION } from './version.js'
+
+
+/** Options of {@link startDaemon}; each one overrides `DIR/config.json`. */
+export interface DaemonOptions {
+  /** An initialised data directory (`dcas init`). */
+  root: string
+  /** Where to listen for peers, `host:port`. */
+  listen?: string
+  /** Peers to dial (replace the config's list). */
+  peers?: string[]
+  /** The HTTP API's address, `127.0.0.1:PORT` (port 0 picks one). */
+  http?: string
+  writeQuorum?: 'all' | number
+  /** A pino logger; default silent. */
+  logger?: Logger
+  /** The bearer token (default: 32 random bytes, base64url). */
+  token?: string
+}
+
+/** A running node with its HTTP API. */
+export interface Daemon {
+  readonly root: string
+  readonly server: Server
+  readonly nodeId: string
+  /** Where the node listens for peers. */
+  readonly address: string
+  /** The HTTP API's URL, `http://127.0.0.1:PORT`. */
+  readonly url: string
+  readonly token: string
+  readonly metrics: NodeMetrics
+  /** The node's status, as `GET /v1/status` answers it. */
+  status(): Promise<NodeStatus>
+  /** Stops the HTTP API, finishes in-flight stores, closes the node and removes `api.json`. */
+  close(): Promise<void>
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** Whether the node `api.json` describes still answers with that token. */
+async function answers(api: ApiFile): Promise<boolean> {
+  try {
+    const res = await fetch(`${api.url}/v1/status`, { headers: { authorization: `Bearer ${api.token}` }, signal: AbortSignal.timeout(2_000) })
+    await res.body?.cancel()
+    return res.ok
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Starts the node of an initialised data directory and its HTTP API on 127.0.0.1, then
+ * writes `DIR/api.json` (URL and a fresh bearer token, mode 0600). Refuses when another
+ * node answers for the same directory.
+ */
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const root = resolve(options.root)
+  const log = options.logger ?? silentLogger
+  const { config } = await loadNode(root)
+  const settings: NodeConfig = {
+    listen: options.listen ?? config.listen,
+    peers: options.peers ?? config.peers,
+    http: options.http ?? config.http,
+    writeQuorum: options.writeQuorum === undefined ? config.writeQuorum : parseWriteQuorum(options.writeQuorum),
+  }
+  parseAddress(settings.listen, '--listen')
+  for (const p of settings.peers) parseAddress(p, '--peer')
+  const http = parseHttpAddress(settings.http)
+
+  const previous = await readApiFile(root)
+  if (previous !== undefined && previous.pid !== process.pid && alive(previous.pid) && (await answers(previous))) {
+    throw new AlreadyRunningError(`a dcas node is already running for ${root} (pid ${previous.pid}, ${previous.url})`, { hint: `stop it first (kill ${previous.pid}), or use it: dcas status --root ${root}` })
+  }
+
+  const server = createServer({ root, listen: settings.listen, bootstrap: settings.peers, writeQuorum: settings.writeQuorum, logger: log.child({ component: 'node' }) })
+  const dialErrors = new Map<string, NonNullable<PeerStatus['error']>>()
+  server.on('dial:error', (e: DialErrorEvent) => {
+    const last = dialErrors.get(e.address)
+    dialErrors.set(e.address, { ...(e.code === undefined ? {} : { code: e.code }), message: e.message, at: Date.now() })
+    if (last?.code === e.code && last?.message === e.message) return // said once is enough; it retries with backoff
+    if (e.code === 'ERR_PEER_UNAUTHORIZED') {
+      log.error({ peer: e.address, code: e.code, err: e.message }, `peer ${e.address} refused this node: it does not share this node's cluster secret. Give both nodes the same one (dcas init --join <the other node's DIR/identity/cluster-secret>), or fix --peer`)
+    } else {
+      log.warn({ peer: e.address, code: e.code, err: e.message }, `cannot reach peer ${e.address}; retrying with backoff`)
+    }
+  })
+  server.on('peer:connect', (p: PeerInfo) => {
+    if (p.address !== undefined) dialErrors.delete(p.address)
+  })
+  try {
+    await server.start()
+  } catch (err) {
+    await server.close().catch(() => {})
+    if (['ERR_ADDRESS_IN_USE', 'ERR_LISTEN_FAILED', 'EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL'].includes(codeOf(err) ?? '')) throw new ListenError(`cannot listen for peers on ${settings.listen}: ${messageOf(err)}`, { cause: err, hint: 'pick another address with --listen HOST:PORT' })
+    throw err
+  }
+
+  const token = options.token ?? randomBytes(32).toString('base64url')
+  const metrics = createMetrics(server)
+  const startedAt = Date.now()
+  let lastScrub: NodeStatus['lastScrub']
+  let url = ''
+  const peers = (): PeerStatus[] => {
+    const known = server.peers()
+    const list: PeerStatus[] = known.map((p) => {
+      const error = p.connected || p.address === undefined ? undefined : dialErrors.get(p.address)
+      return { nodeId: p.nodeId, ...(p.address === undefined ? {} : { address: p.address }), connected: p.connected, ...(error === undefined ? {} : { error }) }
+    })
+    for (const address of settings.peers) {
+      if (known.some((p) => p.address === address)) continue
+      const error = dialErrors.get(address)
+      list.push({ address, connected: false, ...(error === undefined ? {} : { error }) })
+    }
+    return list
+  }
+  const status = async (): Promise<NodeStatus> => {
+    const memory = process.memoryUsage()
+    return {
+      nodeId: server.nodeId,
+      address: server.address,
+      api: url,
+      root,
+      pid: process.pid,
+      version: VERSION,
+      uptime: Math.round((Date.now() - startedAt) / 1000),
+      peers: peers(),
+      objects: await replicaHealth(server),
+      disk: await diskUsage(root),
+      memory: { rss: memory.rss, maxRss: process.resourceUsage().maxRSS * 1024, heapUsed: memory.heapUsed },
+      healed: metrics.healed,
+      ...(lastScrub === undefined ? {} : { lastScrub }),
+    }
+  }
+  const api = createApi({
+    server,
+    token,
+    metrics,
+    status,
+    peers,
+    logger: log.child({ component: 'http' }),
+    onScrub: (r: ScrubResult) => (lastScrub = { ...r, at: Date.now() }),
+  })
+  try {
+    await api.listen({ host: http.host, port: http.port })
+  } catch (err) {
+    metrics.close()
+    await server.close().catch(() => {})
+    throw new ListenError(`cannot serve the HTTP API on ${settings.http}: ${messageOf(err)}`, { cause: err, hint: 'pick another port with --http 127.0.0.1:PORT (0 picks a free one)' })
+  }
+  const bound = api.server.address()
+  url = `http://127.0.0.1:${typeof bound === 'object' && bound !== null ? bound.port : http.port}`
+  const apiFile: ApiFile = { url, token, pid: process.pid, nodeId: server.nodeId, address: server.address, startedAt }
+  try {
+    await writeFileAtomic(paths(root).api, `${JSON.stringify(apiFile, null, 2)}\n`)
+  } catch (err) {
+    await Promise.allSettled([api.close(), server.close()])
+    throw err
+  }
+  log.info({ nodeId: server.nodeId, address: server.address, api: url, root, peers: settings.peers }, 'ready')
+
+  let closing: Promise<void> | undefined
+  return {
+    root,
+    server,
+    nodeId: server.nodeId,
+    address: server.address,
+    url,
+    token,
+    metrics,
+    status,
+    close: () =>
+      (closing ??= (async () => {
+        log.info({}, 'shutting down')
+        // New requests get 503 at once; in-flight stores finish, reads fail with ERR_CLOSED.
+        const httpClosed = api.close()
+        await server.close()
+        await httpClosed
+        metrics.close()
+        const current = await readApiFile(root)
+        if (current?.pid === process.pid && current.token === token) await unlink(paths(root).api).catch(() => {})
+        log.info({}, 'stopped')
+      })()),
+  }
+}

@@ -1,0 +1,129 @@
+// `dcas serve` as a process: its log, api.json, signals, and what the other commands say
+// when the node is missing, stopped, or refused by its peer.
+import { stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { initNode, type InitOptions, type NodeStatus } from '../src/index.js'
+import { dcas, serve, stopAll, tempDir } from './helpers.js'
+
+let dir: { path: string; cleanup: () => Promise<void> }
+
+beforeEach(async () => {
+  dir = await tempDir()
+})
+
+afterEach(async () => {
+  await stopAll()
+  await dir.cleanup()
+})
+
+/** Initialises a node in this process (init itself is tested in init.test.ts and flow.test.ts). */
+async function init(name: string, extra: Partial<InitOptions> = {}): Promise<string> {
+  const root = join(dir.path, name)
+  await initNode({ root, listen: '127.0.0.1:0', http: '127.0.0.1:0', ...extra })
+  return root
+}
+
+const exists = (path: string): Promise<boolean> =>
+  stat(path).then(
+    () => true,
+    () => false,
+  )
+
+describe('dcas serve', () => {
+  it('logs JSON lines off a terminal, writes api.json with mode 0600, and on SIGTERM closes gracefully and removes it', async () => {
+    const root = await init('a')
+    const node = await serve(root)
+    expect(node.lines.every((l) => typeof l.level === 'number' && typeof l.time === 'number')).toBe(true)
+    expect(node.lines.find((l) => l.msg === 'ready')).toMatchObject({ api: node.api.url, nodeId: node.api.nodeId, address: node.api.address })
+    expect(node.api.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    expect(node.api.token).toMatch(/^[A-Za-z0-9_-]{43}$/)
+    expect((await stat(join(root, 'api.json'))).mode & 0o777).toBe(0o600)
+
+    expect(await node.stop('SIGTERM')).toEqual({ code: 0, signal: null })
+    expect(node.lines.map((l) => l.msg)).toEqual(expect.arrayContaining(['signal received; closing gracefully (send it again to exit at once)', 'shutting down', 'stopped']))
+    expect(await exists(join(root, 'api.json'))).toBe(false)
+    const after = await dcas(['status', '--root', root])
+    expect(after.code).toBe(4)
+    expect(after.stderr).toContain('no dcas node is running')
+  })
+
+  it('closes gracefully on SIGINT too', async () => {
+    const node = await serve(await init('a'))
+    expect(await node.stop('SIGINT')).toEqual({ code: 0, signal: null })
+    expect(node.lines.some((l) => l.msg === 'stopped')).toBe(true)
+  })
+
+  it('refuses to start a second node on the same directory, with exit code 4', async () => {
+    const root = await init('a')
+    const first = await serve(root)
+    const second = await dcas(['serve', '--root', root])
+    expect(second.code).toBe(4)
+    expect(second.stderr).toContain(`a dcas node is already running for ${root} (pid ${first.child.pid}`)
+    expect((await dcas(['status', '--root', root])).code).toBe(0)
+  })
+
+  it('after a crash (api.json left behind), commands say the node is not running, and serve starts again', async () => {
+    const root = await init('a')
+    const node = await serve(root)
+    await node.stop('SIGKILL')
+    expect(await exists(join(root, 'api.json'))).toBe(true)
+    const ls = await dcas(['ls', '--root', root])
+    expect(ls.code).toBe(4)
+    expect(ls.stderr).toContain('is not running: its API refused the connection')
+    expect(ls.stderr).toContain(`dcas serve --root ${root}`)
+    const again = await serve(root)
+    expect(again.api.token).not.toBe(node.api.token)
+    expect((await dcas(['ls', '--root', root])).code).toBe(0)
+  })
+
+  it('exits 4 naming the address when its peer or HTTP address is taken', async () => {
+    const a = await serve(await init('a'))
+    const rootB = await init('b')
+    const httpTaken = await dcas(['serve', '--root', rootB, '--http', a.api.url.replace('http://', '')])
+    expect(httpTaken.code).toBe(4)
+    expect(httpTaken.stderr).toContain(`cannot serve the HTTP API on ${a.api.url.replace('http://', '')}`)
+    expect(httpTaken.stderr).toContain('pick another port with --http')
+    const peerTaken = await dcas(['serve', '--root', rootB, '--listen', a.api.address])
+    expect(peerTaken.code).toBe(4)
+    expect(peerTaken.stderr).toContain(`cannot listen for peers on ${a.api.address}`)
+  })
+
+  it('refuses an HTTP address other than 127.0.0.1, with exit code 2', async () => {
+    const result = await dcas(['serve', '--root', await init('a'), '--http', '0.0.0.0:0'])
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('the HTTP API listens on 127.0.0.1 only')
+  })
+
+  it('says which peer refused this node and what to do, in its log, in status and after a put', async () => {
+    const a = await serve(await init('a'))
+    const rootC = await init('c', { clusterSecret: 'not the secret node a has' })
+    const c = await serve(rootC, ['--peer', a.api.address])
+    const line = await c.waitFor((l) => l.code === 'ERR_PEER_UNAUTHORIZED')
+    expect(line.msg).toContain(`peer ${a.api.address} refused this node: it does not share this node's cluster secret`)
+    expect(line.msg).toContain('dcas init --join')
+
+    const status = JSON.parse((await dcas(['status', '--root', rootC, '--json'])).stdout) as NodeStatus
+    expect(status.peers).toEqual([{ address: a.api.address, connected: false, error: expect.objectContaining({ code: 'ERR_PEER_UNAUTHORIZED' }) as unknown }])
+    const text = await dcas(['status', '--root', rootC])
+    expect(text.stdout).toContain('not connected (ERR_PEER_UNAUTHORIZED)')
+    expect(text.stdout).toContain('do not share a cluster secret')
+
+    const put = await dcas(['put', '--root', rootC, 'k', '-'], { input: 'data' })
+    expect(put.code).toBe(0)
+    expect(put.stdout).toContain('on 0 peers')
+    expect(put.stderr).toContain(`warning: peer ${a.api.address} holds no copy yet: it refused this node`)
+  })
+})
+
+describe('dcas put with a write quorum', () => {
+  it('exits 6 with who holds what when the quorum is not reached, and the object stays readable here', async () => {
+    const root = await init('a', { writeQuorum: 1 })
+    await serve(root)
+    const put = await dcas(['put', '--root', root, 'k', '-'], { input: 'committed here' })
+    expect(put.code).toBe(6)
+    expect(put.stderr).toContain('reached 0 of 1 required replicas')
+    expect(put.stderr).toContain('goes to the missing peers when they reconnect')
+    expect((await dcas(['get', '--root', root, 'k'])).stdout).toBe('committed here')
+  })
+})
