@@ -1,16 +1,15 @@
 // The multiplexer's own cost: one 1 GiB stream, and 8 concurrent streams, over an
 // in-memory pipe and over a plain TCP loopback socket (no TLS), each beside the
-// same pipe or socket carrying the bytes raw. Every case runs in its own process,
-// so its peak RSS is its own.
-import { spawnSync } from 'node:child_process'
+// same pipe or socket carrying the bytes raw. Every case runs in a worker process of its
+// own, so its peak RSS is its own; the workers take turns, one transfer each per round.
 import { once } from 'node:events'
 import { connect, createServer, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { createMemoryDuplexPair, createMuxedConnection, type Stream } from '@dcas/p2p'
-import { emit, GiB, MiB, peakRssMiB, quick, size, throughput } from '../lib.js'
+import { argValue, GiB, inTurn, isWorker, MiB, peakRssMiB, record, rounds, serveWorker, size, startWorker, throughput } from '../lib.js'
 
-const total = size(GiB, 64 * MiB)
+const total = size(GiB, 8 * MiB)
 const block = Buffer.alloc(MiB, 0x5a)
 
 type Medium = 'memory' | 'tcp'
@@ -46,7 +45,7 @@ async function socketPair(medium: Medium): Promise<[Duplex, Duplex]> {
   return [dialled, inbound]
 }
 
-async function rawTransfer(from: Duplex, to: Duplex): Promise<void> {
+async function rawTransfer(from: Duplex, to: Duplex, total: number): Promise<void> {
   let received = 0
   const done = new Promise<void>((resolve) =>
     to.on('data', (chunk: Buffer) => {
@@ -66,7 +65,7 @@ async function drain(stream: Stream): Promise<number> {
   return received
 }
 
-async function muxedTransfer(from: Duplex, to: Duplex, streams: number): Promise<void> {
+async function muxedTransfer(from: Duplex, to: Duplex, streams: number, total: number): Promise<void> {
   const sender = createMuxedConnection(from, { direction: 'outbound', remoteNodeId: 'b'.repeat(64), remoteAddress: 'bench:1' })
   const receiver = createMuxedConnection(to, { direction: 'inbound', remoteNodeId: 'a'.repeat(64), remoteAddress: 'bench:2' })
   const receiving = (async () => {
@@ -90,23 +89,36 @@ async function muxedTransfer(from: Duplex, to: Duplex, streams: number): Promise
   receiver.abort()
 }
 
-async function runCase(c: Case): Promise<void> {
+/** One transfer of `bytes` for case `c`, on a fresh pipe or socket pair; returns MB/s. */
+async function transferOnce(c: Case, bytes: number): Promise<number> {
   const [from, to] = await socketPair(c.medium)
-  const value = await throughput(total, () => (c.raw ? rawTransfer(from, to) : muxedTransfer(from, to, c.streams)))
+  const value = await throughput(bytes, () => (c.raw ? rawTransfer(from, to, bytes) : muxedTransfer(from, to, c.streams, bytes)))
   from.destroy()
   to.destroy()
-  const ceiling = c.raw ? undefined : c.medium === 'memory' ? rawMemory : rawTcp
-  emit({ name: c.name, unit: 'MB/s', value, peakRssMiB: [peakRssMiB()], ...(c.raw ? { isCeiling: true } : { ceiling }) })
+  return value
 }
 
-const only = process.argv.indexOf('--case')
-if (only >= 0) {
-  await runCase(cases[Number(process.argv[only + 1])]!)
+if (isWorker) {
+  // One case per worker process, kept up for every round, so that its peak RSS is its own.
+  const c = cases[Number(argValue('--case'))]!
+  serveWorker(async (request) => ({ value: await transferOnce(c, request.bytes as number), peakRssMiB: peakRssMiB() }))
 } else {
-  for (let i = 0; i < cases.length; i++) {
-    const res = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--case', String(i), ...(quick ? ['--quick'] : [])], {
-      stdio: ['ignore', 'inherit', 'inherit'],
-    })
-    if (res.status !== 0) process.exit(res.status ?? 1)
+  const workers = await Promise.all(cases.map((_, i) => startWorker(fileURLToPath(import.meta.url), ['--case', String(i)])))
+  try {
+    for (const round of rounds()) {
+      // Warm-ups move 64 MiB at most: enough for the JIT and the windows.
+      const bytes = round.warmUp ? Math.min(total, 64 * MiB) : total
+      const results = await inTurn(
+        round,
+        workers.map((w) => () => w.call<{ value: number; peakRssMiB: number }>({ op: 'transfer', bytes })),
+      )
+      cases.forEach((c, i) => {
+        const { value, peakRssMiB: rss } = results[i]!
+        const ceiling = c.raw ? undefined : c.medium === 'memory' ? rawMemory : rawTcp
+        record(round, { name: c.name, unit: 'MB/s', value, peakRssMiB: [rss], ...(c.raw ? { isCeiling: true } : { ceiling }) })
+      })
+    }
+  } finally {
+    await Promise.all(workers.map((w) => w.close()))
   }
 }

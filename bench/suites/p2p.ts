@@ -2,20 +2,19 @@
 // streams (1 GiB in all), beside a raw TLS 1.3 socket between the same two
 // processes in the same run (the ceiling). This process sends; a child process
 // (this file with --child) receives and reports over IPC. Peak RSS is sampled
-// in both processes during each measurement. The three run interleaved, in
-// rounds, and each reports its best round: this machine is shared and noisy.
+// in both processes during each measurement. The three take turns in rounds (lib.ts: a
+// warm-up, then `--runs` recorded runs), each round's figures reported for the harness.
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { connect, createServer, type TLSSocket } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { createIdentity, tcpTransport, type Connection, type Stream } from '@dcas/p2p'
-import { emit, GiB, MiB, size } from '../lib.js'
+import { GiB, inTurn, MiB, record, rounds, rssSampler, size, type Round } from '../lib.js'
 
 const CHUNK = 64 * 1024
 /** The raw socket keeps up to this much queued, as the muxer does (its send buffer limit). */
 const RAW_SEND_BUFFER = 1024 * 1024
-const ROUNDS = size(3, 1)
-/** Bytes each measurement sends once, unrecorded, before the rounds (JIT, TCP windows, muxer windows). */
+/** Bytes each measurement sends in a warm-up round (JIT, TCP windows, muxer windows). */
 const WARM_UP = 16 * MiB
 
 /** One measurement: `send` transfers `bytes` to the receiver. */
@@ -31,28 +30,6 @@ type FromChild =
   | { type: 'ready'; tlsPort: number; p2pAddress: string }
   | { type: 'started' }
   | { type: 'received'; bytes: number; peakRssMiB: number }
-
-/** Samples RSS every 20 ms between start() and stop(); stop() returns the peak in MiB. */
-function rssSampler(): { start(): void; stop(): number } {
-  let peak = 0
-  let timer: NodeJS.Timeout | undefined
-  const sample = (): void => {
-    peak = Math.max(peak, process.memoryUsage.rss())
-  }
-  return {
-    start() {
-      clearInterval(timer)
-      peak = 0
-      sample()
-      timer = setInterval(sample, 20)
-    },
-    stop() {
-      clearInterval(timer)
-      sample()
-      return peak / MiB
-    },
-  }
-}
 
 async function child(): Promise<void> {
   const send = (message: FromChild): void => void process.send?.(message)
@@ -93,7 +70,7 @@ async function child(): Promise<void> {
 }
 
 async function parent(): Promise<void> {
-  const total = size(GiB, 64 * MiB)
+  const total = size(GiB, 16 * MiB)
   const label = total >= GiB ? `${total / GiB} GiB` : `${total / MiB} MiB`
   const receiver: ChildProcess = fork(fileURLToPath(import.meta.url), ['--child'], {
     // The parent's node flags (`--import tsx`, and `--cpu-prof` when profiling) apply to the receiver too.
@@ -105,13 +82,9 @@ async function parent(): Promise<void> {
   const rss = rssSampler()
   const block = Buffer.alloc(CHUNK, 0x5a)
 
-  const best = new Map<string, { value: number; peakRssMiB: number[]; ceiling?: string }>()
-
-  /**
-   * Sends `bytes` with `send` while both processes sample RSS, until the receiver
-   * has every byte; records the result unless it is a warm-up.
-   */
-  async function measure(bench: Bench, bytes: number, warmUp = false): Promise<void> {
+  /** Sends `bytes` with `send` while both processes sample RSS, until the receiver has every byte; records the round. */
+  async function measure(bench: Bench, round: Round): Promise<void> {
+    const bytes = round.warmUp ? WARM_UP : total
     // The receiver must be counting before the first byte leaves.
     receiver.send({ type: 'start', bytes } satisfies ToChild)
     await once(receiver, 'message')
@@ -123,13 +96,10 @@ async function parent(): Promise<void> {
     const seconds = (performance.now() - started) / 1000
     const senderPeakRssMiB = rss.stop()
     if (report.type !== 'received' || report.bytes !== bytes) throw new Error(`the receiver got ${JSON.stringify(report)}`)
-    if (warmUp) return
     const { name, ceiling } = bench
-    const value = bytes / 1e6 / seconds
     const peakRssMiB = [senderPeakRssMiB, report.peakRssMiB]
-    const previous = best.get(name)
-    const peaks = previous === undefined ? peakRssMiB : peakRssMiB.map((p, i) => Math.max(p, previous.peakRssMiB[i]!))
-    best.set(name, { value: Math.max(value, previous?.value ?? 0), peakRssMiB: peaks, ...(ceiling === undefined ? {} : { ceiling }) })
+    const processes = ['sender', 'receiver']
+    record(round, { name, unit: 'MB/s', value: bytes / 1e6 / seconds, peakRssMiB, processes, ...(ceiling === undefined ? { isCeiling: true } : { ceiling }) })
   }
 
   async function writeSocket(socket: TLSSocket, bytes: number): Promise<void> {
@@ -169,13 +139,7 @@ async function parent(): Promise<void> {
       },
     },
   ]
-  for (const bench of benches) await measure(bench, WARM_UP, true)
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const bench of benches) await measure(bench, total)
-  }
-  for (const [name, { value, peakRssMiB, ceiling: of }] of best) {
-    emit({ name, unit: 'MB/s', value, peakRssMiB, ...(of === undefined ? { isCeiling: true } : { ceiling: of }) })
-  }
+  for (const round of rounds()) await inTurn(round, benches.map((bench) => () => measure(bench, round)))
 
   socket.end()
   await transport.close()
