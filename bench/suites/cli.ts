@@ -3,8 +3,8 @@
 // - the ceiling: raw node:http over loopback to a server process that discards the PUT body and
 //   answers the GET from memory (what HTTP alone costs);
 // - @dcas/server's store/read in this process, no HTTP (what the daemon wraps).
-// Each round runs the three in turn, the order turning with the round, so that a busy machine
-// slows each alike. The client does the same work for all three: it sends generateData() and
+// Each round (a warm-up, then the recorded runs) runs the three in turn, the order turning with
+// the round, so that a busy machine slows each alike. The client does the same work for all three: it sends generateData() and
 // counts what comes back. Peak RSS: the daemon's (from /v1/status), the raw server's, and this
 // process's (the client, and the in-process server).
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -16,11 +16,11 @@ import { pipeline } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
 import { createServer } from '@dcas/server'
 import { generateData } from '@dcas/server/testing'
-import { emit, GiB, MiB, peakRssMiB, quick, size } from '../lib.js'
+import { bytesLabel, inTurn, MiB, peakRssMiB, record, rounds, seconds, size } from '../lib.js'
 
-const OBJECT = size(GiB, 64 * MiB)
-const ROUNDS = 2
-const label = quick ? '64 MiB' : '1 GiB'
+// 256 MiB keeps six rounds of three PUT+GET pairs within minutes; the daemon's memory over 1 GiB is a test of @dcas/cli.
+const OBJECT = size(256 * MiB, 16 * MiB)
+const label = bytesLabel(OBJECT)
 const BIN = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url))
 const CEILING_PUT = `ceiling: node:http PUT ${label} over loopback to a discarding server`
 const CEILING_GET = `ceiling: node:http GET ${label} over loopback from memory`
@@ -107,12 +107,6 @@ async function text(res: IncomingMessage): Promise<string> {
   return s
 }
 
-async function timed(fn: () => Promise<unknown>): Promise<number> {
-  const start = performance.now()
-  await fn()
-  return (performance.now() - start) / 1000
-}
-
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'dcas-bench-cli-'))
   const children: ChildProcess[] = []
@@ -136,44 +130,46 @@ async function main(): Promise<void> {
 
     await direct.start()
 
-    const t = { rawPut: 0, rawGet: 0, putHttp: 0, getHttp: 0, store: 0, read: 0 }
     const length = { 'content-length': String(OBJECT) }
-    for (let round = 0; round < ROUNDS; round++) {
-      const steps: Array<() => Promise<void>> = [
-        async () => {
-          t.rawPut += await timed(async () => text(await call(rawBase, 'PUT', '/put', length, generateData(OBJECT, `raw-${round}`))))
-          t.rawGet += await timed(async () => {
+    const mbps = (secs: number): number => OBJECT / 1e6 / secs
+    for (const round of rounds()) {
+      const name = `${round.index}`
+      const [rawTimes, httpTimes, directTimes] = await inTurn(round, [
+        async () => [
+          await seconds(async () => text(await call(rawBase, 'PUT', '/put', length, generateData(OBJECT, `raw-${name}`)))),
+          await seconds(async () => {
             if ((await drain(await call(rawBase, 'GET', `/${OBJECT}`, {}))) !== OBJECT) throw new Error('short raw GET')
-          })
-        },
-        async () => {
-          t.putHttp += await timed(async () => text(await call(api.url, 'PUT', `/v1/objects/obj-${round}`, { ...auth, ...length }, generateData(OBJECT, `http-${round}`))))
-          t.getHttp += await timed(async () => {
-            if ((await drain(await call(api.url, 'GET', `/v1/objects/obj-${round}`, auth))) !== OBJECT) throw new Error('short GET')
-          })
-        },
-        async () => {
-          t.store += await timed(() => direct.store(`obj-${round}`, generateData(OBJECT, `direct-${round}`)))
-          t.read += await timed(async () => {
+          }),
+        ],
+        async () => [
+          await seconds(async () => text(await call(api.url, 'PUT', `/v1/objects/obj-${name}`, { ...auth, ...length }, generateData(OBJECT, `http-${name}`)))),
+          await seconds(async () => {
+            if ((await drain(await call(api.url, 'GET', `/v1/objects/obj-${name}`, auth))) !== OBJECT) throw new Error('short GET')
+          }),
+        ],
+        async () => [
+          await seconds(() => direct.store(`obj-${name}`, generateData(OBJECT, `direct-${name}`))),
+          await seconds(async () => {
             let n = 0
-            for await (const piece of direct.read(`obj-${round}`)) n += (piece as Buffer).length
+            for await (const piece of direct.read(`obj-${name}`)) n += (piece as Buffer).length
             if (n !== OBJECT) throw new Error('short read')
-          })
-        },
-      ]
-      for (let k = 0; k < steps.length; k++) await steps[(round + k) % steps.length]!()
+          }),
+        ],
+      ])
+      const daemonRss = (JSON.parse(await text(await call(api.url, 'GET', '/v1/status', auth))) as { memory: { maxRss: number } }).memory.maxRss / MiB
+      const rawRss = (JSON.parse(await text(await call(rawBase, 'GET', '/rss', {}))) as { maxRss: number }).maxRss / MiB
+      const here = peakRssMiB()
+      const processes = ['server', 'client']
+      record(round, { name: CEILING_PUT, unit: 'MB/s', value: mbps(rawTimes![0]!), peakRssMiB: [rawRss, here], processes, isCeiling: true })
+      record(round, { name: CEILING_GET, unit: 'MB/s', value: mbps(rawTimes![1]!), peakRssMiB: [rawRss, here], processes, isCeiling: true })
+      record(round, { name: `cli: PUT ${label} through dcas serve's HTTP API`, unit: 'MB/s', value: mbps(httpTimes![0]!), peakRssMiB: [daemonRss, here], processes: ['daemon', 'client'], ceiling: CEILING_PUT })
+      record(round, { name: `cli: GET ${label} through dcas serve's HTTP API`, unit: 'MB/s', value: mbps(httpTimes![1]!), peakRssMiB: [daemonRss, here], processes: ['daemon', 'client'], ceiling: CEILING_GET })
+      record(round, { name: `cli: server.store ${label} in process, no HTTP (for comparison)`, unit: 'MB/s', value: mbps(directTimes![0]!), peakRssMiB: [here], ceiling: CEILING_PUT })
+      record(round, { name: `cli: server.read ${label} in process, no HTTP (for comparison)`, unit: 'MB/s', value: mbps(directTimes![1]!), peakRssMiB: [here], ceiling: CEILING_GET })
+      // Each round's objects go, so the disk holds one round at a time.
+      await text(await call(api.url, 'DELETE', `/v1/objects/obj-${name}`, auth))
+      await direct.delete(`obj-${name}`)
     }
-
-    const daemonRss = ((JSON.parse(await text(await call(api.url, 'GET', '/v1/status', auth))) as { memory: { maxRss: number } }).memory.maxRss) / MiB
-    const rawRss = (JSON.parse(await text(await call(rawBase, 'GET', '/rss', {}))) as { maxRss: number }).maxRss / MiB
-    const here = peakRssMiB()
-    const mbps = (seconds: number): number => (OBJECT * ROUNDS) / 1e6 / seconds
-    emit({ name: CEILING_PUT, unit: 'MB/s', value: mbps(t.rawPut), peakRssMiB: [rawRss, here], isCeiling: true })
-    emit({ name: CEILING_GET, unit: 'MB/s', value: mbps(t.rawGet), peakRssMiB: [rawRss, here], isCeiling: true })
-    emit({ name: `cli: PUT ${label} through dcas serve's HTTP API`, unit: 'MB/s', value: mbps(t.putHttp), peakRssMiB: [daemonRss, here], ceiling: CEILING_PUT })
-    emit({ name: `cli: GET ${label} through dcas serve's HTTP API`, unit: 'MB/s', value: mbps(t.getHttp), peakRssMiB: [daemonRss, here], ceiling: CEILING_GET })
-    emit({ name: `cli: server.store ${label} in process, no HTTP (for comparison)`, unit: 'MB/s', value: mbps(t.store), peakRssMiB: [here], ceiling: CEILING_PUT })
-    emit({ name: `cli: server.read ${label} in process, no HTTP (for comparison)`, unit: 'MB/s', value: mbps(t.read), peakRssMiB: [here], ceiling: CEILING_GET })
   } finally {
     await direct.close().catch(() => {})
     for (const child of children) {
