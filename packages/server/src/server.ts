@@ -224,6 +224,20 @@ const LOCAL_MISS = new Set(['ERR_NOT_FOUND', 'ERR_INTEGRITY'])
 const MAX_REQUESTS_PER_PEER = 16
 const codeOf = (err: unknown): string | undefined => (err as { code?: string } | undefined)?.code
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err))
+/** A Buffer over the same memory (no copy): for bytes this code alone holds. */
+const asBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
+/** The pieces as one Buffer: a view when they lie back to back in one memory (a blob the store read whole), else a copy. */
+function joinPieces(pieces: Uint8Array[]): Buffer {
+  const first = pieces[0]
+  if (first === undefined) return Buffer.alloc(0)
+  let end = first.byteOffset + first.byteLength
+  for (const piece of pieces.slice(1)) {
+    if (piece.buffer !== first.buffer || piece.byteOffset !== end) return Buffer.concat(pieces)
+    end += piece.byteLength
+  }
+  return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset)
+}
 
 /** Up to `limit` promises in flight; the first failure is kept. */
 class InFlight {
@@ -527,12 +541,12 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   }
 
   async #encryptBlob(plain: Uint8Array, plainId: string, recipientsId: string, recipients: string[]): Promise<{ cipher: Buffer; cipherId: string }> {
-    const cipher = Buffer.from(await encryptBytes(plain, recipients, { seed: seedOf(this.#keys!, plainId, recipientsId) }))
+    const cipher = asBuffer(await encryptBytes(plain, recipients, { seed: seedOf(this.#keys!, plainId, recipientsId) }))
     return { cipher, cipherId: sha256Hex(cipher) }
   }
 
   async #decryptBlob(cipher: Uint8Array, plainId: string): Promise<Buffer> {
-    const plain = Buffer.from(await decryptBytes(cipher, [this.#keys!.identity]))
+    const plain = asBuffer(await decryptBytes(cipher, [this.#keys!.identity]))
     if (sha256Hex(plain) !== plainId) throw new UnavailableError(`decrypted bytes do not hash to ${plainId}`)
     return plain
   }
@@ -541,7 +555,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   async #readLocal(id: string, signal?: AbortSignal): Promise<Buffer> {
     const pieces: Uint8Array[] = []
     for await (const piece of this.#blobs!.get(id, signal === undefined ? {} : { signal })) pieces.push(piece)
-    return Buffer.concat(pieces)
+    return joinPieces(pieces)
   }
 
   /** The ciphertext of a local plaintext blob, re-created deterministically and checked against `cipherId`. */
@@ -928,7 +942,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     if (deleted !== undefined && deleted.version >= remote.version) return undefined
     let manifestId = ''
     const { plain } = await this.#fetch(remote.manifestCipherId!, maxCipherBytes(MAX_MANIFEST_BYTES), refId, async (cipher) => {
-      const bytes = Buffer.from(await decryptBytes(cipher, [this.#keys!.identity]))
+      const bytes = asBuffer(await decryptBytes(cipher, [this.#keys!.identity]))
       manifestId = sha256Hex(bytes)
       return bytes
     }, signal)
