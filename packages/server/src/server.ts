@@ -239,6 +239,13 @@ function joinPieces(pieces: Uint8Array[]): Buffer {
   return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset)
 }
 
+/** A peer's copy of one of this node's manifests, decrypted and checked. */
+interface RemoteManifest {
+  manifest: Manifest
+  manifestId: string
+  plain: Buffer
+}
+
 /** Up to `limit` promises in flight; the first failure is kept. */
 class InFlight {
   readonly #running = new Set<Promise<void>>()
@@ -755,7 +762,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       const res = await putRef(conn, ref, this.#requestSignal(signal, background))
       if (res.ok) return
       if (res.stale) {
-        await this.#raiseFloors([[ref.refId, res.version]])
+        const version = await this.#verifiedVersion(conn, ref.refId, signal ?? this.#shutdown.signal)
+        if (version !== undefined) await this.#raiseFloors([[ref.refId, version]])
         throw new UnavailableError(`the peer holds a newer version (${res.version}) or a later delete`)
       }
       for (const cipherId of res.missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), this.#requestSignal(signal, background))
@@ -918,6 +926,35 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     throw new NotFoundError(`no object is stored under "${key}"`)
   }
 
+  /**
+   * The manifest a peer holds for one of this node's refs, decrypted and checked: it must name a key
+   * whose refId is `refId`, at the version the peer reported. A peer cannot make one up (it holds no
+   * key that gives the refId), so its version and write time can be trusted.
+   */
+  async #remoteManifest(refId: string, remote: RemoteRef, signal: AbortSignal): Promise<RemoteManifest> {
+    let manifestId = ''
+    const { plain } = await this.#fetch(remote.manifestCipherId!, maxCipherBytes(MAX_MANIFEST_BYTES), refId, async (cipher) => {
+      const bytes = asBuffer(await decryptBytes(cipher, [this.#keys!.identity]))
+      manifestId = sha256Hex(bytes)
+      return bytes
+    }, signal)
+    const manifest = decodeManifest(plain)
+    if (refIdOf(this.#keys!, manifest.key) !== refId || manifest.version !== remote.version) throw new UnavailableError(`a peer's manifest for ref ${refId} does not match it`)
+    return { manifest, manifestId, plain }
+  }
+
+  /** The version of `refId` a peer holds, when this owner's proof or manifest backs it. */
+  async #verifiedVersion(conn: Connection, refId: string, signal: AbortSignal): Promise<number | undefined> {
+    try {
+      const r = await getRef(conn, refId, this.#requestSignal(signal, true))
+      if (r === undefined) return undefined
+      return r.deleted ? this.#ownTombstone(r)?.version : (await this.#remoteManifest(refId, r, signal)).manifest.version
+    } catch (err) {
+      if (signal.aborted) throw err
+      return undefined
+    }
+  }
+
   /** A peer's tombstone when this owner made it (its proof verifies); a peer cannot forge a delete. */
   #ownTombstone(r: RemoteRef): Tombstone | undefined {
     const tomb = { refId: r.refId, version: r.version, deletedAt: r.writtenAt, proof: r.proof }
@@ -935,25 +972,20 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
    * Fetches, checks and installs a ref a peer holds for us; `undefined` when a newer local state or a
    * known later delete wins. `lockedKey`: the caller holds that key's lock (and expects that key).
    */
-  async #installRecovered(refId: string, remote: RemoteRef, signal: AbortSignal, lockedKey?: string): Promise<{ key: string; record: RefRecord } | undefined> {
+  async #installRecovered(refId: string, remote: RemoteRef, signal: AbortSignal, lockedKey?: string, fetched?: RemoteManifest): Promise<{ key: string; record: RefRecord } | undefined> {
     const index = this.#index!
     const tables = this.#tables!
     const deleted = tables.remoteTombstones.get(refId)
     if (deleted !== undefined && deleted.version >= remote.version) return undefined
-    let manifestId = ''
-    const { plain } = await this.#fetch(remote.manifestCipherId!, maxCipherBytes(MAX_MANIFEST_BYTES), refId, async (cipher) => {
-      const bytes = asBuffer(await decryptBytes(cipher, [this.#keys!.identity]))
-      manifestId = sha256Hex(bytes)
-      return bytes
-    }, signal)
-    const manifest = decodeManifest(plain)
-    if (refIdOf(this.#keys!, manifest.key) !== refId || manifest.version !== remote.version) throw new UnavailableError(`a peer's manifest for ref ${refId} does not match it`)
+    const { manifest, manifestId, plain } = fetched ?? (await this.#remoteManifest(refId, remote, signal))
     const key = manifest.key
     if (lockedKey !== undefined && lockedKey !== key) throw new UnavailableError(`a peer's manifest for ref ${refId} names another key`)
     const install = async (): Promise<{ key: string; record: RefRecord } | undefined> => {
       const current = index.refs.get(key)
       const tomb = index.tombstones.get(key)
-      if ((current !== undefined && current.version >= manifest.version) || (tomb !== undefined && tomb.version >= manifest.version)) return undefined
+      // The owner's own write time, from the manifest it encrypted, decides: a peer's word does not.
+      if (current !== undefined && (current.version >= manifest.version || current.updatedAt > manifest.createdAt)) return undefined
+      if (tomb !== undefined && (tomb.version >= manifest.version || tomb.deletedAt > manifest.createdAt)) return undefined
       await this.#ensureLocal(manifestId, plain)
       const recipientsId = sha256Hex(Buffer.from(manifest.recipients.join('\n')))
       const meta: RefMeta = { refId, manifestCipherId: remote.manifestCipherId!, chunkCount: manifest.chunks.length, recipientsId }
@@ -1149,10 +1181,10 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       const refId = refIdOf(keys, key)
       known.add(refId)
       const r = remote.get(refId)
-      if (r?.deleted === true) continue
+      if (r?.deleted === true && r.version >= tomb.version) continue
       // A peer that never held the key gets the delete too: it keeps the version, for recovery from identity/.
       if (r === undefined || r.version <= tomb.version) await step(key, 'delete', () => deleteRef(conn, signTombstone(keys, refId, tomb.version, tomb.deletedAt), this.#requestSignal(undefined, true)))
-      else if ((r.writtenAt ?? Infinity) > tomb.deletedAt) await step(key, 'recovering a newer version', () => this.#installRecovered(refId, r, signal))
+      else if (!r.deleted) await step(key, 'recovering a newer version', () => this.#installRecovered(refId, r, signal))
     }
     for (const [key, record] of index.refs.entries()) {
       throwIfAborted(signal)
@@ -1168,10 +1200,17 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
           this.#log.warn({ peer: conn.remoteNodeId, key }, 'catch-up: the peer reports a delete this node never made; ignored')
           continue
         }
-        const remoteIsNewer = (r.writtenAt ?? Infinity) >= record.updatedAt
-        if (remoteIsNewer && tomb !== undefined) await step(key, 'applying a newer delete', () => this.#applyRemoteTombstone(key, tomb))
-        else if (remoteIsNewer) await step(key, 'recovering a newer version', () => this.#installRecovered(meta.refId, r, signal))
-        else await step(key, 'superseding an older version', () => this.#bumpVersion(key, r.version))
+        if (tomb !== undefined) {
+          if (tomb.deletedAt >= record.updatedAt) await step(key, 'applying a newer delete', () => this.#applyRemoteTombstone(key, tomb))
+          else await step(key, 'superseding an older delete', () => this.#bumpVersion(key, tomb.version))
+          continue
+        }
+        // The peer's version counts only as far as its manifest (which only this owner can make) backs it.
+        await step(key, 'reconciling versions', async () => {
+          const fetched = await this.#remoteManifest(meta.refId, r, signal)
+          if (fetched.manifest.createdAt >= record.updatedAt) await this.#installRecovered(meta.refId, r, signal, undefined, fetched)
+          else await this.#bumpVersion(key, fetched.manifest.version)
+        })
       }
     }
     const deletes: Tombstone[] = []
@@ -1202,8 +1241,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
         }
       }
     }
-    // Refs this node does not know (their tombstones went with a lost index): new versions must go above them.
-    await this.#raiseFloors([...remote.values()].filter((r) => !known.has(r.refId)).map((r) => [r.refId, r.version]))
+    // Deletes this node did not know (they went with a lost index): new versions of those keys must go above them.
+    await this.#raiseFloors(deletes.map((t) => [t.refId, t.version]))
     this.#log.info({ peer: conn.remoteNodeId, refs: remote.size }, 'caught up')
     this.emit('synced', { nodeId: conn.remoteNodeId })
   }

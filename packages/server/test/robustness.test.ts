@@ -97,7 +97,7 @@ describe('hostile peers', () => {
   })
 })
 
-describe('forged deletes', () => {
+describe('lying peers', () => {
   it('keeps its objects when a peer reports deletes of them that the owner never made', async () => {
     const a = await t.cluster.add('a')
     const c = await t.cluster.add('c', ['a'])
@@ -122,6 +122,31 @@ describe('forged deletes', () => {
     expect(await readAll(c, 'k0')).toEqual(data[0])
     expect(await readAll(c, 'k1')).toEqual(data[1])
     expect((await c.stat('k0')).version).toBe(1)
+  })
+
+  it('keeps its versions when a peer reports versions of its keys that no manifest backs', async () => {
+    const a = await t.cluster.add('a')
+    const c = await t.cluster.add('c', ['a'], { writeQuorum: 0 })
+    await c.waitForPeers(1)
+    const data = bytes(100_000)
+    await c.store('k', data)
+    await a.close()
+    const index = await openIndex({ path: join(t.cluster.roots[0]!, 'index') })
+    const { refs } = holderTables(index)
+    await index.transaction((tx) => {
+      for (const [key, ref] of [...refs.entries({ prefix: `${c.nodeId}/` })]) {
+        const { writtenAt: _, ...rest } = ref
+        tx.put(refs, key, { ...rest, version: Number.MAX_SAFE_INTEGER - 1 })
+      }
+    })
+    await index.close()
+    const synced = new Promise<void>((resolve) => c.on('synced', ({ nodeId }) => nodeId === a.nodeId && resolve()))
+    await t.cluster.add('a', ['c'])
+    await synced
+    expect((await c.stat('k')).version).toBe(1)
+    expect(await readAll(c, 'k')).toEqual(data)
+    // the lying peer refuses the next version as stale: it is not believed either
+    expect((await c.store('k', 'next')).version).toBe(2)
   })
 })
 
