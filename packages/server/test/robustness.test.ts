@@ -5,7 +5,8 @@ import { memoryTransport, type Connection } from '@dcas/p2p'
 import { openIndex } from '@dcas/store'
 import { describe, expect, it } from 'vitest'
 import { MAX_REF_CHUNKS } from '../src/client.js'
-import { holderTables } from '../src/holder.js'
+import { holderTables, type ReplicaRef } from '../src/holder.js'
+import type { Server } from '../src/index.js'
 import { encodeHeader } from '../src/wire.js'
 import { bytes, codeOf, readAll, sha256, useCluster } from './helpers.js'
 
@@ -97,6 +98,25 @@ describe('hostile peers', () => {
   })
 })
 
+/**
+ * Makes holder `a` (the first root) lie: closed, its replica refs of `owner` rewritten by `edit`, then
+ * restarted dialling the owner; resolves once the owner has caught up with it. Returns the refs as they were.
+ */
+async function lieAbout(a: Server, owner: Server, edit: (ref: ReplicaRef) => ReplicaRef): Promise<Array<[string, ReplicaRef]>> {
+  await a.close()
+  const index = await openIndex({ path: join(t.cluster.roots[0]!, 'index') })
+  const { refs } = holderTables(index)
+  const before = [...refs.entries({ prefix: `${owner.nodeId}/` })]
+  await index.transaction((tx) => {
+    for (const [key, ref] of before) tx.put(refs, key, edit(ref))
+  })
+  await index.close()
+  const synced = new Promise<void>((resolve) => owner.on('synced', ({ nodeId }) => nodeId === a.nodeId && resolve()))
+  await t.cluster.add('a', ['c'])
+  await synced
+  return before
+}
+
 describe('lying peers', () => {
   it('keeps its objects when a peer reports deletes of them that the owner never made', async () => {
     const a = await t.cluster.add('a')
@@ -106,18 +126,8 @@ describe('lying peers', () => {
     await c.store('k0', data[0]!)
     await c.store('k1', data[1]!)
     // A's disk now says both refs were deleted, later and at higher versions, as a lying peer would.
-    await a.close()
-    const index = await openIndex({ path: join(t.cluster.roots[0]!, 'index') })
-    const { refs } = holderTables(index)
-    const forged = [...refs.entries({ prefix: `${c.nodeId}/` })]
+    const forged = await lieAbout(a, c, (ref) => ({ version: ref.version + 5, deleted: true, writtenAt: Date.now() + 1e9, updatedAt: Date.now() }))
     expect(forged).toHaveLength(2)
-    await index.transaction((tx) => {
-      for (const [key, ref] of forged) tx.put(refs, key, { version: ref.version + 5, deleted: true, writtenAt: Date.now() + 1e9, updatedAt: Date.now() })
-    })
-    await index.close()
-    const synced = new Promise<void>((resolve) => c.on('synced', ({ nodeId }) => nodeId === a.nodeId && resolve()))
-    await t.cluster.add('a', ['c'])
-    await synced
     expect((await c.list()).map((e) => e.key)).toEqual(['k0', 'k1'])
     expect(await readAll(c, 'k0')).toEqual(data[0])
     expect(await readAll(c, 'k1')).toEqual(data[1])
@@ -130,19 +140,7 @@ describe('lying peers', () => {
     await c.waitForPeers(1)
     const data = bytes(100_000)
     await c.store('k', data)
-    await a.close()
-    const index = await openIndex({ path: join(t.cluster.roots[0]!, 'index') })
-    const { refs } = holderTables(index)
-    await index.transaction((tx) => {
-      for (const [key, ref] of [...refs.entries({ prefix: `${c.nodeId}/` })]) {
-        const { writtenAt: _, ...rest } = ref
-        tx.put(refs, key, { ...rest, version: Number.MAX_SAFE_INTEGER - 1 })
-      }
-    })
-    await index.close()
-    const synced = new Promise<void>((resolve) => c.on('synced', ({ nodeId }) => nodeId === a.nodeId && resolve()))
-    await t.cluster.add('a', ['c'])
-    await synced
+    await lieAbout(a, c, ({ writtenAt: _, ...rest }) => ({ ...rest, version: Number.MAX_SAFE_INTEGER - 1 }))
     expect((await c.stat('k')).version).toBe(1)
     expect(await readAll(c, 'k')).toEqual(data)
     // the lying peer refuses the next version as stale: it is not believed either
