@@ -3,7 +3,7 @@
 // bit rot (bytes flipped in place in blob files at rest).
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { open, readdir, readFile, stat } from 'node:fs/promises'
+import { open, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { decryptBytes, readIdentityFile } from '@dcas/crypto'
 import { StreamScanner } from './proxy.js'
@@ -113,7 +113,7 @@ export async function manifestsIn(files: string[], read: (path: string) => Promi
 export class RotTracker {
   /** path → SHA-256 of the file right after we damaged it. */
   readonly files = new Map<string, string>()
-  /** path → the manifest the file held before we damaged it. */
+  /** path → the manifest the file held before we damaged or removed it. */
   readonly views = new Map<string, ManifestView>()
   /** Blob files we removed. */
   readonly removed = new Set<string>()
@@ -121,6 +121,21 @@ export class RotTracker {
   /** Whether we damaged or removed `path`. */
   touched(path: string): boolean {
     return this.files.has(path) || this.removed.has(path)
+  }
+
+  /** Removes `path` (holding `view`, if a manifest). */
+  async remove(path: string, view: ManifestView | undefined): Promise<void> {
+    if (view !== undefined) this.views.set(path, view)
+    await rm(path, { force: true })
+    this.removed.add(path)
+  }
+
+  /** The manifests we removed from under `dir`, as they were. */
+  removedManifestsUnder(dir: string): ManifestView[] {
+    return [...this.removed].flatMap((p) => {
+      const view = p.startsWith(`${dir}/`) ? this.views.get(p) : undefined
+      return view === undefined ? [] : [view]
+    })
   }
 
   /** Flips one bit in each of `count` bytes of `path` (holding `view`, if a manifest); returns the number of bytes flipped. */

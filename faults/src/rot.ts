@@ -1,7 +1,6 @@
 // Bit rot at rest: bytes flipped in place in random blob files, on owners (their plaintext
 // chunks and manifests) and on one chosen holder (its replicas), plus the odd blob file removed.
 // One holder per run takes replica rot, so every object keeps an intact copy on a third node.
-import { rm } from 'node:fs/promises'
 import type { Cluster } from './cluster.js'
 import { heldManifestIn, identitiesOf, ownBlobFiles, ownManifestIn, replicaFiles, type RotTracker } from './disk.js'
 import type { Report } from './report.js'
@@ -12,8 +11,7 @@ export async function rotRound(cluster: Cluster, rng: Rng, rot: RotTracker, repo
     const files = (await ownBlobFiles(s.root)).sort()
     for (const f of rng.sample(files, rng.int(0, 4))) {
       if (rng.chance(0.15)) {
-        await rm(f, { force: true })
-        rot.removed.add(f)
+        await rot.remove(f, await ownManifestIn(f))
         report.log(`rot: removed ${s.name}'s blob ${f.slice(-64, -52)}…`)
         continue
       }
