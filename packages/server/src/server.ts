@@ -723,8 +723,13 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
         })
       }
       // Peers that connected during the store, or failed it but are still connected, get it in the background.
+      // One that failed it may keep blobs of this version that no ref of its uses (the key may have changed by
+      // then, or the late replication failed too): it is told to drop them afterwards.
       for (const conn of this.#connected()) {
-        if (!replicas.includes(conn.remoteNodeId)) this.#enqueue(conn, 'late replication', () => this.#locks.run(`key:${key}`, () => this.#replicateTo(conn, key)))
+        const nodeId = conn.remoteNodeId
+        if (replicas.includes(nodeId)) continue
+        this.#enqueue(conn, 'late replication', () => this.#locks.run(`key:${key}`, () => this.#replicateTo(conn, key)))
+        if (failed.has(nodeId)) this.#enqueue(conn, 'releasing the blobs of a failed replication', () => releaseBlobs(conn, [...cipherIds, manifestCipherId], this.#requestSignal(undefined, true)))
       }
       if (replicas.length < quorum) {
         throw new QuorumError({ key, needed: quorum, replicas, failed: [...failed].map(([nodeId, error]) => ({ nodeId, error })) })
@@ -1308,10 +1313,17 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       if (chunk !== undefined) await this.#loadChunk(key, chunk, signal)
       return this.#cipherOf(chunk?.plainId ?? record.manifestId, cipherId, meta.recipientsId)
     }
-    const missing = await missingBlobs(conn, [...cipherIds, meta.manifestCipherId], this.#requestSignal(undefined, true))
-    for (const cipherId of missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), this.#requestSignal(undefined, true))
-    const ref: RefPut = { refId: meta.refId, version: record.version, manifestCipherId: meta.manifestCipherId, size: record.size, writtenAt: record.updatedAt, cipherIds }
-    await this.#putRefWithRetry(conn, ref, cipherFor, undefined, true)
+    const blobIds = [...cipherIds, meta.manifestCipherId]
+    try {
+      const missing = await missingBlobs(conn, blobIds, this.#requestSignal(undefined, true))
+      for (const cipherId of missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), this.#requestSignal(undefined, true))
+      const ref: RefPut = { refId: meta.refId, version: record.version, manifestCipherId: meta.manifestCipherId, size: record.size, writtenAt: record.updatedAt, cipherIds }
+      await this.#putRefWithRetry(conn, ref, cipherFor, undefined, true)
+    } catch (err) {
+      // The blobs it got and no ref of its uses, it drops: a connection that stays open is never swept.
+      if (conn.open) await releaseBlobs(conn, blobIds, this.#requestSignal(undefined, true)).catch(() => {})
+      throw err
+    }
     await index.transaction((tx) => tx.put(index.peerState, `${meta.refId}/${conn.remoteNodeId}`, { state: 'held', updatedAt: Date.now(), meta: { version: record.version } }))
   }
 

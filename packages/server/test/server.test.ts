@@ -1,5 +1,5 @@
-import { cp, readFile, rm, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { basename, join } from 'node:path'
 import { Readable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 import type { HealedEvent } from '../src/index.js'
@@ -194,6 +194,20 @@ describe('failed stores', () => {
     expect(await ownBlobFiles(t.cluster.roots[2]!)).toEqual([])
     expect(await replicaFiles(t.cluster.roots[0]!, c.nodeId)).toEqual([])
     expect(await replicaFiles(t.cluster.roots[1]!, c.nodeId)).toEqual([])
+  })
+
+  it('tells a peer that failed a committed store to drop the blobs it got and does not use', async () => {
+    const [, b, c] = await t.cluster.triangle({ writeQuorum: 1 })
+    // An eighth of B's blob directories for C are files: B fails the blobs that go there, keeps the others and stays connected.
+    const blobs = join(t.cluster.roots[1]!, 'replicas', c.nodeId, 'blobs')
+    await mkdir(blobs, { recursive: true })
+    const blocked = Array.from({ length: 32 }, (_, i) => (224 + i).toString(16))
+    await Promise.all(blocked.map((prefix) => writeFile(join(blobs, prefix), 'not a directory')))
+    const result = await c.store('partly', bytes(80 * 64 * 1024))
+    expect(result.replicas).not.toContain(b.nodeId)
+    await c.waitForSync()
+    const held = (await replicaFiles(t.cluster.roots[1]!, c.nodeId)).filter((f) => /^[0-9a-f]{64}$/.test(basename(f)))
+    expect(held).toEqual([])
   })
 })
 
