@@ -19,6 +19,7 @@
 
 export { createServer } from './server.js'
 export type {
+  BehindEvent,
   DeleteResult,
   DialErrorEvent,
   HealedEvent,

@@ -130,6 +130,18 @@ export interface DialErrorEvent {
   message: string
 }
 
+/**
+ * Background work for a connected peer failed in a way that may pass (its disk was full, a request
+ * timed out, a stream was reset): catch-up with it runs again in `retryIn` ms, and keeps doing so,
+ * backing off to 30 s, until it succeeds or the connection closes.
+ */
+export interface BehindEvent {
+  nodeId: string
+  retryIn: number
+  /** What failed. */
+  message: string
+}
+
 /** Events of a {@link Server}. */
 export interface ServerEvents {
   /** Dialling a bootstrap address failed (each failed attempt). */
@@ -139,6 +151,8 @@ export interface ServerEvents {
   healed: [HealedEvent]
   /** Catch-up with a peer finished (replicas and tombstones sent, lost refs recovered). */
   synced: [{ nodeId: string }]
+  /** A connected peer missed background work; catch-up with it runs again later. */
+  'peer:behind': [BehindEvent]
 }
 
 /** What {@link Server.scrub} resolves to. */
@@ -172,7 +186,11 @@ export interface Server extends EventEmitter<ServerEvents> {
   peers(): PeerInfo[]
   /** Resolves once at least `count` peers are connected. */
   waitForPeers(count: number, options?: SignalOptions): Promise<void>
-  /** Resolves once background work with every connected peer (catch-up, late replication) has finished. */
+  /**
+   * Resolves once background work with every connected peer (catch-up, late replication, and the retries
+   * of a catch-up that failed, see `peer:behind`) has finished. While a peer keeps failing it keeps
+   * waiting: pass a signal to bound it.
+   */
   waitForSync(options?: SignalOptions): Promise<void>
   store(key: string, data: StoreData, options?: SignalOptions): Promise<StoreResult>
   read(key: string, options?: ReadOptions): Readable
@@ -220,6 +238,20 @@ interface OwnerTables {
 }
 
 const LOCAL_MISS = new Set(['ERR_NOT_FOUND', 'ERR_INTEGRITY'])
+/**
+ * Whether a failure of background work toward a peer may pass by itself, so that catch-up is worth
+ * running again: the peer reset the stream (its disk was full, an I/O error), went quiet for a while, or
+ * a request timed out. Not: bytes nowhere to be had, a newer version there, a peer breaking the protocol.
+ */
+function mayPass(err: unknown): boolean {
+  const code = codeOf(err)
+  if (code === 'ERR_STREAM_RESET' || code === 'ERR_PEER_TIMEOUT' || code === 'ERR_TOO_MANY_STREAMS') return true
+  const cause = (err as { cause?: unknown } | undefined)?.cause
+  return code === 'ERR_PEER' && cause instanceof Error && cause.name === 'TimeoutError'
+}
+/** First and longest wait before catch-up with a peer that fell behind runs again. */
+const RETRY_FIRST_MS = 500
+const RETRY_MAX_MS = 30_000
 /** Requests from one peer served at once. */
 const MAX_REQUESTS_PER_PEER = 16
 const codeOf = (err: unknown): string | undefined => (err as { code?: string } | undefined)?.code
@@ -278,6 +310,10 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   readonly #conns = new Map<string, Connection>()
   readonly #dialed = new Map<string, string>()
   readonly #peerQueues = new Map<string, Promise<void>>()
+  /** Peers that fell behind while connected: when their next catch-up is due. */
+  readonly #retries = new Map<string, { timer: NodeJS.Timeout; due: Promise<void>; fire: () => void }>()
+  /** Catch-ups of a peer that failed in a row, for the backoff. */
+  readonly #retryAttempts = new Map<string, number>()
   readonly #replicaStores = new Map<string, Promise<BlobStore>>()
   readonly #ops = new Set<Promise<unknown>>()
   readonly #reads = new Set<Readable>()
@@ -355,6 +391,11 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     // A read nobody consumes any more would hold close() forever: reads end with ERR_CLOSED.
     for (const readable of this.#reads) readable.destroy(new ClosedError())
     await Promise.allSettled([...this.#ops])
+    for (const retry of this.#retries.values()) {
+      clearTimeout(retry.timer)
+      retry.fire()
+    }
+    this.#retries.clear()
     await Promise.allSettled([...this.#peerQueues.values()])
     // Peers get a few seconds to finish their streams with us, then the connections are cut.
     await this.#transport?.close({ signal: AbortSignal.timeout(5_000) })
@@ -380,7 +421,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   async waitForSync(options: SignalOptions = {}): Promise<void> {
     for (;;) {
       throwIfAborted(options.signal)
-      const pending = [...this.#peerQueues.values()]
+      const pending = [...this.#peerQueues.values(), ...[...this.#retries.values()].map((r) => r.due)]
       if (pending.length === 0) return
       await raceAbort(Promise.allSettled(pending), options.signal)
     }
@@ -490,6 +531,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     }).catch((err: unknown) => this.#log.warn({ peer: nodeId, err: message(err) }, 'cleaning up after a closed connection failed'))
     this.#log.info({ peer: nodeId, address: conn.remoteAddress, direction: conn.direction }, 'peer connected')
     this.emit('peer:connect', this.#peerInfo(nodeId, true))
+    this.#retryAttempts.delete(nodeId)
     this.#scheduleSync(conn)
   }
 
@@ -1143,6 +1185,26 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     this.#enqueue(conn, 'catch-up', () => this.#sync(conn))
   }
 
+  /** Runs catch-up with a peer again later, when `err` may pass and the connection stays open (see {@link BehindEvent}). */
+  #retryLater(conn: Connection, err: unknown): void {
+    const nodeId = conn.remoteNodeId
+    if (!mayPass(err) || !conn.open || this.#state !== 'open' || this.#retries.has(nodeId)) return
+    const attempt = this.#retryAttempts.get(nodeId) ?? 0
+    this.#retryAttempts.set(nodeId, attempt + 1)
+    const retryIn = Math.min(RETRY_FIRST_MS * 2 ** attempt, RETRY_MAX_MS)
+    let fire!: () => void
+    const due = new Promise<void>((resolve) => (fire = resolve))
+    const timer = setTimeout(() => {
+      this.#retries.delete(nodeId)
+      if (conn.open && this.#state === 'open' && this.#conns.get(nodeId) === conn) this.#scheduleSync(conn)
+      fire()
+    }, retryIn)
+    timer.unref()
+    this.#retries.set(nodeId, { timer, due, fire })
+    this.#log.info({ peer: nodeId, retryIn, err: message(err) }, 'peer fell behind; catching up again later')
+    this.emit('peer:behind', { nodeId, retryIn, message: message(err) })
+  }
+
   /** Runs background work for one peer after the work queued before it (catch-up, late replication). */
   #enqueue(conn: Connection, what: string, fn: () => Promise<void>): void {
     const nodeId = conn.remoteNodeId
@@ -1150,7 +1212,9 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const run = previous
       .then(() => (conn.open && this.#state === 'open' ? fn() : undefined))
       .catch((err: unknown) => {
-        if (!this.#shutdown.signal.aborted) this.#log.warn({ peer: nodeId, err: message(err) }, `${what} failed`)
+        if (this.#shutdown.signal.aborted) return
+        this.#log.warn({ peer: nodeId, err: message(err) }, `${what} failed`)
+        this.#retryLater(conn, err)
       })
       .finally(() => {
         if (this.#peerQueues.get(nodeId) === run) this.#peerQueues.delete(nodeId)
@@ -1171,13 +1235,15 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const remote = new Map<string, RemoteRef>()
     for await (const ref of listRefs(conn, () => this.#requestSignal(undefined, true))) remote.set(ref.refId, ref)
     const known = new Set<string>()
-    // One key that cannot be brought over must not hold back the others.
+    // One key that cannot be brought over must not hold back the others; a failure that may pass brings a retry.
+    let retry: unknown
     const step = async (key: string, what: string, fn: () => Promise<unknown>): Promise<void> => {
       try {
         await fn()
       } catch (err) {
         if (signal.aborted) throw err
         this.#log.warn({ peer: conn.remoteNodeId, key, err: message(err) }, `catch-up: ${what} failed`)
+        if (mayPass(err)) retry ??= err
       }
     }
     // Deletes first: they free space, and a stale copy must never outlive them.
@@ -1248,6 +1314,11 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     }
     // Deletes this node did not know (they went with a lost index): new versions of those keys must go above them.
     await this.#raiseFloors(deletes.map((t) => [t.refId, t.version]))
+    if (retry !== undefined) {
+      this.#retryLater(conn, retry)
+      return
+    }
+    this.#retryAttempts.delete(conn.remoteNodeId)
     this.#log.info({ peer: conn.remoteNodeId, refs: remote.size }, 'caught up')
     this.emit('synced', { nodeId: conn.remoteNodeId })
   }

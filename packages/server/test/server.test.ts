@@ -2,7 +2,7 @@ import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { Readable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
-import type { HealedEvent } from '../src/index.js'
+import type { BehindEvent, HealedEvent } from '../src/index.js'
 import { bytes, codeOf, foundUnder, ownBlobFiles, readAll, replicaFiles, sha256, useCluster } from './helpers.js'
 
 const t = useCluster()
@@ -196,18 +196,41 @@ describe('failed stores', () => {
     expect(await replicaFiles(t.cluster.roots[1]!, c.nodeId)).toEqual([])
   })
 
-  it('tells a peer that failed a committed store to drop the blobs it got and does not use', async () => {
-    const [, b, c] = await t.cluster.triangle({ writeQuorum: 1 })
-    // An eighth of B's blob directories for C are files: B fails the blobs that go there, keeps the others and stays connected.
-    const blobs = join(t.cluster.roots[1]!, 'replicas', c.nodeId, 'blobs')
+  /** Makes an eighth of B's blob directories for C files: B fails the blobs that go there, keeps the others and stays connected. */
+  async function breakHolder(holderRoot: string, owner: string): Promise<{ repair: () => Promise<void> }> {
+    const blobs = join(holderRoot, 'replicas', owner, 'blobs')
     await mkdir(blobs, { recursive: true })
-    const blocked = Array.from({ length: 32 }, (_, i) => (224 + i).toString(16))
-    await Promise.all(blocked.map((prefix) => writeFile(join(blobs, prefix), 'not a directory')))
+    const blocked = Array.from({ length: 32 }, (_, i) => join(blobs, (224 + i).toString(16)))
+    await Promise.all(blocked.map((path) => writeFile(path, 'not a directory')))
+    return { repair: () => Promise.all(blocked.map((path) => rm(path))).then(() => undefined) }
+  }
+  const heldBlobs = async (holderRoot: string, owner: string): Promise<string[]> =>
+    (await replicaFiles(holderRoot, owner)).filter((f) => /^[0-9a-f]{64}$/.test(basename(f)))
+
+  it('tells a peer that failed a committed store to drop the blobs it got and no ref uses', async () => {
+    const [, b, c] = await t.cluster.triangle({ writeQuorum: 1 })
+    await breakHolder(t.cluster.roots[1]!, c.nodeId)
     const result = await c.store('partly', bytes(80 * 64 * 1024))
     expect(result.replicas).not.toContain(b.nodeId)
+    // Deleted before B could ever take it: whatever B got of it is of no use.
+    await c.delete('partly')
     await c.waitForSync()
-    const held = (await replicaFiles(t.cluster.roots[1]!, c.nodeId)).filter((f) => /^[0-9a-f]{64}$/.test(basename(f)))
-    expect(held).toEqual([])
+    expect(await heldBlobs(t.cluster.roots[1]!, c.nodeId)).toEqual([])
+  })
+
+  it('catches up again with a peer that failed a store while staying connected, once it can take it', async () => {
+    const [, b, c] = await t.cluster.triangle({ writeQuorum: 1 })
+    const holder = await breakHolder(t.cluster.roots[1]!, c.nodeId)
+    const behind = new Promise<BehindEvent>((resolve) => c.once('peer:behind', resolve))
+    const data = bytes(80 * 64 * 1024)
+    expect((await c.store('later', data)).replicas).not.toContain(b.nodeId)
+    const event = await behind
+    expect(event).toMatchObject({ nodeId: b.nodeId })
+    expect(event.retryIn).toBeGreaterThan(0)
+    await holder.repair()
+    await c.waitForSync()
+    expect((await c.stat('later')).replicas).toContain(b.nodeId)
+    expect(await heldBlobs(t.cluster.roots[1]!, c.nodeId)).toHaveLength(81)
   })
 })
 
