@@ -133,7 +133,7 @@ export interface DialErrorEvent {
 /**
  * Background work for a connected peer failed in a way that may pass (its disk was full, a request
  * timed out, a stream was reset): catch-up with it runs again in `retryIn` ms, and keeps doing so,
- * backing off to 30 s, until it succeeds or the connection closes.
+ * backing off from 0.5 s to 30 s, until it succeeds or the connection closes.
  */
 export interface BehindEvent {
   nodeId: string
@@ -188,8 +188,8 @@ export interface Server extends EventEmitter<ServerEvents> {
   waitForPeers(count: number, options?: SignalOptions): Promise<void>
   /**
    * Resolves once background work with every connected peer (catch-up, late replication, and the retries
-   * of a catch-up that failed, see `peer:behind`) has finished. While a peer keeps failing it keeps
-   * waiting: pass a signal to bound it.
+   * of a catch-up that failed, see `peer:behind`) has finished. For a peer that keeps failing it waits for
+   * its first eight retries (about a minute and a half); later ones go on in the background.
    */
   waitForSync(options?: SignalOptions): Promise<void>
   store(key: string, data: StoreData, options?: SignalOptions): Promise<StoreResult>
@@ -240,18 +240,27 @@ interface OwnerTables {
 const LOCAL_MISS = new Set(['ERR_NOT_FOUND', 'ERR_INTEGRITY'])
 /**
  * Whether a failure of background work toward a peer may pass by itself, so that catch-up is worth
- * running again: the peer reset the stream (its disk was full, an I/O error), went quiet for a while, or
- * a request timed out. Not: bytes nowhere to be had, a newer version there, a peer breaking the protocol.
+ * running again: the peer reset the stream (its disk was full, an I/O error), or a request timed out
+ * (the stream is reset locally, or the request could not even start in time). Not: bytes nowhere to be
+ * had, a newer version there, a peer breaking the protocol, a closed connection (it catches up when it
+ * reconnects).
  */
 function mayPass(err: unknown): boolean {
   const code = codeOf(err)
-  if (code === 'ERR_STREAM_RESET' || code === 'ERR_PEER_TIMEOUT' || code === 'ERR_TOO_MANY_STREAMS') return true
-  const cause = (err as { cause?: unknown } | undefined)?.cause
-  return code === 'ERR_PEER' && cause instanceof Error && cause.name === 'TimeoutError'
+  if (code === 'ERR_STREAM_RESET' || code === 'ERR_TOO_MANY_STREAMS') return true
+  if (code !== 'ERR_ABORTED') return false
+  for (let cause = (err as { cause?: unknown }).cause, depth = 0; cause instanceof Error && depth < 4; cause = cause.cause, depth++) {
+    if (cause.name === 'TimeoutError') return true
+  }
+  return false
 }
-/** First and longest wait before catch-up with a peer that fell behind runs again. */
+/**
+ * First and longest wait before catch-up with a peer that fell behind runs again; `waitForSync` waits for
+ * the first RETRY_AWAITED tries in a row (about a minute and a half), the later ones go on in the background.
+ */
 const RETRY_FIRST_MS = 500
 const RETRY_MAX_MS = 30_000
+const RETRY_AWAITED = 8
 /** Requests from one peer served at once. */
 const MAX_REQUESTS_PER_PEER = 16
 const codeOf = (err: unknown): string | undefined => (err as { code?: string } | undefined)?.code
@@ -311,7 +320,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   readonly #dialed = new Map<string, string>()
   readonly #peerQueues = new Map<string, Promise<void>>()
   /** Peers that fell behind while connected: when their next catch-up is due. */
-  readonly #retries = new Map<string, { timer: NodeJS.Timeout; due: Promise<void>; fire: () => void }>()
+  readonly #retries = new Map<string, { conn: Connection; timer: NodeJS.Timeout; due: Promise<void>; fire: () => void; awaited: boolean }>()
   /** Catch-ups of a peer that failed in a row, for the backoff. */
   readonly #retryAttempts = new Map<string, number>()
   readonly #replicaStores = new Map<string, Promise<BlobStore>>()
@@ -421,7 +430,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   async waitForSync(options: SignalOptions = {}): Promise<void> {
     for (;;) {
       throwIfAborted(options.signal)
-      const pending = [...this.#peerQueues.values(), ...[...this.#retries.values()].map((r) => r.due)]
+      const pending = [...this.#peerQueues.values(), ...[...this.#retries.values()].filter((r) => r.awaited).map((r) => r.due)]
       if (pending.length === 0) return
       await raceAbort(Promise.allSettled(pending), options.signal)
     }
@@ -520,6 +529,13 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const received = new Set<string>()
     const served = this.#serveIncoming(conn, received)
     void conn.closed.then(async (reason) => {
+      // A retry due on this connection is moot: the next one catches up from scratch.
+      const retry = this.#retries.get(nodeId)
+      if (retry?.conn === conn) {
+        clearTimeout(retry.timer)
+        this.#retries.delete(nodeId)
+        retry.fire()
+      }
       if (this.#conns.get(nodeId) === conn) {
         this.#conns.delete(nodeId)
         this.#log.info({ peer: nodeId, reason: reason?.message }, 'peer disconnected')
@@ -1188,8 +1204,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   /** Runs catch-up with a peer again later, when `err` may pass and the connection stays open (see {@link BehindEvent}). */
   #retryLater(conn: Connection, err: unknown): void {
     const nodeId = conn.remoteNodeId
-    if (!mayPass(err) || !conn.open || this.#state !== 'open' || this.#retries.has(nodeId)) return
     const attempt = this.#retryAttempts.get(nodeId) ?? 0
+    if (!mayPass(err) || !conn.open || this.#state !== 'open' || this.#retries.has(nodeId)) return
     this.#retryAttempts.set(nodeId, attempt + 1)
     const retryIn = Math.min(RETRY_FIRST_MS * 2 ** attempt, RETRY_MAX_MS)
     let fire!: () => void
@@ -1200,7 +1216,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       fire()
     }, retryIn)
     timer.unref()
-    this.#retries.set(nodeId, { timer, due, fire })
+    this.#retries.set(nodeId, { conn, timer, due, fire, awaited: attempt < RETRY_AWAITED })
     this.#log.info({ peer: nodeId, retryIn, err: message(err) }, 'peer fell behind; catching up again later')
     this.emit('peer:behind', { nodeId, retryIn, message: message(err) })
   }
@@ -1391,8 +1407,9 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       const ref: RefPut = { refId: meta.refId, version: record.version, manifestCipherId: meta.manifestCipherId, size: record.size, writtenAt: record.updatedAt, cipherIds }
       await this.#putRefWithRetry(conn, ref, cipherFor, undefined, true)
     } catch (err) {
-      // The blobs it got and no ref of its uses, it drops: a connection that stays open is never swept.
-      if (conn.open) await releaseBlobs(conn, blobIds, this.#requestSignal(undefined, true)).catch(() => {})
+      // The blobs it got and no ref of its uses, it drops (after this, outside the key's lock): a connection
+      // that stays open is never swept.
+      this.#enqueue(conn, 'releasing the blobs of a failed replication', () => releaseBlobs(conn, blobIds, this.#requestSignal(undefined, true)))
       throw err
     }
     await index.transaction((tx) => tx.put(index.peerState, `${meta.refId}/${conn.remoteNodeId}`, { state: 'held', updatedAt: Date.now(), meta: { version: record.version } }))

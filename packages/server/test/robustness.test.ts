@@ -6,7 +6,7 @@ import { openIndex } from '@dcas/store'
 import { describe, expect, it } from 'vitest'
 import { MAX_REF_CHUNKS } from '../src/client.js'
 import { holderTables, type ReplicaRef } from '../src/holder.js'
-import type { Server } from '../src/index.js'
+import { createServer, type BehindEvent, type Server } from '../src/index.js'
 import { encodeHeader } from '../src/wire.js'
 import { bytes, codeOf, readAll, sha256, useCluster } from './helpers.js'
 
@@ -28,7 +28,7 @@ describe('liveness', () => {
     expect(await ended).toBe('ERR_CLOSED')
   })
 
-  it('fails a store within the request timeout when a peer accepts requests but never answers, and still closes', async () => {
+  it('fails a store within the request timeout when a peer accepts requests but never answers, tries it again later, and still closes', async () => {
     const silent = memoryTransport({ network: t.cluster.network, clusterSecret: 'test-cluster-secret' })
     const held: Connection[] = []
     await silent.listen('silent:1', (conn) => {
@@ -40,9 +40,19 @@ describe('liveness', () => {
       })()
     })
     try {
-      const c = await t.cluster.add('c', ['silent'], { requestTimeout: 500 })
+      const c = createServer({
+        root: join(t.dir, 'c'),
+        listen: 'c:1',
+        bootstrap: ['silent:1'],
+        transport: memoryTransport({ network: t.cluster.network, clusterSecret: 'test-cluster-secret' }),
+        requestTimeout: 500,
+      })
+      // A timeout may pass: catch-up with the silent peer is scheduled again.
+      const behind = new Promise<BehindEvent>((resolve) => c.once('peer:behind', resolve))
+      await c.start()
       await c.waitForPeers(1)
       expect(await codeOf(c.store('k', 'hello'))).toBe('ERR_QUORUM')
+      expect(await behind).toMatchObject({ nodeId: silent.nodeId })
       await c.close()
     } finally {
       for (const conn of held) conn.abort()
