@@ -400,11 +400,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     // A read nobody consumes any more would hold close() forever: reads end with ERR_CLOSED.
     for (const readable of this.#reads) readable.destroy(new ClosedError())
     await Promise.allSettled([...this.#ops])
-    for (const retry of this.#retries.values()) {
-      clearTimeout(retry.timer)
-      retry.fire()
-    }
-    this.#retries.clear()
+    for (const nodeId of [...this.#retries.keys()]) this.#dropRetry(nodeId)
     await Promise.allSettled([...this.#peerQueues.values()])
     // Peers get a few seconds to finish their streams with us, then the connections are cut.
     await this.#transport?.close({ signal: AbortSignal.timeout(5_000) })
@@ -530,12 +526,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const served = this.#serveIncoming(conn, received)
     void conn.closed.then(async (reason) => {
       // A retry due on this connection is moot: the next one catches up from scratch.
-      const retry = this.#retries.get(nodeId)
-      if (retry?.conn === conn) {
-        clearTimeout(retry.timer)
-        this.#retries.delete(nodeId)
-        retry.fire()
-      }
+      this.#dropRetry(nodeId, conn)
       if (this.#conns.get(nodeId) === conn) {
         this.#conns.delete(nodeId)
         this.#log.info({ peer: nodeId, reason: reason?.message }, 'peer disconnected')
@@ -1219,6 +1210,15 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     this.#retries.set(nodeId, { conn, timer, due, fire, awaited: attempt < RETRY_AWAITED })
     this.#log.info({ peer: nodeId, retryIn, err: message(err) }, 'peer fell behind; catching up again later')
     this.emit('peer:behind', { nodeId, retryIn, message: message(err) })
+  }
+
+  /** Drops the retry due for a peer (only if it is due on `conn`, when given), releasing whoever waits for it. */
+  #dropRetry(nodeId: string, conn?: Connection): void {
+    const retry = this.#retries.get(nodeId)
+    if (retry === undefined || (conn !== undefined && retry.conn !== conn)) return
+    clearTimeout(retry.timer)
+    this.#retries.delete(nodeId)
+    retry.fire()
   }
 
   /** Runs background work for one peer after the work queued before it (catch-up, late replication). */
