@@ -119,3 +119,9 @@ export class InvalidOptionsError extends ServerError {
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted === true) throw new AbortedError(undefined, { cause: signal.reason })
 }
+
+/** The `code` of an error, if it has one. */
+export const codeOf = (err: unknown): string | undefined => (err as { code?: string } | undefined)?.code
+
+/** The message of an error, or the thing itself as a string. */
+export const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err))
