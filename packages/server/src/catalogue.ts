@@ -71,7 +71,7 @@ export class Catalogue {
   async recover(key: string, signal: AbortSignal, held?: HeldKey): Promise<RefRecord> {
     const refId = this.refIdOf(key)
     const { placement, deadlines } = this.#o
-    const answers = await Promise.all(placement.readOrder(refId).map((conn) => getRef(conn, refId, deadlines.request(signal)).catch(() => undefined)))
+    const answers = await Promise.all((await placement.readOrder(refId, signal)).map((conn) => getRef(conn, refId, deadlines.request(signal)).catch(() => undefined)))
     const live: RemoteRef[] = []
     for (const ref of answers) {
       if (ref === undefined) continue

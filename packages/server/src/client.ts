@@ -21,7 +21,7 @@ export interface RemoteRef {
 }
 
 /** Runs one request on a fresh stream; the stream is reset if `fn` fails, half-closed otherwise. */
-async function exchange<T>(conn: Connection, header: Header, signal: AbortSignal | undefined, fn: (ex: Exchange) => Promise<T>): Promise<T> {
+export async function exchange<T>(conn: Connection, header: Header, signal: AbortSignal | undefined, fn: (ex: Exchange) => Promise<T>): Promise<T> {
   const ex = new Exchange(await conn.openStream(signal === undefined ? undefined : { signal }))
   const onAbort = (): void => ex.reset(new PeerError('request aborted', undefined, { cause: signal?.reason }))
   signal?.addEventListener('abort', onAbort, { once: true })
@@ -132,6 +132,15 @@ export async function getRef(conn: Connection, refId: string, signal?: AbortSign
     const header = checkResponse(await ex.requireHeader())
     await ex.expectEnd()
     return header.ref === undefined ? undefined : parseRemoteRef(header.ref)
+  })
+}
+
+/** Asks the holder to drop its copy of a ref, up to `version`, keeping no tombstone: the copy moved elsewhere. */
+export async function dropRef(conn: Connection, refId: string, version: number, signal?: AbortSignal): Promise<void> {
+  await exchange(conn, { op: 'ref.drop', refId, version }, signal, async (ex) => {
+    await ex.end()
+    checkResponse(await ex.requireHeader())
+    await ex.expectEnd()
   })
 }
 

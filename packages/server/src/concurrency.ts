@@ -40,3 +40,34 @@ export async function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | un
     signal.removeEventListener('abort', onAbort)
   }
 }
+
+/**
+ * A token bucket: {@link RateLimiter.take} waits until `bytes` fit within `bytesPerSecond` (bursts of up to one
+ * second's worth, or of one blob when it is larger). `Infinity` never waits.
+ */
+export class RateLimiter {
+  readonly #rate: number
+  #tokens: number
+  #at = performance.now()
+  #tail: Promise<void> = Promise.resolve()
+
+  constructor(readonly bytesPerSecond: number) {
+    this.#rate = bytesPerSecond
+    this.#tokens = bytesPerSecond
+  }
+
+  /** Waits for `bytes` worth of tokens; callers are served in turn. */
+  take(bytes: number, signal?: AbortSignal): Promise<void> {
+    if (!Number.isFinite(this.#rate)) return Promise.resolve()
+    const turn = this.#tail.then(async () => {
+      const now = performance.now()
+      this.#tokens = Math.min(this.#rate, this.#tokens + ((now - this.#at) / 1000) * this.#rate)
+      this.#at = now
+      this.#tokens -= bytes
+      // A deficit is paid by waiting; a blob larger than a second's worth waits for its own size.
+      if (this.#tokens < 0) await raceAbort(new Promise<void>((resolve) => setTimeout(resolve, (-this.#tokens / this.#rate) * 1000).unref()), signal)
+    })
+    this.#tail = turn.catch(() => {})
+    return turn
+  }
+}

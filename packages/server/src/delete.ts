@@ -10,7 +10,7 @@ import { messageOf, NotFoundError } from './errors.js'
 import type { LocalStore } from './local.js'
 import type { HeldKey, KeyLocks } from './locks.js'
 import type { Logger } from './logger.js'
-import type { Membership, Placement } from './placement.js'
+import type { Peering, Placement } from './placement.js'
 import { signTombstone, type OwnerKeys, type Tombstone } from './secrets.js'
 import type { DeleteResult } from './types.js'
 
@@ -19,7 +19,7 @@ export interface DeleterOptions {
   local: LocalStore
   catalogue: Catalogue
   placement: Placement
-  membership: Membership
+  membership: Peering
   background: Background
   keyLocks: KeyLocks
   deadlines: Deadlines
@@ -49,7 +49,7 @@ export class Deleter {
     const tomb = await this.#commit(key, version, Date.now())
     const acknowledged: string[] = []
     await Promise.all(
-      this.#connected(targets).map(async (conn) => {
+      (await this.#reach(targets, signal)).map(async (conn) => {
         try {
           await deleteRef(conn, tomb, deadlines.request(signal))
           acknowledged.push(conn.remoteNodeId)
@@ -76,7 +76,7 @@ export class Deleter {
     })
     if (targets === undefined) return
     log.info({ key, version: tomb.version }, 'applied a newer delete from a peer')
-    for (const conn of this.#connected(targets)) this.#later(conn, tomb)
+    for (const conn of await this.#reach(targets)) this.#later(conn, tomb)
   }
 
   /** Deletes `key` locally up to `version`; resolves to the signed tombstone. */
@@ -86,8 +86,10 @@ export class Deleter {
     return signTombstone(this.#o.keys, refId, version, deletedAt)
   }
 
-  #connected(nodeIds: string[]): Connection[] {
-    return nodeIds.flatMap((id) => this.#o.membership.connection(id) ?? [])
+  /** Connections to those of `nodeIds` that can be reached (dialled when not connected). */
+  async #reach(nodeIds: string[], signal?: AbortSignal): Promise<Connection[]> {
+    const conns = await Promise.all(nodeIds.map((id) => this.#o.membership.connect(id, signal).catch(() => undefined)))
+    return conns.filter((c): c is Connection => c !== undefined)
   }
 
   /** Sends a delete to one peer in the background. */

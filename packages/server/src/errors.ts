@@ -52,14 +52,24 @@ export interface QuorumDetails {
   needed: number
   /** Node ids that acknowledged a verified, durable copy of every chunk and the manifest. */
   replicas: string[]
-  /** Node ids that were asked and failed, with why. */
+  /** Node ids that were asked and failed, or could not be reached, with why. */
   failed: Array<{ nodeId: string; error: string }>
+  /** The ref's placed holders that could be reached when the store began. */
+  reachable: number
+  /** How many holders the ref is placed on. */
+  placed: number
+  /**
+   * Whether the object was committed locally (and goes on replicating in the background): `false` when too few
+   * placed holders could be reached to begin with, and nothing was stored.
+   */
+  committed: boolean
 }
 
 /**
- * Fewer peers than the write quorum acknowledged the object. It is committed
- * locally and held by `replicas`; catch-up goes on replicating it to peers
- * as they (re)connect.
+ * Fewer placed holders than the write quorum acknowledged the object. When fewer
+ * could even be reached, nothing was stored (`details.committed` is false); else it
+ * is committed locally and held by `replicas`, and repair goes on copying it to its
+ * placed holders in the background.
  */
 export class QuorumError extends ServerError {
   /** Who holds what. */
@@ -68,7 +78,9 @@ export class QuorumError extends ServerError {
   constructor(details: QuorumDetails, options?: ErrorOptions) {
     super(
       'ERR_QUORUM',
-      `"${details.key}" reached ${details.replicas.length} of ${details.needed} required replicas; it is committed locally` +
+      (details.committed
+        ? `"${details.key}" reached ${details.replicas.length} of ${details.needed} required replicas; it is committed locally and repaired in the background`
+        : `"${details.key}" needs ${details.needed} of its ${details.placed} placed holders, but ${details.reachable} could be reached; nothing was stored`) +
         (details.failed.length > 0 ? ` (${details.failed.map((f) => `${f.nodeId.slice(0, 12)}: ${f.error}`).join('; ')})` : ''),
       options,
     )

@@ -28,7 +28,7 @@ export class Fetcher {
   async fetch<T>(cipherId: string, maxSize: number, refId: string, open: (cipher: Uint8Array) => Promise<T>, signal: AbortSignal): Promise<{ value: T; from: string }> {
     const errors: string[] = []
     const bad: Connection[] = []
-    for (const conn of this.#placement.readOrder(refId)) {
+    for (const conn of await this.#placement.readOrder(refId, signal)) {
       throwIfAborted(signal)
       try {
         const cipher = await getBlob(conn, cipherId, maxSize, this.#deadlines.request(signal))

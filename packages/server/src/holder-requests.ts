@@ -46,7 +46,14 @@ export interface HolderContext {
   log: Logger
   /** The blob store of one owner's replicas. */
   replicaStore(owner: string): Promise<BlobStore>
+  /** Requests of other protocols served on the same streams (peer records), by op. */
+  routes?: Partial<Record<string, RouteHandler>>
+  /** Told when the owner's live refs here grew or shrank (a ref put, deleted or dropped), by how many. */
+  onRefsChanged?: (owner: string, delta: number) => void
 }
+
+/** Serves a request of another protocol from `peer` on the holder's streams. */
+export type RouteHandler = (peer: string, h: Header, ex: Exchange) => Promise<void>
 
 const refIdsOf = (ref: ReplicaRef): string[] => (ref.deleted || ref.manifestCipherId === undefined ? [] : [...new Set([...(ref.cipherIds ?? []), ref.manifestCipherId])])
 
@@ -69,8 +76,10 @@ export async function serveRequest(ctx: HolderContext, owner: string, ex: Exchan
       return
     }
     const handler = HANDLERS[String(header.op)]
-    if (handler === undefined) throw new PeerError(`unknown operation ${JSON.stringify(header.op)?.slice(0, 40)}`)
-    await handler({ ctx, owner, received }, header, ex)
+    const route = handler === undefined ? ctx.routes?.[String(header.op)] : undefined
+    if (handler === undefined && route === undefined) throw new PeerError(`unknown operation ${JSON.stringify(header.op)?.slice(0, 40)}`)
+    if (handler !== undefined) await handler({ ctx, owner, received }, header, ex)
+    else await route!(owner, header, ex)
     await ex.end()
   } catch (err) {
     const code = (err as { code?: string }).code
@@ -239,6 +248,7 @@ async function refPut({ ctx, owner, received }: Served, h: Header, ex: Exchange)
     // Referenced now: nothing to sweep when the connection closes.
     for (const id of wanted) received.delete(id)
     await ex.send({ ok: true })
+    if (existing === undefined || existing.deleted) ctx.onRefsChanged?.(owner, 1)
   })
 }
 
@@ -264,6 +274,26 @@ async function refDelete({ ctx, owner }: Served, h: Header, ex: Exchange): Promi
       return existing === undefined ? [] : refIdsOf(existing).filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
     })
     await freeUnreferenced(ctx, owner, freed)
+    if (existing !== undefined && !existing.deleted) ctx.onRefsChanged?.(owner, -1)
+  })
+  await ex.send({ ok: true })
+}
+
+/** The owner moved its copy elsewhere: the ref goes (no tombstone: it was not deleted) with the blobs no other ref uses. */
+async function refDrop({ ctx, owner }: Served, h: Header, ex: Exchange): Promise<void> {
+  const refId = hex64(h, 'refId')
+  const version = uint(h, 'version')
+  await ex.expectEnd()
+  const key = `${owner}/${refId}`
+  await ctx.locks.run(`owner:${owner}`, async () => {
+    const existing = ctx.tables.refs.get(key)
+    if (existing === undefined || existing.deleted || existing.version > version) return
+    const freed = await ctx.index.transaction((tx) => {
+      tx.delete(ctx.tables.refs, key)
+      return refIdsOf(existing).filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
+    })
+    await freeUnreferenced(ctx, owner, freed)
+    ctx.onRefsChanged?.(owner, -1)
   })
   await ex.send({ ok: true })
 }
@@ -302,6 +332,7 @@ const HANDLERS: Partial<Record<string, Handler>> = {
   'ref.put': refPut,
   'ref.get': refGet,
   'ref.delete': refDelete,
+  'ref.drop': refDrop,
   'ref.list': refList,
 }
 

@@ -7,7 +7,7 @@ import type { Connection } from '@dcas/p2p'
 import { openBlobStore, type BlobStore, type Index } from '@dcas/store'
 import { InFlight } from './concurrency.js'
 import { InvalidOptionsError, messageOf } from './errors.js'
-import { holderTables, serveRequest, sweepReceived, type HolderContext, type HolderTables } from './holder-requests.js'
+import { holderTables, serveRequest, sweepReceived, type HolderContext, type HolderTables, type RouteHandler } from './holder-requests.js'
 import { KeyedLocks } from './locks.js'
 import type { Logger } from './logger.js'
 import { Exchange, isHex64 } from './wire.js'
@@ -23,6 +23,10 @@ export interface HolderOptions {
   root: string
   index: Index
   log: Logger
+  /** Requests of other protocols served on the same streams, by op. */
+  routes?: Partial<Record<string, RouteHandler>>
+  /** Told when the number of live refs held for other owners changed. */
+  onRefsChanged?: () => void
 }
 
 /** Other owners' replicas on this node, and the holder's side of the replication protocol. */
@@ -35,13 +39,26 @@ export class Holder {
   readonly #stores = new Map<string, Promise<BlobStore>>()
   readonly #ctx: HolderContext
   readonly #serving = new Set<Promise<void>>()
+  /** Live refs held for other owners (counted at open, then kept up to date). */
+  #live = 0
 
   constructor(options: HolderOptions) {
     this.#dir = join(options.root, 'replicas')
     this.#index = options.index
     this.#log = options.log
     this.tables = holderTables(options.index)
-    this.#ctx = { index: options.index, tables: this.tables, locks: this.#locks, log: options.log, replicaStore: (owner) => this.#store(owner) }
+    this.#ctx = {
+      index: options.index,
+      tables: this.tables,
+      locks: this.#locks,
+      log: options.log,
+      replicaStore: (owner) => this.#store(owner),
+      ...(options.routes === undefined ? {} : { routes: options.routes }),
+      onRefsChanged: (_owner, delta) => {
+        this.#live += delta
+        options.onRefsChanged?.()
+      },
+    }
   }
 
   /** Removes replica blobs no ref counts (an interrupted write) and marks counted ones gone from disk as damaged. */
@@ -59,6 +76,7 @@ export class Holder {
       }
     }
     if (swept > 0) this.#log.info({ swept }, 'removed unreferenced replica blobs left by an interrupted write')
+    for (const [, ref] of this.tables.refs.entries()) if (!ref.deleted) this.#live++
     // Replicas counted but gone from disk (lost or wiped) are marked damaged: the owner's catch-up resends them.
     const lost: string[] = []
     for (const [key] of counts.entries()) {
@@ -102,6 +120,22 @@ export class Holder {
     } catch (err) {
       this.#log.warn({ peer: owner, err: messageOf(err) }, 'cleaning up after a closed connection failed')
     }
+  }
+
+  /** How many live refs this node holds for other owners. */
+  get liveRefs(): number {
+    return this.#live
+  }
+
+  /** The live refs held for other owners (tombstones not counted), by owner: what a drain must see moved away. */
+  heldRefs(): Map<string, number> {
+    const byOwner = new Map<string, number>()
+    for (const [key, ref] of this.tables.refs.entries()) {
+      if (ref.deleted) continue
+      const owner = key.slice(0, 64)
+      byOwner.set(owner, (byOwner.get(owner) ?? 0) + 1)
+    }
+    return byOwner
   }
 
   /** Waits for the connections being served to end (close the transport first), then closes every owner's replica store. */

@@ -22,12 +22,16 @@ export type {
   BehindEvent,
   DeleteResult,
   DialErrorEvent,
+  DrainOptions,
+  DrainResult,
   HealedEvent,
   ListEntry,
   ListOptions,
   ObjectStat,
   PeerInfo,
+  PlacementStatus,
   ReadOptions,
+  RepairDoneEvent,
   ScrubResult,
   Server,
   ServerEvents,
@@ -36,8 +40,11 @@ export type {
   StoreResult,
 } from './server.js'
 export type { StoreData } from './source.js'
-export { everyPeer } from './placement.js'
+export { everyPeer, rendezvous } from './placement.js'
 export type { Member, PlacementPolicy } from './placement.js'
+export { MAX_WEIGHT_RATIO, RendezvousTable, weightsOf } from './rendezvous.js'
+export type { WeightedNode } from './rendezvous.js'
+export type { PeerRecord } from './peer-record.js'
 export type { Logger } from './logger.js'
 export { silentLogger } from './logger.js'
 export { fixedSizeChunker, DEFAULT_CHUNK_SIZE } from './chunker.js'

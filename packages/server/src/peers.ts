@@ -1,12 +1,16 @@
 // The peers of this node: one connection per pair, the dial loops that keep bootstrap addresses
-// connected, and the peers table in the index (who was seen, where to dial them).
+// connected, dialling members when they are needed, and the peers table in the index (who was
+// dialled where). While the cluster is small (at most `maxConnections` members) every pair stays
+// connected, the lower node id dialling; above that, members are dialled when a ref placed on them
+// needs it and a connection unused for a while is closed once there are too many.
 import { setTimeout as delay } from 'node:timers/promises'
-import type { Connection, Transport } from '@dcas/p2p'
+import type { AbortOptions, Connection, Stream, Transport } from '@dcas/p2p'
 import type { Index, IndexTable } from '@dcas/store'
-import { AbortedError, ClosedError, codeOf, InvalidOptionsError, messageOf, throwIfAborted } from './errors.js'
+import { raceAbort } from './concurrency.js'
+import { AbortedError, ClosedError, codeOf, InvalidOptionsError, messageOf, throwIfAborted, UnavailableError } from './errors.js'
 import type { Logger } from './logger.js'
-import type { Member, Membership } from './placement.js'
-import type { DialErrorEvent, PeerInfo } from './types.js'
+import type { Member, Peering } from './placement.js'
+import type { DialErrorEvent } from './types.js'
 
 /** What {@link Peers} tells the server. */
 export interface PeerEvents {
@@ -28,29 +32,53 @@ export interface PeersOptions {
   /** Ends the dial loops. */
   signal: AbortSignal
   events: PeerEvents
+  /** Every known member (from the membership). */
+  members: () => Member[]
+  /** Where a member may be dialled. */
+  addresses: (nodeId: string) => string[]
+  /** Above this many members, connections are made when needed and idle ones closed. */
+  maxConnections: number
+  /** How long one dial may take, in ms. */
+  dialTimeout: number
 }
 
+/** A connection unused this long may be closed when there are too many. */
+const IDLE_MS = 30_000
+/** After a failed dial, a member is not dialled again on demand for this long (doubling up to the max). */
+const REDIAL_FIRST_MS = 1_000
+const REDIAL_MAX_MS = 30_000
+
 /** The node's connections and known peers. */
-export class Peers implements Membership {
+export class Peers implements Peering {
   readonly #o: PeersOptions
   readonly #conns = new Map<string, Connection>()
   readonly #dialed = new Map<string, string>()
   readonly #waiters = new Set<() => void>()
+  /** Dials on demand in flight, by node id. */
+  readonly #dialling = new Map<string, Promise<Connection>>()
+  /** Members that failed a dial: not before when they are dialled again on demand, and the next wait. */
+  readonly #unreachable = new Map<string, { until: number; wait: number; error: string }>()
+  /** Members kept connected by a loop of their own (small clusters). */
+  readonly #kept = new Set<string>()
+  /** Node ids connected through a bootstrap loop: never closed as idle. */
+  readonly #bootstrapped = new Set<string>()
+  readonly #lastUsed = new Map<string, number>()
+  #reaper: NodeJS.Timeout | undefined
 
   constructor(options: PeersOptions) {
     this.#o = options
+    this.#reaper = setInterval(() => this.#reap(), IDLE_MS / 2)
+    this.#reaper.unref()
+    options.signal.addEventListener('abort', () => clearInterval(this.#reaper), { once: true })
   }
 
   get #self(): string {
     return this.#o.transport.nodeId
   }
 
-  /** Every known peer, connected or not. */
+  /** Every known peer (from the membership), with whether it is connected now. */
   members(): Member[] {
-    const out = new Map<string, Member>()
-    for (const [nodeId] of this.#o.table.entries()) if (nodeId !== this.#self) out.set(nodeId, { nodeId, connected: false })
-    for (const nodeId of this.#conns.keys()) out.set(nodeId, { nodeId, connected: true })
-    return [...out.values()]
+    return this.#o.members()
   }
 
   /** The open connection to `nodeId`, if any. */
@@ -69,15 +97,14 @@ export class Peers implements Membership {
     return this.#conns.size
   }
 
-  /** Known peers and whether they are connected. */
-  info(): PeerInfo[] {
-    return this.members().map((m) => this.infoOf(m.nodeId, m.connected))
+  /** Whether every pair of members stays connected (a small cluster). */
+  get meshed(): boolean {
+    return this.#o.members().length <= this.#o.maxConnections
   }
 
-  /** One peer as {@link PeerInfo}. */
-  infoOf(nodeId: string, connected: boolean): PeerInfo {
-    const address = this.#dialed.get(nodeId) ?? this.#o.table.get(nodeId)?.address
-    return { nodeId, ...(address === undefined ? {} : { address }), connected }
+  /** Where this node dials a peer, if it does. */
+  dialledAt(nodeId: string): string | undefined {
+    return this.#dialed.get(nodeId) ?? this.#o.table.get(nodeId)?.address
   }
 
   /** Resolves once at least `count` peers are connected. */
@@ -86,29 +113,32 @@ export class Peers implements Membership {
   }
 
   /** Takes a connection (inbound or dialled): one per pair of peers, the one dialled by the lower node id. */
-  adopt(conn: Connection): void {
-    const nodeId = conn.remoteNodeId
+  adopt(raw: Connection): void {
+    const nodeId = raw.remoteNodeId
     if (!this.#o.accepting()) {
-      conn.abort(new ClosedError())
+      raw.abort(new ClosedError())
       return
     }
     if (nodeId === this.#self) {
-      conn.abort(new InvalidOptionsError('connected to itself'))
+      raw.abort(new InvalidOptionsError('connected to itself'))
       return
     }
     const existing = this.#conns.get(nodeId)
     if (existing !== undefined && existing.open) {
       // One connection per pair: both sides keep the one dialled by the lower node id.
       const dialer = (c: Connection): string => (c.direction === 'outbound' ? this.#self : nodeId)
-      const keepNew = dialer(conn) === dialer(existing) || dialer(conn) < dialer(existing)
+      const keepNew = dialer(raw) === dialer(existing) || dialer(raw) < dialer(existing)
       if (!keepNew) {
-        conn.close().catch(() => conn.abort())
+        raw.close().catch(() => raw.abort())
         return
       }
       this.#conns.delete(nodeId)
       existing.close().catch(() => existing.abort())
     }
+    const conn = tracked(raw, () => this.#lastUsed.set(nodeId, Date.now()))
     this.#conns.set(nodeId, conn)
+    this.#lastUsed.set(nodeId, Date.now())
+    this.#unreachable.delete(nodeId)
     if (conn.direction === 'inbound') void this.#remember(nodeId).catch(() => {})
     void conn.closed.then((reason) => {
       const current = this.#conns.get(nodeId) === conn
@@ -140,6 +170,7 @@ export class Peers implements Membership {
           return
         }
         this.#dialed.set(conn.remoteNodeId, address)
+        this.#bootstrapped.add(conn.remoteNodeId)
         await this.#remember(conn.remoteNodeId, address)
         this.adopt(conn)
         // Whichever connection to that peer survives, dial again only once it is gone.
@@ -159,6 +190,108 @@ export class Peers implements Membership {
     }
   }
 
+  /**
+   * A connection to `nodeId`: the open one, else one dialled at its known addresses. A member that failed a
+   * dial lately is not dialled again before its backoff ends (unless `force`): the call rejects at once.
+   */
+  async connect(nodeId: string, signal?: AbortSignal, force = false): Promise<Connection> {
+    const open = this.connection(nodeId)
+    if (open !== undefined) {
+      this.#lastUsed.set(nodeId, Date.now())
+      return open
+    }
+    throwIfAborted(signal)
+    if (this.#o.signal.aborted) throw new ClosedError()
+    const failed = this.#unreachable.get(nodeId)
+    if (!force && failed !== undefined && failed.until > Date.now()) throw new UnavailableError(`${nodeId.slice(0, 12)} is unreachable (${failed.error})`)
+    let pending = this.#dialling.get(nodeId)
+    if (pending === undefined) {
+      pending = this.#dialMember(nodeId).finally(() => this.#dialling.delete(nodeId))
+      this.#dialling.set(nodeId, pending)
+    }
+    return raceAbort(pending, signal)
+  }
+
+  async #dialMember(nodeId: string): Promise<Connection> {
+    const addresses = this.#o.addresses(nodeId)
+    const errors: string[] = []
+    for (const address of addresses) {
+      try {
+        const conn = await this.#o.transport.dial(address, { signal: AbortSignal.any([this.#o.signal, AbortSignal.timeout(this.#o.dialTimeout)]) })
+        if (conn.remoteNodeId !== nodeId) {
+          conn.abort(new InvalidOptionsError('another node answers there'))
+          throw new UnavailableError(`${address} is another node now (${conn.remoteNodeId.slice(0, 12)})`)
+        }
+        this.adopt(conn)
+        const adopted = this.connection(nodeId)
+        if (adopted === undefined) throw new UnavailableError('the connection closed at once')
+        this.#unreachable.delete(nodeId)
+        return adopted
+      } catch (err) {
+        if (this.#o.signal.aborted) throw new ClosedError()
+        errors.push(`${address}: ${messageOf(err)}`)
+      }
+    }
+    const error = addresses.length === 0 ? 'no address known' : errors.join('; ')
+    const wait = Math.min((this.#unreachable.get(nodeId)?.wait ?? REDIAL_FIRST_MS / 2) * 2, REDIAL_MAX_MS)
+    this.#unreachable.set(nodeId, { until: Date.now() + wait, wait, error })
+    throw new UnavailableError(`cannot reach ${nodeId.slice(0, 12)} (${error})`)
+  }
+
+  /**
+   * Brings the dial loops in line with the membership: in a small cluster, each member with a higher node id
+   * and an address is dialled and kept connected; above `maxConnections`, members are dialled only when needed.
+   */
+  maintain(): void {
+    if (this.#o.signal.aborted || !this.meshed) return
+    for (const m of this.#o.members()) {
+      if (this.#kept.has(m.nodeId) || m.nodeId < this.#self || this.#o.addresses(m.nodeId).length === 0) continue
+      this.#kept.add(m.nodeId)
+      void this.#keep(m.nodeId).finally(() => this.#kept.delete(m.nodeId))
+    }
+  }
+
+  /** Keeps one member connected while the cluster is small and the member known. */
+  async #keep(nodeId: string): Promise<void> {
+    const { signal } = this.#o
+    let backoff = 100
+    const wanted = (): boolean => !signal.aborted && this.meshed && this.#o.members().some((m) => m.nodeId === nodeId)
+    while (wanted()) {
+      if (this.connection(nodeId) !== undefined) {
+        backoff = 100
+        await this.#until(() => this.connection(nodeId) === undefined || !wanted(), signal).catch(() => {})
+        continue
+      }
+      try {
+        await this.connect(nodeId, signal, true)
+      } catch {
+        if (signal.aborted) return
+        const lost = this.#o.members().find((m) => m.nodeId === nodeId)?.state === 'lost'
+        try {
+          await delay(backoff * (0.5 + Math.random()), undefined, { signal })
+        } catch {
+          return
+        }
+        backoff = Math.min(backoff * 2, lost ? 60_000 : 10_000)
+      }
+    }
+  }
+
+  /** Above `maxConnections`, closes the connections unused longest (bootstrap ones excepted), down to the limit. */
+  #reap(): void {
+    const excess = this.#conns.size - this.#o.maxConnections
+    if (excess <= 0 || this.meshed) return
+    const now = Date.now()
+    const idle = [...this.#conns.entries()]
+      .filter(([id]) => !this.#bootstrapped.has(id) && now - (this.#lastUsed.get(id) ?? 0) > IDLE_MS)
+      .sort(([a], [b]) => (this.#lastUsed.get(a) ?? 0) - (this.#lastUsed.get(b) ?? 0))
+      .slice(0, excess)
+    for (const [id, conn] of idle) {
+      this.#o.log.debug({ peer: id }, 'closing an idle connection')
+      conn.close().catch(() => conn.abort())
+    }
+  }
+
   async #remember(nodeId: string, address?: string): Promise<void> {
     const { table, index } = this.#o
     const known = table.get(nodeId)
@@ -166,8 +299,14 @@ export class Peers implements Membership {
     if (known === undefined || known.address !== next.address) await index.transaction((tx) => tx.put(table, nodeId, next))
   }
 
+  /** Re-checks whoever waits on the connections. */
   #changed(): void {
     for (const check of [...this.#waiters]) check()
+  }
+
+  /** Wakes the waiters (the membership changed). */
+  notify(): void {
+    this.#changed()
   }
 
   /** Resolves when `done()` holds, checking again whenever a connection comes or goes. */
@@ -191,5 +330,39 @@ export class Peers implements Membership {
       this.#waiters.add(check)
       signal?.addEventListener('abort', onAbort, { once: true })
     })
+  }
+}
+
+/** A connection that reports each stream opened on it, either way (for closing idle ones). */
+function tracked(conn: Connection, onUse: () => void): Connection {
+  const incoming = (async function* (): AsyncGenerator<Stream> {
+    for await (const stream of conn.incoming) {
+      onUse()
+      yield stream
+    }
+  })()
+  return {
+    get remoteNodeId() {
+      return conn.remoteNodeId
+    },
+    get remoteAddress() {
+      return conn.remoteAddress
+    },
+    get direction() {
+      return conn.direction
+    },
+    get open() {
+      return conn.open
+    },
+    get closed() {
+      return conn.closed
+    },
+    incoming,
+    openStream: (options?: AbortOptions) => {
+      onUse()
+      return conn.openStream(options)
+    },
+    close: (options?: AbortOptions) => conn.close(options),
+    abort: (reason?: Error) => conn.abort(reason),
   }
 }

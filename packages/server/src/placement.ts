@@ -2,12 +2,20 @@
 // the server asks this module, and only this module; a policy decides, a pure function of the ref
 // and the membership, so that every node computes the same answer.
 import type { Connection } from '@dcas/p2p'
+import { messageOf } from './errors.js'
+import { RendezvousTable } from './rendezvous.js'
 
 /** A node of the cluster as placement sees it. */
 export interface Member {
   nodeId: string
   /** Whether this node has a connection to it now. */
   connected: boolean
+  /** Its failure-domain label, from its signed peer record. */
+  zone?: string
+  /** Bytes it offers to hold for others, from its signed peer record. */
+  capacity?: number
+  /** `active` (the default), `leaving` (being drained: holds nothing new) or `lost` (unseen longer than `lostAfter`). */
+  state?: 'active' | 'leaving' | 'lost'
 }
 
 /**
@@ -15,41 +23,83 @@ export interface Member {
  * node places a ref the same way.
  */
 export interface PlacementPolicy {
-  /** The node ids, from `members` (this node never among them), that should hold `refId`, the first the one to ask first. */
+  /**
+   * The node ids, from `members` (the active members: this node, lost and leaving nodes never among them),
+   * that should hold `refId`, the first the one to ask first.
+   */
   holders(refId: string, members: readonly Member[]): string[]
 }
 
-/** Every known peer holds every ref: the default, a full mesh. */
+/** Every known peer holds every ref: a full mesh (`replicas: 'all'`). */
 export const everyPeer: PlacementPolicy = {
   holders: (_refId, members) => members.map((m) => m.nodeId),
 }
 
-/** What placement needs to know of the cluster. */
-export interface Membership {
-  /** Every known peer. */
+/**
+ * `replicas` copies of each ref, on the nodes chosen by weighted rendezvous hashing of the ref id over the
+ * members: weights from their declared capacities (capped, see {@link MAX_WEIGHT_RATIO}), copies in distinct
+ * zones while there are zones enough. A member joining or leaving moves only the refs it wins or held.
+ */
+export function rendezvous(options: { replicas: number }): PlacementPolicy {
+  const { replicas } = options
+  if (!Number.isSafeInteger(replicas) || replicas < 0) throw new RangeError(`replicas must be a non-negative integer, got ${String(replicas)}`)
+  // Membership arrays are kept until membership changes: one compiled table per array.
+  const tables = new WeakMap<readonly Member[], RendezvousTable>()
+  return {
+    holders(refId, members) {
+      let table = tables.get(members)
+      if (table === undefined) tables.set(members, (table = new RendezvousTable(members)))
+      return table.holders(refId, replicas)
+    },
+  }
+}
+
+/** The members and connections placement works with. */
+export interface Peering {
+  /** Every known peer (lost and leaving ones too); the same array until something changes. */
   members(): Member[]
   /** The open connection to a peer, if any. */
   connection(nodeId: string): Connection | undefined
   /** Every open connection. */
   connections(): Connection[]
+  /** A connection to a peer: the open one, else dialled at its known addresses (rejects when it cannot be reached). */
+  connect(nodeId: string, signal?: AbortSignal): Promise<Connection>
+}
+
+/** Placed peers, reached or not. */
+export interface Reached {
+  /** Connections to the placed peers that could be reached, in placement order. */
+  conns: Connection[]
+  /** The placed peers that could not, with why. */
+  unreachable: Array<{ nodeId: string; error: string }>
+  /** Every placed peer. */
+  placed: string[]
 }
 
 /** Answers placement questions for the other modules, from a policy, the membership and the record of who acknowledged what. */
 export class Placement {
   readonly #policy: PlacementPolicy
-  readonly #membership: Membership
+  readonly #peering: Peering
   readonly #holds: (refId: string, nodeId: string) => boolean
+  #candidates: { of: Member[]; active: Member[] } | undefined
 
   /** `holds` tells whether a peer acknowledged a copy of a ref. */
-  constructor(policy: PlacementPolicy, membership: Membership, holds: (refId: string, nodeId: string) => boolean) {
+  constructor(policy: PlacementPolicy, peering: Peering, holds: (refId: string, nodeId: string) => boolean) {
     this.#policy = policy
-    this.#membership = membership
+    this.#peering = peering
     this.#holds = holds
   }
 
-  /** The node ids that should hold `refId`, connected or not. */
+  /** The members a ref may be placed on: neither lost nor leaving. The same array until membership changes. */
+  candidates(): Member[] {
+    const members = this.#peering.members()
+    if (this.#candidates?.of !== members) this.#candidates = { of: members, active: members.filter((m) => m.state === undefined || m.state === 'active') }
+    return this.#candidates.active
+  }
+
+  /** The node ids that should hold `refId`, connected or not, in order. */
   placed(refId: string): string[] {
-    return this.#policy.holders(refId, this.#membership.members())
+    return this.#policy.holders(refId, this.candidates())
   }
 
   /** Whether `nodeId` should hold `refId`. */
@@ -57,30 +107,53 @@ export class Placement {
     return this.placed(refId).includes(nodeId)
   }
 
-  /** The connected peers that should hold `refId`: where a store sends it and catch-up brings it. */
+  /** The connected peers that should hold `refId`: where catch-up brings it. */
   targets(refId: string): Connection[] {
     return this.#open(this.placed(refId))
   }
 
-  /**
-   * The connected peers to ask for `refId`'s blobs, in order: peers that acknowledged a copy, then the
-   * others it is placed on, then every other connected peer (a copy may have stayed there).
-   */
-  readOrder(refId: string): Connection[] {
+  /** The placed peers of `refId`, each dialled unless connected: where a store sends it. */
+  async reach(refId: string, signal?: AbortSignal): Promise<Reached> {
     const placed = this.placed(refId)
-    const rank = (c: Connection): number => (this.#holds(refId, c.remoteNodeId) ? 0 : placed.includes(c.remoteNodeId) ? 1 : 2)
+    const tried = await Promise.all(
+      placed.map((nodeId) =>
+        this.#peering.connect(nodeId, signal).then(
+          (conn) => ({ nodeId, conn, error: undefined }),
+          (err: unknown) => ({ nodeId, conn: undefined, error: messageOf(err) }),
+        ),
+      ),
+    )
+    return {
+      placed,
+      conns: tried.flatMap((t) => (t.conn === undefined ? [] : [t.conn])),
+      unreachable: tried.flatMap((t) => (t.error === undefined ? [] : [{ nodeId: t.nodeId, error: t.error }])),
+    }
+  }
+
+  /**
+   * The peers to ask for `refId`'s blobs, in order: those that acknowledged a copy and those it is placed on
+   * (dialled when not connected), then every other connected peer (a copy may have stayed there).
+   */
+  async readOrder(refId: string, signal?: AbortSignal): Promise<Connection[]> {
+    const placed = this.placed(refId)
+    const members = this.#peering.members()
+    const held = members.filter((m) => this.#holds(refId, m.nodeId) && m.state !== 'lost').map((m) => m.nodeId)
+    const first = [...new Set([...held, ...placed])]
+    const reached = await Promise.all(first.map((id) => this.#peering.connect(id, signal).catch(() => undefined)))
     const order = new Map(placed.map((id, i) => [id, i]))
-    return this.#membership
-      .connections()
-      .map((c) => ({ c, rank: rank(c), at: order.get(c.remoteNodeId) ?? Infinity }))
+    const ranked = first
+      .map((id, i) => ({ conn: reached[i], rank: this.#holds(refId, id) ? 0 : 1, at: order.get(id) ?? Infinity }))
+      .filter((x): x is { conn: Connection; rank: number; at: number } => x.conn !== undefined)
       .sort((x, y) => x.rank - y.rank || x.at - y.at)
-      .map((x) => x.c)
+      .map((x) => x.conn)
+    const seen = new Set(ranked)
+    return [...ranked, ...this.#peering.connections().filter((c) => !seen.has(c))]
   }
 
   /** The peers a delete of `refId` must reach, connected or not: those it is placed on and those that acknowledged a copy. */
   deleteTargets(refId: string): string[] {
     const ids = new Set(this.placed(refId))
-    for (const m of this.#membership.members()) if (this.#holds(refId, m.nodeId)) ids.add(m.nodeId)
+    for (const m of this.#peering.members()) if (this.#holds(refId, m.nodeId)) ids.add(m.nodeId)
     return [...ids]
   }
 
@@ -88,7 +161,7 @@ export class Placement {
   #open(nodeIds: string[]): Connection[] {
     const out: Connection[] = []
     for (const id of nodeIds) {
-      const conn = this.#membership.connection(id)
+      const conn = this.#peering.connection(id)
       if (conn?.open === true) out.push(conn)
     }
     return out

@@ -23,6 +23,8 @@ export interface ReplicatorOptions {
   keyLocks: KeyLocks
   deadlines: Deadlines
   concurrency: number
+  /** Waits before each blob of background replication (catch-up, late replication, repair) is sent: the throttle. */
+  pace?: (bytes: number) => Promise<void>
   log: Logger
 }
 
@@ -94,7 +96,9 @@ export class Replicator {
       if (chunk === undefined && cipherId !== meta.manifestCipherId) throw new UnavailableError(`unknown blob ${cipherId}`)
       // A chunk lost here too is fetched from another peer first (and healed).
       if (chunk !== undefined) await retriever.chunk(key, meta.refId, chunk, signal)
-      return cipher.cipherOf(chunk?.plainId ?? record.manifestId, cipherId, meta.recipientsId)
+      const bytes = await cipher.cipherOf(chunk?.plainId ?? record.manifestId, cipherId, meta.recipientsId)
+      await this.#o.pace?.(bytes.length)
+      return bytes
     }
     const blobIds = [...cipherIds, meta.manifestCipherId]
     try {

@@ -2,9 +2,10 @@
 // events, and hands each call of the public API to the part that does it.
 import { EventEmitter } from 'node:events'
 import { mkdir } from 'node:fs/promises'
+import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import { loadOrCreateIdentity, tcpTransport, type Connection, type Transport } from '@dcas/p2p'
+import { loadOrCreateIdentity, tcpTransport, type Connection, type NodeIdentity, type Transport } from '@dcas/p2p'
 import { openBlobStore, openIndex, type BlobStore, type Index } from '@dcas/store'
 import { Background } from './background.js'
 import { Catalogue } from './catalogue.js'
@@ -12,15 +13,20 @@ import { fixedSizeChunker, DEFAULT_CHUNK_SIZE, type Chunker } from './chunker.js
 import { BlobCipher } from './cipher.js'
 import { Deadlines } from './deadlines.js'
 import { Deleter } from './delete.js'
-import { ClosedError, InvalidOptionsError, NotFoundError, throwIfAborted } from './errors.js'
+import { raceAbort, RateLimiter } from './concurrency.js'
+import { AbortedError, ClosedError, InvalidOptionsError, NotFoundError, throwIfAborted } from './errors.js'
 import { Fetcher } from './fetcher.js'
+import { Gossip } from './gossip.js'
 import { Holder } from './holder.js'
 import { assertValidKey } from './key.js'
 import { LocalStore, metaOf } from './local.js'
 import { KeyLocks } from './locks.js'
 import { silentLogger, type Logger } from './logger.js'
-import { everyPeer, Placement } from './placement.js'
+import { Membership } from './membership.js'
+import { isRecordAddress, isZone, signerOf } from './peer-record.js'
+import { everyPeer, Placement, rendezvous, type PlacementPolicy } from './placement.js'
 import { Peers } from './peers.js'
+import { Repairer } from './repair.js'
 import { ReadPath } from './read.js'
 import { Replicator } from './replication.js'
 import { Retriever, type HealObserver } from './retriever.js'
@@ -28,7 +34,7 @@ import { scrub } from './scrub.js'
 import { loadClusterSecret, loadOwnerKeys } from './secrets.js'
 import type { StoreData } from './source.js'
 import { CatchUp } from './sync.js'
-import type { DeleteResult, ListEntry, ListOptions, ObjectStat, PeerInfo, ReadOptions, ScrubResult, Server, ServerEvents, ServerOptions, SignalOptions, StoreResult } from './types.js'
+import type { DeleteResult, DrainOptions, DrainResult, ListEntry, ListOptions, ObjectStat, PeerInfo, PlacementStatus, ReadOptions, ScrubResult, Server, ServerEvents, ServerOptions, SignalOptions, StoreResult } from './types.js'
 import { WritePath } from './write.js'
 
 export type * from './types.js'
@@ -46,11 +52,17 @@ interface Parts {
   local: LocalStore
   holder: Holder
   peers: Peers
+  membership: Membership
+  gossip: Gossip
+  placement: Placement
+  repair: Repairer
   background: Background
   catchUp: CatchUp
   writes: WritePath
   reads: ReadPath
   deleter: Deleter
+  /** Waiters told when the refs held for other owners change (a drain). */
+  held: Set<() => void>
 }
 
 class DcasServer extends EventEmitter<ServerEvents> implements Server {
@@ -66,11 +78,28 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   #parts: Parts | undefined
   #address: string | undefined
 
+  readonly #policy: PlacementPolicy
+  readonly #lostAfter: number
+  /** Catch-ups finished, per peer: when, and which run of the peer (its record's start time). */
+  readonly #synced = new Map<string, { at: number; startedAt: number | undefined }>()
+
   constructor(options: ServerOptions) {
     super()
     if (typeof options?.root !== 'string' || options.root.length === 0) throw new InvalidOptionsError('root (the data directory) is required')
-    const quorum = options.writeQuorum ?? 'all'
+    const replicas = options.replicas ?? 2
+    if (replicas !== 'all' && (!Number.isSafeInteger(replicas) || replicas < 0)) throw new InvalidOptionsError(`replicas must be 'all' or a non-negative integer, got ${String(replicas)}`)
+    const quorum = options.writeQuorum ?? 1
     if (quorum !== 'all' && (!Number.isSafeInteger(quorum) || quorum < 0)) throw new InvalidOptionsError(`writeQuorum must be 'all' or a non-negative integer, got ${String(quorum)}`)
+    if (quorum !== 'all' && replicas !== 'all' && options.placement === undefined && quorum > replicas) throw new InvalidOptionsError(`writeQuorum (${quorum}) cannot exceed replicas (${replicas})`)
+    if (options.zone !== undefined && !isZone(options.zone)) throw new InvalidOptionsError(`zone must be 1 to 64 of A-Z a-z 0-9 . _ : - (starting with a letter or digit), got ${JSON.stringify(options.zone)}`)
+    if (options.capacity !== undefined && (!Number.isSafeInteger(options.capacity) || options.capacity < 0)) throw new InvalidOptionsError(`capacity must be a non-negative integer of bytes, got ${String(options.capacity)}`)
+    if (options.announce !== undefined && (!Array.isArray(options.announce) || options.announce.length > 8 || !options.announce.every(isRecordAddress))) throw new InvalidOptionsError('announce must be a list of at most 8 "host:port" addresses')
+    for (const [name, value, min] of [['lostAfter', options.lostAfter, 1], ['repairConcurrency', options.repairConcurrency, 1], ['maxConnections', options.maxConnections, 1]] as const) {
+      if (value !== undefined && (!Number.isSafeInteger(value) || value < min)) throw new InvalidOptionsError(`${name} must be an integer of at least ${min}, got ${String(value)}`)
+    }
+    if (options.repairRate !== undefined && !(options.repairRate > 0)) throw new InvalidOptionsError(`repairRate must be a positive number of bytes per second (or Infinity), got ${String(options.repairRate)}`)
+    this.#policy = options.placement ?? (replicas === 'all' ? everyPeer : rendezvous({ replicas }))
+    this.#lostAfter = options.lostAfter ?? 30 * 60_000
     this.#options = options
     this.#log = options.logger ?? silentLogger
     this.#chunker = options.chunker ?? fixedSizeChunker(options.chunkSize ?? DEFAULT_CHUNK_SIZE)
@@ -100,14 +129,46 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const blobs = await openBlobStore({ root })
     const log = this.#log
     const local = new LocalStore({ index, blobs, log, concurrency: this.#concurrency })
-    const holder = new Holder({ root, index, log })
+    // Holder requests of another protocol (peer records) go to gossip, made below.
+    const routes: ConstructorParameters<typeof Holder>[0]['routes'] = {}
+    const held = new Set<() => void>()
+    const holder = new Holder({ root, index, log, routes, onRefsChanged: () => held.forEach((f) => f()) })
     await local.sweepOrphans()
     await holder.open()
-    const transport = this.#options.transport ?? (await this.#tcpTransport(identityDir))
+    const identity = await loadOrCreateIdentity(identityDir)
+    const transport = this.#options.transport ?? (await this.#tcpTransport(identityDir, identity))
+    if (transport.nodeId !== identity.nodeId) log.warn({ nodeId: transport.nodeId }, "the transport's node id is not identity/'s: this node publishes no signed peer record")
 
     const running = (): boolean => this.#state === 'open'
     const deadlines = new Deadlines(this.#options.requestTimeout ?? 30_000, this.#shutdown.signal)
     const background = new Background({ log, running, current: (conn) => peers.connection(conn.remoteNodeId) === conn, onBehind: (e) => this.emit('peer:behind', e) })
+    const requestTimeout = this.#options.requestTimeout ?? 30_000
+    const membership: Membership = new Membership({
+      index,
+      peersTable: local.tables.peers,
+      self: transport.nodeId,
+      signer: transport.nodeId === identity.nodeId ? signerOf(identity.privateKey) : undefined,
+      announce: () => this.#announce(),
+      zone: this.#options.zone,
+      capacity: this.#options.capacity,
+      lostAfter: this.#lostAfter,
+      connected: (nodeId) => peers.connection(nodeId) !== undefined,
+      log,
+      events: {
+        joined: (nodeId) => {
+          this.emit('node:joined', { nodeId })
+          peers.maintain()
+        },
+        lost: (nodeId, lastSeen) => this.emit('node:lost', { nodeId, lastSeen }),
+        returned: (nodeId) => this.emit('node:returned', { nodeId }),
+        changed: () => {
+          peers.notify()
+          peers.maintain()
+          this.#parts?.repair.changed()
+        },
+        signed: (record) => this.#parts?.gossip.signed(record),
+      },
+    })
     const peers: Peers = new Peers({
       transport,
       index,
@@ -115,25 +176,52 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       log,
       accepting: () => this.#state === 'open' || this.#state === 'starting',
       signal: this.#shutdown.signal,
+      members: () => membership.members(),
+      addresses: (nodeId) => membership.addresses(nodeId),
+      maxConnections: this.#options.maxConnections ?? 64,
+      dialTimeout: Math.min(requestTimeout, 10_000),
       events: {
         connected: (conn) => this.#connected(conn),
         closed: (conn, current) => {
           // A retry due on this connection is moot: the next connection catches up from scratch.
           background.drop(conn.remoteNodeId, conn)
-          if (current) this.emit('peer:disconnect', peers.infoOf(conn.remoteNodeId, false))
+          if (current) {
+            membership.disconnected(conn.remoteNodeId)
+            this.emit('peer:disconnect', this.#infoOf(conn.remoteNodeId))
+          }
         },
         dialError: (e) => this.emit('dial:error', e),
       },
     })
-    const placement = new Placement(this.#options.placement ?? everyPeer, peers, (refId, nodeId) => index.peerState.has(`${refId}/${nodeId}`))
+    const gossip = new Gossip({ membership, connections: () => peers.connections(), signal: () => AbortSignal.any([AbortSignal.timeout(requestTimeout), this.#shutdown.signal]), log })
+    routes['members.push'] = (peer, h, ex) => gossip.serve(peer, h, ex)
+    const placement = new Placement(this.#policy, peers, (refId, nodeId) => index.peerState.has(`${refId}/${nodeId}`))
     const cipher = new BlobCipher(keys, local, recoveryRecipients)
     const fetcher = new Fetcher(placement, deadlines, background)
     const retriever = new Retriever({ local, cipher, fetcher, log, onHealed: (e) => this.emit('healed', e) })
     const keyLocks = this.#keyLocks
     const catalogue = new Catalogue({ keys, local, cipher, fetcher, retriever, placement, keyLocks, deadlines, log })
-    const replicator = new Replicator({ local, cipher, catalogue, retriever, background, keyLocks, deadlines, concurrency: this.#concurrency, log })
+    const throttle = new RateLimiter(this.#options.repairRate ?? 64 * 1024 * 1024)
+    const pace = (bytes: number): Promise<void> => throttle.take(bytes, this.#shutdown.signal)
+    const replicator = new Replicator({ local, cipher, catalogue, retriever, background, keyLocks, deadlines, concurrency: this.#concurrency, pace, log })
     const deleter = new Deleter({ keys, local, catalogue, placement, membership: peers, background, keyLocks, deadlines, log })
-    const catchUp = new CatchUp({ keys, local, cipher, catalogue, deleter, replicator, placement, background, keyLocks, deadlines, log, onSynced: (nodeId) => this.emit('synced', { nodeId }) })
+    const onSynced = (nodeId: string): void => {
+      this.#synced.set(nodeId, { at: Date.now(), startedAt: membership.record(nodeId)?.startedAt })
+      this.emit('synced', { nodeId })
+    }
+    const catchUp = new CatchUp({ keys, local, cipher, catalogue, deleter, replicator, placement, background, keyLocks, deadlines, log, onSynced })
+    const repair = new Repairer({
+      local,
+      placement,
+      peering: peers,
+      replicator,
+      keyLocks,
+      deadlines,
+      concurrency: this.#options.repairConcurrency ?? 2,
+      target: () => (this.#options.replicas === 'all' || this.#options.placement !== undefined ? placement.candidates().length : Math.min(this.#options.replicas ?? 2, placement.candidates().length)),
+      log,
+      onDone: (e) => this.emit('repair:done', e),
+    })
     const writes = new WritePath({
       local,
       cipher,
@@ -141,32 +229,78 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       placement,
       replicator,
       chunker: this.#chunker,
-      writeQuorum: this.#options.writeQuorum ?? 'all',
+      writeQuorum: this.#options.writeQuorum ?? 1,
       concurrency: this.#concurrency,
       shutdown: this.#shutdown.signal,
       log,
     })
     const reads = new ReadPath({ catalogue, retriever, concurrency: this.#concurrency, shutdown: this.#shutdown.signal })
-    this.#parts = { transport, index, blobs, local, holder, peers, background, catchUp, writes, reads, deleter }
+    this.#parts = { transport, index, blobs, local, holder, peers, membership, gossip, placement, repair, background, catchUp, writes, reads, deleter, held }
 
+    membership.open()
     this.#address = await transport.listen(this.#options.listen ?? '127.0.0.1:0', (conn) => peers.adopt(conn))
+    membership.start()
     this.#state = 'open'
     log.info({ nodeId: this.nodeId, address: this.#address }, 'listening')
+    repair.start()
     for (const address of this.#options.bootstrap ?? []) void peers.dial(address)
+    peers.maintain()
+  }
+
+  /** The addresses this node publishes: `announce`, else its listen address (an unspecified host stands for each of the machine's addresses). */
+  #announce(): string[] {
+    if (this.#options.announce !== undefined) return [...this.#options.announce]
+    const address = this.#address
+    if (address === undefined) return []
+    const at = address.lastIndexOf(':')
+    const host = address.slice(0, at).replace(/^\[|\]$/g, '')
+    const port = address.slice(at + 1)
+    if (host !== '0.0.0.0' && host !== '::') return isRecordAddress(address) ? [address] : []
+    const out: string[] = []
+    for (const list of Object.values(networkInterfaces())) {
+      for (const a of list ?? []) {
+        if (a.internal || (host === '0.0.0.0' && a.family !== 'IPv4') || (a.family === 'IPv6' && a.scopeid !== 0)) continue
+        out.push(a.family === 'IPv6' ? `[${a.address}]:${port}` : `${a.address}:${port}`)
+      }
+    }
+    return out.slice(0, 8)
+  }
+
+  /** One peer as {@link PeerInfo}. */
+  #infoOf(nodeId: string): PeerInfo {
+    const { peers, membership } = this.#parts!
+    const record = membership.record(nodeId)
+    const address = peers.dialledAt(nodeId) ?? record?.addresses[0]
+    const connected = peers.connection(nodeId) !== undefined
+    return {
+      nodeId,
+      ...(address === undefined ? {} : { address }),
+      connected,
+      state: membership.stateOf(nodeId),
+      ...(record?.zone === undefined ? {} : { zone: record.zone }),
+      ...(record?.capacity === undefined ? {} : { capacity: record.capacity }),
+      lastSeen: membership.lastSeen(nodeId),
+    }
   }
 
   /** A connection became the one in use for its peer (connections come only once the parts are made): serve its requests, and catch it up. */
   #connected(conn: Connection): void {
-    const { holder, peers, background, catchUp } = this.#parts!
+    const { holder, peers, membership, gossip, background, catchUp } = this.#parts!
+    const nodeId = conn.remoteNodeId
     void holder.serve(conn)
-    this.emit('peer:connect', peers.infoOf(conn.remoteNodeId, true))
-    background.succeeded(conn.remoteNodeId)
-    catchUp.schedule(conn)
+    void membership.connected(nodeId).catch((err: unknown) => this.#log.warn({ peer: nodeId, err: String(err) }, 'recording a connection failed'))
+    gossip.connected(conn)
+    void this.#parts!.repair.reachable().catch(() => {})
+    this.emit('peer:connect', this.#infoOf(nodeId))
+    background.succeeded(nodeId)
+    // Connections come and go in a large cluster: a peer caught up with lately, and not restarted since, is not again.
+    const synced = this.#synced.get(nodeId)
+    const fresh = synced !== undefined && Date.now() - synced.at < this.#lostAfter && synced.startedAt === membership.record(nodeId)?.startedAt
+    if (peers.meshed || !fresh) catchUp.schedule(conn)
   }
 
-  async #tcpTransport(identityDir: string): Promise<Transport> {
+  async #tcpTransport(identityDir: string, identity: NodeIdentity): Promise<Transport> {
     const clusterSecret = await loadClusterSecret(identityDir, this.#options.clusterSecret)
-    const identity = await loadOrCreateIdentity(identityDir)
     return tcpTransport({
       identity,
       clusterSecret,
@@ -185,6 +319,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     await Promise.allSettled([...this.#ops])
     const parts = this.#parts
     if (parts !== undefined) {
+      parts.membership.close()
+      await parts.repair.close()
       await parts.background.close()
       // Peers get a few seconds to finish their streams with us, then the connections are cut.
       await parts.transport.close({ signal: AbortSignal.timeout(5_000) })
@@ -196,7 +332,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   }
 
   peers(): PeerInfo[] {
-    return this.#parts?.peers.info() ?? []
+    if (this.#parts === undefined) return []
+    return this.#parts.membership.members().map((m) => this.#infoOf(m.nodeId))
   }
 
   async waitForPeers(count: number, options: SignalOptions = {}): Promise<void> {
@@ -210,7 +347,14 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   async store(key: string, data: StoreData, options: SignalOptions = {}): Promise<StoreResult> {
     assertValidKey(key)
     throwIfAborted(options.signal)
-    return this.#track((parts) => this.#keyLocks.run(key, (held) => parts.writes.store(held, data, options.signal)))
+    return this.#track(async (parts) => {
+      try {
+        return await this.#keyLocks.run(key, (held) => parts.writes.store(held, data, options.signal))
+      } finally {
+        // A store short of its placed holders is repaired in the background.
+        await parts.repair.noteWrite(key).catch(() => {})
+      }
+    })
   }
 
   read(key: string, options: ReadOptions = {}): Readable {
@@ -274,7 +418,13 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   async delete(key: string, options: SignalOptions = {}): Promise<DeleteResult> {
     assertValidKey(key)
     throwIfAborted(options.signal)
-    return this.#track((parts) => this.#keyLocks.run(key, (held) => parts.deleter.delete(held, options.signal)))
+    return this.#track(async (parts) => {
+      try {
+        return await this.#keyLocks.run(key, (held) => parts.deleter.delete(held, options.signal))
+      } finally {
+        await parts.repair.noteWrite(key).catch(() => {})
+      }
+    })
   }
 
   async scrub(options: SignalOptions = {}): Promise<ScrubResult> {
@@ -286,6 +436,53 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       open: () => this.#state === 'open',
     }
     return scrub(source, options.signal, this.#log)
+  }
+
+  async placementStatus(): Promise<PlacementStatus> {
+    return this.#open().repair.status()
+  }
+
+  async waitForPlacement(options: SignalOptions = {}): Promise<void> {
+    await this.#open().repair.waitSettled(options.signal)
+  }
+
+  async drain(options: DrainOptions = {}): Promise<DrainResult> {
+    throwIfAborted(options.signal)
+    return this.#track(async ({ membership, gossip, holder, peers, held }) => {
+      const heldNow = (): number => holder.liveRefs
+      const start = heldNow()
+      const record = await membership.leave()
+      this.#log.info({ held: start }, 'draining: this node is leaving; its replicas move to other nodes')
+      // The owners of what it holds hear of it at once (gossip may take a while to reach them).
+      if (record !== undefined) {
+        await Promise.all(
+          [...holder.heldRefs().keys()].map(async (owner) => {
+            const conn = await peers.connect(owner, options.signal).catch(() => undefined)
+            if (conn !== undefined) await gossip.tell(conn, [record]).catch(() => {})
+          }),
+        )
+      }
+      let last = -1
+      for (;;) {
+        const remaining = heldNow()
+        if (remaining !== last) options.onProgress?.(remaining)
+        last = remaining
+        if (remaining === 0) break
+        let wake!: () => void
+        const changed = new Promise<void>((resolve) => (wake = resolve))
+        held.add(wake)
+        try {
+          await raceAbort(raceAbort(changed, options.signal), this.#shutdown.signal)
+        } catch (err) {
+          if (this.#shutdown.signal.aborted) throw new ClosedError()
+          throw err instanceof AbortedError ? err : new AbortedError(undefined, { cause: err })
+        } finally {
+          held.delete(wake)
+        }
+      }
+      this.#log.info({ moved: start }, 'drained: no replica of another node is left here')
+      return { held: start }
+    })
   }
 
   /** The parts, once started (a closed server's index is closed: its calls fail in the index). */

@@ -19,10 +19,50 @@ export interface ServerOptions {
   clusterSecret?: string | Uint8Array
   /** Node ids admitted without the cluster secret. */
   allowList?: string[]
-  /** Any {@link Transport}; default: TCP + TLS 1.3 with the identity in `root/identity`. */
+  /**
+   * Any {@link Transport}; default: TCP + TLS 1.3 with the identity in `root/identity`. A node signs its peer
+   * record with the key in `root/identity`: with a transport whose node id is not that key's, it publishes none
+   * (other nodes then know it only while connected to it).
+   */
   transport?: Transport
-  /** Acknowledgements a store needs: `'all'` connected peers (default) or a number. */
+  /**
+   * Peer copies of each object besides the owner's own (default 2), placed by weighted rendezvous hashing over
+   * the known nodes; `'all'`: every known peer holds everything (a full mesh).
+   */
+  replicas?: number | 'all'
+  /** This node's failure-domain label (1 to 64 of `A-Z a-z 0-9 . _ : -`): copies of an object go to distinct zones while there are enough. */
+  zone?: string
+  /**
+   * Bytes this node offers to hold for others: its weight in placement, counted up to 4 times the median
+   * of the capacities the members declare. 0 holds nothing for others. Default: the median.
+   */
+  capacity?: number
+  /**
+   * Addresses other nodes may dial this node at, published in its signed peer record. Default: the listen
+   * address (with an unspecified host, `0.0.0.0` or `::`, replaced by each of the machine's non-internal
+   * addresses). `[]`: none; this node is then dialled only by nodes given its address in `bootstrap`.
+   */
+  announce?: string[]
+  /**
+   * Acknowledgements of placed holders a store needs (default 1): a number up to `replicas`, or `'all'` of the
+   * placed holders. `0` stores locally only. A store with fewer placed holders reachable fails with
+   * `ERR_QUORUM` before it stores anything.
+   */
   writeQuorum?: 'all' | number
+  /**
+   * A node unseen this long (ms: no connection, no fresh peer record of it) is declared lost: each owner copies
+   * what it held to the next node in placement order. Default 30 minutes.
+   */
+  lostAfter?: number
+  /** Bytes per second background replication (repair, rebalance, catch-up) may send, all peers together (default 64 MiB/s; `Infinity`: no limit). */
+  repairRate?: number
+  /** Objects repaired or moved at once (default 2). */
+  repairConcurrency?: number
+  /**
+   * While the cluster has at most this many other members (default 64), every pair stays connected; above, a
+   * node dials the holders an object needs when it needs them, and closes connections left unused.
+   */
+  maxConnections?: number
   /** Extra `age1…` recipients that can also decrypt every replica. */
   recoveryRecipients?: string[]
   /** Chunk size in bytes for the default fixed-size chunker (1 MiB). */
@@ -44,9 +84,57 @@ export interface ServerOptions {
 /** A peer this node knows. */
 export interface PeerInfo {
   nodeId: string
-  /** The address it is dialled at, when this node dials it. */
+  /** The address it is dialled at, when this node dials it (else the first one its peer record gives). */
   address?: string
   connected: boolean
+  /** `active`, `leaving` (being drained) or `lost` (unseen longer than `lostAfter`). */
+  state?: 'active' | 'leaving' | 'lost'
+  /** Its failure-domain label, from its signed peer record. */
+  zone?: string
+  /** Bytes it offers to hold for others, from its signed peer record. */
+  capacity?: number
+  /** When it was last seen alive (ms since the epoch, this node's clock). */
+  lastSeen?: number
+}
+
+/** How placement stands: copies per object, and the repair and rebalancing left to do. */
+export interface PlacementStatus {
+  /** The peer copies each object should have (`replicas`; with `'all'`, the active peers). */
+  target: number
+  /** How many of this node's objects have 0, 1, … live peer copies (more than `target` while a copy moves). */
+  objectsByCopies: Record<number, number>
+  repair: {
+    /** Objects with a copy to make or to release. */
+    objectsLeft: number
+    /** Bytes left to copy. */
+    bytesLeft: number
+    /** Seconds left at the rate of the last minute's copies, when there is a rate to judge by. */
+    etaSeconds?: number
+    /** No object below its placed copies or with a copy where it is not placed (but on lost nodes), nothing queued. */
+    settled: boolean
+  }
+}
+
+/** Placement settled after work. */
+export interface RepairDoneEvent {
+  /** Copies made since placement was last settled. */
+  copied: number
+  /** Surplus copies released. */
+  released: number
+  /** Bytes copied. */
+  bytes: number
+}
+
+/** What {@link Server.drain} resolves to. */
+export interface DrainResult {
+  /** Refs this node held for other owners when the drain began. */
+  held: number
+}
+
+/** Options of {@link Server.drain}. */
+export interface DrainOptions extends SignalOptions {
+  /** Told each time the number of refs still held for others changes. */
+  onProgress?: (remaining: number) => void
 }
 
 /** What {@link Server.store} resolves to. */
@@ -146,6 +234,14 @@ export interface ServerEvents {
   synced: [{ nodeId: string }]
   /** A connected peer missed background work; catch-up with it runs again later. */
   'peer:behind': [BehindEvent]
+  /** A node this node did not know joined the cluster. */
+  'node:joined': [{ nodeId: string }]
+  /** A node was unseen longer than `lostAfter`: its copies are made again elsewhere. */
+  'node:lost': [{ nodeId: string; lastSeen: number }]
+  /** A lost node was seen again: it counts again, and the copies made in its stead are released. */
+  'node:returned': [{ nodeId: string }]
+  /** Placement settled after copies were made or released. */
+  'repair:done': [RepairDoneEvent]
 }
 
 /** What {@link Server.scrub} resolves to. */
@@ -193,5 +289,15 @@ export interface Server extends EventEmitter<ServerEvents> {
   delete(key: string, options?: SignalOptions): Promise<DeleteResult>
   /** Reads every local object through the verified read path, healing lost or damaged chunks from peers. */
   scrub(options?: SignalOptions): Promise<ScrubResult>
+  /** How placement stands: copies per object, what is left to repair or move, and whether it is settled. */
+  placementStatus(): Promise<PlacementStatus>
+  /** Resolves once placement is settled: every object on its placed holders, nothing left to copy or release. */
+  waitForPlacement(options?: SignalOptions): Promise<void>
+  /**
+   * Drains this node before it leaves for good: it tells the cluster it is leaving (it is then placed on
+   * nothing), and resolves once the owners of the replicas it holds have copied them elsewhere and released
+   * them here. It keeps serving meanwhile; close it afterwards.
+   */
+  drain(options?: DrainOptions): Promise<DrainResult>
 }
 

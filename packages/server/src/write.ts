@@ -25,7 +25,7 @@ export interface WritePathOptions {
   placement: Placement
   replicator: Replicator
   chunker: Chunker
-  /** Acknowledgements a store needs: every placed peer, or a number. */
+  /** Acknowledgements a store needs: every placed holder, or a number of them (0: none, local only). */
   writeQuorum: 'all' | number
   concurrency: number
   shutdown: AbortSignal
@@ -57,8 +57,13 @@ export class WritePath {
     const key = held.key
     const refId = catalogue.refIdOf(key)
     const version = catalogue.nextVersion(key, refId)
-    const session = replicator.session(key, placement.targets(refId), signal)
-    const quorum = this.#o.writeQuorum === 'all' ? session.peers.length : this.#o.writeQuorum
+    // The ref's placed holders, dialled as needed: too few within reach and nothing is stored.
+    const reached = await placement.reach(refId, signal)
+    const quorum = this.#o.writeQuorum === 'all' ? reached.placed.length : this.#o.writeQuorum
+    if (reached.conns.length < quorum) {
+      throw new QuorumError({ key, needed: quorum, replicas: [], reachable: reached.conns.length, placed: reached.placed.length, committed: false, failed: reached.unreachable })
+    }
+    const session = replicator.session(key, reached.conns, signal)
     const draft: Draft = { chunks: [], newChunks: new Map(), pins: [], size: 0, sha256: '' }
     let committed = false
     try {
@@ -100,7 +105,8 @@ export class WritePath {
         if (session.failed.has(nodeId)) replicator.release(conn, [...cipherIds, manifestCipherId], 'releasing the blobs of a failed replication')
       }
       if (replicas.length < quorum) {
-        throw new QuorumError({ key, needed: quorum, replicas, failed: [...session.failed].map(([nodeId, error]) => ({ nodeId, error })) })
+        const failed = [...reached.unreachable, ...[...session.failed].map(([nodeId, error]) => ({ nodeId, error }))]
+        throw new QuorumError({ key, needed: quorum, replicas, reachable: reached.conns.length, placed: reached.placed.length, committed: true, failed })
       }
       log.info({ key, size: draft.size, version, replicas: replicas.length }, 'stored')
       return { key, size: draft.size, sha256: draft.sha256, version, replicas }

@@ -2,9 +2,9 @@ import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createMemoryNetwork, memoryTransport, type MemoryNetwork } from '@dcas/p2p'
+import { createMemoryNetwork, loadOrCreateIdentity, memoryTransport, type MemoryNetwork } from '@dcas/p2p'
 import { afterEach, beforeEach } from 'vitest'
-import { createServer, type Server, type ServerOptions } from '../src/index.js'
+import { createServer, type Server, type ServerEvents, type ServerOptions } from '../src/index.js'
 
 /** A temporary folder removed by `cleanup()`. */
 export async function tempDir(): Promise<{ path: string; cleanup: () => Promise<void> }> {
@@ -78,12 +78,13 @@ export class Cluster {
 
   /**
    * Starts a server listening at `<name>:1` with its root at `<dir>/<name>` (or `root`), dialling `dial`.
-   * A root started before keeps its node id (as its TLS identity would over TCP); `nodeId` forces one.
+   * Its node id is its identity's in `root/identity` (as over TCP), so that it signs its peer record;
+   * `nodeId` forces another one (the node then publishes no record).
    */
   async add(name: string, dial: string[] = [], extra: NodeExtra = {}): Promise<Server> {
     const { nodeId, clusterSecret = 'test-cluster-secret', ...options } = extra
     const root = options.root ?? join(this.#dir, name)
-    const id = nodeId ?? this.#nodeIds.get(root)
+    const id = nodeId ?? this.#nodeIds.get(root) ?? (await loadOrCreateIdentity(join(root, 'identity'))).nodeId
     const server = createServer({
       root,
       listen: `${name}:1`,
@@ -156,3 +157,43 @@ export const codeOf = (p: Promise<unknown>): Promise<string | undefined> =>
     () => undefined,
     (err: { code?: string }) => err.code,
   )
+
+/** The events {@link until} re-checks on by default: whatever changes membership, connections or placement. */
+const CHANGES: Array<keyof ServerEvents> = ['node:joined', 'node:lost', 'node:returned', 'peer:connect', 'peer:disconnect', 'synced', 'repair:done']
+
+/** Resolves once `check()` holds: checked now, then after each of `events` on any of `servers`. Never sleeps. */
+export async function until(servers: Server[], check: () => boolean | Promise<boolean>, events: Array<keyof ServerEvents> = CHANGES): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    let running = false
+    let again = false
+    const cleanup = (): void => {
+      for (const s of servers) for (const e of events) s.off(e, recheck)
+    }
+    const recheck = (): void => {
+      if (running) {
+        again = true
+        return
+      }
+      running = true
+      void (async () => {
+        try {
+          do {
+            again = false
+            if (await check()) {
+              cleanup()
+              resolve()
+              return
+            }
+          } while (again)
+        } catch (err) {
+          cleanup()
+          reject(err instanceof Error ? err : new Error(String(err)))
+        } finally {
+          running = false
+        }
+      })()
+    }
+    for (const s of servers) for (const e of events) s.on(e, recheck)
+    recheck()
+  })
+}

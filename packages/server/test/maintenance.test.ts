@@ -32,7 +32,7 @@ describe('scrub', () => {
   })
 
   it('reports an object no peer can heal and goes on with the others', async () => {
-    const a = await t.cluster.add('solo')
+    const a = await t.cluster.add('solo', [], { writeQuorum: 0 })
     await a.store('damaged', bytes(100_000))
     await a.store('intact', 'still here')
     const [victim] = (await chunkFiles(t.cluster.roots[0]!)) as [string]
@@ -45,14 +45,14 @@ describe('scrub', () => {
   })
 
   it('fails with ERR_ABORTED when its signal is already aborted', async () => {
-    const a = await t.cluster.add('solo')
+    const a = await t.cluster.add('solo', [], { writeQuorum: 0 })
     await expect(a.scrub({ signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ERR_ABORTED' })
   })
 })
 
 describe('a store that fails before its commit', () => {
   it('leaves no blob behind when its source fails midway, and keeps the chunks other keys hold', async () => {
-    const a = await t.cluster.add('solo')
+    const a = await t.cluster.add('solo', [], { writeQuorum: 0 })
     const shared = bytes(64 * 1024)
     await a.store('kept', shared)
     const before = (await ownBlobFiles(t.cluster.roots[0]!)).sort()

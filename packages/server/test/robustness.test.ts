@@ -14,7 +14,7 @@ const t = useCluster()
 
 describe('liveness', () => {
   it('ends a paused read with ERR_CLOSED when the server closes', async () => {
-    const s = await t.cluster.add('solo')
+    const s = await t.cluster.add('solo', [], { writeQuorum: 0 })
     await s.store('k', bytes(300_000))
     const stream = s.read('k')
     await new Promise<void>((resolve) =>
@@ -61,7 +61,7 @@ describe('liveness', () => {
   })
 
   it('does not dial itself again when its own address is among the bootstrap peers', async () => {
-    const s = await t.cluster.add('self', ['self'])
+    const s = await t.cluster.add('self', ['self'], { writeQuorum: 0 })
     const err = await new Promise<{ code?: string }>((resolve) => s.once('dial:error', resolve))
     expect(err.code).toBe('ERR_INVALID_OPTIONS')
     expect(s.peers()).toEqual([])
@@ -160,7 +160,7 @@ describe('lying peers', () => {
 
 describe('local blobs', () => {
   it('rewrites a damaged local chunk when a store brings the same bytes, instead of reusing it', async () => {
-    const s = await t.cluster.add('solo')
+    const s = await t.cluster.add('solo', [], { writeQuorum: 0 })
     const data = bytes(10_000)
     await s.store('k1', data)
     const id = sha256(data)

@@ -2,10 +2,21 @@ import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { Readable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
-import type { BehindEvent, HealedEvent } from '../src/index.js'
+import type { BehindEvent, HealedEvent, QuorumDetails } from '../src/index.js'
 import { bytes, codeOf, foundUnder, ownBlobFiles, readAll, replicaFiles, sha256, useCluster } from './helpers.js'
 
 const t = useCluster()
+
+/** Makes an eighth of B's blob directories for C files: B fails the blobs that go there, keeps the others and stays connected. */
+async function breakHolder(holderRoot: string, owner: string): Promise<{ repair: () => Promise<void> }> {
+  const blobs = join(holderRoot, 'replicas', owner, 'blobs')
+  await mkdir(blobs, { recursive: true })
+  const blocked = Array.from({ length: 32 }, (_, i) => join(blobs, (224 + i).toString(16)))
+  await Promise.all(blocked.map((path) => writeFile(path, 'not a directory')))
+  return { repair: () => Promise.all(blocked.map((path) => rm(path))).then(() => undefined) }
+}
+const heldBlobs = async (holderRoot: string, owner: string): Promise<string[]> =>
+  (await replicaFiles(holderRoot, owner)).filter((f) => /^[0-9a-f]{64}$/.test(basename(f)))
 
 describe('store and read', () => {
   it('stores on C and reads back on C, with every peer acknowledging a copy', async () => {
@@ -142,7 +153,7 @@ describe('healing', () => {
   })
 
   it('fails a read with ERR_UNAVAILABLE, not a clean end, when no peer can supply a lost chunk', async () => {
-    const a = await t.cluster.add('solo')
+    const a = await t.cluster.add('solo', [], { writeQuorum: 0 })
     await a.store('alone', bytes(100_000))
     await rm(join(t.cluster.roots[0]!, 'blobs'), { recursive: true, force: true })
     expect(await codeOf(readAll(a, 'alone'))).toBe('ERR_UNAVAILABLE')
@@ -195,17 +206,6 @@ describe('failed stores', () => {
     expect(await replicaFiles(t.cluster.roots[0]!, c.nodeId)).toEqual([])
     expect(await replicaFiles(t.cluster.roots[1]!, c.nodeId)).toEqual([])
   })
-
-  /** Makes an eighth of B's blob directories for C files: B fails the blobs that go there, keeps the others and stays connected. */
-  async function breakHolder(holderRoot: string, owner: string): Promise<{ repair: () => Promise<void> }> {
-    const blobs = join(holderRoot, 'replicas', owner, 'blobs')
-    await mkdir(blobs, { recursive: true })
-    const blocked = Array.from({ length: 32 }, (_, i) => join(blobs, (224 + i).toString(16)))
-    await Promise.all(blocked.map((path) => writeFile(path, 'not a directory')))
-    return { repair: () => Promise.all(blocked.map((path) => rm(path))).then(() => undefined) }
-  }
-  const heldBlobs = async (holderRoot: string, owner: string): Promise<string[]> =>
-    (await replicaFiles(holderRoot, owner)).filter((f) => /^[0-9a-f]{64}$/.test(basename(f)))
 
   it('tells a peer that failed a committed store to drop the blobs it got and no ref uses', async () => {
     const [, b, c] = await t.cluster.triangle({ writeQuorum: 1 })
@@ -312,18 +312,41 @@ describe('late peers', () => {
 })
 
 describe('quorum', () => {
-  it('fails with ERR_QUORUM, naming who holds it, when fewer peers than the quorum acknowledge', async () => {
-    const a = await t.cluster.add('a', [], { writeQuorum: 2 })
-    const b = await t.cluster.add('b', ['a'], { writeQuorum: 2 })
-    await Promise.all([a.waitForPeers(1), b.waitForPeers(1)])
-    const err = await b.store('k', 'x').then(
-      () => undefined,
-      (e: { code: string; details: { replicas: string[] } }) => e,
-    )
+  type QuorumFailure = { code: string; details: QuorumDetails }
+  const failure = (p: Promise<unknown>): Promise<QuorumFailure | undefined> => p.then(() => undefined, (e: QuorumFailure) => e)
+
+  it('fails with ERR_QUORUM after the local commit, naming who holds it, when fewer placed holders acknowledge than the quorum', async () => {
+    const [a, b, c] = await t.cluster.triangle({ writeQuorum: 2 })
+    await breakHolder(t.cluster.roots[1]!, c.nodeId)
+    const err = await failure(c.store('k', bytes(80 * 64 * 1024)))
     expect(err?.code).toBe('ERR_QUORUM')
-    expect(err?.details.replicas).toEqual([a.nodeId])
+    expect(err?.details).toMatchObject({ needed: 2, replicas: [a.nodeId], reachable: 2, placed: 2, committed: true })
+    expect(err?.details.failed.map((f) => f.nodeId)).toEqual([b.nodeId])
     // committed locally all the same
-    expect((await readAll(b, 'k')).toString()).toBe('x')
+    expect(await c.has('k')).toBe(true)
+  })
+
+  it('stores nothing, and says how many placed holders it reached, when fewer than the quorum can be reached', async () => {
+    const [a, b, c] = await t.cluster.triangle({ writeQuorum: 'all' })
+    await b.close()
+    const err = await failure(c.store('k', 'x'))
+    expect(err?.code).toBe('ERR_QUORUM')
+    expect(err?.details).toMatchObject({ needed: 2, replicas: [], reachable: 1, placed: 2, committed: false })
+    expect(err?.details.failed.map((f) => f.nodeId)).toEqual([b.nodeId])
+    expect(await c.has('k')).toBe(false)
+    expect(await replicaFiles(t.cluster.roots[0]!, c.nodeId)).toEqual([])
+    expect(a.nodeId).not.toBe(c.nodeId)
+  })
+
+  it('fails by default on a node whose peers are all down, and stores locally with writeQuorum 0', async () => {
+    const a = await t.cluster.add('a')
+    const b = await t.cluster.add('b', ['a'])
+    await b.waitForPeers(1)
+    await a.close()
+    const err = await failure(b.store('k', 'x'))
+    expect(err?.details).toMatchObject({ needed: 1, reachable: 0, placed: 1, committed: false })
+    const solo = await t.cluster.add('solo', [], { writeQuorum: 0 })
+    expect(await solo.store('k', 'x')).toMatchObject({ replicas: [] })
   })
 })
 
