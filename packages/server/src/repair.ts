@@ -38,6 +38,8 @@ const RETRY_MAX_MS = 10 * 60_000
 const CENSUS_PAGE = 256
 /** Queued refs waiting out a backoff are made due when a peer connects, up to this many. */
 const REWAKE_MAX = 10_000
+/** A census quicker than this may run as often as asked. */
+const CHEAP_CENSUS_MS = 100
 /** The window the repair rate (for the ETA) is measured over. */
 const RATE_WINDOW_MS = 60_000
 
@@ -128,11 +130,10 @@ export class Repairer {
     this.#dirty = true
     this.#notify()
     if (this.#censusTimer !== undefined || this.#stop.signal.aborted) return
-    const { at, ms } = this.#lastCensus
     this.#censusTimer = setTimeout(() => {
       this.#censusTimer = undefined
       void this.#runCensus().catch((err: unknown) => this.#o.log.warn({ err: messageOf(err) }, 'placement census failed'))
-    }, Math.max(0, at + Math.min(10 * ms, 30_000) - Date.now()))
+    }, Math.max(0, this.#lastCensus.at + this.#censusGap() - Date.now()))
     this.#censusTimer.unref()
   }
 
@@ -156,6 +157,15 @@ export class Repairer {
     this.#wake?.()
   }
 
+  /**
+   * How long after a census the next may run: at once while a census is cheap (the counts then stay exact),
+   * else ten times what the last one took (at most 30 s), so that counting never eats the node.
+   */
+  #censusGap(): number {
+    const { ms } = this.#lastCensus
+    return ms < CHEAP_CENSUS_MS ? 0 : Math.min(10 * ms, 30_000)
+  }
+
   /** Whether placement is settled: no ref below its placed copies or misplaced, none queued, no census due. */
   get settled(): boolean {
     return this.#objectsLeft === 0 && !this.#dirty && this.#census === undefined
@@ -163,8 +173,8 @@ export class Repairer {
 
   /** The progress of placement (a census runs first when things changed since the last one, at most so often). */
   async status(): Promise<PlacementStatus> {
-    const { at, ms } = this.#lastCensus
-    if ((this.#dirty || this.#stale) && Date.now() - at >= Math.min(10 * ms, 30_000)) await this.#runCensus()
+    if (this.#census !== undefined) await this.#census
+    if ((this.#dirty || this.#stale) && Date.now() - this.#lastCensus.at >= this.#censusGap()) await this.#runCensus()
     const eta = this.#eta()
     return {
       target: this.#o.target(),

@@ -69,6 +69,16 @@ export class Replicator {
     })
   }
 
+  /** Records the versions of refs a peer reported holding, where this node's record says otherwise. */
+  async noteHolder(nodeId: string, holds: Array<[refId: string, version: number]>): Promise<void> {
+    const { index } = this.#o.local
+    const changed = holds.filter(([refId, version]) => index.peerState.get(`${refId}/${nodeId}`)?.meta?.version !== version)
+    if (changed.length === 0) return
+    await index.transaction((tx) => {
+      for (const [refId, version] of changed) tx.put(index.peerState, `${refId}/${nodeId}`, { state: 'held', updatedAt: Date.now(), meta: { version } })
+    })
+  }
+
   /** Tells a peer, in the background, to drop those of `cipherIds` that no ref of ours uses there. */
   release(conn: Connection, cipherIds: string[], what: string): void {
     if (cipherIds.length === 0) return

@@ -207,6 +207,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const deleter = new Deleter({ keys, local, catalogue, placement, membership: peers, background, keyLocks, deadlines, log })
     const onSynced = (nodeId: string): void => {
       this.#synced.set(nodeId, { at: Date.now(), startedAt: membership.record(nodeId)?.startedAt })
+      // Catch-up may have found copies this node had no record of: the census counts them.
+      this.#parts?.repair.changed()
       this.emit('synced', { nodeId })
     }
     const catchUp = new CatchUp({ keys, local, cipher, catalogue, deleter, replicator, placement, background, keyLocks, deadlines, log, onSynced })

@@ -92,17 +92,24 @@ export class CatchUp {
       if (r === undefined || r.version <= tomb.version) await step(key, 'delete', () => deleteRef(conn, signTombstone(keys, refId, tomb.version, tomb.deletedAt), deadlines.background()))
       else if (!r.deleted) await step(key, 'recovering a newer version', () => catalogue.install(refId, r, signal))
     }
+    // Copies the peer holds that this node has no record of (its index was lost, or placement moved): noted, for repair to count or release.
+    const holds: Array<[refId: string, version: number]> = []
     for (const [key, record] of index.refs.entries()) {
       throwIfAborted(signal)
       const meta = metaOf(record)
       known.add(meta.refId)
       const r = remote.get(meta.refId)
+      const placed = placement.places(meta.refId, peer)
       if (r === undefined || r.damaged === true || r.version < record.version) {
-        if (placement.places(meta.refId, peer)) await step(key, 'replication', () => this.#o.keyLocks.run(key, (held) => this.#o.replicator.replicateTo(conn, held)))
+        if (placed) await step(key, 'replication', () => this.#o.keyLocks.run(key, (held) => this.#o.replicator.replicateTo(conn, held)))
+        else if (r !== undefined && !r.deleted) holds.push([meta.refId, r.version])
       } else if (r.deleted || r.version > record.version || r.manifestCipherId !== meta.manifestCipherId) {
         await step(key, 'reconciling versions', () => this.#reconcile(key, record, r))
+      } else {
+        holds.push([meta.refId, r.version])
       }
     }
+    await this.#o.replicator.noteHolder(peer, holds)
     const deletes = await this.#learn(conn, remote, known, step)
     // Deletes this node did not know (they went with a lost index): new versions of those keys must go above them.
     await catalogue.raiseFloors(deletes.map((t) => [t.refId, t.version]))

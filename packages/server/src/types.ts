@@ -146,6 +146,8 @@ export interface StoreResult {
   version: number
   /** Node ids that acknowledged a verified, durable copy of every chunk and the manifest. */
   replicas: string[]
+  /** Node ids the object is placed on: those not among `replicas` get their copy in the background. */
+  placed: string[]
 }
 
 /** Options of {@link Server.read}. */

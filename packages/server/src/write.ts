@@ -109,7 +109,7 @@ export class WritePath {
         throw new QuorumError({ key, needed: quorum, replicas, reachable: reached.conns.length, placed: reached.placed.length, committed: true, failed })
       }
       log.info({ key, size: draft.size, version, replicas: replicas.length }, 'stored')
-      return { key, size: draft.size, sha256: draft.sha256, version, replicas }
+      return { key, size: draft.size, sha256: draft.sha256, version, replicas, placed: reached.placed }
     } finally {
       await session.drain()
       for (const id of draft.pins) local.unpin(id)

@@ -2,7 +2,7 @@
 import { createServer } from '../server.js'
 import { dataDigest, digestOf, generateData } from './data.js'
 import type { Logger } from '../logger.js'
-import type { ChildLogLevel, ChildServerOptions, EventMessage, RequestMessage, ResponseMessage } from './protocol.js'
+import { FORWARDED_EVENTS, type ChildLogLevel, type ChildServerOptions, type EventMessage, type RequestMessage, type ResponseMessage } from './protocol.js'
 
 const send = (message: ResponseMessage | EventMessage): void => {
   process.send?.(message)
@@ -11,7 +11,7 @@ const send = (message: ResponseMessage | EventMessage): void => {
 const options = JSON.parse(process.env.DCAS_NODE_OPTIONS ?? '{}') as ChildServerOptions
 const server = createServer({ ...options, ...(process.env.DCAS_NODE_LOG === undefined ? {} : { logger: stderrLogger(process.env.DCAS_NODE_LOG as ChildLogLevel) }) })
 
-for (const event of ['healed', 'peer:connect', 'peer:disconnect', 'synced'] as const) {
+for (const event of FORWARDED_EVENTS) {
   server.on(event, (data: unknown) => send({ event, data }))
 }
 
@@ -59,6 +59,12 @@ async function handle(request: RequestMessage['request']): Promise<unknown> {
       return server.waitForPeers(request.count, { signal: AbortSignal.timeout(request.timeout ?? 30_000) })
     case 'waitForSync':
       return server.waitForSync()
+    case 'placementStatus':
+      return server.placementStatus()
+    case 'waitForPlacement':
+      return server.waitForPlacement(request.timeout === undefined ? {} : { signal: AbortSignal.timeout(request.timeout) })
+    case 'drain':
+      return server.drain(request.timeout === undefined ? {} : { signal: AbortSignal.timeout(request.timeout) })
     case 'usage':
       return { rss: process.memoryUsage().rss, maxRss: process.resourceUsage().maxRSS * 1024, heapUsed: process.memoryUsage().heapUsed }
     case 'close':

@@ -18,6 +18,9 @@ export type Request =
   | { op: 'peers' }
   | { op: 'waitForPeers'; count: number; timeout?: number }
   | { op: 'waitForSync' }
+  | { op: 'placementStatus' }
+  | { op: 'waitForPlacement'; timeout?: number }
+  | { op: 'drain'; timeout?: number }
   | { op: 'usage' }
   | { op: 'close' }
 
@@ -28,4 +31,7 @@ export interface RequestMessage {
 
 export type ResponseMessage = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: { code?: string; name?: string; message: string; details?: unknown } }
 
-export type EventMessage = { event: 'ready'; nodeId: string; address: string } | { event: 'healed' | 'peer:connect' | 'peer:disconnect' | 'synced'; data: unknown } | { event: 'fatal'; message: string }
+/** The server events a node child process passes on. */
+export const FORWARDED_EVENTS = ['healed', 'peer:connect', 'peer:disconnect', 'synced', 'node:joined', 'node:lost', 'node:returned', 'repair:done'] as const
+
+export type EventMessage = { event: 'ready'; nodeId: string; address: string } | { event: (typeof FORWARDED_EVENTS)[number]; data: unknown } | { event: 'fatal'; message: string }

@@ -1,7 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import type { DeleteResult, ListEntry, ObjectStat, PeerInfo, StoreResult } from '../server.js'
+import type { DeleteResult, DrainResult, ListEntry, ObjectStat, PeerInfo, PlacementStatus, StoreResult } from '../server.js'
 import type { ChildLogLevel, ChildServerOptions, EventMessage, Request, ResponseMessage } from './protocol.js'
 
 /** An error a node child process answered with, keeping its `code` (and `details` for `ERR_QUORUM`). */
@@ -29,7 +29,7 @@ export interface NodeHandle {
   readonly nodeId: string
   readonly address: string
   readonly pid: number
-  /** `healed`, `peer:connect`, `peer:disconnect`, `synced` from the server, and `exit` (code, signal). */
+  /** `healed`, `peer:connect`, `peer:disconnect`, `synced`, `node:joined`, `node:lost`, `node:returned`, `repair:done` from the server, and `exit` (code, signal). */
   readonly events: EventEmitter
   /** Stores `size` bytes of {@link generateData}`(size, seed)` under `key`. */
   store(key: string, size: number, seed: string | number): Promise<StoreResult & { ms: number }>
@@ -43,6 +43,11 @@ export interface NodeHandle {
   peers(): Promise<PeerInfo[]>
   waitForPeers(count: number, timeoutMs?: number): Promise<void>
   waitForSync(): Promise<void>
+  placementStatus(): Promise<PlacementStatus>
+  /** Resolves once placement is settled (rejects after `timeoutMs`, when given). */
+  waitForPlacement(timeoutMs?: number): Promise<void>
+  /** Drains the node (see `Server.drain`; rejects after `timeoutMs`, when given). */
+  drain(timeoutMs?: number): Promise<DrainResult>
   usage(): Promise<NodeUsage>
   /** Graceful: closes the server, then the process exits. */
   close(): Promise<void>
@@ -129,6 +134,9 @@ export async function spawnNode(options: ChildServerOptions, spawnOptions: Spawn
     peers: () => call({ op: 'peers' }),
     waitForPeers: (count, timeout) => call({ op: 'waitForPeers', count, ...(timeout === undefined ? {} : { timeout }) }),
     waitForSync: () => call({ op: 'waitForSync' }),
+    placementStatus: () => call({ op: 'placementStatus' }),
+    waitForPlacement: (timeout) => call({ op: 'waitForPlacement', ...(timeout === undefined ? {} : { timeout }) }),
+    drain: (timeout) => call({ op: 'drain', ...(timeout === undefined ? {} : { timeout }) }),
     usage: () => call({ op: 'usage' }),
     close: async () => {
       await call({ op: 'close' }).catch(() => {})
