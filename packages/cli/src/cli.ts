@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
 import { pipeline } from 'node:stream/promises'
 import { Command, CommanderError, Option } from 'commander'
-import { DEFAULT_CONFIG, LOG_LEVELS, parseWriteQuorum } from './config.js'
+import { DEFAULT_CONFIG, LOG_LEVELS, parseAddress, parseBytes, parseDuration, parseReplicas, parseWriteQuorum, parseZone, type PlacementSettings } from './config.js'
 import type { DcasClient } from './client.js'
 import { AbortedError, CliError, UnavailableError, UsageError, codeOf, messageOf } from './errors.js'
 import { writeFileAtomic } from './files.js'
@@ -44,6 +44,40 @@ interface RootOptions {
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
 
 const rootOption = (): Option => new Option('-r, --root <dir>', "the node's data directory (default: $DCAS_ROOT)")
+
+/** The flags of a node's place in the cluster, which `dcas init` (into config.json) and `dcas serve` (over it) both take. */
+interface PlacementFlags {
+  writeQuorum?: string
+  replicas?: string
+  zone?: string
+  capacity?: string
+  announce?: string[]
+  lostAfter?: string
+  repairRate?: string
+}
+
+function addPlacementOptions(command: Command, defaults: string): Command {
+  return command
+    .option('--replicas <n|all>', `peer copies of each object besides this node's own, or all peers (${defaults}; default 2)`)
+    .option('--write-quorum <n|all>', `placed holders that must acknowledge a put: a number (0: this node only) or all of them (${defaults}; default 1)`)
+    .option('--zone <label>', `this node's zone (rack, room, site): copies go to distinct zones while there are enough (${defaults})`)
+    .option('--capacity <bytes>', `bytes this node offers to hold for others, like 4TiB: its weight in placement (${defaults}; default: the median of the others)`)
+    .option('--announce <host:port>', `an address other nodes may dial this node at (repeat for more; ${defaults}; default: the listen address)`, collect)
+    .option('--lost-after <duration>', `how long a node may be unseen before its copies are made again elsewhere, like 30m (${defaults}; default 30m)`)
+    .option('--repair-rate <bytes>', `bytes per second repair and rebalancing may send, like 64MiB (${defaults}; default 64MiB)`)
+}
+
+function placementSettings(opts: PlacementFlags): PlacementSettings {
+  return {
+    ...(opts.writeQuorum === undefined ? {} : { writeQuorum: parseWriteQuorum(opts.writeQuorum) }),
+    ...(opts.replicas === undefined ? {} : { replicas: parseReplicas(opts.replicas) }),
+    ...(opts.zone === undefined ? {} : { zone: parseZone(opts.zone) }),
+    ...(opts.capacity === undefined ? {} : { capacity: parseBytes(opts.capacity, '--capacity') }),
+    ...(opts.announce === undefined ? {} : { announce: opts.announce.map((a) => (parseAddress(a, '--announce'), a)) }),
+    ...(opts.lostAfter === undefined ? {} : { lostAfter: parseDuration(opts.lostAfter, '--lost-after') }),
+    ...(opts.repairRate === undefined ? {} : { repairRate: parseBytes(opts.repairRate, '--repair-rate') }),
+  }
+}
 const jsonOption = (): Option => new Option('--json', 'print JSON instead of text')
 
 /** Waits for SIGINT or SIGTERM; a second one exits at once. */
@@ -75,12 +109,21 @@ export function peerAdvice(peer: PeerStatus): string | undefined {
 
 function printStatus(s: NodeStatus, out: (line: string) => void): void {
   const connected = s.peers.filter((p) => p.connected).length
+  const lost = s.peers.filter((p) => p.state === 'lost').length
+  const leaving = s.peers.filter((p) => p.state === 'leaving').length
   out(`node     ${s.nodeId}  (pid ${s.pid}, up ${formatDuration(s.uptime)}, dcas ${s.version})`)
   out(`listens  ${s.address} for peers; API ${s.api}`)
   out(`data     ${s.root}`)
-  out(`peers    ${s.peers.length} known, ${connected} connected`)
+  out(`peers    ${s.peers.length} known, ${connected} connected${lost > 0 ? `, ${lost} lost` : ''}${leaving > 0 ? `, ${leaving} leaving` : ''}`)
   if (s.peers.length > 0) {
-    const rows = s.peers.map((p) => ['', p.nodeId === undefined ? '-' : shortId(p.nodeId), p.address ?? '(dials us)', p.connected ? 'connected' : `not connected${p.error?.code === undefined ? '' : ` (${p.error.code})`}`])
+    const rows = s.peers.map((p) => [
+      '',
+      p.nodeId === undefined ? '-' : shortId(p.nodeId),
+      p.address ?? '(dials us)',
+      p.zone ?? '',
+      p.connected ? 'connected' : `not connected${p.error?.code === undefined ? '' : ` (${p.error.code})`}`,
+      p.state === undefined || p.state === 'active' ? '' : p.state,
+    ])
     out(table(rows))
     for (const p of s.peers) {
       const advice = peerAdvice(p)
@@ -88,12 +131,25 @@ function printStatus(s: NodeStatus, out: (line: string) => void): void {
     }
   }
   const o = s.objects
-  const spread = s.peers.length === 0 ? 'no peers known, so no replicas' : `${o.replicated} on every known peer, ${o.lagging} lagging (${formatBytes(o.lagBytes)}), ${o.unreplicated} on no peer`
+  const r = s.replication
+  const spread = s.peers.length === 0 ? 'no peers known, so no replicas' : `${o.replicated} with all ${r.target} copies, ${o.lagging} lagging (${formatBytes(o.lagBytes)}), ${o.unreplicated} on no peer`
   out(`objects  ${plural(o.objects, 'object')} (${formatBytes(o.bytes)}): ${spread}`)
+  out(`placement ${placementLine(r)}`)
   out(`disk     blobs ${formatBytes(s.disk.blobs)}, replicas for peers ${formatBytes(s.disk.replicas)}, index ${formatBytes(s.disk.index)}; ${formatBytes(s.disk.free)} free`)
   out(`memory   rss ${formatBytes(s.memory.rss)} (peak ${formatBytes(s.memory.maxRss)}), heap ${formatBytes(s.memory.heapUsed)}`)
   const scrub = s.lastScrub === undefined ? 'no scrub since the start' : `last scrub ${new Date(s.lastScrub.at).toISOString()}: ${s.lastScrub.objects} objects, ${s.lastScrub.healed} healed, ${s.lastScrub.failed.length} failed`
   out(`health   ${s.healed} chunks healed from peers since the start; ${scrub}`)
+}
+
+/** Placement as one line: copies per object, then what repair has left or that it is settled. */
+export function placementLine(r: NodeStatus['replication']): string {
+  const counts = Object.entries(r.objectsByCopies)
+    .sort(([a], [b]) => Number(a) - Number(b))
+    .map(([copies, n]) => `${n} with ${copies}`)
+  const copies = `${plural(r.target, 'copy').replace('copys', 'copies')} per object${counts.length === 0 ? '' : ` (${counts.join(', ')})`}`
+  if (r.repair.settled) return `${copies}; settled`
+  const eta = r.repair.etaSeconds === undefined ? '' : `, about ${formatDuration(r.repair.etaSeconds)} left`
+  return `${copies}; repairing or moving ${plural(r.repair.objectsLeft, 'object')} (${formatBytes(r.repair.bytesLeft)} to copy${eta})`
 }
 
 /** Builds the `dcas` program. */
@@ -149,16 +205,16 @@ function buildProgram(io: CliIO): Command {
     .option('--listen <host:port>', 'where the node listens for peers', DEFAULT_CONFIG.listen)
     .option('--peer <host:port>', 'a peer to dial (repeat for more)', collect)
     .option('--http <127.0.0.1:port>', 'the local HTTP API address (port 0 picks a free one)', DEFAULT_CONFIG.http)
-    .option('--write-quorum <n|all>', 'peers that must acknowledge a put: all connected ones, or a number', 'all')
+  addPlacementOptions(program.commands.at(-1)!, 'written to config.json')
     .addOption(jsonOption())
-    .action(async (opts: RootOptions & { clusterSecret?: string; join?: string; listen: string; peer?: string[]; http: string; writeQuorum: string; json?: boolean }) => {
+    .action(async (opts: RootOptions & PlacementFlags & { clusterSecret?: string; join?: string; listen: string; peer?: string[]; http: string; json?: boolean }) => {
       const root = rootOf(opts)
       const { initNode } = await lazy.init()
       const result = await initNode({
         root,
         listen: opts.listen,
         http: opts.http,
-        writeQuorum: parseWriteQuorum(opts.writeQuorum),
+        ...placementSettings(opts),
         ...(opts.peer === undefined ? {} : { peers: opts.peer }),
         ...(opts.clusterSecret === undefined ? {} : { clusterSecret: opts.clusterSecret }),
         ...(opts.join === undefined ? {} : { joinFile: resolve(opts.join) }),
@@ -182,9 +238,9 @@ function buildProgram(io: CliIO): Command {
     .option('--listen <host:port>', "where to listen for peers (default: config.json's)")
     .option('--peer <host:port>', "a peer to dial, replacing config.json's list (repeat for more)", collect)
     .option('--http <127.0.0.1:port>', "the HTTP API address (default: config.json's; port 0 picks a free one)")
-    .option('--write-quorum <n|all>', "peers that must acknowledge a put (default: config.json's)")
+  addPlacementOptions(program.commands.at(-1)!, "default: config.json's")
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
-    .action(async (opts: RootOptions & { listen?: string; peer?: string[]; http?: string; writeQuorum?: string; logLevel: string }) => {
+    .action(async (opts: RootOptions & PlacementFlags & { listen?: string; peer?: string[]; http?: string; logLevel: string }) => {
       const logger = (await lazy.logger()).createLogger({ level: opts.logLevel })
       const daemon = await (await lazy.daemon()).startDaemon({
         root: rootOf(opts),
@@ -192,10 +248,11 @@ function buildProgram(io: CliIO): Command {
         ...(opts.listen === undefined ? {} : { listen: opts.listen }),
         ...(opts.peer === undefined ? {} : { peers: opts.peer }),
         ...(opts.http === undefined ? {} : { http: opts.http }),
-        ...(opts.writeQuorum === undefined ? {} : { writeQuorum: parseWriteQuorum(opts.writeQuorum) }),
+        ...placementSettings(opts),
       })
-      const signal = await (io.stopSignal ?? untilSignal)()
-      logger.info({ signal }, 'signal received; closing gracefully (send it again to exit at once)')
+      // It runs until a signal, or until a drain finished (dcas drain): the node then stops by itself.
+      const signal = await Promise.race([(io.stopSignal ?? untilSignal)(), daemon.closed.then(() => undefined)])
+      if (signal !== undefined) logger.info({ signal }, 'signal received; closing gracefully (send it again to exit at once)')
       await daemon.close()
       logger.flush()
     })
@@ -229,11 +286,13 @@ function buildProgram(io: CliIO): Command {
       )
       if (opts.json === true) json(result)
       else out(`stored "${key}": ${formatBytes(result.size)} (${result.size} bytes), sha256 ${result.sha256}, version ${result.version}, on ${plural(result.replicas.length, 'peer')}`)
-      const peers = await c.peers().catch(() => [])
-      for (const p of peers) {
-        if (p.nodeId !== undefined && result.replicas.includes(p.nodeId)) continue
+      // The peers it is placed on that hold no copy yet, and configured peers never reached when it is placed on none.
+      const missing = new Set(result.placed.filter((id) => !result.replicas.includes(id)))
+      for (const p of await c.peers().catch(() => [])) {
+        const unreached = p.nodeId === undefined && result.placed.length === 0
+        if (!unreached && (p.nodeId === undefined || !missing.has(p.nodeId))) continue
         const advice = peerAdvice(p) ?? 'connected, but it did not acknowledge a copy; see the node log'
-        warn(`warning: peer ${p.address ?? shortId(p.nodeId ?? '')} holds no copy yet: ${advice}. It gets the object when it (re)connects.`)
+        warn(`warning: peer ${p.address ?? shortId(p.nodeId ?? '')} holds no copy yet: ${advice}. It gets the object in the background once it can be reached.`)
       }
     })
 
@@ -374,6 +433,27 @@ function buildProgram(io: CliIO): Command {
       if (result.failed.length > 0) {
         throw new UnavailableError(`${plural(result.failed.length, 'object')} could not be verified or healed`, { hint: 'connect the peers that hold them (dcas status), then scrub again' })
       }
+    })
+
+  program
+    .command('drain')
+    .description('before this node leaves the cluster for good: move the replicas it holds for other nodes away, then stop it')
+    .addOption(rootOption())
+    .option('--timeout <duration>', 'give up after this long, like 2h (the node stays leaving; drain again to go on)')
+    .addOption(jsonOption())
+    .action(async (opts: RootOptions & { timeout?: string; json?: boolean }) => {
+      const c = await client(opts)
+      const timeout = opts.timeout === undefined ? undefined : parseDuration(opts.timeout, '--timeout')
+      const result = await interruptible((signal) =>
+        c.drain({
+          signal: timeout === undefined ? signal : AbortSignal.any([signal, AbortSignal.timeout(timeout)]),
+          onProgress: (remaining) => {
+            if (opts.json !== true) warn(`draining: ${plural(remaining, 'replica')} of other nodes still here`)
+          },
+        }),
+      )
+      if (opts.json === true) return json(result)
+      out(`drained: the ${plural(result.held, 'replica')} held for other nodes are on other nodes now; the node stops. Remove its data directory once you no longer need its own objects.`)
     })
 
   const identity = program.command('identity').description("the node's age identity (the key its replicas are encrypted to)")

@@ -6,7 +6,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { resolve } from 'node:path'
 import { Transform, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import type { DeleteResult, ScrubResult, StoreResult } from '@dcas/server'
+import type { DeleteResult, DrainResult, ScrubResult, StoreResult } from '@dcas/server'
 import { paths } from './config.js'
 import { readApiFile } from './api-file.js'
 import {
@@ -107,6 +107,11 @@ export interface DcasClient {
   scrub(options?: { signal?: AbortSignal }): Promise<ScrubResult>
   /** The Prometheus exposition text of `GET /metrics`. */
   metrics(options?: { signal?: AbortSignal }): Promise<string>
+  /**
+   * Drains the node before it leaves for good: resolves once the replicas it holds for other nodes have moved
+   * away (`onProgress` is told how many are left as that changes); the node then stops.
+   */
+  drain(options?: { signal?: AbortSignal; onProgress?: (remaining: number) => void }): Promise<DrainResult>
 }
 
 const objectPath = (key: string): string => `/v1/objects/${encodeURIComponent(key)}`
@@ -209,10 +214,15 @@ class HttpClient implements DcasClient {
         return new NotFoundError(`${what}: ${message}`, { hint: 'list the keys with dcas ls' })
       case 'ERR_INVALID_KEY':
         return new InvalidKeyError(message, { hint: 'keys are 1 to 1024 bytes of UTF-8 without NUL' })
-      case 'ERR_QUORUM':
-        return new QuorumError(message, body.details as QuorumDetails | undefined, {
-          hint: 'the object is stored on this node and goes to the missing peers when they reconnect; check them with dcas status',
+      case 'ERR_QUORUM': {
+        const details = body.details as QuorumDetails | undefined
+        return new QuorumError(message, details, {
+          hint:
+            details?.committed === false
+              ? 'nothing was stored: too few of the nodes that should hold it can be reached (see dcas status); a node alone stores with --write-quorum 0'
+              : 'the object is stored on this node and is copied to its missing holders in the background; check them with dcas status',
         })
+      }
       case 'ERR_UNAVAILABLE':
         return new UnavailableError(`${what}: ${message}`, { hint: 'a chunk is lost here and no connected peer has it: check dcas status for peers, then dcas scrub' })
       case 'ERR_RANGE':
@@ -329,6 +339,24 @@ class HttpClient implements DcasClient {
 
   async scrub(options: { signal?: AbortSignal } = {}): Promise<ScrubResult> {
     return this.#json(await this.#send('POST', '/v1/scrub', options), 'scrub')
+  }
+
+  async drain(options: { signal?: AbortSignal; onProgress?: (remaining: number) => void } = {}): Promise<DrainResult> {
+    const res = await this.#send('POST', '/v1/drain', options.signal === undefined ? {} : { signal: options.signal })
+    if (res.statusCode !== 200) throw this.#errorOf(res, await readText(res), 'drain')
+    let buffered = ''
+    res.setEncoding('utf8')
+    for await (const piece of res as AsyncIterable<string>) {
+      buffered += piece
+      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+        const line = JSON.parse(buffered.slice(0, nl)) as { remaining?: number; drained?: true; held?: number; error?: ApiErrorBody['error'] }
+        buffered = buffered.slice(nl + 1)
+        if (line.error !== undefined) throw this.#errorOf(res, JSON.stringify({ error: line.error }), 'drain')
+        if (line.drained === true) return { held: line.held ?? 0 }
+        if (line.remaining !== undefined) options.onProgress?.(line.remaining)
+      }
+    }
+    throw new UnavailableError('the node ended the drain without an answer', { hint: 'see the node log, and run dcas drain again' })
   }
 
   async metrics(options: { signal?: AbortSignal } = {}): Promise<string> {

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { unlink } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { createServer, type DialErrorEvent, type PeerInfo, type ScrubResult, type Server } from '@dcas/server'
-import { parseAddress, parseHttpAddress, parseWriteQuorum, paths, type NodeConfig } from './config.js'
+import { parseAddress, parseHttpAddress, parseWriteQuorum, paths, type NodeConfig, type PlacementSettings } from './config.js'
 import { AlreadyRunningError, ListenError, codeOf, messageOf } from './errors.js'
 import { readApiFile, type ApiFile } from './api-file.js'
 import { writeFileAtomic } from './files.js'
@@ -16,7 +16,7 @@ import { VERSION } from './version.js'
 
 
 /** Options of {@link startDaemon}; each one overrides `DIR/config.json`. */
-export interface DaemonOptions {
+export interface DaemonOptions extends PlacementSettings {
   /** An initialised data directory (`dcas init`). */
   root: string
   /** Where to listen for peers, `host:port`. */
@@ -25,7 +25,6 @@ export interface DaemonOptions {
   peers?: string[]
   /** The HTTP API's address, `127.0.0.1:PORT` (port 0 picks one). */
   http?: string
-  writeQuorum?: 'all' | number
   /** A pino logger; default silent. */
   logger?: Logger
   /** The bearer token (default: 32 random bytes, base64url). */
@@ -47,6 +46,8 @@ export interface Daemon {
   status(): Promise<NodeStatus>
   /** Stops the HTTP API, finishes in-flight stores, closes the node and removes `api.json`. */
   close(): Promise<void>
+  /** Resolves once the daemon has closed (after {@link Daemon.close}, or by itself once a drain finished). */
+  readonly closed: Promise<void>
 }
 
 const alive = (pid: number): boolean => {
@@ -78,7 +79,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const root = resolve(options.root)
   const log = options.logger ?? silentLogger
   const { config } = await loadNode(root)
+  const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<DaemonOptions>
   const settings: NodeConfig = {
+    ...config,
+    ...given,
     listen: options.listen ?? config.listen,
     peers: options.peers ?? config.peers,
     http: options.http ?? config.http,
@@ -93,7 +97,23 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     throw new AlreadyRunningError(`a dcas node is already running for ${root} (pid ${previous.pid}, ${previous.url})`, { hint: `stop it first (kill ${previous.pid}), or use it: dcas status --root ${root}` })
   }
 
-  const server = createServer({ root, listen: settings.listen, bootstrap: settings.peers, writeQuorum: settings.writeQuorum, logger: log.child({ component: 'node' }) })
+  const { zone, capacity, announce, lostAfter, repairRate } = settings
+  const server = createServer({
+    root,
+    listen: settings.listen,
+    bootstrap: settings.peers,
+    writeQuorum: settings.writeQuorum,
+    replicas: settings.replicas,
+    ...(zone === undefined ? {} : { zone }),
+    ...(capacity === undefined ? {} : { capacity }),
+    ...(announce === undefined ? {} : { announce }),
+    ...(lostAfter === undefined ? {} : { lostAfter }),
+    ...(repairRate === undefined ? {} : { repairRate }),
+    logger: log.child({ component: 'node' }),
+  })
+  server.on('node:lost', (e) => log.warn({ peer: e.nodeId, lastSeen: new Date(e.lastSeen).toISOString() }, `node ${e.nodeId.slice(0, 12)} is lost: unseen for longer than lostAfter; its copies are being made again on other nodes`))
+  server.on('node:returned', (e) => log.info({ peer: e.nodeId }, `node ${e.nodeId.slice(0, 12)} is back; the copies made in its stead are released`))
+  server.on('repair:done', (e) => log.info(e, 'placement settled: every object is on its placed holders'))
   const dialErrors = new Map<string, NonNullable<PeerStatus['error']>>()
   server.on('dial:error', (e: DialErrorEvent) => {
     const last = dialErrors.get(e.address)
@@ -125,7 +145,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const known = server.peers()
     const list: PeerStatus[] = known.map((p) => {
       const error = p.connected || p.address === undefined ? undefined : dialErrors.get(p.address)
-      return { nodeId: p.nodeId, ...(p.address === undefined ? {} : { address: p.address }), connected: p.connected, ...(error === undefined ? {} : { error }) }
+      const { nodeId, address, connected, state, zone, capacity, lastSeen } = p
+      return { nodeId, ...(address === undefined ? {} : { address }), connected, ...(error === undefined ? {} : { error }), ...(state === undefined ? {} : { state }), ...(zone === undefined ? {} : { zone }), ...(capacity === undefined ? {} : { capacity }), ...(lastSeen === undefined ? {} : { lastSeen }) }
     })
     for (const address of settings.peers) {
       if (known.some((p) => p.address === address)) continue
@@ -136,6 +157,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
   const status = async (): Promise<NodeStatus> => {
     const memory = process.memoryUsage()
+    const replication = await server.placementStatus()
     return {
       nodeId: server.nodeId,
       address: server.address,
@@ -145,7 +167,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       version: VERSION,
       uptime: Math.round((Date.now() - startedAt) / 1000),
       peers: peers(),
-      objects: await replicaHealth(server),
+      replication,
+      objects: await replicaHealth(server, replication.target),
       disk: await diskUsage(root),
       memory: { rss: memory.rss, maxRss: process.resourceUsage().maxRSS * 1024, heapUsed: memory.heapUsed },
       healed: metrics.healed,
@@ -160,6 +183,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     peers,
     logger: log.child({ component: 'http' }),
     onScrub: (r: ScrubResult) => (lastScrub = { ...r, at: Date.now() }),
+    // A drained node has nothing left to do here: it stops once the answer is out.
+    onDrained: () => void close(),
   })
   try {
     await api.listen({ host: http.host, port: http.port })
@@ -180,26 +205,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   log.info({ nodeId: server.nodeId, address: server.address, api: url, root, peers: settings.peers }, 'ready')
 
   let closing: Promise<void> | undefined
-  return {
-    root,
-    server,
-    nodeId: server.nodeId,
-    address: server.address,
-    url,
-    token,
-    metrics,
-    status,
-    close: () =>
-      (closing ??= (async () => {
-        log.info({}, 'shutting down')
-        // New requests get 503 at once; in-flight stores finish, reads fail with ERR_CLOSED.
-        const httpClosed = api.close()
-        await server.close()
-        await httpClosed
-        metrics.close()
-        const current = await readApiFile(root)
-        if (current?.pid === process.pid && current.token === token) await unlink(paths(root).api).catch(() => {})
-        log.info({}, 'stopped')
-      })()),
-  }
+  let closed!: () => void
+  const whenClosed = new Promise<void>((resolve) => (closed = resolve))
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      log.info({}, 'shutting down')
+      // New requests get 503 at once; in-flight stores finish, reads fail with ERR_CLOSED.
+      const httpClosed = api.close()
+      await server.close()
+      await httpClosed
+      metrics.close()
+      const current = await readApiFile(root)
+      if (current?.pid === process.pid && current.token === token) await unlink(paths(root).api).catch(() => {})
+      log.info({}, 'stopped')
+      closed()
+    })())
+  return { root, server, nodeId: server.nodeId, address: server.address, url, token, metrics, status, close, closed: whenClosed }
 }

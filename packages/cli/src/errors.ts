@@ -147,9 +147,15 @@ export interface QuorumDetails {
   needed: number
   replicas: string[]
   failed: Array<{ nodeId: string; error: string }>
+  /** The placed holders that could be reached. */
+  reachable?: number
+  /** How many holders the object is placed on. */
+  placed?: number
+  /** Whether the node committed the object (`false`: too few holders could be reached, and nothing was stored). */
+  committed?: boolean
 }
 
-/** The object is committed on the node, but fewer peers than the write quorum acknowledged a copy. */
+/** Fewer placed holders than the write quorum acknowledged a copy (`details.committed` tells whether the node kept it). */
 export class QuorumError extends CliError {
   /** Who holds what, when the node said. */
   readonly details: QuorumDetails | undefined

@@ -5,7 +5,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { Readable } from 'node:stream'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import rangeParser from 'range-parser'
-import type { ObjectStat, ScrubResult, Server } from '@dcas/server'
+import type { DrainResult, ObjectStat, ScrubResult, Server } from '@dcas/server'
 import { codeOf, messageOf } from './errors.js'
 import { createMetrics, type NodeMetrics, type Operation } from './metrics.js'
 import type { NodeStatus, PeerStatus } from './status.js'
@@ -24,6 +24,8 @@ export interface ApiOptions {
   peers?: () => PeerStatus[]
   /** Called with each finished scrub. */
   onScrub?: (result: ScrubResult) => void
+  /** Called once a drain finished and its answer went out (the daemon then stops). */
+  onDrained?: () => void
   /** A pino logger: one line per request (default: silent). */
   logger?: FastifyBaseLogger
 }
@@ -103,7 +105,7 @@ function clientGone(reply: FastifyReply): AbortSignal {
  * Creates the HTTP API of a node (not yet listening: `startDaemon` listens on 127.0.0.1).
  *
  * Routes: `PUT|GET|HEAD|DELETE /v1/objects/{key}`, `GET /v1/objects?prefix=&limit=&after=`,
- * `GET /v1/status`, `GET /v1/peers`, `POST /v1/scrub`, `GET /metrics`. Every one needs the bearer token.
+ * `GET /v1/status`, `GET /v1/peers`, `POST /v1/scrub`, `POST /v1/drain`, `GET /metrics`. Every one needs the bearer token.
  */
 export function createApi(options: ApiOptions): FastifyInstance {
   const { server, status } = options
@@ -280,6 +282,39 @@ export function createApi(options: ApiOptions): FastifyInstance {
     metrics.scrubbed(result)
     options.onScrub?.(result)
     return reply.send(result)
+  })
+
+  // The answer is one JSON line per change of the count of replicas still held for others, then the result.
+  app.post('/v1/drain', async (request, reply) => {
+    op(request, 'drain')
+    const signal = clientGone(reply)
+    async function* lines(): AsyncGenerator<string> {
+      const pending: string[] = []
+      let wake: (() => void) | undefined
+      let outcome: { result: DrainResult } | { error: unknown } | undefined
+      void server
+        .drain({ signal, onProgress: (remaining) => (pending.push(`${JSON.stringify({ remaining })}\n`), wake?.()) })
+        .then(
+          (result) => (outcome = { result }),
+          (error: unknown) => (outcome = { error }),
+        )
+        .finally(() => wake?.())
+      for (;;) {
+        while (pending.length > 0) yield pending.shift()!
+        if (outcome !== undefined) break
+        await new Promise<void>((resolve) => (wake = resolve))
+      }
+      if ('result' in outcome) {
+        yield `${JSON.stringify({ drained: true, ...outcome.result })}\n`
+        // The node has nothing left to do once the client has the answer.
+        reply.raw.once('finish', () => options.onDrained?.())
+      } else {
+        const code = codeOf(outcome.error) ?? 'ERR_INTERNAL'
+        metrics.error('drain', code)
+        yield `${JSON.stringify({ error: { code, message: messageOf(outcome.error) } } satisfies ApiErrorBody)}\n`
+      }
+    }
+    return reply.type('application/x-ndjson').send(Readable.from(lines(), { objectMode: false }))
   })
 
   app.get('/metrics', async (_request, reply) => {

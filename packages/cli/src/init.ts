@@ -3,15 +3,15 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, stat } from 'node:fs/promises'
 import { generateIdentity, identityToRecipient, readIdentityFile, writeIdentityFile } from '@dcas/crypto'
 import { loadOrCreateIdentity, nodeIdFromCertificate } from '@dcas/p2p'
-import { DEFAULT_CONFIG, checkConfig, parseAddress, parseHttpAddress, paths, readConfig, type NodeConfig } from './config.js'
+import { DEFAULT_CONFIG, checkConfig, parseAddress, parseHttpAddress, paths, readConfig, type NodeConfig, type PlacementSettings } from './config.js'
 import { AlreadyInitializedError, ConfigError, NotInitializedError, UsageError, throwIfAborted } from './errors.js'
 import { writeFileAtomic } from './files.js'
 
 /** Shortest cluster secret `dcas init` accepts. */
 export const MIN_CLUSTER_SECRET_LENGTH = 16
 
-/** Options of {@link initNode}. */
-export interface InitOptions {
+/** Options of {@link initNode}; the placement settings (write quorum, replicas, zone, capacity…) go to `config.json`. */
+export interface InitOptions extends PlacementSettings {
   /** The data directory (created when missing). */
   root: string
   /** The cluster's shared secret; default: a new random one (unless `joinFile`). */
@@ -27,8 +27,6 @@ export interface InitOptions {
   peers?: string[]
   /** The HTTP API's address, `127.0.0.1:PORT` (default `127.0.0.1:7421`). */
   http?: string
-  /** Write quorum: `'all'` connected peers (default) or a number. */
-  writeQuorum?: 'all' | number
   signal?: AbortSignal
 }
 
@@ -138,7 +136,9 @@ export async function initNode(options: InitOptions): Promise<InitResult> {
       ...DEFAULT_CONFIG,
       ...(options.listen === undefined ? {} : { listen: options.listen }),
       ...(options.http === undefined ? {} : { http: options.http }),
-      ...(options.writeQuorum === undefined ? {} : { writeQuorum: options.writeQuorum }),
+      ...Object.fromEntries(
+        (['writeQuorum', 'replicas', 'zone', 'capacity', 'announce', 'lostAfter', 'repairRate'] as const).flatMap((k) => (options[k] === undefined ? [] : [[k, options[k]]])),
+      ),
       peers,
     },
     'the options',

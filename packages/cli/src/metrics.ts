@@ -1,11 +1,11 @@
 // Prometheus metrics of a node (prom-client, in a registry of its own so several nodes can
-// live in one process): bytes, operations and errors by kind, replication lag, peers, heals, scrubs.
+// live in one process): bytes, operations and errors by kind, replication lag, placement and repair, peers, heals, scrubs.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
-import type { HealedEvent, ScrubResult, Server } from '@dcas/server'
+import type { HealedEvent, PlacementStatus, ScrubResult, Server } from '@dcas/server'
 import { replicaHealth } from './status.js'
 
 /** The operations the HTTP API counts. */
-export type Operation = 'put' | 'get' | 'head' | 'delete' | 'list' | 'status' | 'scrub'
+export type Operation = 'put' | 'get' | 'head' | 'delete' | 'list' | 'status' | 'scrub' | 'drain'
 
 /** A node's metrics. */
 export interface NodeMetrics {
@@ -57,9 +57,14 @@ export function createMetrics(server: Server, options: { defaultMetrics?: boolea
       this.set(server.peers().length)
     },
   })
-  // One walk of the index per scrape feeds every object gauge.
+  // One placement status and one walk of the index per scrape feed every object gauge.
+  let placement: Promise<PlacementStatus> | undefined
+  const placementOnce = (): Promise<PlacementStatus> => (placement ??= server.placementStatus().finally(() => queueMicrotask(() => (placement = undefined))))
   let health: ReturnType<typeof replicaHealth> | undefined
-  const healthOnce = (): ReturnType<typeof replicaHealth> => (health ??= replicaHealth(server).finally(() => queueMicrotask(() => (health = undefined))))
+  const healthOnce = (): ReturnType<typeof replicaHealth> =>
+    (health ??= placementOnce()
+      .then((p) => replicaHealth(server, p.target))
+      .finally(() => queueMicrotask(() => (health = undefined))))
   const objectGauge = (name: string, help: string, pick: (h: Awaited<ReturnType<typeof replicaHealth>>) => number): void => {
     new Gauge({
       name,
@@ -75,6 +80,46 @@ export function createMetrics(server: Server, options: { defaultMetrics?: boolea
   objectGauge('dcas_replication_lag_objects', 'Objects some known peer has not acknowledged yet.', (h) => h.lagging)
   objectGauge('dcas_replication_lag_bytes', 'Bytes of the objects some known peer has not acknowledged yet.', (h) => h.lagBytes)
   objectGauge('dcas_unreplicated_objects', 'Objects no peer holds.', (h) => h.unreplicated)
+  const placementGauge = (name: string, help: string, pick: (p: PlacementStatus) => number | undefined): void => {
+    new Gauge({
+      name,
+      help,
+      registers,
+      async collect() {
+        const value = pick(await placementOnce())
+        this.reset()
+        if (value !== undefined) this.set(value)
+      },
+    })
+  }
+  placementGauge('dcas_placement_target_copies', 'Peer copies each object should have.', (p) => p.target)
+  placementGauge('dcas_repair_objects_left', 'Objects with a copy still to make or to release (repair and rebalancing).', (p) => p.repair.objectsLeft)
+  placementGauge('dcas_repair_bytes_left', 'Bytes still to copy to placed holders.', (p) => p.repair.bytesLeft)
+  placementGauge('dcas_repair_eta_seconds', 'Seconds left at the recent repair rate (absent when there is no rate to judge by).', (p) => p.repair.etaSeconds)
+  placementGauge('dcas_placement_settled', '1 when every object is on its placed holders and nothing is left to copy or release, else 0.', (p) => (p.repair.settled ? 1 : 0))
+  new Gauge({
+    name: 'dcas_objects_by_copies',
+    help: 'Objects of this node by their number of live peer copies.',
+    labelNames: ['copies'] as const,
+    registers,
+    async collect() {
+      const { objectsByCopies, target } = await placementOnce()
+      this.reset()
+      // Every count up to the target is there, zero or not, so that a query for "below target" always finds a series.
+      for (let copies = 0; copies <= target; copies++) this.set({ copies: String(copies) }, 0)
+      for (const [copies, n] of Object.entries(objectsByCopies)) this.set({ copies }, n)
+    },
+  })
+  new Gauge({
+    name: 'dcas_nodes',
+    help: 'Other nodes this node knows, by state (active, leaving, lost).',
+    labelNames: ['state'] as const,
+    registers,
+    collect() {
+      this.reset()
+      for (const state of ['active', 'leaving', 'lost'] as const) this.set({ state }, server.peers().filter((p) => (p.state ?? 'active') === state).length)
+    },
+  })
 
   let healedCount = 0
   const onHealed = (_: HealedEvent): void => {

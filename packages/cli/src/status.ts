@@ -12,6 +12,13 @@ export interface PeerStatus {
   connected: boolean
   /** Why the last dial failed (while not connected). */
   error?: { code?: string; message: string; at: number }
+  /** `active`, `leaving` (being drained) or `lost` (unseen longer than lostAfter). */
+  state?: 'active' | 'leaving' | 'lost'
+  /** Its zone and the bytes it offers to hold for others, as its peer record says. */
+  zone?: string
+  capacity?: number
+  /** When it was last seen alive (ms since the epoch). */
+  lastSeen?: number
 }
 
 /** How well this node's objects are replicated. */
@@ -20,14 +27,32 @@ export interface ReplicaHealth {
   objects: number
   /** Their total size in bytes. */
   bytes: number
-  /** Objects every known peer acknowledged (the current version). */
+  /** Objects with all the peer copies placement asks for (the current version). */
   replicated: number
-  /** Objects some known peer has not acknowledged yet: the replication lag. */
+  /** Objects with fewer: the replication lag. */
   lagging: number
   /** Bytes of the lagging objects. */
   lagBytes: number
   /** Objects no peer holds: a lost disk loses them. */
   unreplicated: number
+}
+
+/** How this node's objects sit on their placed holders (the server's `placementStatus()`). */
+export interface ReplicationStatus {
+  /** Peer copies each object should have. */
+  target: number
+  /** How many objects have 0, 1, … live peer copies (keys are the numbers of copies). */
+  objectsByCopies: Record<string, number>
+  repair: {
+    /** Objects with a copy still to make or to release. */
+    objectsLeft: number
+    /** Bytes still to copy. */
+    bytesLeft: number
+    /** Seconds left at the recent repair rate, when there is one. */
+    etaSeconds?: number
+    /** Every object on its placed holders, nothing left to copy or release. */
+    settled: boolean
+  }
 }
 
 /** Bytes on disk under the data directory. */
@@ -57,6 +82,8 @@ export interface NodeStatus {
   uptime: number
   peers: PeerStatus[]
   objects: ReplicaHealth
+  /** Placement: the copies each object should have, how many have how many, and the repair or rebalancing left. */
+  replication: ReplicationStatus
   disk: DiskUsage
   memory: { rss: number; maxRss: number; heapUsed: number }
   /** Chunks healed from peers since the start. */
@@ -67,9 +94,9 @@ export interface NodeStatus {
 
 const PAGE = 1000
 
-/** Walks every object's `stat` to tell which ones some known peer lacks. */
-export async function replicaHealth(server: Server): Promise<ReplicaHealth> {
-  const known = server.peers().map((p) => p.nodeId)
+/** Walks every object's `stat` to tell which ones have fewer than `target` live peer copies. */
+export async function replicaHealth(server: Server, target: number): Promise<ReplicaHealth> {
+  const live = new Set(server.peers().filter((p) => p.state !== 'lost').map((p) => p.nodeId))
   const health: ReplicaHealth = { objects: 0, bytes: 0, replicated: 0, lagging: 0, lagBytes: 0, unreplicated: 0 }
   let after: string | undefined
   for (;;) {
@@ -83,8 +110,9 @@ export async function replicaHealth(server: Server): Promise<ReplicaHealth> {
       }
       health.objects++
       health.bytes += entry.size
-      if (replicas.length === 0) health.unreplicated++
-      if (known.every((id) => replicas.includes(id))) health.replicated++
+      const copies = replicas.filter((id) => live.has(id)).length
+      if (copies === 0) health.unreplicated++
+      if (copies >= target) health.replicated++
       else {
         health.lagging++
         health.lagBytes += entry.size

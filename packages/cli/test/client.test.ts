@@ -33,7 +33,8 @@ describe('connect() to a running node', () => {
 
   beforeEach(async () => {
     const root = join(dir.path, 'node')
-    await initNode({ root, listen: '127.0.0.1:0', http: '127.0.0.1:0' })
+    // A node alone: puts are stored locally only (write quorum 0).
+    await initNode({ root, listen: '127.0.0.1:0', http: '127.0.0.1:0', writeQuorum: 0 })
     daemon = await startDaemon({ root })
     client = await connect({ root })
   })

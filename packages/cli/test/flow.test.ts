@@ -155,3 +155,29 @@ describe('two nodes through the dcas command line', { timeout: 240_000 }, () => 
     expect(sha256(await readFile(victim))).toBe(victim.split('/').pop())
   })
 })
+
+describe('a node leaving for good', { timeout: 240_000 }, () => {
+  it('dcas drain moves the replicas it holds to the nodes that stay, then stops it', async () => {
+    const rootC = join(dir.path, 'c')
+    const initC = await dcas(['init', '--root', rootC, '--join', join(rootA, 'identity', 'cluster-secret'), '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0', '--json'])
+    const idC = (JSON.parse(initC.stdout) as InitResult).nodeId
+    // C is told of A only: it learns of B from A.
+    const c = await serve(rootC, ['--peer', a.api.address])
+    await Promise.all([connected(c, idA), connected(c, idB)])
+    const put = await dcas(['put', '--root', rootA, 'notes.txt', '-'], { input: 'kept on the nodes that stay' })
+    expect(put.stdout).toContain('on 2 peers')
+    expect((await filesUnder(join(rootC, 'replicas', idA, 'blobs'))).length).toBe(2)
+
+    const drain = await dcas(['drain', '--root', rootC])
+    expect(drain.code).toBe(0)
+    expect(drain.stdout).toContain('drained: the 1 replica held for other nodes are on other nodes now; the node stops')
+    expect(await c.exited).toEqual({ code: 0, signal: null })
+    expect(await filesUnder(join(rootC, 'replicas', idA, 'blobs'))).toEqual([])
+
+    const status = JSON.parse((await dcas(['status', '--root', rootA, '--json'])).stdout) as NodeStatus
+    expect(status.peers.find((p) => p.nodeId === idC)).toMatchObject({ state: 'leaving' })
+    expect(status.replication).toEqual({ target: 1, objectsByCopies: { 1: 1 }, repair: { objectsLeft: 0, bytesLeft: 0, settled: true } })
+    expect((await dcas(['status', '--root', rootA])).stdout).toContain('placement 1 copy per object (1 with 1); settled')
+    expect((await dcas(['get', '--root', rootA, 'notes.txt'])).stdout).toBe('kept on the nodes that stay')
+  })
+})

@@ -9,9 +9,10 @@ const help = async (args: string[]): Promise<{ code: number; stdout: string }> =
 }
 
 // What each command's --help must list: written out here, not read from the program.
+const PLACEMENT = ['--replicas <n|all>', '--write-quorum <n|all>', '--zone <label>', '--capacity <bytes>', '--announce <host:port>', '--lost-after <duration>', '--repair-rate <bytes>']
 const OPTIONS: Record<string, string[]> = {
-  init: ['-r, --root <dir>', '--cluster-secret <secret>', '--join <file>', '--listen <host:port>', '--peer <host:port>', '--http <127.0.0.1:port>', '--write-quorum <n|all>', '--json'],
-  serve: ['-r, --root <dir>', '--listen <host:port>', '--peer <host:port>', '--http <127.0.0.1:port>', '--write-quorum <n|all>', '--log-level <level>'],
+  init: ['-r, --root <dir>', '--cluster-secret <secret>', '--join <file>', '--listen <host:port>', '--peer <host:port>', '--http <127.0.0.1:port>', ...PLACEMENT, '--json'],
+  serve: ['-r, --root <dir>', '--listen <host:port>', '--peer <host:port>', '--http <127.0.0.1:port>', ...PLACEMENT, '--log-level <level>'],
   put: ['-r, --root <dir>', '--no-progress', '--json'],
   get: ['-r, --root <dir>', '-o, --output <file>', '--offset <bytes>', '--length <bytes>', '--no-progress'],
   rm: ['-r, --root <dir>', '--json'],
@@ -19,6 +20,7 @@ const OPTIONS: Record<string, string[]> = {
   stat: ['-r, --root <dir>', '--json'],
   status: ['-r, --root <dir>', '--json'],
   scrub: ['-r, --root <dir>', '--json'],
+  drain: ['-r, --root <dir>', '--timeout <duration>', '--json'],
   'identity export': ['-r, --root <dir>', '-o, --output <file>'],
 }
 
@@ -40,7 +42,7 @@ describe('--help', () => {
   it('of dcas itself (the built executable) lists every command', async () => {
     const { code, stdout } = await dcas(['--help'])
     expect(code).toBe(0)
-    for (const command of ['init', 'serve', 'put', 'get', 'rm', 'ls', 'stat', 'status', 'scrub', 'identity']) expect(stdout).toMatch(new RegExp(`^  ${command} `, 'm'))
+    for (const command of ['init', 'serve', 'put', 'get', 'rm', 'ls', 'stat', 'status', 'scrub', 'drain', 'identity']) expect(stdout).toMatch(new RegExp(`^  ${command} `, 'm'))
   })
 
   it('exits 2 and points to --help on an unknown command or option', async () => {

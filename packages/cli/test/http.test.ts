@@ -14,7 +14,8 @@ let root: string
 beforeEach(async () => {
   dir = await tempDir()
   root = join(dir.path, 'node')
-  await initNode({ root, listen: '127.0.0.1:0', http: '127.0.0.1:0' })
+  // A node alone: puts are stored locally only (write quorum 0).
+  await initNode({ root, listen: '127.0.0.1:0', http: '127.0.0.1:0', writeQuorum: 0 })
   daemon = await startDaemon({ root })
 })
 
@@ -231,6 +232,13 @@ describe('/metrics', () => {
     expect(metrics.value('dcas_peers_connected')).toBe(0)
     expect(metrics.value('dcas_replication_lag_objects')).toBe(0)
     expect(metrics.value('dcas_unreplicated_objects')).toBe(1)
+    // A node alone: no copy to place, nothing to repair.
+    expect(metrics.value('dcas_placement_target_copies')).toBe(0)
+    expect(metrics.value('dcas_objects_by_copies', { copies: '0' })).toBe(1)
+    expect(metrics.value('dcas_repair_objects_left')).toBe(0)
+    expect(metrics.value('dcas_repair_bytes_left')).toBe(0)
+    expect(metrics.value('dcas_placement_settled')).toBe(1)
+    expect(metrics.value('dcas_nodes', { state: 'lost' })).toBe(0)
     expect(metrics.value('dcas_healed_chunks_total')).toBe(0)
     expect(metrics.type('dcas_scrubs_total')).toBe('counter')
     expect(metrics.value('process_resident_memory_bytes')).toBeGreaterThan(0)
@@ -253,6 +261,7 @@ describe('/v1/status', () => {
     const status = (await (await api('/v1/status')).json()) as Awaited<ReturnType<Daemon['status']>>
     expect(status).toMatchObject({ nodeId: daemon.nodeId, address: daemon.address, api: daemon.url, root, pid: process.pid, peers: [] })
     expect(status.objects).toEqual({ objects: 1, bytes: 100_000, replicated: 1, lagging: 0, lagBytes: 0, unreplicated: 1 })
+    expect(status.replication).toEqual({ target: 0, objectsByCopies: { 0: 1 }, repair: { objectsLeft: 0, bytesLeft: 0, settled: true } })
     expect(status.disk.blobs).toBeGreaterThanOrEqual(100_000)
     expect(status.disk.index).toBeGreaterThan(0)
     expect(status.disk.free).toBeGreaterThan(0)

@@ -21,7 +21,8 @@ let node: ServeHandle
 beforeEach(async () => {
   dir = await tempDir()
   const root = join(dir.path, 'node')
-  await initNode({ root, listen: '127.0.0.1:0', http: '127.0.0.1:0' })
+  // A node alone: puts are stored locally only (write quorum 0).
+  await initNode({ root, listen: '127.0.0.1:0', http: '127.0.0.1:0', writeQuorum: 0 })
   node = await serve(root)
 })
 

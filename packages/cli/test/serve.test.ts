@@ -109,21 +109,31 @@ describe('dcas serve', () => {
     expect(text.stdout).toContain('not connected (ERR_PEER_UNAUTHORIZED)')
     expect(text.stdout).toContain('do not share a cluster secret')
 
+    // With no peer it can reach, a put fails (write quorum 1 by default) and says why.
     const put = await dcas(['put', '--root', rootC, 'k', '-'], { input: 'data' })
-    expect(put.code).toBe(0)
-    expect(put.stdout).toContain('on 0 peers')
-    expect(put.stderr).toContain(`warning: peer ${a.api.address} holds no copy yet: it refused this node`)
+    expect(put.code).toBe(6)
+    expect(put.stderr).toContain('0 could be reached; nothing was stored')
   })
 })
 
 describe('dcas put with a write quorum', () => {
-  it('exits 6 with who holds what when the quorum is not reached, and the object stays readable here', async () => {
-    const root = await init('a', { writeQuorum: 1 })
+  it('exits 6, storing nothing, when fewer placed holders can be reached than the quorum', async () => {
+    const root = await init('a')
     await serve(root)
-    const put = await dcas(['put', '--root', root, 'k', '-'], { input: 'committed here' })
+    const put = await dcas(['put', '--root', root, 'k', '-'], { input: 'not stored' })
     expect(put.code).toBe(6)
-    expect(put.stderr).toContain('reached 0 of 1 required replicas')
-    expect(put.stderr).toContain('goes to the missing peers when they reconnect')
-    expect((await dcas(['get', '--root', root, 'k'])).stdout).toBe('committed here')
+    expect(put.stderr).toContain('needs 1 of its 0 placed holders, but 0 could be reached; nothing was stored')
+    expect(put.stderr).toContain('a node alone stores with --write-quorum 0')
+    expect((await dcas(['get', '--root', root, 'k'])).code).toBe(5)
+  })
+
+  it('stores on this node only with --write-quorum 0, and warns of a configured peer it never reached', async () => {
+    const root = await init('a', { writeQuorum: 0, peers: ['127.0.0.1:9'] })
+    await serve(root)
+    const put = await dcas(['put', '--root', root, 'k', '-'], { input: 'here only' })
+    expect(put.code).toBe(0)
+    expect(put.stdout).toContain('on 0 peers')
+    expect(put.stderr).toContain('warning: peer 127.0.0.1:9 holds no copy yet')
+    expect((await dcas(['get', '--root', root, 'k'])).stdout).toBe('here only')
   })
 })
