@@ -58,8 +58,8 @@ export class Peers implements Peering {
   readonly #dialling = new Map<string, Promise<Connection>>()
   /** Members that failed a dial: not before when they are dialled again on demand, and the next wait. */
   readonly #unreachable = new Map<string, { until: number; wait: number; error: string }>()
-  /** Members kept connected by a loop of their own (small clusters). */
-  readonly #kept = new Set<string>()
+  /** Members kept connected by a loop of their own (small clusters), with what cuts its wait between dials short. */
+  readonly #kept = new Map<string, AbortController>()
   /** Node ids connected through a bootstrap loop: never closed as idle. */
   readonly #bootstrapped = new Set<string>()
   readonly #lastUsed = new Map<string, number>()
@@ -246,9 +246,18 @@ export class Peers implements Peering {
     if (this.#o.signal.aborted || !this.meshed) return
     for (const m of this.#o.members()) {
       if (this.#kept.has(m.nodeId) || m.nodeId < this.#self || this.#o.addresses(m.nodeId).length === 0) continue
-      this.#kept.add(m.nodeId)
+      this.#kept.set(m.nodeId, new AbortController())
       void this.#keep(m.nodeId).finally(() => this.#kept.delete(m.nodeId))
     }
+  }
+
+  /** A member was heard of again (it returned): it is dialled at once, whatever its backoff. */
+  retryNow(nodeId: string): void {
+    this.#unreachable.delete(nodeId)
+    const kept = this.#kept.get(nodeId)
+    if (kept === undefined) return
+    kept.abort()
+    this.#kept.set(nodeId, new AbortController())
   }
 
   /** Keeps one member connected while the cluster is small and the member known. */
@@ -267,10 +276,13 @@ export class Peers implements Peering {
       } catch {
         if (signal.aborted) return
         const lost = this.#o.members().find((m) => m.nodeId === nodeId)?.state === 'lost'
+        const cut = this.#kept.get(nodeId)?.signal
         try {
-          await delay(backoff * (0.5 + Math.random()), undefined, { signal })
+          await delay(backoff * (0.5 + Math.random()), undefined, { signal: cut === undefined ? signal : AbortSignal.any([signal, cut]) })
         } catch {
-          return
+          if (signal.aborted) return
+          backoff = 100
+          continue
         }
         backoff = Math.min(backoff * 2, lost ? 60_000 : 10_000)
       }

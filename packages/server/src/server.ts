@@ -160,7 +160,10 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
           peers.maintain()
         },
         lost: (nodeId, lastSeen) => this.emit('node:lost', { nodeId, lastSeen }),
-        returned: (nodeId) => this.emit('node:returned', { nodeId }),
+        returned: (nodeId) => {
+          peers.retryNow(nodeId)
+          this.emit('node:returned', { nodeId })
+        },
         changed: () => {
           peers.notify()
           peers.maintain()

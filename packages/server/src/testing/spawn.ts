@@ -65,6 +65,11 @@ export interface SpawnOptions {
   output?: 'inherit' | 'ignore' | number
   /** Writes the server's log lines at this level and above to the child's stderr (default: none). */
   logLevel?: ChildLogLevel
+  /**
+   * A command the child runs under, which then runs the node program with its arguments, such as
+   * `['ip', 'netns', 'exec', 'ns1']` for a node in a network namespace. It must keep the IPC channel's file descriptor.
+   */
+  wrapper?: string[]
 }
 
 const entry = fileURLToPath(new URL('./node-main.js', import.meta.url))
@@ -76,7 +81,9 @@ export async function spawnNode(options: ChildServerOptions, spawnOptions: Spawn
     env: { ...process.env, DCAS_NODE_OPTIONS: JSON.stringify(options), ...(spawnOptions.logLevel === undefined ? {} : { DCAS_NODE_LOG: spawnOptions.logLevel }) },
     stdio: ['ignore', output, output, 'ipc'],
     serialization: 'advanced',
-    execArgv: spawnOptions.execArgv ?? [],
+    ...(spawnOptions.wrapper === undefined || spawnOptions.wrapper.length === 0
+      ? { execArgv: spawnOptions.execArgv ?? [] }
+      : { execPath: spawnOptions.wrapper[0]!, execArgv: [...spawnOptions.wrapper.slice(1), process.execPath, ...(spawnOptions.execArgv ?? [])] }),
   })
   const events = new EventEmitter()
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>()
