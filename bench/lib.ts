@@ -15,8 +15,8 @@ import { once } from 'node:events'
 export interface BenchResult {
   /** What was measured, e.g. `crypto: encrypt 1 GiB`. */
   name: string
-  /** `MB/s` (10^6 bytes per second), `ops/s`, or `MiB` (a memory figure, no ceiling). */
-  unit: 'MB/s' | 'ops/s' | 'MiB'
+  /** `MB/s` (10^6 bytes per second), `ops/s`, `MiB` (a memory figure, no ceiling), or `ratio` (a dimensionless figure, as placement's balance). */
+  unit: 'MB/s' | 'ops/s' | 'MiB' | 'ratio'
   value: number
   /** Peak resident set size of the measuring process(es), in MiB: one entry per process. */
   peakRssMiB: number[]

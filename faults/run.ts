@@ -1,4 +1,4 @@
-// pnpm test:faults [--seed S] [--runs N] [--duration 30m] [--ops N] [--quick] [--nodes 3] [--keep] [--verbose]
+// pnpm test:faults [--seed S] [--runs N] [--duration 30m] [--ops N] [--quick | --profile quick|full|seven] [--nodes 3] [--keep] [--verbose]
 //
 // Real dcas nodes in child processes over TCP, a seeded random workload, and faults: kill -9 and
 // restart on the same data directory, network faults through a TCP fault proxy, bit rot at rest,
@@ -29,17 +29,19 @@ interface Args {
   runs: number | undefined
   durationMs: number | undefined
   ops: number | undefined
-  quick: boolean
-  nodes: number
+  profile: ProfileName
+  nodes: number | undefined
   keep: boolean
   verbose: boolean
   adversarial: boolean
 }
 
 function usage(message: string): never {
-  console.error(`${message}\nusage: pnpm test:faults [--seed S] [--runs N] [--duration 30m|90s] [--ops N] [--quick] [--nodes 3] [--keep] [--verbose] [--no-adversarial]`)
+  console.error(`${message}\nusage: pnpm test:faults [--seed S] [--runs N] [--duration 30m|90s] [--ops N] [--quick | --profile quick|full|seven] [--nodes 3] [--keep] [--verbose] [--no-adversarial]`)
   process.exit(2)
 }
+
+type ProfileName = 'quick' | 'full' | 'seven'
 
 function parseDuration(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text)
@@ -49,7 +51,7 @@ function parseDuration(text: string): number {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { seed: randomBytes(6).toString('hex'), runs: undefined, durationMs: undefined, ops: undefined, quick: false, nodes: 3, keep: false, verbose: false, adversarial: true }
+  const args: Args = { seed: randomBytes(6).toString('hex'), runs: undefined, durationMs: undefined, ops: undefined, profile: 'full', nodes: undefined, keep: false, verbose: false, adversarial: true }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
     const value = (): string => argv[++i] ?? usage(`${a} needs a value`)
@@ -63,8 +65,12 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--runs') args.runs = int()
     else if (a === '--duration') args.durationMs = parseDuration(value())
     else if (a === '--ops') args.ops = int()
-    else if (a === '--quick') args.quick = true
-    else if (a === '--nodes') args.nodes = Math.max(3, int())
+    else if (a === '--quick') args.profile = 'quick'
+    else if (a === '--profile') {
+      const name = value()
+      if (name !== 'quick' && name !== 'full' && name !== 'seven') usage(`unknown profile "${name}" (quick, full or seven)`)
+      args.profile = name
+    } else if (a === '--nodes') args.nodes = Math.max(3, int())
     else if (a === '--keep') args.keep = true
     else if (a === '--verbose') args.verbose = true
     else if (a === '--no-adversarial') args.adversarial = false
@@ -81,9 +87,18 @@ interface Profile {
   chaos: ChaosOptions
   /** Chance per epoch of a node restarted after losing its blobs (or all but identity/). */
   lossChance: number
+  /** Nodes (default 3; `--nodes` overrides). */
+  nodes?: number
+  /** Placement: peer copies per object, and how long a node may be unseen before it is lost. */
+  placement?: { replicas: number; lostAfter: number }
+  /**
+   * Membership changes between epochs: after epoch `lose` (1-based), the last node (which owns no keys, it only holds
+   * replicas) is destroyed for good; after epoch `add`, a new node joins.
+   */
+  membership?: { lose: number; add: number }
 }
 
-const profiles: Record<'quick' | 'full', Profile> = {
+const profiles: Record<ProfileName, Profile> = {
   quick: {
     epochs: 2,
     chaosMs: 25_000,
@@ -98,16 +113,29 @@ const profiles: Record<'quick' | 'full', Profile> = {
     chaos: { meanGapMs: 1_800, maxStallMs: 40_000, maxPartitionMs: 15_000, maxDownMs: 6_000, maxDiskFullMs: 12_000 },
     lossChance: 0.4,
   },
+  // Seven nodes with two copies per object: partitions and kills shorter than lostAfter (no copy moves for them),
+  // a node lost for good after the second epoch and one added after the third.
+  seven: {
+    epochs: 4,
+    chaosMs: 60_000,
+    workload: { lanesPerNode: 1, keysPerLane: 8, maxSize: 32 * MiB, opTimeoutMs: 300_000 },
+    chaos: { meanGapMs: 2_000, maxStallMs: 20_000, maxPartitionMs: 12_000, maxDownMs: 5_000, maxDiskFullMs: 10_000 },
+    lossChance: 0.3,
+    nodes: 7,
+    placement: { replicas: 2, lostAfter: 60_000 },
+    membership: { lose: 2, add: 3 },
+  },
 }
 
 const args = parseArgs(process.argv.slice(2))
 const report = new Report({ verbose: args.verbose })
-const profile = profiles[args.quick ? 'quick' : 'full']
+const profile = profiles[args.profile]
+const nodes = args.nodes ?? profile.nodes ?? 3
 const live = new Set<Cluster>()
 let currentDir: string | undefined
 
 function reproduce(seed: string): string {
-  return `pnpm test:faults --seed ${seed} --runs 1${args.quick ? ' --quick' : ''}${args.nodes === 3 ? '' : ` --nodes ${args.nodes}`}`
+  return `pnpm test:faults --seed ${seed} --runs 1${args.profile === 'full' ? '' : ` --profile ${args.profile}`}${args.nodes === undefined ? '' : ` --nodes ${args.nodes}`}`
 }
 
 process.on('unhandledRejection', (err) => {
@@ -139,15 +167,17 @@ async function runOnce(seed: string, index: number, withAdversarial: boolean): P
   report.logTo(join(dir, 'runner.log'))
   const chunkSize = rng.pick([64 * KiB, 256 * KiB, 1 * MiB])
   const writeQuorum = rng.pick<'all' | number>(['all', 'all', 1])
-  const canaries = Array.from({ length: args.nodes }, (_, i) => `CANARY${rng.hex(8)}N${i}Z`)
-  const tmpfsNode = rng.int(0, args.nodes - 1)
-  const replicaRotNode = rng.int(0, args.nodes - 1)
+  // One canary per node, and one for a node added later.
+  const canaries = Array.from({ length: nodes + 1 }, (_, i) => `CANARY${rng.hex(8)}N${i}Z`)
+  const tmpfsNode = rng.int(0, nodes - 1)
+  const replicaRotNode = rng.int(0, nodes - 1)
   report.say(`run ${index + 1}: seed ${seed} (chunks ${chunkSize / KiB} KiB, write quorum ${writeQuorum}, disk-full node n${tmpfsNode}, replica rot on n${replicaRotNode}) in ${dir}`)
   const cluster = new Cluster(
     {
       dir,
-      nodes: args.nodes,
+      nodes,
       secret: `faults-${seed}`,
+      ...(profile.placement === undefined ? {} : profile.placement),
       chunkSize,
       writeQuorum,
       requestTimeout: 5_000,
@@ -163,7 +193,12 @@ async function runOnce(seed: string, index: number, withAdversarial: boolean): P
   try {
     await cluster.start()
     // Each owner's keys and texts carry its own canary.
-    const workload = new Workload(cluster, rng.fork('workload'), report, { ...profile.workload, chunkSize, canaries })
+    // With membership changes, the last node owns nothing: it is the one destroyed for good.
+    const owners = profile.membership === undefined ? nodes : nodes - 1
+    const workload = new Workload(cluster, rng.fork('workload'), report, { ...profile.workload, chunkSize, canaries, owners })
+    const replicas = profile.placement?.replicas
+    // A copy moved (a node unseen for longer than lostAfter) may release acknowledged ones: those no longer bind.
+    if (replicas !== undefined) cluster.onNodeLost = () => workload.forgetHolderAcks()
     const rot = new RotTracker()
     const chaos = new Chaos(cluster, workload, rng.fork('chaos'), report, profile.chaos, (node) => verifyDurable(cluster, workload, node, rot, report))
     const rotRng = rng.fork('rot')
@@ -172,6 +207,7 @@ async function runOnce(seed: string, index: number, withAdversarial: boolean): P
     const quiesce = async (phase: string): Promise<void> => {
       await within(cluster.waitConnected(120_000), 130_000, `${phase}: reconnecting every node`)
       await within(cluster.waitSynced(), 300_000, `${phase}: catch-up`)
+      if (replicas !== undefined) await within(cluster.waitPlaced(300_000), 310_000, `${phase}: placement settling`)
     }
     for (let epoch = 0; epoch < profile.epochs; epoch++) {
       if (args.ops !== undefined && report.ops >= args.ops) break
@@ -184,7 +220,7 @@ async function runOnce(seed: string, index: number, withAdversarial: boolean): P
       await quiesce(`epoch ${epoch + 1}`)
       await verifyReads(cluster, workload, report, `epoch ${epoch + 1}`)
       if (lossRng.chance(profile.lossChance)) {
-        const node = lossRng.int(0, args.nodes - 1)
+        const node = lossRng.int(0, owners - 1)
         const loss = lossRng.chance(0.6) ? 'blobs' : 'all-but-identity'
         report.log(`local loss: n${node} restarts without ${loss === 'blobs' ? 'its blobs' : 'anything but identity/'}`)
         report.kills++
@@ -198,11 +234,42 @@ async function runOnce(seed: string, index: number, withAdversarial: boolean): P
         await verifyReads(cluster, workload, report, `epoch ${epoch + 1} after local loss on n${node}`)
       }
       await rotRound(cluster, rotRng, rot, report, replicaRotNode)
+      if (profile.membership?.lose === epoch + 1) {
+        const victim = cluster.slot(nodes - 1)
+        report.log(`membership: ${victim.name} is destroyed for good`)
+        const lost = Promise.all(
+          cluster.live
+            .filter((s) => s !== victim)
+            .map(
+              (s) =>
+                new Promise<void>((resolve) => {
+                  const seen = (e: { nodeId: string }): void => {
+                    if (e.nodeId !== victim.nodeId) return
+                    s.handle?.events.off('node:lost', seen)
+                    resolve()
+                  }
+                  s.handle?.events.on('node:lost', seen)
+                }),
+            ),
+        )
+        await cluster.loseForGood(victim.index)
+        await within(lost, profile.placement!.lostAfter + 120_000, `membership: every node declaring ${victim.name} lost`)
+        workload.forgetHolderAcks()
+        await quiesce(`epoch ${epoch + 1} after ${victim.name} was lost`)
+        await verifyReads(cluster, workload, report, `epoch ${epoch + 1} after ${victim.name} was lost for good`)
+      }
+      if (profile.membership?.add === epoch + 1) {
+        const added = await cluster.addNode()
+        report.log(`membership: ${added.name} joins`)
+        workload.forgetHolderAcks()
+        await quiesce(`epoch ${epoch + 1} after ${added.name} joined`)
+        await verifyReads(cluster, workload, report, `epoch ${epoch + 1} after ${added.name} joined`)
+      }
     }
     await quiesce('final')
     await verifyReads(cluster, workload, report, 'final')
     await quiesce('final, after healing reads')
-    await verifyDisks(cluster, rot, canaries.map((c) => Buffer.from(c)), report, 'final')
+    await verifyDisks(cluster, rot, canaries.map((c) => Buffer.from(c)), report, 'final', replicas)
     for (const l of cluster.links) report.netfaults += l.proxy.stats.faults
     await cluster.close(report.violations.length > violationsBefore)
     live.delete(cluster)
@@ -234,7 +301,7 @@ async function runOnce(seed: string, index: number, withAdversarial: boolean): P
 
 async function main(): Promise<void> {
   const started = Date.now()
-  console.log(`faults: seed ${args.seed} (${args.quick ? 'quick' : 'full'} profile, ${args.nodes} nodes); reproduce with: ${args.runs === 1 || args.runs === undefined ? reproduce(args.seed) : `pnpm test:faults --seed ${args.seed} --runs ${args.runs}${args.quick ? ' --quick' : ''}`}`)
+  console.log(`faults: seed ${args.seed} (${args.profile} profile, ${nodes} nodes${profile.placement === undefined ? '' : `, ${profile.placement.replicas} copies per object`}); reproduce with: ${args.runs === 1 || args.runs === undefined ? reproduce(args.seed) : `${reproduce(args.seed).replace(' --runs 1', '')} --runs ${args.runs}`}`)
   await checkProxy()
   console.log('fault proxy self-check passed (forward, flip, truncate, reset, cut, canary scan)')
   const runs = args.runs ?? (args.durationMs === undefined && args.ops === undefined ? 1 : Infinity)

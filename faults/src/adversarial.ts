@@ -52,7 +52,8 @@ export async function adversarial(dir: string, secret: string, rng: Rng, report:
   const nodes: NodeHandle[] = []
   const expected = new Set<NodeHandle>()
   const spawn = async (name: string, bootstrap: string[]): Promise<NodeHandle> => {
-    const n = await spawnNode({ root: join(dir, name), clusterSecret: secret, bootstrap, chunkSize: 64 * KiB, requestTimeout: 2_000 }, { output: fd, logLevel: 'warn' })
+    // Every peer holds every object: the hostile peer among them.
+    const n = await spawnNode({ root: join(dir, name), clusterSecret: secret, bootstrap, chunkSize: 64 * KiB, requestTimeout: 2_000, replicas: 'all' }, { output: fd, logLevel: 'warn' })
     n.events.on('exit', (code: number | null, signal: string | null) => {
       if (!expected.has(n)) report.violation('crash', `adversarial: node ${name} exited (${signal ?? `code ${code}`}); see ${logFd}`)
     })

@@ -82,7 +82,7 @@ export class Chaos {
 
   async #inject(kind: FaultKind): Promise<void> {
     const rng = this.rng
-    const n = this.cluster.config.nodes
+    const n = this.cluster.slots.length
     if (kind === 'kill') {
       // Half the time aimed at a store in flight: its owner, or one of the peers receiving it.
       const aimed = rng.chance(0.5)
@@ -129,7 +129,7 @@ export class Chaos {
     if (kind === 'partition') {
       const node = rng.int(0, n - 1)
       const forMs = rng.int(1000, this.options.maxPartitionMs)
-      if (this.#partitioned !== undefined) return
+      if (this.#partitioned !== undefined || this.cluster.slot(node).gone) return
       this.#partitioned = node
       this.report.partitions++
       this.report.log(`partition: n${node} cut off for ${forMs} ms`)
@@ -160,6 +160,6 @@ export class Chaos {
       l.proxy.heal()
     }
     await this.cluster.freeDisk()
-    for (const s of this.cluster.slots) if (!s.up) await this.cluster.restart(s.index)
+    for (const s of this.cluster.live) if (!s.up) await this.cluster.restart(s.index)
   }
 }

@@ -21,6 +21,10 @@ export interface ClusterConfig {
   /** The node whose root is a tmpfs of this many bytes (disk full). */
   tmpfs?: { node: number; bytes: number }
   logLevel: ChildLogLevel
+  /** Peer copies per object (the server's default when absent). */
+  replicas?: number
+  /** How long a node may be unseen before it is lost (the server's default when absent). */
+  lostAfter?: number
 }
 
 const MiB = 1024 * 1024
@@ -34,6 +38,8 @@ export class NodeSlot {
   restarts = 0
   /** The workload's clock when this node last lost data on purpose (local loss): older acknowledgements no longer bind it. */
   lossClock = 0
+  /** Destroyed and removed from the cluster for good. */
+  gone = false
   #waiters: Array<(h: NodeHandle) => void> = []
 
   constructor(
@@ -68,6 +74,8 @@ export interface Link {
 
 export class Cluster {
   readonly slots: NodeSlot[] = []
+  /** Told whenever any node declares another lost (copies then move). */
+  onNodeLost: (() => void) | undefined
   readonly links: Link[] = []
   #mounted: string | undefined
   #closing = false
@@ -80,6 +88,11 @@ export class Cluster {
 
   slot(i: number): NodeSlot {
     return this.slots[i]!
+  }
+
+  /** The nodes not removed for good. */
+  get live(): NodeSlot[] {
+    return this.slots.filter((s) => !s.gone)
   }
 
   /** `n<i>` for a node id (for logs). */
@@ -146,6 +159,10 @@ export class Cluster {
           chunkSize: this.config.chunkSize,
           writeQuorum: this.config.writeQuorum,
           requestTimeout: this.config.requestTimeout,
+          // Nodes reach each other only through the proxies they are given: none dials an address learnt from a peer record.
+          announce: [],
+          ...(this.config.replicas === undefined ? {} : { replicas: this.config.replicas }),
+          ...(this.config.lostAfter === undefined ? {} : { lostAfter: this.config.lostAfter }),
         },
         { output: fd, logLevel: this.config.logLevel },
       )
@@ -159,6 +176,10 @@ export class Cluster {
       if (!slot.expectExit && !this.#closing) this.report.violation('crash', `${slot.name} exited on its own (${signal ?? `code ${code}`}); see ${slot.logFile}`)
     })
     handle.events.on('healed', () => this.report.extra.healed++)
+    handle.events.on('node:lost', (e: { nodeId: string }) => {
+      this.report.log(`${slot.name} declared ${this.nameOf(e.nodeId)} lost`)
+      this.onNodeLost?.()
+    })
     for (const l of this.links) if (l.to === slot.index) l.proxy.setTarget(handle.address)
     slot.setUp(handle)
     this.report.log(`${slot.name} up at ${handle.address} (pid ${handle.pid}, node ${handle.nodeId.slice(0, 12)})`)
@@ -188,7 +209,7 @@ export class Cluster {
 
   async #restart(i: number, loss?: 'blobs' | 'all-but-identity'): Promise<void> {
     const slot = this.slot(i)
-    if (slot.up) return
+    if (slot.up || slot.gone) return
     if (loss === 'blobs') await rm(join(slot.root, 'blobs'), { recursive: true, force: true })
     if (loss === 'all-but-identity') {
       for (const entry of await readdir(slot.root)) if (entry !== 'identity') await rm(join(slot.root, entry), { recursive: true, force: true })
@@ -199,13 +220,44 @@ export class Cluster {
 
   /** Every node up and connected to every other. */
   async waitConnected(timeoutMs: number): Promise<void> {
-    const n = this.config.nodes
-    await Promise.all(this.slots.map(async (s) => (await s.waitUp()).waitForPeers(n - 1, timeoutMs)))
+    const live = this.live
+    await Promise.all(live.map(async (s) => (await s.waitUp()).waitForPeers(live.length - 1, timeoutMs)))
   }
 
   /** Catch-up has run on every node with every connected peer. */
   async waitSynced(): Promise<void> {
-    await Promise.all(this.slots.map(async (s) => (await s.waitUp()).waitForSync()))
+    await Promise.all(this.live.map(async (s) => (await s.waitUp()).waitForSync()))
+  }
+
+  /** Every node's objects are on their placed holders, nothing left to copy or release. */
+  async waitPlaced(timeoutMs: number): Promise<void> {
+    await Promise.all(this.live.map(async (s) => (await s.waitUp()).waitForPlacement(timeoutMs)))
+  }
+
+  /** Destroys node `i` for good: killed, its data directory removed, never restarted. */
+  async loseForGood(i: number): Promise<void> {
+    const slot = this.slot(i)
+    slot.gone = true
+    await this.kill(i)
+    await rm(slot.root, { recursive: true, force: true })
+    this.report.log(`${slot.name} destroyed for good`)
+  }
+
+  /** A new node: it dials every node there is through a proxy of its own per link. */
+  async addNode(): Promise<NodeSlot> {
+    const index = this.slots.length
+    const name = `n${index}`
+    const slot = new NodeSlot(index, name, join(this.config.dir, name), join(this.config.dir, 'logs', `${name}.log`))
+    this.slots.push(slot)
+    await mkdir(slot.root, { recursive: true })
+    for (const other of this.live) {
+      if (other === slot) continue
+      const proxy = new FaultProxy(`${name}->${other.name}`, (await other.waitUp()).address, this.config.canaries)
+      await proxy.listen()
+      this.links.push({ from: index, to: other.index, proxy })
+    }
+    await this.#spawn(slot)
+    return slot
   }
 
   /** Disk full: fills the tmpfs node's disk, leaving `slack` bytes. */

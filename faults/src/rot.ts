@@ -7,7 +7,7 @@ import type { Report } from './report.js'
 import type { Rng } from './rng.js'
 
 export async function rotRound(cluster: Cluster, rng: Rng, rot: RotTracker, report: Report, replicaNode: number): Promise<void> {
-  for (const s of cluster.slots) {
+  for (const s of cluster.live) {
     const files = (await ownBlobFiles(s.root)).sort()
     for (const f of rng.sample(files, rng.int(0, 4))) {
       if (rng.chance(0.15)) {
@@ -21,7 +21,8 @@ export async function rotRound(cluster: Cluster, rng: Rng, rot: RotTracker, repo
     }
   }
   const holder = cluster.slot(replicaNode)
-  for (const owner of cluster.slots) {
+  if (holder.gone) return
+  for (const owner of cluster.live) {
     if (owner === holder) continue
     const files = (await replicaFiles(holder.root, owner.nodeId)).sort()
     const identities = await identitiesOf(owner.root)

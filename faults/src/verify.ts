@@ -68,9 +68,12 @@ async function verifyKey(cluster: Cluster, rec: KeyRecord, report: Report, phase
   else report.violation('unreadable', `${phase}: n${rec.owner} read of the deleted ${rec.key} failed instead of not-found (${lastError.slice(0, 300)})`)
 }
 
-/** The disk-level invariants, on a quiet cluster whose keys were all just read. */
-export async function verifyDisks(cluster: Cluster, rot: RotTracker, canaries: Buffer[], report: Report, phase: string): Promise<void> {
-  const slots = cluster.slots
+/**
+ * The disk-level invariants, on a quiet cluster whose keys were all just read. With `replicas`, each live
+ * version must be held by exactly that many peers (as many as there are, when fewer); without, by every peer.
+ */
+export async function verifyDisks(cluster: Cluster, rot: RotTracker, canaries: Buffer[], report: Report, phase: string, replicas?: number): Promise<void> {
+  const slots = cluster.live
   const idOf = new Map(slots.map((s) => [s.nodeId, s]))
 
   // No partial or damaged blob under a final name, other than damage we made and nobody read since.
@@ -103,6 +106,7 @@ export async function verifyDisks(cluster: Cluster, rot: RotTracker, canaries: B
     )
     missingVersions(report, `${phase}: ${owner.name}'s own manifests`, live, mine)
     const identities = await identitiesOf(owner.root)
+    const holders = new Map<string, string[]>()
     for (const holder of slots) {
       if (holder === owner) continue
       const files = await replicaFiles(holder.root, owner.nodeId)
@@ -114,7 +118,17 @@ export async function verifyDisks(cluster: Cluster, rot: RotTracker, canaries: B
         new Set(files.map((f) => basename(f))),
         'replica',
       )
-      missingVersions(report, `${phase}: ${holder.name}'s replica manifests of ${owner.name}`, live, held)
+      if (replicas === undefined) missingVersions(report, `${phase}: ${holder.name}'s replica manifests of ${owner.name}`, live, held)
+      for (const m of held) holders.set(`${m.key}\u0000${m.version}`, [...(holders.get(`${m.key}\u0000${m.version}`) ?? []), holder.name])
+    }
+    if (replicas !== undefined) {
+      // Placement: every live version on exactly its number of copies, no fewer (lost) and no more (not released).
+      const want = Math.min(replicas, slots.length - 1)
+      for (const [key, version] of live) {
+        const on = holders.get(`${key}\u0000${version}`) ?? []
+        if (on.length < want) report.violation('replica missing', `${phase}: ${owner.name}'s ${key.slice(0, 40)} v${version} is on ${on.length} peers (${on.join(' ') || 'none'}), not ${want}`)
+        if (on.length > want) report.violation('replica not released', `${phase}: ${owner.name}'s ${key.slice(0, 40)} v${version} is on ${on.length} peers (${on.join(' ')}), not ${want}`)
+      }
     }
     for (const other of await replicaOwners(owner.root)) {
       if (!idOf.has(other)) continue
@@ -185,7 +199,7 @@ export async function verifyDurable(cluster: Cluster, workload: Workload, victim
     ownManifestIn,
     (c) => blobAt(slot.root, c.plainId),
   )
-  for (const owner of cluster.slots) {
+  for (const owner of cluster.live) {
     if (owner === slot) continue
     const acks = settled.filter((a) => a.owner === owner.index && a.replicas.includes(slot.nodeId))
     if (acks.length === 0) continue

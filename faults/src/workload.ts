@@ -20,6 +20,8 @@ export interface WorkloadOptions {
   canaries: string[]
   /** An operation that takes longer is a hang (a finding); the node is then killed and restarted. */
   opTimeoutMs: number
+  /** The first this many nodes own keys and run lanes (default: all); the others only hold replicas. */
+  owners?: number
 }
 
 /** The error a node answered with (or a timeout). */
@@ -97,7 +99,7 @@ export class Workload {
     readonly report: Report,
     readonly options: WorkloadOptions,
   ) {
-    for (let node = 0; node < cluster.config.nodes; node++) {
+    for (let node = 0; node < this.owners; node++) {
       for (let lane = 0; lane < options.lanesPerNode; lane++) {
         for (const key of keyPool(node, lane, options.keysPerLane, options.canaries[node]!)) this.records.set(key, new KeyRecord(node, key))
       }
@@ -107,9 +109,22 @@ export class Workload {
   /** Starts every lane; each runs until {@link Workload.stop}. */
   start(): void {
     this.#stopping = false
-    for (let node = 0; node < this.cluster.config.nodes; node++) {
+    for (let node = 0; node < this.owners; node++) {
       for (let lane = 0; lane < this.options.lanesPerNode; lane++) this.#lanes.push(this.#lane(node, lane))
     }
+  }
+
+  /** The nodes that own keys. */
+  get owners(): number {
+    return this.options.owners ?? this.cluster.config.nodes
+  }
+
+  /**
+   * Placement moved copies (a node lost for good, or one added): a holder may have released a copy it acknowledged,
+   * so earlier acknowledgements no longer bind a holder's disk (the owner's still does).
+   */
+  forgetHolderAcks(): void {
+    for (const rec of this.records.values()) if (rec.acked !== undefined) rec.acked = { ...rec.acked, replicas: [] }
   }
 
   /** Lets each lane finish its operation in flight, then stops. */
