@@ -166,7 +166,8 @@ async function runOnce(seed: string, index: number, withAdversarial: boolean): P
   currentDir = dir
   report.logTo(join(dir, 'runner.log'))
   const chunkSize = rng.pick([64 * KiB, 256 * KiB, 1 * MiB])
-  const writeQuorum = rng.pick<'all' | number>(['all', 'all', 1])
+  // 1 (the default) most of the time; 'all' fails at once while a placed holder is down, so it sees fewer stores through.
+  const writeQuorum = rng.pick<'all' | number>([1, 1, 'all'])
   // One canary per node, and one for a node added later.
   const canaries = Array.from({ length: nodes + 1 }, (_, i) => `CANARY${rng.hex(8)}N${i}Z`)
   const tmpfsNode = rng.int(0, nodes - 1)

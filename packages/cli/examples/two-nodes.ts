@@ -24,7 +24,8 @@ console.log(`read back: ${text}`)
 for await (const entry of client.listAll({ prefix: 'notes/' })) console.log(`listed: ${entry.key} (${entry.size} bytes)`)
 
 const status = await client.status()
-console.log(`A sees ${status.peers.filter((p) => p.connected).length} connected peer; ${status.objects.replicated} of ${status.objects.objects} objects on every peer`)
+console.log(`A sees ${status.peers.filter((p) => p.connected).length} connected peer; ${status.objects.replicated} of ${status.objects.objects} objects with all their copies`)
+console.log(`placement: ${status.replication.target} copy per object, settled: ${status.replication.repair.settled}`)
 
 const { acknowledged } = await client.delete('notes/hello.txt')
 console.log(`deleted on ${acknowledged.length} peer; ${(await client.list()).objects.length} objects left`)

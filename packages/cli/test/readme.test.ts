@@ -18,7 +18,8 @@ describe('README', () => {
       'stored 11 bytes on A, acknowledged by 1 peer',
       'read back: hello, dcas',
       'listed: notes/hello.txt (11 bytes)',
-      'A sees 1 connected peer; 1 of 1 objects on every peer',
+      'A sees 1 connected peer; 1 of 1 objects with all their copies',
+      'placement: 1 copy per object, settled: true',
       'deleted on 1 peer; 0 objects left',
       '',
     ])

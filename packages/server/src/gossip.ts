@@ -39,9 +39,11 @@ export class Gossip {
     this.#o = options
   }
 
-  /** A new connection: it gets every record this node knows. */
+  /** A new connection: it gets every record this node knows, in one push at least (an empty one introduces a node without a record). */
   connected(conn: Connection): void {
-    this.#send(conn, this.#o.membership.records())
+    const records = this.#o.membership.records()
+    if (records.some((r) => r.nodeId !== conn.remoteNodeId)) this.#send(conn, records)
+    else void pushRecords(conn, [], this.#o.signal()).catch((err: unknown) => this.#o.log.debug({ peer: conn.remoteNodeId, err: messageOf(err) }, 'introducing this node failed'))
   }
 
   /** This node signed its record anew: every connected peer gets it. */

@@ -10,6 +10,8 @@ import type { Member } from './placement.js'
 
 /** Most nodes this node keeps records of: bounds what peers can make it hold. */
 export const MAX_MEMBERS = 4096
+/** A new node that sends no peer records (an older node) is taken as a member after this long all the same. */
+const INTRODUCTION_MS = 10_000
 
 /** The persisted state of one member. */
 interface MemberEntry {
@@ -30,6 +32,8 @@ export interface MembershipEvents {
   changed(): void
   /** This node's own record was signed anew (to be sent to peers). */
   signed(record: PeerRecord): void
+  /** A node connected for the first time is a member now (see {@link Membership.connected}). */
+  introduced(nodeId: string): void
 }
 
 export interface MembershipOptions {
@@ -64,6 +68,11 @@ export class Membership {
   readonly #startedAt = Date.now()
   /** Nodes without a record seen connected (their ids are in the peers table too, once remembered). */
   readonly #known = new Set<string>()
+  /**
+   * New nodes connected but not yet introduced: a node's first `members.push` (its own record, when it has one,
+   * comes in it) makes it a member, so that placement never sees it without its zone and capacity.
+   */
+  readonly #pending = new Map<string, NodeJS.Timeout>()
   #self: PeerRecord | undefined
   #leaving = false
   #members: Member[] | undefined
@@ -100,6 +109,7 @@ export class Membership {
   close(): void {
     clearInterval(this.#timer)
     clearInterval(this.#heartbeat)
+    for (const timer of this.#pending.values()) clearTimeout(timer)
   }
 
   /** This node's current record (none when it cannot sign one). */
@@ -153,6 +163,7 @@ export class Membership {
     for (const [nodeId] of this.#o.peersTable.entries()) ids.add(nodeId)
     for (const nodeId of this.#known) ids.add(nodeId)
     ids.delete(this.#o.self)
+    for (const nodeId of this.#pending.keys()) ids.delete(nodeId)
     const out: Member[] = []
     for (const nodeId of ids) {
       const record = this.record(nodeId)
@@ -169,20 +180,47 @@ export class Membership {
     return out
   }
 
-  /** A node was connected: it is alive (and back, if it was lost). */
-  async connected(nodeId: string): Promise<void> {
+  /**
+   * A node was connected: it is alive (and back, if it was lost). A node this node does not know is introduced by
+   * its first push of peer records (its own among them, when it has one), or after {@link INTRODUCTION_MS}; resolves
+   * to whether it is a member already.
+   */
+  async connected(nodeId: string): Promise<boolean> {
     this.#lastSeen.set(nodeId, Date.now())
-    const known = this.#entries.has(nodeId) || this.#known.has(nodeId)
-    this.#known.add(nodeId)
-    this.#invalidate(!known)
-    if (!known) this.#o.events.joined(nodeId)
+    if (!this.#entries.has(nodeId) && !this.#known.has(nodeId)) {
+      if (!this.#pending.has(nodeId)) this.#pending.set(nodeId, setTimeout(() => this.#introduce(nodeId), INTRODUCTION_MS).unref())
+      return false
+    }
+    this.#invalidate(false)
     await this.#returned(nodeId)
+    return true
   }
 
-  /** A node's connection closed: it was alive until now. */
-  disconnected(nodeId: string): void {
+  /** Whether a connected node is a member (not a stranger still to introduce itself). */
+  introduced(nodeId: string): boolean {
+    return !this.#pending.has(nodeId)
+  }
+
+  /** A node's connection closed: it was alive until now. Resolves to whether it had been introduced. */
+  disconnected(nodeId: string): boolean {
     this.#lastSeen.set(nodeId, Date.now())
+    const pending = this.#pending.get(nodeId)
+    clearTimeout(pending)
+    this.#pending.delete(nodeId)
     this.#invalidate(false)
+    return pending === undefined
+  }
+
+  /** A stranger becomes a member: placement counts it, and the server starts its work with it. */
+  #introduce(nodeId: string): void {
+    const timer = this.#pending.get(nodeId)
+    if (timer === undefined) return
+    clearTimeout(timer)
+    this.#pending.delete(nodeId)
+    this.#known.add(nodeId)
+    this.#invalidate()
+    this.#o.events.joined(nodeId)
+    this.#o.events.introduced(nodeId)
   }
 
   /**
@@ -214,7 +252,7 @@ export class Membership {
         continue
       }
       const entry: MemberEntry = { ...(this.#entries.get(nodeId) ?? {}), record }
-      const isNew = !this.#entries.has(nodeId) && !this.#o.peersTable.has(nodeId) && !this.#known.has(nodeId)
+      const isNew = !this.#entries.has(nodeId) && !this.#o.peersTable.has(nodeId) && !this.#known.has(nodeId) && !this.#pending.has(nodeId)
       this.#entries.set(nodeId, entry)
       this.#lastSeen.set(nodeId, now)
       accepted.push(record)
@@ -234,6 +272,8 @@ export class Membership {
     if (changed) this.#invalidate()
     for (const nodeId of joined) this.#o.events.joined(nodeId)
     for (const r of accepted) await this.#returned(r.nodeId)
+    // The first push of a new peer introduces it, its own record (if it sent one) now kept.
+    if (from !== undefined) this.#introduce(from)
     return accepted
   }
 

@@ -40,6 +40,8 @@ export interface PeersOptions {
   maxConnections: number
   /** How long one dial may take, in ms. */
   dialTimeout: number
+  /** Whether a connected peer has introduced itself (only those count for {@link Peers.waitFor}). */
+  introduced: (nodeId: string) => boolean
 }
 
 /** A connection unused this long may be closed when there are too many. */
@@ -107,9 +109,9 @@ export class Peers implements Peering {
     return this.#dialed.get(nodeId) ?? this.#o.table.get(nodeId)?.address
   }
 
-  /** Resolves once at least `count` peers are connected. */
+  /** Resolves once at least `count` peers are connected and introduced. */
   async waitFor(count: number, signal?: AbortSignal): Promise<void> {
-    await this.#until(() => this.#conns.size >= count, signal)
+    await this.#until(() => [...this.#conns.keys()].filter((id) => this.#o.introduced(id)).length >= count, signal)
   }
 
   /** Takes a connection (inbound or dialled): one per pair of peers, the one dialled by the lower node id. */

@@ -277,6 +277,8 @@ export class Repairer {
       await run
     } finally {
       this.#census = undefined
+      // Membership changed while it walked: walk again.
+      if (this.#dirty && !this.#stop.signal.aborted) this.changed()
       this.#notify()
     }
   }

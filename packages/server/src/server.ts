@@ -170,6 +170,10 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
           this.#parts?.repair.changed()
         },
         signed: (record) => this.#parts?.gossip.signed(record),
+        introduced: (nodeId) => {
+          const conn = peers.connection(nodeId)
+          if (conn !== undefined) this.#introduced(conn)
+        },
       },
     })
     const peers: Peers = new Peers({
@@ -182,16 +186,14 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       members: () => membership.members(),
       addresses: (nodeId) => membership.addresses(nodeId),
       maxConnections: this.#options.maxConnections ?? 64,
+      introduced: (nodeId) => membership.introduced(nodeId),
       dialTimeout: Math.min(requestTimeout, 10_000),
       events: {
         connected: (conn) => this.#connected(conn),
         closed: (conn, current) => {
           // A retry due on this connection is moot: the next connection catches up from scratch.
           background.drop(conn.remoteNodeId, conn)
-          if (current) {
-            membership.disconnected(conn.remoteNodeId)
-            this.emit('peer:disconnect', this.#infoOf(conn.remoteNodeId))
-          }
+          if (current && membership.disconnected(conn.remoteNodeId)) this.emit('peer:disconnect', this.#infoOf(conn.remoteNodeId))
         },
         dialError: (e) => this.emit('dial:error', e),
       },
@@ -288,13 +290,26 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     }
   }
 
-  /** A connection became the one in use for its peer (connections come only once the parts are made): serve its requests, and catch it up. */
+  /** A connection became the one in use for its peer (connections come only once the parts are made): serve its requests, tell it what this node knows. */
   #connected(conn: Connection): void {
-    const { holder, peers, membership, gossip, background, catchUp } = this.#parts!
+    const { holder, membership, gossip } = this.#parts!
     const nodeId = conn.remoteNodeId
+    // Served at once: its first request introduces it (its peer records).
     void holder.serve(conn)
-    void membership.connected(nodeId).catch((err: unknown) => this.#log.warn({ peer: nodeId, err: String(err) }, 'recording a connection failed'))
     gossip.connected(conn)
+    void membership.connected(nodeId).then(
+      (member) => {
+        if (member && this.#parts!.peers.connection(nodeId) === conn) this.#introduced(conn)
+      },
+      (err: unknown) => this.#log.warn({ peer: nodeId, err: String(err) }, 'recording a connection failed'),
+    )
+  }
+
+  /** A connected peer is a member: the public event, catch-up with it, and repairs that may have waited for it. */
+  #introduced(conn: Connection): void {
+    const { peers, membership, background, catchUp } = this.#parts!
+    const nodeId = conn.remoteNodeId
+    peers.notify()
     void this.#parts!.repair.reachable().catch(() => {})
     this.emit('peer:connect', this.#infoOf(nodeId))
     background.succeeded(nodeId)
