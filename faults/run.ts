@@ -208,7 +208,15 @@ async function runOnce(seed: string, index: number, withAdversarial: boolean): P
     const quiesce = async (phase: string): Promise<void> => {
       await within(cluster.waitConnected(120_000), 130_000, `${phase}: reconnecting every node`)
       await within(cluster.waitSynced(), 300_000, `${phase}: catch-up`)
-      if (replicas !== undefined) await within(cluster.waitPlaced(300_000), 310_000, `${phase}: placement settling`)
+      if (replicas !== undefined) {
+        try {
+          await within(cluster.waitPlaced(300_000), 310_000, `${phase}: placement settling`)
+        } catch (err) {
+          // What each node still has to do, for the post-mortem.
+          for (const s of cluster.live) report.say(`${phase}: ${s.name} placement ${JSON.stringify(await s.handle?.placementStatus().catch((e: unknown) => String(e)))}`)
+          throw err
+        }
+      }
     }
     for (let epoch = 0; epoch < profile.epochs; epoch++) {
       if (args.ops !== undefined && report.ops >= args.ops) break

@@ -64,6 +64,8 @@ export class Peers implements Peering {
   readonly #kept = new Map<string, AbortController>()
   /** Node ids connected through a bootstrap loop: never closed as idle. */
   readonly #bootstrapped = new Set<string>()
+  /** The addresses of the bootstrap loops: a member reachable only there needs no loop of its own. */
+  readonly #bootstrapAddresses = new Set<string>()
   readonly #lastUsed = new Map<string, number>()
   #reaper: NodeJS.Timeout | undefined
 
@@ -159,6 +161,7 @@ export class Peers implements Peering {
   /** Dials `address` and keeps it connected, with backoff, until the server shuts down. */
   async dial(address: string): Promise<void> {
     const { signal, transport, log, events } = this.#o
+    this.#bootstrapAddresses.add(address)
     let backoff = 100
     while (!signal.aborted) {
       try {
@@ -247,7 +250,9 @@ export class Peers implements Peering {
   maintain(): void {
     if (this.#o.signal.aborted || !this.meshed) return
     for (const m of this.#o.members()) {
-      if (this.#kept.has(m.nodeId) || m.nodeId < this.#self || this.#o.addresses(m.nodeId).length === 0) continue
+      // Two loops dialling one peer would each replace the other's connection: a bootstrap loop is enough.
+      const own = this.#o.addresses(m.nodeId).filter((a) => !this.#bootstrapAddresses.has(a))
+      if (this.#kept.has(m.nodeId) || m.nodeId < this.#self || own.length === 0) continue
       this.#kept.set(m.nodeId, new AbortController())
       void this.#keep(m.nodeId).finally(() => this.#kept.delete(m.nodeId))
     }

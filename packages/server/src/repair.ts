@@ -33,7 +33,7 @@ interface QueueEntry {
 
 /** Backoff of a ref whose repair failed: first and longest wait. */
 const RETRY_FIRST_MS = 1_000
-const RETRY_MAX_MS = 10 * 60_000
+const RETRY_MAX_MS = 60_000
 /** Refs per census page (then the event loop gets a turn). */
 const CENSUS_PAGE = 256
 /** Queued refs waiting out a backoff are made due when a peer connects, up to this many. */
@@ -138,8 +138,8 @@ export class Repairer {
   }
 
   /**
-   * A peer connected: the queued refs waiting out a backoff are due now (it may be the holder they waited for).
-   * Skipped for a long queue, which is walked by its own due times.
+   * A peer connected: the queued refs waiting out a backoff are due now, their backoff started afresh (it may be
+   * the holder they waited for). Skipped for a long queue, which is walked by its own due times.
    */
   async reachable(): Promise<void> {
     if (this.#objectsLeft === 0 || this.#objectsLeft > REWAKE_MAX || this.#stop.signal.aborted) return
@@ -148,7 +148,9 @@ export class Repairer {
     if (waiting.length === 0) return
     await this.#o.local.index.transaction((tx) => {
       for (const [k, e] of waiting) {
-        const next = { ...e, due: now }
+        // Only an entry still queued as it was (a job may have finished or moved it meanwhile).
+        if (tx.get(this.#queued, e.refId) !== k) continue
+        const next = { ...e, due: now, attempts: 0 }
         tx.delete(this.#queue, k)
         tx.put(this.#queue, queueKey(next), next)
         tx.put(this.#queued, e.refId, queueKey(next))

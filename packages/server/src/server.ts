@@ -1,7 +1,7 @@
 // The server: builds its parts from the options, owns the lifecycle (start, close) and the public
 // events, and hands each call of the public API to the part that does it.
-import { EventEmitter } from 'node:events'
-import { mkdir } from 'node:fs/promises'
+import { EventEmitter, setMaxListeners } from 'node:events'
+import { mkdir, stat } from 'node:fs/promises'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -31,7 +31,7 @@ import { ReadPath } from './read.js'
 import { Replicator } from './replication.js'
 import { Retriever, type HealObserver } from './retriever.js'
 import { scrub } from './scrub.js'
-import { loadClusterSecret, loadOwnerKeys } from './secrets.js'
+import { AGE_IDENTITY_FILE, loadClusterSecret, loadOwnerKeys } from './secrets.js'
 import type { StoreData } from './source.js'
 import { CatchUp } from './sync.js'
 import type { DeleteResult, DrainOptions, DrainResult, ListEntry, ListOptions, ObjectStat, PeerInfo, PlacementStatus, ReadOptions, ScrubResult, Server, ServerEvents, ServerOptions, SignalOptions, StoreResult } from './types.js'
@@ -80,6 +80,10 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
 
   readonly #policy: PlacementPolicy
   readonly #lostAfter: number
+  /** Members the sweep (see #sweep) went to, whether it runs, and whether the index held no key at start. */
+  readonly #swept = new Set<string>()
+  #sweeping = false
+  #emptyAtStart = false
   /** Catch-ups finished, per peer: when, and which run of the peer (its record's start time). */
   readonly #synced = new Map<string, { at: number; startedAt: number | undefined }>()
 
@@ -98,6 +102,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       if (value !== undefined && (!Number.isSafeInteger(value) || value < min)) throw new InvalidOptionsError(`${name} must be an integer of at least ${min}, got ${String(value)}`)
     }
     if (options.repairRate !== undefined && !(options.repairRate > 0)) throw new InvalidOptionsError(`repairRate must be a positive number of bytes per second (or Infinity), got ${String(options.repairRate)}`)
+    // Every dial loop and pending dial of a large cluster listens for the shutdown.
+    setMaxListeners(0, this.#shutdown.signal)
     this.#policy = options.placement ?? (replicas === 'all' ? everyPeer : rendezvous({ replicas }))
     this.#lostAfter = options.lostAfter ?? 30 * 60_000
     this.#options = options
@@ -122,6 +128,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const { root } = this.#options
     const identityDir = join(root, 'identity')
     await mkdir(join(root, 'replicas'), { recursive: true })
+    // A node with an identity from before and an empty index lost it (or was restored from identity/ alone).
+    const restored = await stat(join(identityDir, AGE_IDENTITY_FILE)).then(() => true, () => false)
     const keys = await loadOwnerKeys(identityDir)
     const recoveryRecipients = this.#options.recoveryRecipients ?? []
     for (const r of recoveryRecipients) if (!r.startsWith('age1')) throw new InvalidOptionsError(`recovery recipient "${r}" is not an age1… recipient`)
@@ -129,6 +137,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const blobs = await openBlobStore({ root })
     const log = this.#log
     const local = new LocalStore({ index, blobs, log, concurrency: this.#concurrency })
+    this.#emptyAtStart = restored && [...index.refs.entries({ limit: 1 })].length === 0 && [...index.tombstones.entries({ limit: 1 })].length === 0
     // Holder requests of another protocol (peer records) go to gossip, made below.
     const routes: ConstructorParameters<typeof Holder>[0]['routes'] = {}
     const held = new Set<() => void>()
@@ -158,6 +167,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
         joined: (nodeId) => {
           this.emit('node:joined', { nodeId })
           peers.maintain()
+          void this.#sweep()
         },
         lost: (nodeId, lastSeen) => this.emit('node:lost', { nodeId, lastSeen }),
         returned: (nodeId) => {
@@ -252,6 +262,44 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     repair.start()
     for (const address of this.#options.bootstrap ?? []) void peers.dial(address)
     peers.maintain()
+    void this.#sweep()
+  }
+
+  /**
+   * Above `maxConnections` members, connections come only when needed. A node started on an empty index with an
+   * identity from before (restored from `identity/` alone) catches up with every member all the same, one at a
+   * time: what it lost comes back from wherever it is.
+   */
+  async #sweep(): Promise<void> {
+    const parts = this.#parts
+    if (this.#sweeping || !this.#emptyAtStart || parts === undefined || parts.peers.meshed) return
+    this.#sweeping = true
+    try {
+      for (;;) {
+        const next = parts.membership.members().find((m) => m.state !== 'lost' && !this.#synced.has(m.nodeId) && !this.#swept.has(m.nodeId))
+        if (next === undefined || this.#state !== 'open') return
+        this.#swept.add(next.nodeId)
+        let finish!: (e: { nodeId: string }) => void
+        const done = new Promise<void>((resolve) => {
+          finish = (e) => {
+            if (e.nodeId === next.nodeId) resolve()
+          }
+        })
+        this.on('synced', finish).on('peer:behind', finish).on('peer:disconnect', finish)
+        try {
+          const opened = parts.peers.connection(next.nodeId) === undefined
+          // Its introduction schedules catch-up with it.
+          const conn = await parts.peers.connect(next.nodeId, this.#shutdown.signal).catch(() => undefined)
+          if (conn !== undefined && !this.#synced.has(next.nodeId)) await raceAbort(done, this.#shutdown.signal).catch(() => {})
+          // A connection opened for this alone goes again when there are too many.
+          if (conn !== undefined && opened && parts.peers.size > (this.#options.maxConnections ?? 64)) conn.close().catch(() => conn.abort())
+        } finally {
+          this.off('synced', finish).off('peer:behind', finish).off('peer:disconnect', finish)
+        }
+      }
+    } finally {
+      this.#sweeping = false
+    }
   }
 
   /** The addresses this node publishes: `announce`, else its listen address (an unspecified host stands for each of the machine's addresses). */
@@ -342,8 +390,10 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       parts.membership.close()
       await parts.repair.close()
       await parts.background.close()
-      // Peers get a few seconds to finish their streams with us, then the connections are cut.
-      await parts.transport.close({ signal: AbortSignal.timeout(5_000) })
+      // Peers get a few seconds to finish their streams with us, then the connections are cut (each listens to the signal).
+      const grace = AbortSignal.timeout(5_000)
+      setMaxListeners(0, grace)
+      await parts.transport.close({ signal: grace })
       await parts.holder.close()
       await parts.blobs.close()
       await parts.index.close()
