@@ -1,6 +1,7 @@
 // The seeded random workload: per node a few lanes, each running store / read / range read /
 // delete / overwrite on its own keys, one operation at a time, recording every outcome in the
 // model. A lane's choices come from its own random stream, so they do not depend on timing.
+import { setTimeout as delay } from 'node:timers/promises'
 import type { NodeHandle } from '@dcas/server/testing'
 import type { Cluster } from './cluster.js'
 import { describe, digestOf, judgeRangeRead, judgeRead, KeyRecord, sizeOf, type Content } from './model.js'
@@ -9,6 +10,8 @@ import type { Rng } from './rng.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
+/** How long a lane waits after a store found too few holders within reach (it failed at once). */
+const QUORUM_PAUSE_MS = 250
 
 export interface WorkloadOptions {
   lanesPerNode: number
@@ -217,6 +220,7 @@ export class Workload {
     this.report.extra.stores++
     const flight = `${rec.key}`
     this.storesInFlight.set(flight, { node: rec.owner, size: sizeOf(content) })
+    let pause = false
     try {
       const p = content.kind === 'gen' ? handle.store(rec.key, content.size, content.seed) : handle.storeText(rec.key, content.text)
       const result = await this.#guard(handle, rec, 'store', p)
@@ -234,9 +238,12 @@ export class Workload {
       this.report.failure(f.code)
       rec.maybe({ deleted: false, content })
       this.report.log(`n${rec.owner} store ${rec.key.slice(0, 40)} ${describe(content)} failed: ${f.code} ${f.message.slice(0, 200)}`)
+      pause = (err as { details?: { committed?: boolean } }).details?.committed === false
     } finally {
       this.storesInFlight.delete(flight)
     }
+    // Too few holders within reach fails at once: the lane pauses rather than spin while they are away.
+    if (pause) await delay(QUORUM_PAUSE_MS)
   }
 
   async #read(handle: NodeHandle, rec: KeyRecord): Promise<void> {

@@ -275,7 +275,7 @@ export interface Server extends EventEmitter<ServerEvents> {
   close(): Promise<void>
   /** Known peers and whether they are connected. */
   peers(): PeerInfo[]
-  /** Resolves once at least `count` peers are connected. */
+  /** Resolves once at least `count` peers are connected and have introduced themselves (sent their first peer records). */
   waitForPeers(count: number, options?: SignalOptions): Promise<void>
   /**
    * Resolves once background work with every connected peer (catch-up, late replication, and the retries
