@@ -13,6 +13,8 @@ export const SERVER_ERROR_CODES = [
   'ERR_ABORTED',
   'ERR_PEER',
   'ERR_INVALID_OPTIONS',
+  'ERR_PRECONDITION',
+  'ERR_UNAUTHENTICATED',
 ] as const
 
 /** One of {@link SERVER_ERROR_CODES}. */
@@ -112,6 +114,20 @@ export class PeerError extends ServerError {
 export class InvalidOptionsError extends ServerError {
   constructor(message: string, options?: ErrorOptions) {
     super('ERR_INVALID_OPTIONS', message, options)
+  }
+}
+
+/** A store's or compose's `precondition` refused the key's current state: nothing was stored. */
+export class PreconditionError extends ServerError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_PRECONDITION', message, options)
+  }
+}
+
+/** Something a peer relayed for this owner does not carry the owner's authentication (a forged manifest): it is not used. */
+export class UnauthenticatedError extends ServerError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_UNAUTHENTICATED', message, options)
   }
 }
 

@@ -50,9 +50,11 @@ export {
   InvalidOptionsError,
   NotFoundError,
   PeerError,
+  PreconditionError,
   QuorumError,
   SERVER_ERROR_CODES,
   ServerError,
+  UnauthenticatedError,
   UnavailableError,
 } from './errors.js'
 export type { QuorumDetails, ServerErrorCode } from './errors.js'

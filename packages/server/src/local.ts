@@ -6,6 +6,7 @@ import { InFlight } from './concurrency.js'
 import { codeOf } from './errors.js'
 import { KeyedLocks } from './locks.js'
 import type { Logger } from './logger.js'
+import type { ObjectMetadata } from './manifest.js'
 import type { Tombstone } from './secrets.js'
 
 /** The owner's fields of a ref record (written by this server only). */
@@ -14,6 +15,8 @@ export interface RefMeta {
   manifestCipherId: string
   chunkCount: number
   recipientsId: string
+  /** The object's metadata, also in its manifest; absent when it has none. */
+  metadata?: ObjectMetadata
 }
 
 /** The owner's fields of a ref record. */

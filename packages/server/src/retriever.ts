@@ -19,9 +19,11 @@ export class Retriever {
   readonly #fetcher: Fetcher
   readonly #log: Logger
   readonly #onHealed: HealObserver
+  readonly #macKey: Uint8Array
 
-  /** `onHealed` is told of every chunk healed, whoever read it. */
-  constructor(options: { local: LocalStore; cipher: BlobCipher; fetcher: Fetcher; log: Logger; onHealed: HealObserver }) {
+  /** `onHealed` is told of every chunk healed, whoever read it; `macKey` checks manifests. */
+  constructor(options: { local: LocalStore; cipher: BlobCipher; fetcher: Fetcher; log: Logger; onHealed: HealObserver; macKey: Uint8Array }) {
+    this.#macKey = options.macKey
     this.#local = options.local
     this.#cipher = options.cipher
     this.#fetcher = options.fetcher
@@ -47,15 +49,18 @@ export class Retriever {
     return plain
   }
 
-  /** The manifest of a ref record: local, else from a peer, healed locally. */
+  /**
+   * The manifest of a ref record: local, else from a peer, healed locally. Its bytes hash to the id in this
+   * node's own index, which vouches for them (a manifest written before manifests carried a MAC included).
+   */
   async manifest(record: RefRecord, signal: AbortSignal): Promise<Manifest> {
     try {
-      return decodeManifest(await this.#local.read(record.manifestId, signal))
+      return decodeManifest(await this.#local.read(record.manifestId, signal), this.#macKey).manifest
     } catch (err) {
       if (!isLocalMiss(err)) throw err
       const meta = metaOf(record)
       const { value: plain } = await this.#fetcher.fetch(meta.manifestCipherId, maxCipherBytes(MAX_MANIFEST_BYTES), meta.refId, (cipher) => this.#cipher.decrypt(cipher, record.manifestId), signal)
-      const manifest = decodeManifest(plain)
+      const { manifest } = decodeManifest(plain, this.#macKey)
       await this.#local.ensure(record.manifestId, plain, codeOf(err) === 'ERR_INTEGRITY')
       return manifest
     }

@@ -23,12 +23,13 @@ import { everyPeer, Placement } from './placement.js'
 import { Peers } from './peers.js'
 import { ReadPath } from './read.js'
 import { Replicator } from './replication.js'
+import { migrate } from './migrate.js'
 import { Retriever, type HealObserver } from './retriever.js'
 import { scrub } from './scrub.js'
 import { loadClusterSecret, loadOwnerKeys } from './secrets.js'
 import type { StoreData } from './source.js'
 import { CatchUp } from './sync.js'
-import type { DeleteResult, ListEntry, ListOptions, ObjectStat, PeerInfo, ReadOptions, ScrubResult, Server, ServerEvents, ServerOptions, SignalOptions, StoreResult } from './types.js'
+import type { DeleteResult, ListEntry, ListOptions, ObjectStat, PeerInfo, ReadOptions, ScrubResult, Server, ServerEvents, ServerOptions, SignalOptions, StoreOptions, StoreResult } from './types.js'
 import { WritePath } from './write.js'
 
 export type * from './types.js'
@@ -44,6 +45,7 @@ interface Parts {
   index: Index
   blobs: BlobStore
   local: LocalStore
+  catalogue: Catalogue
   holder: Holder
   peers: Peers
   background: Background
@@ -128,18 +130,20 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const placement = new Placement(this.#options.placement ?? everyPeer, peers, (refId, nodeId) => index.peerState.has(`${refId}/${nodeId}`))
     const cipher = new BlobCipher(keys, local, recoveryRecipients)
     const fetcher = new Fetcher(placement, deadlines, background)
-    const retriever = new Retriever({ local, cipher, fetcher, log, onHealed: (e) => this.emit('healed', e) })
+    const retriever = new Retriever({ local, cipher, fetcher, log, macKey: keys.manifestKey, onHealed: (e) => this.emit('healed', e) })
     const keyLocks = this.#keyLocks
     const catalogue = new Catalogue({ keys, local, cipher, fetcher, retriever, placement, keyLocks, deadlines, log })
     const replicator = new Replicator({ local, cipher, catalogue, retriever, background, keyLocks, deadlines, concurrency: this.#concurrency, log })
     const deleter = new Deleter({ keys, local, catalogue, placement, membership: peers, background, keyLocks, deadlines, log })
     const catchUp = new CatchUp({ keys, local, cipher, catalogue, deleter, replicator, placement, background, keyLocks, deadlines, log, onSynced: (nodeId) => this.emit('synced', { nodeId }) })
     const writes = new WritePath({
+      keys,
       local,
       cipher,
       catalogue,
       placement,
       replicator,
+      retriever,
       chunker: this.#chunker,
       writeQuorum: this.#options.writeQuorum ?? 'all',
       concurrency: this.#concurrency,
@@ -147,7 +151,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       log,
     })
     const reads = new ReadPath({ catalogue, retriever, concurrency: this.#concurrency, shutdown: this.#shutdown.signal })
-    this.#parts = { transport, index, blobs, local, holder, peers, background, catchUp, writes, reads, deleter }
+    await migrate(local, catalogue, keyLocks, keys.manifestKey, log)
+    this.#parts = { transport, index, blobs, local, catalogue, holder, peers, background, catchUp, writes, reads, deleter }
 
     this.#address = await transport.listen(this.#options.listen ?? '127.0.0.1:0', (conn) => peers.adopt(conn))
     this.#state = 'open'
@@ -207,10 +212,18 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     await this.#started().background.waitForSync(options.signal)
   }
 
-  async store(key: string, data: StoreData, options: SignalOptions = {}): Promise<StoreResult> {
+  async store(key: string, data: StoreData, options: StoreOptions = {}): Promise<StoreResult> {
     assertValidKey(key)
     throwIfAborted(options.signal)
-    return this.#track((parts) => this.#keyLocks.run(key, (held) => parts.writes.store(held, data, options.signal)))
+    return this.#track((parts) => this.#keyLocks.run(key, (held) => parts.writes.store(held, data, options)))
+  }
+
+  async compose(key: string, sources: string[], options: StoreOptions = {}): Promise<StoreResult> {
+    assertValidKey(key)
+    if (!Array.isArray(sources) || sources.length === 0) throw new InvalidOptionsError('compose needs at least one source key')
+    for (const source of sources) assertValidKey(source)
+    throwIfAborted(options.signal)
+    return this.#track((parts) => this.#keyLocks.run(key, (held) => parts.writes.compose(held, sources, options)))
   }
 
   read(key: string, options: ReadOptions = {}): Readable {
@@ -250,15 +263,9 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
 
   async stat(key: string): Promise<ObjectStat> {
     assertValidKey(key)
-    const { index } = this.#started()
-    const record = index.refs.get(key)
-    if (record === undefined) throw new NotFoundError(`no object is stored under "${key}"`)
-    const meta = metaOf(record)
-    const replicas: string[] = []
-    for (const [k, state] of index.peerState.entries({ prefix: `${meta.refId}/` })) {
-      if (state.state === 'held' && state.meta?.version === record.version) replicas.push(k.slice(meta.refId.length + 1))
-    }
-    return Promise.resolve({ key, size: record.size, sha256: record.sha256, chunks: meta.chunkCount, version: record.version, updatedAt: record.updatedAt, replicas })
+    const stat = this.#started().catalogue.stat(key)
+    if (stat === undefined) throw new NotFoundError(`no object is stored under "${key}"`)
+    return Promise.resolve(stat)
   }
 
   async list(options: ListOptions = {}): Promise<ListEntry[]> {
@@ -267,7 +274,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     if (!Number.isSafeInteger(limit) || limit < 1) throw new InvalidOptionsError(`limit must be a positive integer, got ${limit}`)
     const out: ListEntry[] = []
     const range = { limit, ...(options.prefix === undefined ? {} : { prefix: options.prefix }), ...(options.after === undefined ? {} : { after: options.after }) }
-    for (const [key, r] of index.refs.entries(range)) out.push({ key, size: r.size, sha256: r.sha256, version: r.version, updatedAt: r.updatedAt })
+    for (const [key, r] of index.refs.entries(range)) out.push({ key, size: r.size, sha256: r.sha256, version: r.version, updatedAt: r.updatedAt, metadata: metaOf(r).metadata ?? {} })
     return Promise.resolve(out)
   }
 

@@ -5,16 +5,15 @@
 import type { Connection } from '@dcas/p2p'
 import type { RefRecord } from '@dcas/store'
 import { mayPass, type Background, type Task } from './background.js'
-import type { Catalogue } from './catalogue.js'
+import type { Catalogue, RemoteManifest } from './catalogue.js'
 import type { BlobCipher } from './cipher.js'
 import { deleteRef, listRefs, type RemoteRef } from './client.js'
 import type { Deadlines } from './deadlines.js'
 import type { Deleter } from './delete.js'
-import { messageOf, throwIfAborted } from './errors.js'
+import { codeOf, messageOf, throwIfAborted } from './errors.js'
 import { metaOf, type LocalStore } from './local.js'
 import type { KeyLocks } from './locks.js'
 import type { Logger } from './logger.js'
-import { encodeManifest, sha256Hex, type Manifest } from './manifest.js'
 import type { Placement } from './placement.js'
 import type { Replicator } from './replication.js'
 import { signTombstone, type OwnerKeys, type Tombstone } from './secrets.js'
@@ -100,7 +99,7 @@ export class CatchUp {
       if (r === undefined || r.damaged === true || r.version < record.version) {
         if (placement.places(meta.refId, peer)) await step(key, 'replication', () => this.#o.keyLocks.run(key, (held) => this.#o.replicator.replicateTo(conn, held)))
       } else if (r.deleted || r.version > record.version || r.manifestCipherId !== meta.manifestCipherId) {
-        await step(key, 'reconciling versions', () => this.#reconcile(key, record, r))
+        await step(key, 'reconciling versions', () => this.#reconcile(conn, key, record, r))
       }
     }
     const deletes = await this.#learn(conn, remote, known, step)
@@ -114,7 +113,7 @@ export class CatchUp {
   }
 
   /** The peer knows another state of a key this node holds: a delete, a higher version or another manifest. */
-  async #reconcile(key: string, record: RefRecord, r: RemoteRef): Promise<void> {
+  async #reconcile(conn: Connection, key: string, record: RefRecord, r: RemoteRef): Promise<void> {
     const { catalogue, deleter, log, deadlines } = this.#o
     const meta = metaOf(record)
     // A delete counts only with this owner's proof: a peer cannot delete what it holds for us.
@@ -129,7 +128,17 @@ export class CatchUp {
       return
     }
     // The peer's version counts only as far as its manifest (which only this owner can make) backs it.
-    const fetched = await catalogue.remoteManifest(meta.refId, r, deadlines.shutdown)
+    let fetched: RemoteManifest
+    try {
+      fetched = await catalogue.remoteManifest(meta.refId, r, deadlines.shutdown)
+    } catch (err) {
+      if (codeOf(err) !== 'ERR_UNAUTHENTICATED') throw err
+      // Not a manifest this owner vouches for (a forgery, or one written before manifests carried a MAC): this
+      // node's version replaces it where the peer reports the same number; a higher one backed by nothing is ignored.
+      if (r.version === record.version) await this.#o.keyLocks.run(key, (held) => this.#o.replicator.replicateTo(conn, held))
+      else log.warn({ peer: conn.remoteNodeId, key }, 'catch-up: the peer reports a version of this key that no manifest of this owner backs; ignored')
+      return
+    }
     if (fetched.manifest.createdAt >= record.updatedAt) await catalogue.install(meta.refId, r, deadlines.shutdown, undefined, fetched)
     else await this.#bumpVersion(key, fetched.manifest.version)
   }
@@ -170,23 +179,12 @@ export class CatchUp {
 
   /** This node's version of `key` is the newest write but carries a lower number than a peer's: renumber it above `above`, everywhere. */
   async #bumpVersion(key: string, above: number): Promise<void> {
-    const { local, cipher, catalogue, keyLocks, placement, replicator, deadlines, log } = this.#o
+    const { local, catalogue, keyLocks, placement, replicator, deadlines, log } = this.#o
     const bumped = await keyLocks.run(key, async (held) => {
       const record = local.index.refs.get(key)
       if (record === undefined || record.version > above) return false
-      const meta = metaOf(record)
       const { manifest } = await catalogue.resolve(key, deadlines.shutdown, held)
-      const next: Manifest = { ...manifest, version: above + 1 }
-      const bytes = encodeManifest(next)
-      const manifestId = sha256Hex(bytes)
-      await local.ensure(manifestId, bytes)
-      const recipients = local.tables.recipientSets.get(meta.recipientsId) ?? manifest.recipients
-      const { cipherId: manifestCipherId } = await cipher.encrypt(bytes, manifestId, { recipients, recipientsId: meta.recipientsId })
-      await local.commit(key, {
-        record: { ...record, manifestId, version: next.version, meta: { ...meta, manifestCipherId } },
-        blobIds: (local.tables.refBlobs.get(key) ?? []).map((id) => (id === record.manifestId ? manifestId : id)),
-        recipients: { id: meta.recipientsId, list: recipients },
-      })
+      await catalogue.reseal(held, record, { ...manifest, version: above + 1 })
       return true
     })
     if (!bumped) return

@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream'
 import type { Transport } from '@dcas/p2p'
 import type { Chunker } from './chunker.js'
 import type { Logger } from './logger.js'
+import type { ObjectMetadata } from './manifest.js'
 import type { PlacementPolicy } from './placement.js'
 import type { StoreData } from './source.js'
 
@@ -79,6 +80,8 @@ export interface ObjectStat {
   updatedAt: number
   /** Peers that acknowledged this version. */
   replicas: string[]
+  /** The metadata stored with this version (`{}` when none was). */
+  metadata: ObjectMetadata
 }
 
 /** Options of {@link Server.list}. */
@@ -97,6 +100,8 @@ export interface ListEntry {
   sha256: string
   version: number
   updatedAt: number
+  /** The metadata stored with this version (`{}` when none was). */
+  metadata: ObjectMetadata
 }
 
 /** What {@link Server.delete} resolves to. */
@@ -165,6 +170,22 @@ export interface SignalOptions {
   signal?: AbortSignal
 }
 
+/** Options of {@link Server.store} and {@link Server.compose}. */
+export interface StoreOptions extends SignalOptions {
+  /**
+   * Kept with this version, inside its encrypted manifest: lowercase names to string values, at most 8 KiB
+   * as JSON (`ERR_INVALID_OPTIONS` beyond). A function is called once, after the data has been read to its
+   * end (for digests computed while streaming).
+   */
+  metadata?: ObjectMetadata | (() => ObjectMetadata)
+  /**
+   * Checked under the key's lock when the store starts and again right before its commit, with the key's
+   * current version (`undefined` when it has none): `false` fails the store with `ERR_PRECONDITION`, leaving
+   * nothing behind. E.g. `(current) => current === undefined` stores only a new key.
+   */
+  precondition?: (current: ObjectStat | undefined) => boolean
+}
+
 /** A dcas node: stores, reads and deletes objects, replicating them encrypted to its peers. */
 export interface Server extends EventEmitter<ServerEvents> {
   /** This node's id (after {@link Server.start}). */
@@ -185,7 +206,14 @@ export interface Server extends EventEmitter<ServerEvents> {
    * its first eight retries (about a minute and a half); later ones go on in the background.
    */
   waitForSync(options?: SignalOptions): Promise<void>
-  store(key: string, data: StoreData, options?: SignalOptions): Promise<StoreResult>
+  /** Stores `data` as a new version of `key`; see {@link StoreOptions}. */
+  store(key: string, data: StoreData, options?: StoreOptions): Promise<StoreResult>
+  /**
+   * Makes a new version of `key` from the current versions of `sources`, in order, sharing their chunks: no
+   * chunk is copied (the sources are read once, verified, to compute the whole object's SHA-256). A missing
+   * source fails with `ERR_NOT_FOUND`. `sources` may name `key` itself.
+   */
+  compose(key: string, sources: string[], options?: StoreOptions): Promise<StoreResult>
   read(key: string, options?: ReadOptions): Readable
   has(key: string): Promise<boolean>
   stat(key: string): Promise<ObjectStat>
