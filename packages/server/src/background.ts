@@ -118,7 +118,7 @@ export class Background {
     }, retryIn), due, fire, awaited: attempt < RETRY_AWAITED, tasks: [task] }
     retry.timer.unref()
     this.#retries.set(nodeId, retry)
-    this.#log.info({ peer: nodeId, retryIn, err: messageOf(err) }, 'peer fell behind; trying again later')
+    this.#log.info({ peer: nodeId, what: task.what, retryIn, err: messageOf(err) }, 'peer fell behind; trying again later')
     this.#onBehind({ nodeId, retryIn, message: messageOf(err) })
   }
 

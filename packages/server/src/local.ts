@@ -3,7 +3,7 @@
 // blobs whose count reaches zero are freed unless an in-flight store pinned them.
 import type { BlobStore, Index, IndexTable, IndexTransaction, RefRecord } from '@dcas/store'
 import { InFlight } from './concurrency.js'
-import { codeOf } from './errors.js'
+import { codeOf, messageOf } from './errors.js'
 import { KeyedLocks } from './locks.js'
 import type { Logger } from './logger.js'
 import type { ObjectMetadata } from './manifest.js'
@@ -42,6 +42,8 @@ export interface OwnerTables {
   versionFloors: IndexTable<number>
   /** refId → the newest delete a peer reported: a stale live copy elsewhere is never installed over it. */
   remoteTombstones: IndexTable<Omit<Tombstone, 'refId'>>
+  /** refId → the key it names, live or deleted: this node's keys in the order peers list them. */
+  refIds: IndexTable<string>
 }
 
 /** Opens the owner's tables in an index. */
@@ -53,6 +55,7 @@ export function ownerTables(index: Index): OwnerTables {
     peers: index.table('peers'),
     versionFloors: index.table('version_floors'),
     remoteTombstones: index.table('remote_tombstones'),
+    refIds: index.table('ref_ids'),
   }
 }
 
@@ -96,6 +99,7 @@ export class LocalStore {
   readonly #concurrency: number
   /** Per blob id: a write, check or free of one blob at a time; pins keep a blob an in-flight store relies on. */
   readonly #locks = new KeyedLocks()
+  readonly #freeing = new Set<Promise<void>>()
 
   constructor(options: { index: Index; blobs: BlobStore; log: Logger; concurrency: number }) {
     this.index = options.index
@@ -140,9 +144,22 @@ export class LocalStore {
     this.#locks.pin(id)
   }
 
-  /** Releases one {@link LocalStore.pin}. */
+  /**
+   * Releases one {@link LocalStore.pin}. A blob no ref counts any more once its last pin goes is freed then
+   * (a free skips pinned blobs, and a blob healed for a version that moved on is counted by nothing).
+   */
   unpin(id: string): void {
     this.#locks.unpin(id)
+    if (this.#locks.pinned(id) || this.index.refcounts.has(id)) return
+    const p = this.free([id])
+      .catch((err: unknown) => this.#log.warn({ id, err: messageOf(err) }, 'freeing an unpinned blob failed'))
+      .finally(() => this.#freeing.delete(p))
+    this.#freeing.add(p)
+  }
+
+  /** Waits for the frees that unpinning started. */
+  async drain(): Promise<void> {
+    while (this.#freeing.size > 0) await Promise.allSettled([...this.#freeing])
   }
 
   /**
@@ -155,6 +172,7 @@ export class LocalStore {
       if (next.guard !== undefined && !next.guard(tx)) return undefined
       const previous = tx.get(tables.refBlobs, key) ?? []
       tx.put(index.refs, key, next.record)
+      tx.put(tables.refIds, metaOf(next.record).refId, key)
       tx.put(tables.refBlobs, key, next.blobIds)
       tx.delete(index.tombstones, key)
       if (tx.get(tables.recipientSets, next.recipients.id) === undefined) tx.put(tables.recipientSets, next.recipients.id, next.recipients.list)
@@ -177,6 +195,7 @@ export class LocalStore {
       tx.delete(index.refs, key)
       tx.delete(tables.refBlobs, key)
       tx.put(index.tombstones, key, { version, deletedAt })
+      tx.put(tables.refIds, refId, key)
       for (const [k] of index.peerState.entries({ prefix: `${refId}/` })) tx.delete(index.peerState, k)
       return blobIds.filter((id) => tx.add(index.refcounts, id, -1) === 0)
     })

@@ -1,8 +1,10 @@
-// Upgrades a data directory written by an earlier release, once, when the server starts: manifests
-// written before they carried the owner's MAC are sealed again in the current format (same version,
-// same chunks), so that peers get copies the owner can vouch for at the next catch-up.
+// Upgrades a data directory written by an earlier release, once per step, when the server starts:
+// the table of this node's refIds (for catch-up in refId order) is built, and manifests written before
+// they carried the owner's MAC are sealed again in the current format (same version, same chunks), so
+// that peers get copies the owner can vouch for at the next catch-up.
 import type { Catalogue } from './catalogue.js'
-import { isLocalMiss, type LocalStore } from './local.js'
+import type { IndexTable } from '@dcas/store'
+import { isLocalMiss, metaOf, type LocalStore } from './local.js'
 import type { KeyLocks } from './locks.js'
 import type { Logger } from './logger.js'
 import { decodeManifest } from './manifest.js'
@@ -10,10 +12,31 @@ import { decodeManifest } from './manifest.js'
 const FORMAT_KEY = 'manifests'
 const CURRENT = 2
 
-/** Seals every version 1 manifest again as version 2 (a no-op once done). */
+/** Runs the steps not done yet in this data directory. */
 export async function migrate(local: LocalStore, catalogue: Catalogue, keyLocks: KeyLocks, macKey: Uint8Array, log: Logger): Promise<void> {
   const formats = local.index.table<number>('formats')
-  if ((formats.get(FORMAT_KEY) ?? 1) >= CURRENT) return
+  if (formats.get(REF_IDS_KEY) === undefined) await indexRefIds(local, catalogue, formats)
+  if ((formats.get(FORMAT_KEY) ?? 1) < CURRENT) await resealManifests(local, catalogue, keyLocks, macKey, log, formats)
+}
+
+const REF_IDS_KEY = 'ref-ids'
+
+/** Fills the refId table from the live refs and the tombstones. */
+async function indexRefIds(local: LocalStore, catalogue: Catalogue, formats: IndexTable<number>): Promise<void> {
+  const { index, tables } = local
+  const entries: Array<[string, string]> = []
+  for (const [key, record] of index.refs.entries()) entries.push([metaOf(record).refId, key])
+  for (const [key] of index.tombstones.entries()) entries.push([catalogue.refIdOf(key), key])
+  for (let at = 0; at < entries.length; at += 10_000) {
+    await index.transaction((tx) => {
+      for (const [refId, key] of entries.slice(at, at + 10_000)) tx.put(tables.refIds, refId, key)
+    })
+  }
+  await index.transaction((tx) => tx.put(formats, REF_IDS_KEY, 1))
+}
+
+/** Seals every version 1 manifest again as version 2. */
+async function resealManifests(local: LocalStore, catalogue: Catalogue, keyLocks: KeyLocks, macKey: Uint8Array, log: Logger, formats: IndexTable<number>): Promise<void> {
   let resealed = 0
   for (const [key] of [...local.index.refs.entries()]) {
     await keyLocks.run(key, async (held) => {

@@ -10,7 +10,7 @@ import { InFlight } from './concurrency.js'
 import type { Deadlines } from './deadlines.js'
 import { messageOf, UnavailableError } from './errors.js'
 import { metaOf, type LocalStore } from './local.js'
-import type { HeldKey, KeyLocks } from './locks.js'
+import type { KeyLocks } from './locks.js'
 import type { Logger } from './logger.js'
 import type { Retriever } from './retriever.js'
 
@@ -73,42 +73,51 @@ export class Replicator {
     this.#o.background.enqueue(conn, { what, run: () => releaseBlobs(conn, cipherIds, this.#o.deadlines.background()) })
   }
 
-  /** Brings `key`'s current version to `conn` in the background, under the key's lock. */
+  /** Brings `key`'s current version to `conn` in the background. */
   later(conn: Connection, key: string, what = 'late replication'): void {
-    this.#o.background.enqueue(conn, { what, run: () => this.#o.keyLocks.run(key, (held) => this.replicateTo(conn, held)) })
+    this.#o.background.enqueue(conn, { what, run: () => this.replicateTo(conn, key) })
   }
 
-  /** Sends one key's current version to a peer: the blobs it lacks, then the ref. */
-  async replicateTo(conn: Connection, held: HeldKey): Promise<void> {
-    const { local, catalogue, retriever, cipher, deadlines } = this.#o
-    const key = held.key
-    const record = local.index.refs.get(key)
-    if (record === undefined) return
+  /**
+   * Sends one key's current version to a peer: the blobs it lacks, then the ref. No key lock is held over the
+   * transfer (the owner's own writes of the key go on): the version's chunks are pinned instead, and the peer's
+   * copy is recorded only if the key is still at that version. A newer version or a delete reaching the peer
+   * first makes it refuse this one as stale.
+   */
+  async replicateTo(conn: Connection, key: string): Promise<void> {
+    const { local, catalogue, retriever, cipher, deadlines, keyLocks } = this.#o
     const signal = deadlines.shutdown
+    const { record, manifest } = await catalogue.resolve(key, signal)
     const meta = metaOf(record)
-    const { manifest } = await catalogue.resolve(key, signal, held)
-    const plainOf = new Map(manifest.chunks.map((c) => [c.cipherId, c]))
-    const cipherIds = [...plainOf.keys()]
-    const cipherFor = async (cipherId: string): Promise<Uint8Array> => {
-      const chunk = plainOf.get(cipherId)
-      if (chunk === undefined && cipherId !== meta.manifestCipherId) throw new UnavailableError(`unknown blob ${cipherId}`)
-      // A chunk lost here too is fetched from another peer first (and healed).
-      if (chunk !== undefined) await retriever.chunk(key, meta.refId, chunk, signal)
-      return cipher.cipherOf(chunk?.plainId ?? record.manifestId, cipherId, meta.recipientsId)
-    }
-    const blobIds = [...cipherIds, meta.manifestCipherId]
+    const pinned = [...new Set(manifest.chunks.map((c) => c.plainId)), record.manifestId]
+    for (const id of pinned) local.pin(id)
     try {
-      const missing = await missingBlobs(conn, blobIds, deadlines.background())
-      for (const cipherId of missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), deadlines.background())
-      const ref: RefPut = { refId: meta.refId, version: record.version, manifestCipherId: meta.manifestCipherId, size: record.size, writtenAt: record.updatedAt, cipherIds }
-      await this.putRef(conn, ref, cipherFor, undefined, true)
-    } catch (err) {
-      // The blobs it got and no ref of its uses, it drops (after this, outside the key's lock): a connection
-      // that stays open is never swept.
-      this.release(conn, blobIds, 'releasing the blobs of a failed replication')
-      throw err
+      const plainOf = new Map(manifest.chunks.map((c) => [c.cipherId, c]))
+      const cipherIds = [...plainOf.keys()]
+      const cipherFor = async (cipherId: string): Promise<Uint8Array> => {
+        const chunk = plainOf.get(cipherId)
+        if (chunk === undefined && cipherId !== meta.manifestCipherId) throw new UnavailableError(`unknown blob ${cipherId}`)
+        // A chunk lost here too is fetched from another peer first (and healed).
+        if (chunk !== undefined) await retriever.chunk(key, meta.refId, chunk, signal)
+        return cipher.cipherOf(chunk?.plainId ?? record.manifestId, cipherId, meta.recipientsId)
+      }
+      const blobIds = [...cipherIds, meta.manifestCipherId]
+      try {
+        const missing = await missingBlobs(conn, blobIds, deadlines.background())
+        for (const cipherId of missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), deadlines.background())
+        const ref: RefPut = { refId: meta.refId, version: record.version, manifestCipherId: meta.manifestCipherId, size: record.size, writtenAt: record.updatedAt, cipherIds }
+        await this.putRef(conn, ref, cipherFor, undefined, true)
+      } catch (err) {
+        // The blobs it got and no ref of its uses, it drops: a connection that stays open is never swept.
+        this.release(conn, blobIds, 'releasing the blobs of a failed replication')
+        throw err
+      }
+      await keyLocks.run(key, async () => {
+        if (local.index.refs.get(key)?.version === record.version) await this.recordHeld(meta.refId, [conn.remoteNodeId], record.version)
+      })
+    } finally {
+      for (const id of pinned) local.unpin(id)
     }
-    await this.recordHeld(meta.refId, [conn.remoteNodeId], record.version)
   }
 }
 

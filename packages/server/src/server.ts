@@ -135,7 +135,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const catalogue = new Catalogue({ keys, local, cipher, fetcher, retriever, placement, keyLocks, deadlines, log })
     const replicator = new Replicator({ local, cipher, catalogue, retriever, background, keyLocks, deadlines, concurrency: this.#concurrency, log })
     const deleter = new Deleter({ keys, local, catalogue, placement, membership: peers, background, keyLocks, deadlines, log })
-    const catchUp = new CatchUp({ keys, local, cipher, catalogue, deleter, replicator, placement, background, keyLocks, deadlines, log, onSynced: (nodeId) => this.emit('synced', { nodeId }) })
+    const catchUp = new CatchUp({ keys, local, catalogue, deleter, replicator, placement, background, keyLocks, deadlines, log, onSynced: (nodeId) => this.emit('synced', { nodeId }) })
     const writes = new WritePath({
       keys,
       local,
@@ -191,6 +191,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const parts = this.#parts
     if (parts !== undefined) {
       await parts.background.close()
+      await parts.local.drain()
       // Peers get a few seconds to finish their streams with us, then the connections are cut.
       await parts.transport.close({ signal: AbortSignal.timeout(5_000) })
       await parts.holder.close()
