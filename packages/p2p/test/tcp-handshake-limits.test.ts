@@ -37,7 +37,8 @@ function codes(errors: P2PError[]): Record<string, number> {
 describe('handshake limits', () => {
   it('admits an honest peer while 1,000 idle sockets from 1,000 addresses flood the listener', async () => {
     const errors: P2PError[] = []
-    const l = await listener({ clusterSecret: secret, inboundErrorBurst: 100_000, onInboundError: (e) => errors.push(e) })
+    // Deadlines far away: only the limits drop anything here.
+    const l = await listener({ clusterSecret: secret, firstByteTimeout: 60_000, handshakeTimeout: 60_000, inboundErrorBurst: 100_000, onInboundError: (e) => errors.push(e) })
     for (let i = 0; i < 500; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => idle(l.address, loopback(i + j))))
     const dialler = await transport({ clusterSecret: secret })
     // The flood goes on while the honest peer dials.
@@ -55,7 +56,8 @@ describe('handshake limits', () => {
 
   it('admits an honest peer while 1,000 idle sockets from one address flood the listener', async () => {
     const errors: P2PError[] = []
-    const l = await listener({ clusterSecret: secret, inboundErrorBurst: 100_000, onInboundError: (e) => errors.push(e) })
+    // Deadlines far away: only the limits drop anything here.
+    const l = await listener({ clusterSecret: secret, firstByteTimeout: 60_000, handshakeTimeout: 60_000, inboundErrorBurst: 100_000, onInboundError: (e) => errors.push(e) })
     for (let i = 0; i < 1000; i += 50) {
       await Promise.all(Array.from({ length: 50 }, () => idle(l.address, '127.0.0.2').catch(() => undefined)))
     }
