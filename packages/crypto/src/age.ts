@@ -1,7 +1,7 @@
 // encrypt / decrypt: header, file key, payload, armor.
 import { MAX_ARMOR_WHITESPACE, armor, dearmor, isWhitespace } from './armor.js'
 import { InvalidArgumentError, TruncatedError } from './errors.js'
-import { encodeHeader, readHeader, verifyHeaderMac, type Header, type Stanza } from './header.js'
+import { encodeHeader, headerLimits, readHeader, verifyHeaderMac, type Header, type Stanza } from './header.js'
 import { parseIdentity, parseRecipient, type X25519Identity } from './keys.js'
 import { randomnessFor, type EncryptionRandomness } from './randomness.js'
 import { ByteReader, throwIfAborted } from './reader.js'
@@ -145,6 +145,7 @@ async function* decryptWith(
   const { signal } = options
   throwIfAborted(signal)
   // Identities and options are checked before a byte of input is read.
+  const limits = headerLimits(options)
   const unwrap = prepare()
   const outer = new ByteReader(source, signal)
   let inner: ByteReader | undefined
@@ -154,7 +155,7 @@ async function* decryptWith(
       inner = new ByteReader(dearmor(outer))
       reader = inner
     }
-    const header = await readHeader(reader)
+    const header = await readHeader(reader, limits)
     checkScryptAlone(header.stanzas)
     const fileKey = await unwrap(header)
     throwIfAborted(signal)
@@ -177,6 +178,10 @@ async function* decryptWith(
  * Decrypts an age v1 file (binary or ASCII-armored) with one or more
  * `AGE-SECRET-KEY-1…` identities. Each chunk is yielded only after its tag verifies;
  * every failure is a typed error thrown by the iteration, never a clean end.
+ *
+ * The header is bounded before any key is tried: at most `options.maxStanzas`
+ * stanzas (default 64, else `ERR_TOO_MANY_STANZAS`) and `options.maxHeaderBytes`
+ * bytes (default 1 MiB, else `ERR_HEADER_TOO_LARGE`).
  */
 export function decrypt(source: ByteSource, identities: readonly string[], options: DecryptOptions = {}): AsyncGenerator<Uint8Array> {
   return decryptWith(

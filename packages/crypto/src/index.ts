@@ -40,6 +40,7 @@ export {
 } from './identity-file.js'
 export { DEFAULT_MAX_WORK_FACTOR, DEFAULT_WORK_FACTOR } from './stanzas.js'
 export { SEED_BYTES } from './randomness.js'
+export { DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_STANZAS } from './header.js'
 export {
   AbortedError,
   ArmorError,
@@ -49,11 +50,13 @@ export {
   EmptyLastChunkError,
   FormatError,
   HeaderMacError,
+  HeaderTooLargeError,
   IdentityFileExistsError,
   InvalidArgumentError,
   InvalidIdentityError,
   InvalidRecipientError,
   NoMatchingIdentityError,
+  TooManyStanzasError,
   TrailingDataError,
   TruncatedError,
   UnsupportedError,

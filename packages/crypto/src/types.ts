@@ -38,8 +38,28 @@ export interface PassphraseEncryptOptions extends Omit<EncryptOptions, 'seed'> {
   workFactor?: number
 }
 
-/** Options of `decrypt` and `decryptBytes`. Armored input is detected by itself. */
-export type DecryptOptions = AbortOptions
+/**
+ * Options of `decrypt` and `decryptBytes`. Armored input is detected by itself.
+ *
+ * The limits bound the work a file can ask of the decryptor before its header MAC
+ * is checked: each X25519 stanza costs one X25519 operation per identity tried, so
+ * a hostile header with thousands of stanzas would hold the event loop for seconds.
+ */
+export interface DecryptOptions extends AbortOptions {
+  /**
+   * Most recipient stanzas a header may hold, from 1 to 65 536; more fail with
+   * `ERR_TOO_MANY_STANZAS` before any stanza is tried. Default
+   * `DEFAULT_MAX_STANZAS` (64), far above what dcas writes (the owner plus a few
+   * recovery recipients).
+   */
+  maxStanzas?: number
+  /**
+   * Longest header accepted, in bytes, from 64 to 16 MiB; longer fails with
+   * `ERR_HEADER_TOO_LARGE` as soon as that many bytes were read without its end.
+   * Default `DEFAULT_MAX_HEADER_BYTES` (1 MiB).
+   */
+  maxHeaderBytes?: number
+}
 
 /** Options of `decryptWithPassphrase`. */
 export interface PassphraseDecryptOptions extends DecryptOptions {

@@ -20,6 +20,7 @@ import {
   GO_AWAY_NORMAL,
   GO_AWAY_PROTOCOL_ERROR,
   INITIAL_STREAM_WINDOW,
+  RESET_REFUSED,
   TYPE_DATA,
   TYPE_GO_AWAY,
   TYPE_PING,
@@ -33,11 +34,12 @@ import type { MuxerOptions } from './types.js'
 
 /** Defaults of {@link MuxerOptions}. */
 export const MUXER_DEFAULTS = {
-  maxStreams: 1024,
+  maxStreams: 256,
   keepAliveInterval: 10_000,
   deadPeerTimeout: 30_000,
   maxStreamWindow: 16 * 1024 * 1024,
   maxConnectionWindow: 64 * 1024 * 1024,
+  streamIdleTimeout: 30_000,
 } as const
 
 /** Longest data frame we send. */
@@ -78,6 +80,7 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
   private readonly maxConnectionWindow: number
   private readonly maxStreams: number
   private readonly deadPeerTimeout: number
+  private readonly streamIdleTimeout: number
 
   private state = OPEN
   private error: Error | undefined
@@ -89,7 +92,10 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
   private lastRemoteId = 0
   private inboundCount = 0
   private outboundCount = 0
+  /** Receive windows of every open stream, initial ones included: at most maxConnectionWindow. */
   private totalRecvWindow = 0
+  /** The part of it that grew beyond the initial windows: at most half of maxConnectionWindow. */
+  private grownRecvWindow = 0
 
   private goAwaySent = false
   private goAwayReceived = false
@@ -115,6 +121,7 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
   private pingId = 0
   private readonly pingTimer: NodeJS.Timeout
   private deadTimer: NodeJS.Timeout | undefined
+  private readonly idleTimer: NodeJS.Timeout
 
   constructor(
     private readonly socket: Duplex,
@@ -130,7 +137,8 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     const keepAliveInterval = positiveInteger('keepAliveInterval', options.keepAliveInterval, MUXER_DEFAULTS.keepAliveInterval)
     this.deadPeerTimeout = positiveInteger('deadPeerTimeout', options.deadPeerTimeout, MUXER_DEFAULTS.deadPeerTimeout, 2)
     this.maxStreamWindow = positiveInteger('maxStreamWindow', options.maxStreamWindow, MUXER_DEFAULTS.maxStreamWindow, INITIAL_STREAM_WINDOW, 0xffffffff)
-    this.maxConnectionWindow = positiveInteger('maxConnectionWindow', options.maxConnectionWindow, MUXER_DEFAULTS.maxConnectionWindow)
+    this.maxConnectionWindow = positiveInteger('maxConnectionWindow', options.maxConnectionWindow, MUXER_DEFAULTS.maxConnectionWindow, 2 * INITIAL_STREAM_WINDOW)
+    this.streamIdleTimeout = positiveInteger('streamIdleTimeout', options.streamIdleTimeout, MUXER_DEFAULTS.streamIdleTimeout, 2)
     // The dialler is yamux's client: odd ids; the listener even ones.
     this.nextId = this.direction === 'outbound' ? 1 : 2
     this.sendBufferLimit = Math.max(SEND_BUFFER_LIMIT, socket.writableHighWaterMark)
@@ -151,6 +159,8 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     const pingEvery = Math.max(1, Math.min(keepAliveInterval, Math.floor(this.deadPeerTimeout / 2)))
     this.pingTimer = setInterval(this.ping, pingEvery).unref()
     this.deadTimer = setTimeout(this.checkAlive, this.deadPeerTimeout).unref()
+    // Streams waiting on the remote are checked a few times per idle timeout.
+    this.idleTimer = setInterval(this.checkIdleStreams, Math.max(1, Math.floor(this.streamIdleTimeout / 4))).unref()
 
     if (socket.destroyed || !socket.readable) this.abort(new ConnectionClosedError('the socket was already closed'))
   }
@@ -174,6 +184,9 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     if (this.goAwaySent || this.goAwayReceived) throw new ConnectionClosedError('the connection is closing (go-away)')
     if (this.outboundCount >= this.maxStreams) {
       throw new TooManyStreamsError(`already ${this.outboundCount} streams open to the remote (maxStreams)`)
+    }
+    if (!this.budgetAllowsStream()) {
+      throw new TooManyStreamsError(`the receive windows of this connection's streams already fill its budget (maxConnectionWindow ${this.maxConnectionWindow})`)
     }
     if (this.nextId > 0xffffffff) throw new TooManyStreamsError('stream ids of this connection are exhausted')
     const id = this.nextId
@@ -232,8 +245,11 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
   }
 
   growWindow(wanted: number): number {
-    const growth = Math.max(0, Math.min(wanted, this.maxConnectionWindow - this.totalRecvWindow))
+    // Growth may take half the budget at most: the other half stays for new streams' initial windows.
+    const room = Math.min(this.maxConnectionWindow - this.totalRecvWindow, (this.maxConnectionWindow >>> 1) - this.grownRecvWindow)
+    const growth = Math.max(0, Math.min(wanted, room))
     this.totalRecvWindow += growth
+    this.grownRecvWindow += growth
     return growth
   }
 
@@ -247,6 +263,7 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     if (this.isRemoteId(stream.id)) this.inboundCount--
     else this.outboundCount--
     this.totalRecvWindow -= stream.recvWindow
+    this.grownRecvWindow -= stream.recvWindow - INITIAL_STREAM_WINDOW
     this.maybeEnd()
   }
 
@@ -285,6 +302,11 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     return (id & 1) === (this.direction === 'outbound' ? 0 : 1)
   }
 
+  /** Whether one more stream's initial window fits in the connection's receive budget. */
+  private budgetAllowsStream(): boolean {
+    return this.totalRecvWindow + INITIAL_STREAM_WINDOW <= this.maxConnectionWindow
+  }
+
   private addStream(id: number, inbound: boolean): MuxedStream {
     const stream = new MuxedStream(this, id, inbound)
     this.streams.set(id, stream)
@@ -302,14 +324,12 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
       if (id <= this.lastRemoteId) throw new ProtocolError(`the remote opened stream ${id} again, or out of order`)
       this.lastRemoteId = id
       if (this.goAwayReceived) throw new ProtocolError('the remote opened a stream after its go-away')
-      if (this.goAwaySent) {
-        // It crossed our go-away: refuse it.
+      if (this.goAwaySent || this.inboundCount >= this.maxStreams || !this.budgetAllowsStream()) {
+        // It crossed our go-away, or would exceed maxStreams or the receive budget: refuse it
+        // (a typed reset the remote sees as ERR_STREAM_REFUSED), nothing of it is kept.
         stream = undefined
-        this.sendControl(TYPE_WINDOW_UPDATE, FLAG_RST, id, 0)
+        this.sendControl(TYPE_WINDOW_UPDATE, FLAG_RST, id, RESET_REFUSED)
       } else {
-        if (this.inboundCount >= this.maxStreams) {
-          throw new TooManyStreamsError(`the remote opened more than ${this.maxStreams} concurrent streams`)
-        }
         stream = this.addStream(id, true)
         this.enqueueIncoming(stream)
       }
@@ -322,7 +342,7 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
       this.current = undefined
       if (stream === undefined) return
       if ((flags & FLAG_RST) !== 0) {
-        stream.remoteReset()
+        stream.remoteReset(false)
         return
       }
       stream.beginData(length)
@@ -332,7 +352,7 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     }
     if (stream === undefined) return
     if ((flags & FLAG_RST) !== 0) {
-      stream.remoteReset()
+      stream.remoteReset(length === RESET_REFUSED)
       return
     }
     if (length > 0) stream.grantWindow(length)
@@ -427,6 +447,7 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     this.state = CLOSED
     this.error = error
     clearInterval(this.pingTimer)
+    clearInterval(this.idleTimer)
     clearTimeout(this.deadTimer)
     const streamError = error ?? new ConnectionClosedError('the connection closed')
     for (const stream of this.streams.values()) {
@@ -501,6 +522,11 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     this.sendControl(TYPE_PING, FLAG_SYN, 0, this.pingId)
   }
 
+  private readonly checkIdleStreams = (): void => {
+    const now = performance.now()
+    for (const stream of [...this.streams.values()]) stream.checkIdle(now, this.streamIdleTimeout)
+  }
+
   private readonly checkAlive = (): void => {
     this.deadTimer = undefined
     if (this.state !== OPEN) return
@@ -532,7 +558,11 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
  * reader keeps up; half-close (FIN), reset (RST), go-away on `close()`, and
  * keep-alive pings with a dead-peer timeout. Every frame read is checked; a
  * malformed one closes the connection with a typed error (`ERR_PROTOCOL`,
- * `ERR_FRAME_TOO_LARGE`, `ERR_TOO_MANY_STREAMS`).
+ * `ERR_FRAME_TOO_LARGE`). What the remote can make us hold is bounded: at most
+ * `maxStreams` streams it opened (more are refused, `ERR_STREAM_REFUSED` on its
+ * side), and every receive window, initial ones included, within
+ * `maxConnectionWindow`; a stream waiting on the remote for `streamIdleTimeout`
+ * fails with `ERR_PEER_TIMEOUT` and is reset.
  *
  * Writes are not copied: do not modify a buffer after passing it to
  * `stream.write()`. Read chunks are views of the socket's buffers.
