@@ -59,4 +59,7 @@ export { IdentityError, InvalidOptionsError, ListenFailedError, ProtocolVersionE
 export { TCP_DEFAULTS, tcpTransport } from './tcp/transport.js'
 export { PROTOCOL_VERSIONS } from './tcp/admission.js'
 export { clusterSecretWarning, MIN_CLUSTER_SECRET_BYTES } from './tcp/cluster-secret.js'
+export { formatAddress, parseAddress } from './address.js'
+export type { HostPort } from './address.js'
+export { sourceOf } from './tcp/source.js'
 export type { TcpDialOptions, TcpTransport, TcpTransportInit } from './tcp/transport.js'

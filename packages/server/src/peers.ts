@@ -1,12 +1,20 @@
 // The peers of this node: one connection per pair, the dial loops that keep bootstrap addresses
 // connected, and the peers table in the index (who was seen, where to dial them).
 import { setTimeout as delay } from 'node:timers/promises'
-import type { Connection, Transport } from '@dcas/p2p'
+import { parseAddress, sourceOf, type Connection, type Transport } from '@dcas/p2p'
 import type { Index, IndexTable } from '@dcas/store'
-import { AbortedError, ClosedError, codeOf, InvalidOptionsError, messageOf, throwIfAborted } from './errors.js'
+import { AbortedError, ClosedError, codeOf, InvalidOptionsError, messageOf, throwIfAborted, UnavailableError } from './errors.js'
 import type { Logger } from './logger.js'
 import type { Member, Membership } from './placement.js'
 import type { DialErrorEvent, PeerInfo } from './types.js'
+
+/**
+ * Admitted inbound connections kept at once from one source address (an IPv4 address or an IPv6 /64;
+ * loopback is not limited, so that one host can run a cluster), and from all sources: node identities
+ * are free to make, and each connection may hold memory on this node.
+ */
+export const MAX_INBOUND_PER_SOURCE = 16
+export const MAX_INBOUND = 512
 
 /** What {@link Peers} tells the server. */
 export interface PeerEvents {
@@ -36,6 +44,7 @@ export class Peers implements Membership {
   readonly #conns = new Map<string, Connection>()
   readonly #dialed = new Map<string, string>()
   readonly #waiters = new Set<() => void>()
+  #lastRefusalLog = 0
 
   constructor(options: PeersOptions) {
     this.#o = options
@@ -97,6 +106,10 @@ export class Peers implements Membership {
       return
     }
     const existing = this.#conns.get(nodeId)
+    if (conn.direction === 'inbound' && existing === undefined && this.#overInboundLimit(conn)) {
+      conn.abort(new UnavailableError('too many peer connections from this source'))
+      return
+    }
     if (existing !== undefined && existing.open) {
       // One connection per pair: both sides keep the one dialled by the lower node id.
       const dialer = (c: Connection): string => (c.direction === 'outbound' ? this.#self : nodeId)
@@ -159,6 +172,24 @@ export class Peers implements Membership {
     }
   }
 
+  /** Whether one more inbound connection from `conn`'s source would exceed the limits (it is then refused, logged once a minute). */
+  #overInboundLimit(conn: Connection): boolean {
+    const source = sourceOf(hostOf(conn.remoteAddress))
+    let fromSource = 0
+    let inbound = 0
+    for (const c of this.#conns.values()) {
+      if (c.direction !== 'inbound') continue
+      inbound++
+      if (sourceOf(hostOf(c.remoteAddress)) === source) fromSource++
+    }
+    const over = inbound >= MAX_INBOUND || (!isLoopback(source) && fromSource >= MAX_INBOUND_PER_SOURCE)
+    if (over && Date.now() - this.#lastRefusalLog > 60_000) {
+      this.#lastRefusalLog = Date.now()
+      this.#o.log.warn({ source, inbound, fromSource }, 'refusing admitted peers over the connection limits (logged once a minute)')
+    }
+    return over
+  }
+
   async #remember(nodeId: string, address?: string): Promise<void> {
     const { table, index } = this.#o
     const known = table.get(nodeId)
@@ -193,3 +224,14 @@ export class Peers implements Membership {
     })
   }
 }
+
+/** The host of a `host:port` address (the address itself when it is not one). */
+function hostOf(address: string): string {
+  try {
+    return parseAddress(address).host
+  } catch {
+    return address
+  }
+}
+
+const isLoopback = (source: string): boolean => source === '::1' || source.startsWith('127.') || source === 'localhost'

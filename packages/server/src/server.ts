@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import { loadOrCreateIdentity, tcpTransport, type Connection, type Transport } from '@dcas/p2p'
+import { clusterSecretWarning, loadOrCreateIdentity, parseAddress, tcpTransport, type Connection, type Transport } from '@dcas/p2p'
 import { openBlobStore, openIndex, type BlobStore, type Index } from '@dcas/store'
 import { Background } from './background.js'
 import { Catalogue } from './catalogue.js'
@@ -171,6 +171,12 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
 
   async #tcpTransport(identityDir: string): Promise<Transport> {
     const clusterSecret = await loadClusterSecret(identityDir, this.#options.clusterSecret)
+    const weak = clusterSecretWarning(clusterSecret)
+    if (weak !== undefined) this.#log.warn({}, weak)
+    const host = parseAddress(this.#options.listen ?? '127.0.0.1:0', { allowPortZero: true }).host
+    if (!['127.0.0.1', '::1', 'localhost'].includes(host)) {
+      this.#log.warn({ listen: this.#options.listen }, 'the peer port is open beyond this machine: anyone who can reach it may try to join (admission needs the cluster secret)')
+    }
     const identity = await loadOrCreateIdentity(identityDir)
     return tcpTransport({
       identity,
