@@ -1,7 +1,7 @@
 // SigV4 against the worked examples of AWS's S3 documentation (same keys, dates and requests).
 import { describe, expect, it } from 'vitest'
 import { AwsChunkedDecoder } from '../src/chunked.js'
-import { S3Error } from '../src/errors.js'
+import type { S3Error } from '../src/errors.js'
 import { canonicalQuery, parseQuery, uriEncode, verifySignature, type SignableRequest } from '../src/sigv4.js'
 
 const accessKeyId = 'AKIAIOSFODNN7EXAMPLE'
@@ -126,7 +126,10 @@ describe('aws-chunked with signed chunks', () => {
   /** Feeds `bytes` in pieces of `step` bytes, so that frames split anywhere. */
   async function decode(bytes: Buffer, step: number): Promise<Buffer> {
     const source = (async function* () {
-      for (let i = 0; i < bytes.length; i += step) yield bytes.subarray(i, i + step)
+      for (let i = 0; i < bytes.length; i += step) {
+        await Promise.resolve()
+        yield bytes.subarray(i, i + step)
+      }
     })()
     const out: Buffer[] = []
     for await (const piece of decoder().decode(source)) out.push(piece)

@@ -223,15 +223,17 @@ export async function completeMultipartUpload(deps: Deps, ctx: S3Context, bucket
     if (requested[i]!.number <= requested[i - 1]!.number) throw new S3Error('InvalidPartOrder', 'The list of parts was not in ascending order. The parts list must be specified in order by part number.')
   }
   const stored = await partsOf(deps, upload)
-  const md5s: Buffer[] = []
-  requested.forEach((r, i) => {
+  const parts = requested.map((r) => {
     const part = stored.get(r.number)
     const invalid = (): S3Error => new S3Error('InvalidPart', `One or more of the specified parts could not be found, or its entity tag or checksum did not match: part ${r.number}.`)
     if (part === undefined || part.metadata[ETAG] !== r.etag) throw invalid()
     for (const [name, value] of Object.entries(r.checksums)) if (part.metadata[name] !== undefined && part.metadata[name] !== value) throw invalid()
-    if (i < requested.length - 1 && part.size < deps.minPartSize) throw new S3Error('EntityTooSmall', `Your proposed upload is smaller than the minimum allowed object size: part ${r.number} has ${part.size} bytes, and every part but the last needs ${deps.minPartSize}.`)
-    md5s.push(Buffer.from(r.etag, 'hex'))
+    return part
   })
+  parts.forEach((part, i) => {
+    if (i < parts.length - 1 && part.size < deps.minPartSize) throw new S3Error('EntityTooSmall', `Your proposed upload is smaller than the minimum allowed object size: part ${requested[i]!.number} has ${part.size} bytes, and every part but the last needs ${deps.minPartSize}.`)
+  })
+  const md5s = requested.map((r) => Buffer.from(r.etag, 'hex'))
   const etag = `${createHash('md5').update(Buffer.concat(md5s)).digest('hex')}-${requested.length}`
   const precondition = writePrecondition(ctx)
   const target = objectKey(bucket, key)
