@@ -1,18 +1,9 @@
 // The owner's side of the replication protocol: one function per request, each on its own stream.
 // Every response is checked before it is trusted; a holder's bytes are verified by the caller.
-import type { Connection, Stream } from '@dcas/p2p'
+import type { Connection } from '@dcas/p2p'
 import { PeerError } from './errors.js'
 import type { Tombstone } from './secrets.js'
-import { checkResponse, hex64, hex64List, isHex64, PROTOCOL_VERSION, StreamReader, uint, writeBytes, writeHeader, type Header } from './wire.js'
-
-/** Largest ciphertext blob a holder accepts or serves (a 64 MiB chunk plus age overhead). */
-export const MAX_BLOB_BYTES = 64 * 1024 * 1024 + 64 * 1024
-/** Most ids in one `blob.has` request. */
-export const MAX_HAS_IDS = 512
-/** Most chunks in one object (128 GiB at the default 1 MiB chunk size): bounds what a holder reads for one ref. */
-export const MAX_REF_CHUNKS = 1 << 17
-/** Most entries in one page of `ref.list`. */
-export const MAX_LIST_PAGE = 256
+import { checkResponse, Exchange, hex64, hex64List, isHex64, MAX_BLOB_BYTES, MAX_HAS_IDS, MAX_LIST_PAGE, PROTOCOL_VERSION, uint, type Header } from './wire.js'
 
 /** A holder's record of one of the owner's refs: live, or deleted (a tombstone). */
 export interface RemoteRef {
@@ -30,16 +21,15 @@ export interface RemoteRef {
 }
 
 /** Runs one request on a fresh stream; the stream is reset if `fn` fails, half-closed otherwise. */
-async function exchange<T>(conn: Connection, header: Header, signal: AbortSignal | undefined, fn: (stream: Stream, reader: StreamReader) => Promise<T>): Promise<T> {
-  const stream = await conn.openStream(signal === undefined ? undefined : { signal })
-  const onAbort = (): void => stream.reset(new PeerError('request aborted', undefined, { cause: signal?.reason }))
+async function exchange<T>(conn: Connection, header: Header, signal: AbortSignal | undefined, fn: (ex: Exchange) => Promise<T>): Promise<T> {
+  const ex = new Exchange(await conn.openStream(signal === undefined ? undefined : { signal }))
+  const onAbort = (): void => ex.reset(new PeerError('request aborted', undefined, { cause: signal?.reason }))
   signal?.addEventListener('abort', onAbort, { once: true })
   try {
-    await writeHeader(stream, { v: PROTOCOL_VERSION, ...header }, signal)
-    const result = await fn(stream, new StreamReader(stream))
-    return result
+    await ex.send({ v: PROTOCOL_VERSION, ...header }, signal)
+    return await fn(ex)
   } catch (err) {
-    stream.reset(err instanceof Error ? err : undefined)
+    ex.reset(err instanceof Error ? err : undefined)
     throw err
   } finally {
     signal?.removeEventListener('abort', onAbort)
@@ -48,30 +38,30 @@ async function exchange<T>(conn: Connection, header: Header, signal: AbortSignal
 
 /** Sends a blob unless the holder has it; `produce` is called only when the bytes are needed. Resolves to whether they were sent. */
 export async function putBlob(conn: Connection, cipherId: string, produce: () => Promise<Uint8Array> | Uint8Array, signal?: AbortSignal): Promise<boolean> {
-  return exchange(conn, { op: 'blob.put', cipherId }, signal, async (stream, reader) => {
-    const first = checkResponse(await reader.requireHeader())
+  return exchange(conn, { op: 'blob.put', cipherId }, signal, async (ex) => {
+    const first = checkResponse(await ex.requireHeader())
     if (first.have === true) {
-      await stream.closeWrite()
-      await reader.expectEnd()
+      await ex.end()
+      await ex.expectEnd()
       return false
     }
     const bytes = await produce()
-    await writeHeader(stream, { size: bytes.length }, signal)
-    await writeBytes(stream, bytes, signal)
-    await stream.closeWrite()
-    checkResponse(await reader.requireHeader())
-    await reader.expectEnd()
+    await ex.send({ size: bytes.length }, signal)
+    await ex.sendBytes(bytes, signal)
+    await ex.end()
+    checkResponse(await ex.requireHeader())
+    await ex.expectEnd()
     return true
   })
 }
 
 /** Fetches a blob's bytes (at most `maxSize`); the caller verifies them against `cipherId`. */
 export async function getBlob(conn: Connection, cipherId: string, maxSize: number, signal?: AbortSignal): Promise<Uint8Array> {
-  return exchange(conn, { op: 'blob.get', cipherId }, signal, async (stream, reader) => {
-    await stream.closeWrite()
-    const header = checkResponse(await reader.requireHeader())
+  return exchange(conn, { op: 'blob.get', cipherId }, signal, async (ex) => {
+    await ex.end()
+    const header = checkResponse(await ex.requireHeader())
     const size = uint(header, 'size', Math.min(maxSize, MAX_BLOB_BYTES))
-    return reader.readBody(size)
+    return ex.readBody(size)
   })
 }
 
@@ -80,10 +70,10 @@ export async function missingBlobs(conn: Connection, cipherIds: string[], signal
   const missing: string[] = []
   for (let at = 0; at < cipherIds.length; at += MAX_HAS_IDS) {
     const batch = cipherIds.slice(at, at + MAX_HAS_IDS)
-    const page = await exchange(conn, { op: 'blob.has', cipherIds: batch }, signal, async (stream, reader) => {
-      await stream.closeWrite()
-      const header = checkResponse(await reader.requireHeader())
-      await reader.expectEnd()
+    const page = await exchange(conn, { op: 'blob.has', cipherIds: batch }, signal, async (ex) => {
+      await ex.end()
+      const header = checkResponse(await ex.requireHeader())
+      await ex.expectEnd()
       return hex64List(header.missing, 'missing', batch.length)
     })
     const asked = new Set(batch)
@@ -95,10 +85,10 @@ export async function missingBlobs(conn: Connection, cipherIds: string[], signal
 /** Asks the holder to drop those of `cipherIds` that no ref of ours uses (blobs of a store that failed before its ref). */
 export async function releaseBlobs(conn: Connection, cipherIds: string[], signal?: AbortSignal): Promise<void> {
   for (let at = 0; at < cipherIds.length; at += MAX_HAS_IDS) {
-    await exchange(conn, { op: 'blob.release', cipherIds: cipherIds.slice(at, at + MAX_HAS_IDS) }, signal, async (stream, reader) => {
-      await stream.closeWrite()
-      checkResponse(await reader.requireHeader())
-      await reader.expectEnd()
+    await exchange(conn, { op: 'blob.release', cipherIds: cipherIds.slice(at, at + MAX_HAS_IDS) }, signal, async (ex) => {
+      await ex.end()
+      checkResponse(await ex.requireHeader())
+      await ex.expectEnd()
     })
   }
 }
@@ -122,11 +112,11 @@ export type RefPutResult = { ok: true } | { ok: false; stale: true; version: num
 export async function putRef(conn: Connection, ref: RefPut, signal?: AbortSignal): Promise<RefPutResult> {
   const body = Buffer.from(JSON.stringify(ref.cipherIds), 'utf8')
   const header = { op: 'ref.put', refId: ref.refId, version: ref.version, manifestCipherId: ref.manifestCipherId, size: ref.size, writtenAt: ref.writtenAt, count: ref.cipherIds.length, bodySize: body.length }
-  return exchange(conn, header, signal, async (stream, reader) => {
-    await writeBytes(stream, body, signal)
-    await stream.closeWrite()
-    const res = await reader.requireHeader()
-    await reader.expectEnd()
+  return exchange(conn, header, signal, async (ex) => {
+    await ex.sendBytes(body, signal)
+    await ex.end()
+    const res = await ex.requireHeader()
+    await ex.expectEnd()
     if (res.ok === true) return { ok: true }
     if (res.code === 'ERR_STALE') return { ok: false, stale: true, version: uint(res, 'version') }
     if (res.code === 'ERR_MISSING') return { ok: false, stale: false, missing: hex64List(res.missing, 'missing', MAX_HAS_IDS) }
@@ -137,20 +127,20 @@ export async function putRef(conn: Connection, ref: RefPut, signal?: AbortSignal
 
 /** The holder's record of a ref, if any. */
 export async function getRef(conn: Connection, refId: string, signal?: AbortSignal): Promise<RemoteRef | undefined> {
-  return exchange(conn, { op: 'ref.get', refId }, signal, async (stream, reader) => {
-    await stream.closeWrite()
-    const header = checkResponse(await reader.requireHeader())
-    await reader.expectEnd()
+  return exchange(conn, { op: 'ref.get', refId }, signal, async (ex) => {
+    await ex.end()
+    const header = checkResponse(await ex.requireHeader())
+    await ex.expectEnd()
     return header.ref === undefined ? undefined : parseRemoteRef(header.ref)
   })
 }
 
 /** Deletes a ref (up to its `version`) on the holder, which keeps the tombstone, proof included. */
 export async function deleteRef(conn: Connection, tomb: Tombstone, signal?: AbortSignal): Promise<void> {
-  await exchange(conn, { op: 'ref.delete', refId: tomb.refId, version: tomb.version, deletedAt: tomb.deletedAt, proof: tomb.proof }, signal, async (stream, reader) => {
-    await stream.closeWrite()
-    checkResponse(await reader.requireHeader())
-    await reader.expectEnd()
+  await exchange(conn, { op: 'ref.delete', refId: tomb.refId, version: tomb.version, deletedAt: tomb.deletedAt, proof: tomb.proof }, signal, async (ex) => {
+    await ex.end()
+    checkResponse(await ex.requireHeader())
+    await ex.expectEnd()
   })
 }
 
@@ -158,10 +148,10 @@ export async function deleteRef(conn: Connection, tomb: Tombstone, signal?: Abor
 export async function* listRefs(conn: Connection, signalFor: () => AbortSignal): AsyncGenerator<RemoteRef> {
   let after: string | undefined
   for (;;) {
-    const page = await exchange(conn, { op: 'ref.list', limit: MAX_LIST_PAGE, ...(after === undefined ? {} : { after }) }, signalFor(), async (stream, reader) => {
-      await stream.closeWrite()
-      const header = checkResponse(await reader.requireHeader())
-      await reader.expectEnd()
+    const page = await exchange(conn, { op: 'ref.list', limit: MAX_LIST_PAGE, ...(after === undefined ? {} : { after }) }, signalFor(), async (ex) => {
+      await ex.end()
+      const header = checkResponse(await ex.requireHeader())
+      await ex.expectEnd()
       if (!Array.isArray(header.entries) || header.entries.length > MAX_LIST_PAGE) throw new PeerError('ref.list answered a malformed page')
       return header.entries.map(parseRemoteRef)
     })

@@ -13,6 +13,8 @@ export const SERVER_ERROR_CODES = [
   'ERR_ABORTED',
   'ERR_PEER',
   'ERR_INVALID_OPTIONS',
+  'ERR_PRECONDITION',
+  'ERR_UNAUTHENTICATED',
 ] as const
 
 /** One of {@link SERVER_ERROR_CODES}. */
@@ -115,7 +117,27 @@ export class InvalidOptionsError extends ServerError {
   }
 }
 
+/** A store's or compose's `precondition` refused the key's current state: nothing was stored. */
+export class PreconditionError extends ServerError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_PRECONDITION', message, options)
+  }
+}
+
+/** Something a peer relayed for this owner does not carry the owner's authentication (a forged manifest): it is not used. */
+export class UnauthenticatedError extends ServerError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_UNAUTHENTICATED', message, options)
+  }
+}
+
 /** Throws the signal's abort as an {@link AbortedError} (keeping the reason as `cause`). */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted === true) throw new AbortedError(undefined, { cause: signal.reason })
 }
+
+/** The `code` of an error, if it has one. */
+export const codeOf = (err: unknown): string | undefined => (err as { code?: string } | undefined)?.code
+
+/** The message of an error, or the thing itself as a string. */
+export const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err))

@@ -1,321 +1,122 @@
-// The holder's side of the replication protocol. A holder keeps other owners' ciphertext in
-// `replicas/<owner>/`, where <owner> is always the authenticated node id of the connection the
-// request came on: a peer can only ever touch its own replicas. Holders verify every blob
-// against its cipherId, count references per owner, and keep tombstones so that a stale
-// version never comes back.
-import type { Stream } from '@dcas/p2p'
-import type { BlobStore, Index, IndexTable } from '@dcas/store'
-import { MAX_BLOB_BYTES, MAX_HAS_IDS, MAX_LIST_PAGE, MAX_REF_CHUNKS } from './client.js'
-import { PeerError } from './errors.js'
-import type { KeyedLocks } from './locks.js'
+// The holder: keeps other owners' ciphertext in `replicas/<owner>/`, one blob store per owner,
+// with its own tables in the node's index and its own locks. It serves the requests a peer sends
+// on its connection (a bounded number at once) and cleans up after the connection closes.
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Connection } from '@dcas/p2p'
+import { openBlobStore, type BlobStore, type Index } from '@dcas/store'
+import { InFlight } from './concurrency.js'
+import { InvalidOptionsError, messageOf } from './errors.js'
+import { holderTables, serveRequest, sweepReceived, type HolderContext, type HolderTables } from './holder-requests.js'
+import { KeyedLocks } from './locks.js'
 import type { Logger } from './logger.js'
-import { hex64, hex64List, optionalHex64, PROTOCOL_VERSION, StreamReader, uint, writeBytes, writeHeader, type Header } from './wire.js'
+import { Exchange, isHex64 } from './wire.js'
 
-/** A holder's record of one owner's ref: live (with the blobs it uses) or a tombstone. */
-export interface ReplicaRef {
-  version: number
-  deleted: boolean
-  manifestCipherId?: string
-  size?: number
-  /** Distinct chunk cipher ids (the manifest's not included). */
-  cipherIds?: string[]
-  /** When the owner wrote this version or deleted it (owner's clock), when it said. */
-  writtenAt?: number
-  /** A tombstone's proof that the owner made it, kept to hand back in catch-up. */
-  proof?: string
-  updatedAt: number
-}
+export type { HolderTables, ReplicaRef } from './holder-requests.js'
 
-/** The holder's index tables. */
-export interface HolderTables {
-  /** `${owner}/${refId}` → the ref or its tombstone. */
-  refs: IndexTable<ReplicaRef>
-  /** `${owner}/${cipherId}` → references to the blob. */
-  counts: IndexTable<number>
-  /** `${owner}/${cipherId}` → found missing or damaged while serving. */
-  damaged: IndexTable<true>
-}
+/** Requests from one peer served at once; the rest wait in the muxer, under its flow control. */
+const MAX_REQUESTS_PER_PEER = 16
 
-/** Opens the holder's tables in an index. */
-export function holderTables(index: Index): HolderTables {
-  return { refs: index.table('replica_refs'), counts: index.table('replica_counts'), damaged: index.table('replica_damaged') }
-}
-
-/** What the holder needs from its server. */
-export interface HolderContext {
+/** What a {@link Holder} is made of. */
+export interface HolderOptions {
+  /** The node's data directory; replicas live in its `replicas/`. */
+  root: string
   index: Index
-  tables: HolderTables
-  locks: KeyedLocks
   log: Logger
-  /** The blob store of one owner's replicas. */
-  replicaStore(owner: string): Promise<BlobStore>
 }
 
-const refIdsOf = (ref: ReplicaRef): string[] => (ref.deleted || ref.manifestCipherId === undefined ? [] : [...new Set([...(ref.cipherIds ?? []), ref.manifestCipherId])])
+/** Other owners' replicas on this node, and the holder's side of the replication protocol. */
+export class Holder {
+  readonly tables: HolderTables
+  readonly #dir: string
+  readonly #index: Index
+  readonly #log: Logger
+  readonly #locks = new KeyedLocks()
+  readonly #stores = new Map<string, Promise<BlobStore>>()
+  readonly #ctx: HolderContext
+  readonly #serving = new Set<Promise<void>>()
 
-/**
- * Serves the requests one owner sends on one stream. `received` collects blobs put through this connection;
- * `onMalformed` is told when the peer broke the protocol (the caller closes its connection).
- */
-export async function serveRequest(ctx: HolderContext, owner: string, stream: Stream, received: Set<string>, onMalformed?: (err: Error) => void): Promise<void> {
-  const reader = new StreamReader(stream)
-  const respond = (header: Header): Promise<void> => writeHeader(stream, header)
-  let header: Header | undefined
-  try {
-    header = await reader.readHeader()
-    if (header === undefined) {
-      // An empty request: finish our side too, so the stream frees its slot.
-      await stream.closeWrite()
-      return
+  constructor(options: HolderOptions) {
+    this.#dir = join(options.root, 'replicas')
+    this.#index = options.index
+    this.#log = options.log
+    this.tables = holderTables(options.index)
+    this.#ctx = { index: options.index, tables: this.tables, locks: this.#locks, log: options.log, replicaStore: (owner) => this.#store(owner) }
+  }
+
+  /** Removes replica blobs no ref counts (an interrupted write) and marks counted ones gone from disk as damaged. */
+  async open(): Promise<void> {
+    const { counts, damaged } = this.tables
+    let swept = 0
+    for (const owner of await readdir(this.#dir).catch(() => [] as string[])) {
+      if (!isHex64(owner)) continue
+      const store = await this.#store(owner)
+      for await (const id of store.list()) {
+        if (!counts.has(`${owner}/${id}`)) {
+          await store.delete(id)
+          swept++
+        }
+      }
     }
-    if (header.v !== PROTOCOL_VERSION) {
-      await respond({ ok: false, code: 'ERR_VERSION', message: `replication protocol ${String(header.v)} is not spoken here (${PROTOCOL_VERSION} is)` })
-      await stream.closeWrite()
-      return
+    if (swept > 0) this.#log.info({ swept }, 'removed unreferenced replica blobs left by an interrupted write')
+    // Replicas counted but gone from disk (lost or wiped) are marked damaged: the owner's catch-up resends them.
+    const lost: string[] = []
+    for (const [key] of counts.entries()) {
+      const owner = key.slice(0, 64)
+      if (!damaged.has(key) && !(await (await this.#store(owner)).has(key.slice(65)))) lost.push(key)
     }
-    switch (header.op) {
-      case 'blob.put':
-        await blobPut(ctx, owner, header, reader, respond, received)
-        break
-      case 'blob.get':
-        await blobGet(ctx, owner, header, reader, stream, respond)
-        break
-      case 'blob.has':
-        await blobHas(ctx, owner, header, reader, respond)
-        break
-      case 'blob.release':
-        await blobRelease(ctx, owner, header, reader, respond, received)
-        break
-      case 'ref.put':
-        await refPut(ctx, owner, header, reader, respond, received)
-        break
-      case 'ref.get':
-        await refGet(ctx, owner, header, reader, respond)
-        break
-      case 'ref.delete':
-        await refDelete(ctx, owner, header, reader, respond)
-        break
-      case 'ref.list':
-        await refList(ctx, owner, header, reader, respond)
-        break
-      default:
-        throw new PeerError(`unknown operation ${JSON.stringify(header.op)?.slice(0, 40)}`)
+    if (lost.length > 0) {
+      await this.#index.transaction((tx) => {
+        for (const key of lost) tx.put(damaged, key, true)
+      })
+      this.#log.warn({ lost: lost.length }, 'replica blobs are missing from disk; their owners will send them again')
     }
-    await stream.closeWrite()
-  } catch (err) {
-    const code = (err as { code?: string }).code
-    ctx.log.warn({ err, owner, op: header?.op }, 'replication request failed')
+  }
+
+  /**
+   * Serves the requests a peer sends on `conn` until it closes; then, once every request has ended (a blob
+   * whose write finishes after the close is swept too), frees the blobs it put and no ref took up.
+   */
+  serve(conn: Connection): Promise<void> {
+    const p = this.#serve(conn)
+    this.#serving.add(p)
+    void p.finally(() => this.#serving.delete(p))
+    return p
+  }
+
+  async #serve(conn: Connection): Promise<void> {
+    const owner = conn.remoteNodeId
+    const received = new Set<string>()
+    const serving = new InFlight(MAX_REQUESTS_PER_PEER)
+    // A peer that breaks the protocol loses its connection, as for a malformed frame.
+    const onMalformed = (err: Error): void => conn.abort(err)
     try {
-      if (code === 'ERR_PEER') await respond({ ok: false, code: 'ERR_PROTOCOL', message: (err as Error).message })
-    } catch {
-      // the stream is already gone
+      for await (const stream of conn.incoming) await serving.add(() => serveRequest(this.#ctx, owner, new Exchange(stream), received, onMalformed))
+    } catch (err) {
+      this.#log.debug({ peer: owner, err: messageOf(err) }, 'incoming streams ended')
+    } finally {
+      await serving.drain()
     }
-    stream.reset(err instanceof Error ? err : undefined)
-    if (code === 'ERR_PEER' && err instanceof Error) onMalformed?.(err)
-  }
-}
-
-async function blobPut(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>, received: Set<string>): Promise<void> {
-  const cipherId = hex64(h, 'cipherId')
-  const store = await ctx.replicaStore(owner)
-  if (await store.has(cipherId)) {
-    await respond({ ok: true, have: true })
-    await reader.expectEnd()
-    return
-  }
-  await respond({ ok: true, have: false })
-  const size = uint(await reader.requireHeader(), 'size', MAX_BLOB_BYTES)
-  const key = `${owner}/${cipherId}`
-  try {
-    await ctx.locks.run(key, () => store.putExpected(cipherId, reader.body(size)))
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'ERR_INTEGRITY') throw err
-    await respond({ ok: false, code: 'ERR_INTEGRITY', message: 'the bytes do not hash to their cipherId' })
-    return
-  }
-  received.add(cipherId)
-  if (ctx.tables.damaged.has(key)) await ctx.index.transaction((tx) => tx.delete(ctx.tables.damaged, key))
-  await respond({ ok: true })
-}
-
-async function blobGet(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, stream: Stream, respond: (h: Header) => Promise<void>): Promise<void> {
-  const cipherId = hex64(h, 'cipherId')
-  await reader.expectEnd()
-  const store = await ctx.replicaStore(owner)
-  const info = await store.stat(cipherId)
-  if (info === undefined) {
-    await respond({ ok: false, code: 'ERR_NOT_FOUND', message: 'no such blob' })
-    await markDamaged(ctx, owner, cipherId)
-    return
-  }
-  // The store verifies the blob before its first byte, so a damaged blob fails here, before the header.
-  const pieces = store.get(cipherId)[Symbol.asyncIterator]()
-  let first: IteratorResult<Uint8Array>
-  try {
-    first = await pieces.next()
-  } catch (err) {
-    const code = (err as { code?: string }).code
-    if (code !== 'ERR_INTEGRITY' && code !== 'ERR_NOT_FOUND') throw err
-    await respond({ ok: false, code, message: 'blob is damaged or gone' })
-    await ctx.locks.run(`${owner}/${cipherId}`, () => store.delete(cipherId))
-    await markDamaged(ctx, owner, cipherId)
-    return
-  }
-  await respond({ ok: true, size: info.size })
-  for (let r = first; r.done !== true; r = await pieces.next()) await writeBytes(stream, r.value)
-}
-
-async function markDamaged(ctx: HolderContext, owner: string, cipherId: string): Promise<void> {
-  const key = `${owner}/${cipherId}`
-  if (ctx.tables.counts.has(key)) await ctx.index.transaction((tx) => tx.put(ctx.tables.damaged, key, true))
-}
-
-async function blobHas(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>): Promise<void> {
-  const ids = hex64List(h.cipherIds, 'cipherIds', MAX_HAS_IDS)
-  await reader.expectEnd()
-  await respond({ ok: true, missing: await missingIn(await ctx.replicaStore(owner), ids) })
-}
-
-/** Which of `ids` a store lacks, checked a bounded number at a time. */
-async function missingIn(store: BlobStore, ids: string[]): Promise<string[]> {
-  const missing: string[] = []
-  for (let at = 0; at < ids.length; at += 256) {
-    const batch = ids.slice(at, at + 256)
-    const present = await Promise.all(batch.map((id) => store.has(id)))
-    batch.forEach((id, i) => present[i] === false && missing.push(id))
-  }
-  return missing
-}
-
-/** Drops blobs of the owner's that no ref uses (sent for a store that failed before its ref). */
-async function blobRelease(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>, received: Set<string>): Promise<void> {
-  const ids = hex64List(h.cipherIds, 'cipherIds', MAX_HAS_IDS)
-  await reader.expectEnd()
-  await ctx.locks.run(`owner:${owner}`, () => freeUnreferenced(ctx, owner, ids))
-  for (const id of ids) received.delete(id)
-  await respond({ ok: true })
-}
-
-/** Blobs freed at once: each delete waits on a directory fsync, so a few overlap. */
-const FREE_CONCURRENCY = 4
-
-/** Frees blobs whose count reached zero, unless something re-referenced them meanwhile. */
-async function freeUnreferenced(ctx: HolderContext, owner: string, ids: Iterable<string>): Promise<void> {
-  const store = await ctx.replicaStore(owner)
-  const queue = [...ids]
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < queue.length) {
-      const id = queue[next++]!
-      const key = `${owner}/${id}`
-      await ctx.locks.run(key, async () => {
-        if (!ctx.tables.counts.has(key)) await store.delete(id)
-      })
+    try {
+      await sweepReceived(this.#ctx, owner, received)
+    } catch (err) {
+      this.#log.warn({ peer: owner, err: messageOf(err) }, 'cleaning up after a closed connection failed')
     }
   }
-  await Promise.all(Array.from({ length: Math.min(FREE_CONCURRENCY, queue.length) }, worker))
-}
 
-async function refPut(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>, received: Set<string>): Promise<void> {
-  const refId = hex64(h, 'refId')
-  const version = uint(h, 'version')
-  const manifestCipherId = hex64(h, 'manifestCipherId')
-  const size = uint(h, 'size')
-  const writtenAt = h.writtenAt === undefined ? undefined : uint(h, 'writtenAt')
-  const count = uint(h, 'count', MAX_REF_CHUNKS)
-  const bodySize = uint(h, 'bodySize', 2 + count * 67)
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(Buffer.from(await reader.readBody(bodySize)).toString('utf8'))
-  } catch (err) {
-    if (err instanceof PeerError) throw err
-    throw new PeerError('ref.put body is not JSON', undefined, { cause: err })
+  /** Waits for the connections being served to end (close the transport first), then closes every owner's replica store. */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#serving])
+    for (const store of this.#stores.values()) await (await store).close()
   }
-  const cipherIds = [...new Set(hex64List(parsed, 'cipherIds', count))]
-  const key = `${owner}/${refId}`
-  await ctx.locks.run(`owner:${owner}`, async () => {
-    const existing = ctx.tables.refs.get(key)
-    if (existing !== undefined && (existing.version > version || (existing.deleted && existing.version >= version))) {
-      await respond({ ok: false, code: 'ERR_STALE', version: existing.version })
-      return
-    }
-    const next: ReplicaRef = { version, deleted: false, manifestCipherId, size, cipherIds, ...(writtenAt === undefined ? {} : { writtenAt }), updatedAt: Date.now() }
-    const wanted = refIdsOf(next)
-    const missing = await missingIn(await ctx.replicaStore(owner), wanted)
-    if (missing.length > 0) {
-      await respond({ ok: false, code: 'ERR_MISSING', missing: missing.slice(0, MAX_HAS_IDS) })
-      return
-    }
-    const sameVersion = existing !== undefined && !existing.deleted && existing.version === version && existing.manifestCipherId === manifestCipherId
-    if (!sameVersion) {
-      const previous = existing === undefined ? [] : refIdsOf(existing)
-      const freed = await ctx.index.transaction((tx) => {
-        tx.put(ctx.tables.refs, key, next)
-        for (const id of wanted) tx.add(ctx.tables.counts, `${owner}/${id}`, 1)
-        return previous.filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
-      })
-      await freeUnreferenced(ctx, owner, freed)
-    }
-    // Referenced now: nothing to sweep when the connection closes.
-    for (const id of wanted) received.delete(id)
-    await respond({ ok: true })
-  })
-}
 
-async function refGet(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>): Promise<void> {
-  const refId = hex64(h, 'refId')
-  await reader.expectEnd()
-  const ref = ctx.tables.refs.get(`${owner}/${refId}`)
-  await respond(ref === undefined ? { ok: true } : { ok: true, ref: describe(ctx, owner, refId, ref) })
-}
-
-async function refDelete(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>): Promise<void> {
-  const refId = hex64(h, 'refId')
-  const version = uint(h, 'version')
-  const deletedAt = h.deletedAt === undefined ? undefined : uint(h, 'deletedAt')
-  const proof = optionalHex64(h, 'proof')
-  await reader.expectEnd()
-  const key = `${owner}/${refId}`
-  await ctx.locks.run(`owner:${owner}`, async () => {
-    const existing = ctx.tables.refs.get(key)
-    if (existing !== undefined && existing.version >= version && (existing.deleted || existing.version > version)) return
-    const freed = await ctx.index.transaction((tx) => {
-      tx.put(ctx.tables.refs, key, { version, deleted: true, ...(deletedAt === undefined ? {} : { writtenAt: deletedAt }), ...(proof === undefined ? {} : { proof }), updatedAt: Date.now() })
-      return existing === undefined ? [] : refIdsOf(existing).filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
-    })
-    await freeUnreferenced(ctx, owner, freed)
-  })
-  await respond({ ok: true })
-}
-
-async function refList(ctx: HolderContext, owner: string, h: Header, reader: StreamReader, respond: (h: Header) => Promise<void>): Promise<void> {
-  const after = optionalHex64(h, 'after')
-  const limit = Math.max(1, uint(h, 'limit', MAX_LIST_PAGE))
-  await reader.expectEnd()
-  const prefix = `${owner}/`
-  const entries: Header[] = []
-  const anyDamage = hasDamage(ctx, owner)
-  for (const [key, ref] of ctx.tables.refs.entries({ prefix, limit, ...(after === undefined ? {} : { after: prefix + after }) })) {
-    entries.push(describe(ctx, owner, key.slice(prefix.length), ref, anyDamage))
+  async #store(owner: string): Promise<BlobStore> {
+    if (!isHex64(owner)) throw new InvalidOptionsError('owner ids are 64 lowercase hex characters')
+    let store = this.#stores.get(owner)
+    if (store === undefined) {
+      store = openBlobStore({ root: join(this.#dir, owner) })
+      this.#stores.set(owner, store)
+    }
+    return store
   }
-  await respond({ ok: true, entries })
-}
-
-/** Whether any of the owner's blobs is marked damaged (usually not, which spares a lookup per blob). */
-function hasDamage(ctx: HolderContext, owner: string): boolean {
-  for (const _ of ctx.tables.damaged.entries({ prefix: `${owner}/`, limit: 1 })) return true
-  return false
-}
-
-function describe(ctx: HolderContext, owner: string, refId: string, ref: ReplicaRef, anyDamage = hasDamage(ctx, owner)): Header {
-  const writtenAt = ref.writtenAt === undefined ? {} : { writtenAt: ref.writtenAt }
-  if (ref.deleted) return { refId, version: ref.version, deleted: true, ...writtenAt, ...(ref.proof === undefined ? {} : { proof: ref.proof }) }
-  const damaged = anyDamage && refIdsOf(ref).some((id) => ctx.tables.damaged.has(`${owner}/${id}`))
-  return { refId, version: ref.version, deleted: false, manifestCipherId: ref.manifestCipherId, size: ref.size, ...writtenAt, ...(damaged ? { damaged: true } : {}) }
-}
-
-/** Frees the blobs an owner put through a connection that closed without any ref taking them up. */
-export async function sweepReceived(ctx: HolderContext, owner: string, received: Set<string>): Promise<void> {
-  if (received.size === 0) return
-  await ctx.locks.run(`owner:${owner}`, () => freeUnreferenced(ctx, owner, received))
 }

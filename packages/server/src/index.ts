@@ -36,6 +36,8 @@ export type {
   StoreResult,
 } from './server.js'
 export type { StoreData } from './source.js'
+export { everyPeer } from './placement.js'
+export type { Member, PlacementPolicy } from './placement.js'
 export type { Logger } from './logger.js'
 export { silentLogger } from './logger.js'
 export { fixedSizeChunker, DEFAULT_CHUNK_SIZE } from './chunker.js'
@@ -48,9 +50,11 @@ export {
   InvalidOptionsError,
   NotFoundError,
   PeerError,
+  PreconditionError,
   QuorumError,
   SERVER_ERROR_CODES,
   ServerError,
+  UnauthenticatedError,
   UnavailableError,
 } from './errors.js'
 export type { QuorumDetails, ServerErrorCode } from './errors.js'

@@ -40,3 +40,31 @@ export class KeyedLocks {
     return this.#pins.has(key)
   }
 }
+
+const HELD: unique symbol = Symbol('held key lock')
+
+/**
+ * Proof that the caller holds one key's lock, handed out by {@link KeyLocks.run} only. Functions that must
+ * run under a key's lock take one; functions that may take it themselves take one optionally.
+ */
+export interface HeldKey {
+  readonly key: string
+  readonly [HELD]: true
+}
+
+/** One lock per object key: the writes, deletes and installs of one key run one at a time. */
+export class KeyLocks {
+  readonly #locks = new KeyedLocks()
+
+  /** Runs `fn` holding `key`'s lock. */
+  run<T>(key: string, fn: (held: HeldKey) => Promise<T>): Promise<T> {
+    return this.#locks.run(key, () => fn({ key, [HELD]: true }))
+  }
+
+  /** Runs `fn` under `key`'s lock: with `held` when the caller holds it already (it must be that key's), else taking it. */
+  with<T>(key: string, held: HeldKey | undefined, fn: (held: HeldKey) => Promise<T>): Promise<T> {
+    if (held === undefined) return this.run(key, fn)
+    if (held.key !== key) throw new Error(`holding the lock of another key than "${key}"`)
+    return fn(held)
+  }
+}

@@ -1,6 +1,7 @@
-// The replication protocol's framing: each request is one p2p stream carrying a
+// The replication protocol's framing and limits: each request is one p2p stream carrying a
 // length-prefixed JSON header, then raw body bytes; the response comes back the same way.
-// Everything read off the wire is bounded and checked before it is used.
+// Both sides handle a stream through one Exchange. Everything read off the wire is bounded
+// and checked before it is used.
 import type { Stream } from '@dcas/p2p'
 import { isBlobId } from '@dcas/store'
 import { PeerError } from './errors.js'
@@ -9,6 +10,14 @@ import { PeerError } from './errors.js'
 export const PROTOCOL_VERSION = 1
 /** Largest JSON header accepted, in bytes. */
 export const MAX_HEADER_BYTES = 64 * 1024
+/** Largest ciphertext blob a holder accepts or serves (a 64 MiB chunk plus age overhead). */
+export const MAX_BLOB_BYTES = 64 * 1024 * 1024 + 64 * 1024
+/** Most ids in one `blob.has` or `blob.release` request. */
+export const MAX_HAS_IDS = 512
+/** Most chunks in one object (128 GiB at the default 1 MiB chunk size): bounds what a holder reads for one ref. */
+export const MAX_REF_CHUNKS = 1 << 17
+/** Most entries in one page of `ref.list`. */
+export const MAX_LIST_PAGE = 256
 
 /** A JSON header: a plain object. */
 export type Header = Record<string, unknown>
@@ -140,6 +149,65 @@ const WRITE_PIECE = 256 * 1024
 export async function writeBytes(stream: Stream, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
   const options = signal === undefined ? undefined : { signal }
   for (let at = 0; at < bytes.length; at += WRITE_PIECE) await stream.write(bytes.subarray(at, at + WRITE_PIECE), options)
+}
+
+/**
+ * One request and its response on one p2p stream, as either side sees it: read headers and
+ * bodies, answer, stream bytes, then end the stream or reset it.
+ */
+export class Exchange {
+  readonly #stream: Stream
+  readonly #reader: StreamReader
+
+  constructor(stream: Stream) {
+    this.#stream = stream
+    this.#reader = new StreamReader(stream)
+  }
+
+  /** The next header; `undefined` when the other side ended the stream instead. */
+  readHeader(): Promise<Header | undefined> {
+    return this.#reader.readHeader()
+  }
+
+  /** A header that must be there. */
+  requireHeader(): Promise<Header> {
+    return this.#reader.requireHeader()
+  }
+
+  /** The rest of the stream, exactly `size` bytes, as it arrives. */
+  body(size: number): AsyncGenerator<Uint8Array> {
+    return this.#reader.body(size)
+  }
+
+  /** The rest of the stream as one buffer of exactly `size` bytes (bounded bodies only). */
+  readBody(size: number): Promise<Uint8Array> {
+    return this.#reader.readBody(size)
+  }
+
+  /** Checks that the other side sends nothing more. */
+  expectEnd(): Promise<void> {
+    return this.#reader.expectEnd()
+  }
+
+  /** Sends a header. */
+  send(header: Header, signal?: AbortSignal): Promise<void> {
+    return writeHeader(this.#stream, header, signal)
+  }
+
+  /** Sends body bytes, in bounded pieces, under backpressure. */
+  sendBytes(bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+    return writeBytes(this.#stream, bytes, signal)
+  }
+
+  /** Ends this side of the stream (the other side may still be sending). */
+  end(): Promise<void> {
+    return this.#stream.closeWrite()
+  }
+
+  /** Abandons the stream in both directions. */
+  reset(err?: Error): void {
+    this.#stream.reset(err)
+  }
 }
 
 /** Throws a {@link PeerError} carrying the remote's code when a response says `ok: false`. */

@@ -1,0 +1,68 @@
+// Encryption of the owner's blobs for its peers: each blob is encrypted deterministically (the same
+// plaintext and recipients always give the same ciphertext, so peers deduplicate), and whatever comes
+// back is decrypted with the owner's identity and checked against the id it was asked for.
+import { decryptBytes, encryptBytes } from '@dcas/crypto'
+import { UnavailableError } from './errors.js'
+import { asBuffer, type LocalStore } from './local.js'
+import { sha256Hex } from './manifest.js'
+import { seedOf, type OwnerKeys } from './secrets.js'
+
+/** A recipient list and its id (the SHA-256 of the list). */
+export interface RecipientSet {
+  recipients: string[]
+  recipientsId: string
+}
+
+/** The id of a recipient list. */
+export const recipientsIdOf = (recipients: string[]): string => sha256Hex(Buffer.from(recipients.join('\n')))
+
+/** The largest age ciphertext of `plainSize` bytes: a 16-byte tag per 64 KiB record, the nonce, and room for the header. */
+export function maxCipherBytes(plainSize: number): number {
+  return plainSize + 16 * (Math.ceil(plainSize / 65536) + 1) + 16 + 16 * 1024
+}
+
+/** Encrypts and decrypts the owner's blobs. */
+export class BlobCipher {
+  readonly #keys: OwnerKeys
+  readonly #local: LocalStore
+  readonly #current: RecipientSet
+
+  constructor(keys: OwnerKeys, local: LocalStore, recoveryRecipients: string[]) {
+    this.#keys = keys
+    this.#local = local
+    const recipients = [keys.recipient, ...recoveryRecipients]
+    this.#current = { recipients, recipientsId: recipientsIdOf(recipients) }
+  }
+
+  /** What new blobs are encrypted to: the owner's recipient and the recovery recipients. */
+  get current(): RecipientSet {
+    return this.#current
+  }
+
+  /** The ciphertext of a blob and its cipherId. */
+  async encrypt(plain: Uint8Array, plainId: string, set: RecipientSet = this.#current): Promise<{ cipher: Buffer; cipherId: string }> {
+    const cipher = asBuffer(await encryptBytes(plain, set.recipients, { seed: seedOf(this.#keys, plainId, set.recipientsId) }))
+    return { cipher, cipherId: sha256Hex(cipher) }
+  }
+
+  /** Decrypts a blob with the owner's identity; the plaintext must hash to `plainId`. */
+  async decrypt(cipher: Uint8Array, plainId: string): Promise<Buffer> {
+    const plain = await this.open(cipher)
+    if (sha256Hex(plain) !== plainId) throw new UnavailableError(`decrypted bytes do not hash to ${plainId}`)
+    return plain
+  }
+
+  /** Decrypts bytes with the owner's identity, checking nothing else. */
+  async open(cipher: Uint8Array): Promise<Buffer> {
+    return asBuffer(await decryptBytes(cipher, [this.#keys.identity]))
+  }
+
+  /** The ciphertext of a local plaintext blob, re-created deterministically and checked against `cipherId`. */
+  async cipherOf(plainId: string, cipherId: string, recipientsId: string): Promise<Buffer> {
+    const recipients = this.#local.tables.recipientSets.get(recipientsId)
+    if (recipients === undefined) throw new UnavailableError(`unknown recipient set ${recipientsId}`)
+    const { cipher, cipherId: got } = await this.encrypt(await this.#local.read(plainId), plainId, { recipients, recipientsId })
+    if (got !== cipherId) throw new UnavailableError(`re-encrypting ${plainId} gave ${got}, not ${cipherId}`)
+    return cipher
+  }
+}

@@ -1,0 +1,42 @@
+// Small tools for bounded concurrency and cancellation, shared by the server's modules.
+import { AbortedError } from './errors.js'
+
+/** Up to `limit` promises in flight; the first failure is kept. */
+export class InFlight {
+  readonly #running = new Set<Promise<void>>()
+  error: Error | undefined
+
+  constructor(readonly limit: number) {}
+
+  /** Starts `fn` once fewer than `limit` run. */
+  async add(fn: () => Promise<void>): Promise<void> {
+    while (this.#running.size >= this.limit) await Promise.race(this.#running)
+    const p: Promise<void> = fn()
+      .catch((err: unknown) => {
+        this.error ??= err instanceof Error ? err : new Error(String(err))
+      })
+      .finally(() => this.#running.delete(p))
+    this.#running.add(p)
+  }
+
+  /** Resolves once nothing runs. */
+  async drain(): Promise<void> {
+    while (this.#running.size > 0) await Promise.all(this.#running)
+  }
+}
+
+/** `promise`, or an {@link AbortedError} as soon as `signal` aborts; the listener is removed either way. */
+export async function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise
+  let onAbort!: () => void
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new AbortedError(undefined, { cause: signal.reason }))
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([promise, aborted])
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
+}

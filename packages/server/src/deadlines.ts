@@ -1,0 +1,31 @@
+// How long a request to a peer may take, and what else ends it: the caller's signal, and for
+// background work the server's shutdown.
+/** The signals of requests to peers. */
+export class Deadlines {
+  readonly #timeout: number
+  readonly #shutdown: AbortSignal
+
+  /** `timeout`: ms for one request; `shutdown`: aborts background work when the server closes. */
+  constructor(timeout: number, shutdown: AbortSignal) {
+    this.#timeout = timeout
+    this.#shutdown = shutdown
+  }
+
+  /** The server's shutdown signal. */
+  get shutdown(): AbortSignal {
+    return this.#shutdown
+  }
+
+  /** The signal of one request: its timeout, the caller's signal, and for `background` work the shutdown. */
+  request(caller?: AbortSignal, background = false): AbortSignal {
+    const signals = [AbortSignal.timeout(this.#timeout)]
+    if (caller !== undefined) signals.push(caller)
+    if (background) signals.push(this.#shutdown)
+    return signals.length === 1 ? signals[0]! : AbortSignal.any(signals)
+  }
+
+  /** The signal of one request of background work. */
+  background(): AbortSignal {
+    return this.request(undefined, true)
+  }
+}

@@ -1,0 +1,312 @@
+// The holder's answer to each request of the replication protocol, one function per operation.
+// <owner> is always the authenticated node id of the connection the request came on: a peer can
+// only ever touch its own replicas. Holders verify every blob against its cipherId, count
+// references per owner, and keep tombstones so that a stale version never comes back.
+import type { BlobStore, Index, IndexTable } from '@dcas/store'
+import { PeerError } from './errors.js'
+import type { KeyedLocks } from './locks.js'
+import type { Logger } from './logger.js'
+import { hex64, hex64List, MAX_BLOB_BYTES, MAX_HAS_IDS, MAX_LIST_PAGE, MAX_REF_CHUNKS, optionalHex64, PROTOCOL_VERSION, uint, type Exchange, type Header } from './wire.js'
+
+/** A holder's record of one owner's ref: live (with the blobs it uses) or a tombstone. */
+export interface ReplicaRef {
+  version: number
+  deleted: boolean
+  manifestCipherId?: string
+  size?: number
+  /** Distinct chunk cipher ids (the manifest's not included). */
+  cipherIds?: string[]
+  /** When the owner wrote this version or deleted it (owner's clock), when it said. */
+  writtenAt?: number
+  /** A tombstone's proof that the owner made it, kept to hand back in catch-up. */
+  proof?: string
+  updatedAt: number
+}
+
+/** The holder's index tables. */
+export interface HolderTables {
+  /** `${owner}/${refId}` → the ref or its tombstone. */
+  refs: IndexTable<ReplicaRef>
+  /** `${owner}/${cipherId}` → references to the blob. */
+  counts: IndexTable<number>
+  /** `${owner}/${cipherId}` → found missing or damaged while serving. */
+  damaged: IndexTable<true>
+}
+
+/** Opens the holder's tables in an index. */
+export function holderTables(index: Index): HolderTables {
+  return { refs: index.table('replica_refs'), counts: index.table('replica_counts'), damaged: index.table('replica_damaged') }
+}
+
+/** What the request handlers work with: the holder's storage. */
+export interface HolderContext {
+  index: Index
+  tables: HolderTables
+  locks: KeyedLocks
+  log: Logger
+  /** The blob store of one owner's replicas. */
+  replicaStore(owner: string): Promise<BlobStore>
+}
+
+const refIdsOf = (ref: ReplicaRef): string[] => (ref.deleted || ref.manifestCipherId === undefined ? [] : [...new Set([...(ref.cipherIds ?? []), ref.manifestCipherId])])
+
+/**
+ * Serves the requests one owner sends on one stream. `received` collects blobs put through this connection;
+ * `onMalformed` is told when the peer broke the protocol (the caller closes its connection).
+ */
+export async function serveRequest(ctx: HolderContext, owner: string, ex: Exchange, received: Set<string>, onMalformed?: (err: Error) => void): Promise<void> {
+  let header: Header | undefined
+  try {
+    header = await ex.readHeader()
+    if (header === undefined) {
+      // An empty request: finish our side too, so the stream frees its slot.
+      await ex.end()
+      return
+    }
+    if (header.v !== PROTOCOL_VERSION) {
+      await ex.send({ ok: false, code: 'ERR_VERSION', message: `replication protocol ${String(header.v)} is not spoken here (${PROTOCOL_VERSION} is)` })
+      await ex.end()
+      return
+    }
+    const handler = HANDLERS[String(header.op)]
+    if (handler === undefined) throw new PeerError(`unknown operation ${JSON.stringify(header.op)?.slice(0, 40)}`)
+    await handler({ ctx, owner, received }, header, ex)
+    await ex.end()
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    ctx.log.warn({ err, owner, op: header?.op }, 'replication request failed')
+    try {
+      if (code === 'ERR_PEER') await ex.send({ ok: false, code: 'ERR_PROTOCOL', message: (err as Error).message })
+    } catch {
+      // the stream is already gone
+    }
+    ex.reset(err instanceof Error ? err : undefined)
+    if (code === 'ERR_PEER' && err instanceof Error) onMalformed?.(err)
+  }
+}
+
+/** Who a request is served for: the holder's storage, the owner it came from, and the blobs its connection put. */
+interface Served {
+  ctx: HolderContext
+  owner: string
+  received: Set<string>
+}
+
+type Handler = (served: Served, h: Header, ex: Exchange) => Promise<void>
+
+
+async function blobPut({ ctx, owner, received }: Served, h: Header, ex: Exchange): Promise<void> {
+  const cipherId = hex64(h, 'cipherId')
+  const store = await ctx.replicaStore(owner)
+  if (await store.has(cipherId)) {
+    await ex.send({ ok: true, have: true })
+    await ex.expectEnd()
+    return
+  }
+  await ex.send({ ok: true, have: false })
+  const size = uint(await ex.requireHeader(), 'size', MAX_BLOB_BYTES)
+  const key = `${owner}/${cipherId}`
+  try {
+    await ctx.locks.run(key, () => store.putExpected(cipherId, ex.body(size)))
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ERR_INTEGRITY') throw err
+    await ex.send({ ok: false, code: 'ERR_INTEGRITY', message: 'the bytes do not hash to their cipherId' })
+    return
+  }
+  received.add(cipherId)
+  if (ctx.tables.damaged.has(key)) await ctx.index.transaction((tx) => tx.delete(ctx.tables.damaged, key))
+  await ex.send({ ok: true })
+}
+
+async function blobGet({ ctx, owner }: Served, h: Header, ex: Exchange): Promise<void> {
+  const cipherId = hex64(h, 'cipherId')
+  await ex.expectEnd()
+  const store = await ctx.replicaStore(owner)
+  const info = await store.stat(cipherId)
+  if (info === undefined) {
+    await ex.send({ ok: false, code: 'ERR_NOT_FOUND', message: 'no such blob' })
+    await markDamaged(ctx, owner, cipherId)
+    return
+  }
+  // The store verifies the blob before its first byte, so a damaged blob fails here, before the header.
+  const pieces = store.get(cipherId)[Symbol.asyncIterator]()
+  let first: IteratorResult<Uint8Array>
+  try {
+    first = await pieces.next()
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    if (code !== 'ERR_INTEGRITY' && code !== 'ERR_NOT_FOUND') throw err
+    await ex.send({ ok: false, code, message: 'blob is damaged or gone' })
+    await ctx.locks.run(`${owner}/${cipherId}`, () => store.delete(cipherId))
+    await markDamaged(ctx, owner, cipherId)
+    return
+  }
+  await ex.send({ ok: true, size: info.size })
+  for (let r = first; r.done !== true; r = await pieces.next()) await ex.sendBytes(r.value)
+}
+
+async function markDamaged(ctx: HolderContext, owner: string, cipherId: string): Promise<void> {
+  const key = `${owner}/${cipherId}`
+  if (ctx.tables.counts.has(key)) await ctx.index.transaction((tx) => tx.put(ctx.tables.damaged, key, true))
+}
+
+async function blobHas({ ctx, owner }: Served, h: Header, ex: Exchange): Promise<void> {
+  const ids = hex64List(h.cipherIds, 'cipherIds', MAX_HAS_IDS)
+  await ex.expectEnd()
+  await ex.send({ ok: true, missing: await missingIn(await ctx.replicaStore(owner), ids) })
+}
+
+/** Which of `ids` a store lacks, checked a bounded number at a time. */
+async function missingIn(store: BlobStore, ids: string[]): Promise<string[]> {
+  const missing: string[] = []
+  for (let at = 0; at < ids.length; at += 256) {
+    const batch = ids.slice(at, at + 256)
+    const present = await Promise.all(batch.map((id) => store.has(id)))
+    batch.forEach((id, i) => present[i] === false && missing.push(id))
+  }
+  return missing
+}
+
+/** Drops blobs of the owner's that no ref uses (sent for a store that failed before its ref). */
+async function blobRelease({ ctx, owner, received }: Served, h: Header, ex: Exchange): Promise<void> {
+  const ids = hex64List(h.cipherIds, 'cipherIds', MAX_HAS_IDS)
+  await ex.expectEnd()
+  await ctx.locks.run(`owner:${owner}`, () => freeUnreferenced(ctx, owner, ids))
+  for (const id of ids) received.delete(id)
+  await ex.send({ ok: true })
+}
+
+/** Blobs freed at once: each delete waits on a directory fsync, so a few overlap. */
+const FREE_CONCURRENCY = 4
+
+/** Frees blobs whose count reached zero, unless something re-referenced them meanwhile. */
+async function freeUnreferenced(ctx: HolderContext, owner: string, ids: Iterable<string>): Promise<void> {
+  const store = await ctx.replicaStore(owner)
+  const queue = [...ids]
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < queue.length) {
+      const id = queue[next++]!
+      const key = `${owner}/${id}`
+      await ctx.locks.run(key, async () => {
+        if (!ctx.tables.counts.has(key)) await store.delete(id)
+      })
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(FREE_CONCURRENCY, queue.length) }, worker))
+}
+
+async function refPut({ ctx, owner, received }: Served, h: Header, ex: Exchange): Promise<void> {
+  const refId = hex64(h, 'refId')
+  const version = uint(h, 'version')
+  const manifestCipherId = hex64(h, 'manifestCipherId')
+  const size = uint(h, 'size')
+  const writtenAt = h.writtenAt === undefined ? undefined : uint(h, 'writtenAt')
+  const count = uint(h, 'count', MAX_REF_CHUNKS)
+  const bodySize = uint(h, 'bodySize', 2 + count * 67)
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(Buffer.from(await ex.readBody(bodySize)).toString('utf8'))
+  } catch (err) {
+    if (err instanceof PeerError) throw err
+    throw new PeerError('ref.put body is not JSON', undefined, { cause: err })
+  }
+  const cipherIds = [...new Set(hex64List(parsed, 'cipherIds', count))]
+  const key = `${owner}/${refId}`
+  await ctx.locks.run(`owner:${owner}`, async () => {
+    const existing = ctx.tables.refs.get(key)
+    if (existing !== undefined && (existing.version > version || (existing.deleted && existing.version >= version))) {
+      await ex.send({ ok: false, code: 'ERR_STALE', version: existing.version })
+      return
+    }
+    const next: ReplicaRef = { version, deleted: false, manifestCipherId, size, cipherIds, ...(writtenAt === undefined ? {} : { writtenAt }), updatedAt: Date.now() }
+    const wanted = refIdsOf(next)
+    const missing = await missingIn(await ctx.replicaStore(owner), wanted)
+    if (missing.length > 0) {
+      await ex.send({ ok: false, code: 'ERR_MISSING', missing: missing.slice(0, MAX_HAS_IDS) })
+      return
+    }
+    const sameVersion = existing !== undefined && !existing.deleted && existing.version === version && existing.manifestCipherId === manifestCipherId
+    if (!sameVersion) {
+      const previous = existing === undefined ? [] : refIdsOf(existing)
+      const freed = await ctx.index.transaction((tx) => {
+        tx.put(ctx.tables.refs, key, next)
+        for (const id of wanted) tx.add(ctx.tables.counts, `${owner}/${id}`, 1)
+        return previous.filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
+      })
+      await freeUnreferenced(ctx, owner, freed)
+    }
+    // Referenced now: nothing to sweep when the connection closes.
+    for (const id of wanted) received.delete(id)
+    await ex.send({ ok: true })
+  })
+}
+
+async function refGet({ ctx, owner }: Served, h: Header, ex: Exchange): Promise<void> {
+  const refId = hex64(h, 'refId')
+  await ex.expectEnd()
+  const ref = ctx.tables.refs.get(`${owner}/${refId}`)
+  await ex.send(ref === undefined ? { ok: true } : { ok: true, ref: describe(ctx, owner, refId, ref) })
+}
+
+async function refDelete({ ctx, owner }: Served, h: Header, ex: Exchange): Promise<void> {
+  const refId = hex64(h, 'refId')
+  const version = uint(h, 'version')
+  const deletedAt = h.deletedAt === undefined ? undefined : uint(h, 'deletedAt')
+  const proof = optionalHex64(h, 'proof')
+  await ex.expectEnd()
+  const key = `${owner}/${refId}`
+  await ctx.locks.run(`owner:${owner}`, async () => {
+    const existing = ctx.tables.refs.get(key)
+    if (existing !== undefined && existing.version >= version && (existing.deleted || existing.version > version)) return
+    const freed = await ctx.index.transaction((tx) => {
+      tx.put(ctx.tables.refs, key, { version, deleted: true, ...(deletedAt === undefined ? {} : { writtenAt: deletedAt }), ...(proof === undefined ? {} : { proof }), updatedAt: Date.now() })
+      return existing === undefined ? [] : refIdsOf(existing).filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
+    })
+    await freeUnreferenced(ctx, owner, freed)
+  })
+  await ex.send({ ok: true })
+}
+
+async function refList({ ctx, owner }: Served, h: Header, ex: Exchange): Promise<void> {
+  const after = optionalHex64(h, 'after')
+  const limit = Math.max(1, uint(h, 'limit', MAX_LIST_PAGE))
+  await ex.expectEnd()
+  const prefix = `${owner}/`
+  const entries: Header[] = []
+  const anyDamage = hasDamage(ctx, owner)
+  for (const [key, ref] of ctx.tables.refs.entries({ prefix, limit, ...(after === undefined ? {} : { after: prefix + after }) })) {
+    entries.push(describe(ctx, owner, key.slice(prefix.length), ref, anyDamage))
+  }
+  await ex.send({ ok: true, entries })
+}
+
+/** Whether any of the owner's blobs is marked damaged (usually not, which spares a lookup per blob). */
+function hasDamage(ctx: HolderContext, owner: string): boolean {
+  for (const _ of ctx.tables.damaged.entries({ prefix: `${owner}/`, limit: 1 })) return true
+  return false
+}
+
+function describe(ctx: HolderContext, owner: string, refId: string, ref: ReplicaRef, anyDamage = hasDamage(ctx, owner)): Header {
+  const writtenAt = ref.writtenAt === undefined ? {} : { writtenAt: ref.writtenAt }
+  if (ref.deleted) return { refId, version: ref.version, deleted: true, ...writtenAt, ...(ref.proof === undefined ? {} : { proof: ref.proof }) }
+  const damaged = anyDamage && refIdsOf(ref).some((id) => ctx.tables.damaged.has(`${owner}/${id}`))
+  return { refId, version: ref.version, deleted: false, manifestCipherId: ref.manifestCipherId, size: ref.size, ...writtenAt, ...(damaged ? { damaged: true } : {}) }
+}
+
+const HANDLERS: Partial<Record<string, Handler>> = {
+  'blob.put': blobPut,
+  'blob.get': blobGet,
+  'blob.has': blobHas,
+  'blob.release': blobRelease,
+  'ref.put': refPut,
+  'ref.get': refGet,
+  'ref.delete': refDelete,
+  'ref.list': refList,
+}
+
+/** Frees the blobs an owner put through a connection that closed without any ref taking them up. */
+export async function sweepReceived(ctx: HolderContext, owner: string, received: Set<string>): Promise<void> {
+  if (received.size === 0) return
+  await ctx.locks.run(`owner:${owner}`, () => freeUnreferenced(ctx, owner, received))
+}

@@ -1,0 +1,47 @@
+// The read path: resolve the key once, then stream the chunks of the range asked for, a few
+// fetched ahead, each one verified (and healed from a peer when lost or damaged here).
+import type { Catalogue } from './catalogue.js'
+import { AbortedError, ClosedError } from './errors.js'
+import { metaOf } from './local.js'
+import { chunksInRange } from './manifest.js'
+import type { HealObserver, Retriever } from './retriever.js'
+
+/** Reads objects. */
+export class ReadPath {
+  readonly #catalogue: Catalogue
+  readonly #retriever: Retriever
+  readonly #concurrency: number
+  readonly #shutdown: AbortSignal
+
+  constructor(options: { catalogue: Catalogue; retriever: Retriever; concurrency: number; shutdown: AbortSignal }) {
+    this.#catalogue = options.catalogue
+    this.#retriever = options.retriever
+    this.#concurrency = options.concurrency
+    this.#shutdown = options.shutdown
+  }
+
+  /** Bytes `[offset, offset + length)` of `key` (to its end without `length`), chunk by chunk. */
+  async *read(key: string, offset: number, length: number | undefined, userSignal: AbortSignal | undefined, observer?: HealObserver): AsyncGenerator<Uint8Array> {
+    const signal = userSignal === undefined ? this.#shutdown : AbortSignal.any([userSignal, this.#shutdown])
+    const { record, manifest } = await this.#catalogue.resolve(key, signal)
+    const { refId } = metaOf(record)
+    const end = length === undefined ? manifest.size : Math.min(manifest.size, offset + length)
+    const parts = offset >= end ? [] : chunksInRange(manifest.chunks, offset, end - offset)
+    const queue: Array<Promise<Buffer>> = []
+    let next = 0
+    const fill = (): void => {
+      while (queue.length < this.#concurrency && next < parts.length) {
+        const p = this.#retriever.chunk(key, refId, parts[next++]!.chunk, signal, observer)
+        p.catch(() => {})
+        queue.push(p)
+      }
+    }
+    fill()
+    for (const part of parts) {
+      const bytes = await queue.shift()!
+      fill()
+      if (signal.aborted) throw this.#shutdown.aborted ? new ClosedError() : new AbortedError(undefined, { cause: userSignal?.reason })
+      yield part.start === 0 && part.end === bytes.length ? bytes : bytes.subarray(part.start, part.end)
+    }
+  }
+}

@@ -1,0 +1,68 @@
+// Read and heal, a layer over the local store: a verified blob from local disk, else fetched from
+// a peer, verified twice (cipherId, then plainId after decryption) and written back locally.
+import type { RefRecord } from '@dcas/store'
+import { maxCipherBytes, type BlobCipher } from './cipher.js'
+import { codeOf } from './errors.js'
+import type { Fetcher } from './fetcher.js'
+import { isLocalMiss, metaOf, type LocalStore } from './local.js'
+import type { Logger } from './logger.js'
+import { decodeManifest, MAX_MANIFEST_BYTES, type Manifest, type ManifestChunk } from './manifest.js'
+import type { HealedEvent } from './types.js'
+
+/** Told of each chunk healed from a peer. */
+export type HealObserver = (event: HealedEvent) => void
+
+/** Gets the owner's blobs, healing lost or damaged ones from peers. */
+export class Retriever {
+  readonly #local: LocalStore
+  readonly #cipher: BlobCipher
+  readonly #fetcher: Fetcher
+  readonly #log: Logger
+  readonly #onHealed: HealObserver
+  readonly #macKey: Uint8Array
+
+  /** `onHealed` is told of every chunk healed, whoever read it; `macKey` checks manifests. */
+  constructor(options: { local: LocalStore; cipher: BlobCipher; fetcher: Fetcher; log: Logger; onHealed: HealObserver; macKey: Uint8Array }) {
+    this.#macKey = options.macKey
+    this.#local = options.local
+    this.#cipher = options.cipher
+    this.#fetcher = options.fetcher
+    this.#log = options.log
+    this.#onHealed = options.onHealed
+  }
+
+  /** A chunk's verified plaintext: local, else from a peer, healed locally. `observer` is told too if it is healed. */
+  async chunk(key: string, refId: string, chunk: ManifestChunk, signal: AbortSignal, observer?: HealObserver): Promise<Buffer> {
+    let damaged = false
+    try {
+      return await this.#local.read(chunk.plainId, signal)
+    } catch (err) {
+      if (!isLocalMiss(err)) throw err
+      damaged = codeOf(err) === 'ERR_INTEGRITY'
+    }
+    const { value: plain, from } = await this.#fetcher.fetch(chunk.cipherId, maxCipherBytes(chunk.size), refId, (cipher) => this.#cipher.decrypt(cipher, chunk.plainId), signal)
+    await this.#local.ensure(chunk.plainId, plain, damaged)
+    const event = { key, plainId: chunk.plainId, from }
+    this.#onHealed(event)
+    observer?.(event)
+    this.#log.info(event, 'healed chunk from peer')
+    return plain
+  }
+
+  /**
+   * The manifest of a ref record: local, else from a peer, healed locally. Its bytes hash to the id in this
+   * node's own index, which vouches for them (a manifest written before manifests carried a MAC included).
+   */
+  async manifest(record: RefRecord, signal: AbortSignal): Promise<Manifest> {
+    try {
+      return decodeManifest(await this.#local.read(record.manifestId, signal), this.#macKey).manifest
+    } catch (err) {
+      if (!isLocalMiss(err)) throw err
+      const meta = metaOf(record)
+      const { value: plain } = await this.#fetcher.fetch(meta.manifestCipherId, maxCipherBytes(MAX_MANIFEST_BYTES), meta.refId, (cipher) => this.#cipher.decrypt(cipher, record.manifestId), signal)
+      const { manifest } = decodeManifest(plain, this.#macKey)
+      await this.#local.ensure(record.manifestId, plain, codeOf(err) === 'ERR_INTEGRITY')
+      return manifest
+    }
+  }
+}

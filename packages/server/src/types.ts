@@ -1,0 +1,225 @@
+// The public types of @dcas/server: its options, results, events and the Server interface.
+import type { EventEmitter } from 'node:events'
+import type { Readable } from 'node:stream'
+import type { Transport } from '@dcas/p2p'
+import type { Chunker } from './chunker.js'
+import type { Logger } from './logger.js'
+import type { ObjectMetadata } from './manifest.js'
+import type { PlacementPolicy } from './placement.js'
+import type { StoreData } from './source.js'
+
+/** Options of {@link createServer}. */
+export interface ServerOptions {
+  /** The data directory: `identity/`, `blobs/`, `replicas/`, `index/`. */
+  root: string
+  /** Where to listen, `host:port` (port 0 picks one). Default `127.0.0.1:0`. */
+  listen?: string
+  /** Addresses to dial and keep dialling (the original design's `OutboundServer`). */
+  bootstrap?: string[]
+  /** The secret every node of the cluster shares; saved in `identity/`. Default: the saved one, else a new one. */
+  clusterSecret?: string | Uint8Array
+  /** Node ids admitted without the cluster secret. */
+  allowList?: string[]
+  /** Any {@link Transport}; default: TCP + TLS 1.3 with the identity in `root/identity`. */
+  transport?: Transport
+  /** Acknowledgements a store needs: `'all'` connected peers (default) or a number. */
+  writeQuorum?: 'all' | number
+  /** Extra `age1…` recipients that can also decrypt every replica. */
+  recoveryRecipients?: string[]
+  /** Chunk size in bytes for the default fixed-size chunker (1 MiB). */
+  chunkSize?: number
+  /** Replaces the fixed-size chunker. */
+  chunker?: Chunker
+  /** Timeout in ms for one request to a peer (a chunk, a ref, a page of refs; default 30 s). */
+  requestTimeout?: number
+  /** Chunks in flight per operation and per peer (default 4). */
+  concurrency?: number
+  /**
+   * Which peers hold each object (default: every known peer). Every node of a cluster must use the same
+   * policy; see {@link PlacementPolicy}.
+   */
+  placement?: PlacementPolicy
+  logger?: Logger
+}
+
+/** A peer this node knows. */
+export interface PeerInfo {
+  nodeId: string
+  /** The address it is dialled at, when this node dials it. */
+  address?: string
+  connected: boolean
+}
+
+/** What {@link Server.store} resolves to. */
+export interface StoreResult {
+  key: string
+  size: number
+  /** Lowercase hex SHA-256 of the whole object. */
+  sha256: string
+  version: number
+  /** Node ids that acknowledged a verified, durable copy of every chunk and the manifest. */
+  replicas: string[]
+}
+
+/** Options of {@link Server.read}. */
+export interface ReadOptions {
+  /** First byte (default 0). */
+  offset?: number
+  /** How many bytes (default: to the end). */
+  length?: number
+  signal?: AbortSignal
+}
+
+/** What {@link Server.stat} resolves to. */
+export interface ObjectStat {
+  key: string
+  size: number
+  sha256: string
+  chunks: number
+  version: number
+  updatedAt: number
+  /** Peers that acknowledged this version. */
+  replicas: string[]
+  /** The metadata stored with this version (`{}` when none was). */
+  metadata: ObjectMetadata
+}
+
+/** Options of {@link Server.list}. */
+export interface ListOptions {
+  prefix?: string
+  /** At most this many (default 1000). */
+  limit?: number
+  /** Only keys after this one (the last key of the previous page). */
+  after?: string
+}
+
+/** One entry of {@link Server.list}. */
+export interface ListEntry {
+  key: string
+  size: number
+  sha256: string
+  version: number
+  updatedAt: number
+  /** The metadata stored with this version (`{}` when none was). */
+  metadata: ObjectMetadata
+}
+
+/** What {@link Server.delete} resolves to. */
+export interface DeleteResult {
+  /** Peers that removed the ref. */
+  acknowledged: string[]
+  /** Known peers that did not (yet): they get the tombstone when they reconnect. */
+  pending: string[]
+}
+
+/** A chunk fetched from a peer, verified, and written back locally. */
+export interface HealedEvent {
+  key: string
+  plainId: string
+  /** The peer it came from. */
+  from: string
+}
+
+/** A bootstrap address could not be dialled; the node dials it again with backoff. */
+export interface DialErrorEvent {
+  address: string
+  /** The error's code, e.g. `ERR_PEER_UNAUTHORIZED` when the peer refused this node's cluster secret. */
+  code?: string
+  message: string
+}
+
+/**
+ * Background work for a connected peer failed in a way that may pass (its disk was full, a request
+ * timed out, a stream was reset): catch-up with it runs again in `retryIn` ms, and keeps doing so,
+ * backing off from 0.5 s to 30 s, until it succeeds or the connection closes.
+ */
+export interface BehindEvent {
+  nodeId: string
+  retryIn: number
+  /** What failed. */
+  message: string
+}
+
+/** Events of a {@link Server}. */
+export interface ServerEvents {
+  /** Dialling a bootstrap address failed (each failed attempt). */
+  'dial:error': [DialErrorEvent]
+  'peer:connect': [PeerInfo]
+  'peer:disconnect': [PeerInfo]
+  healed: [HealedEvent]
+  /** Catch-up with a peer finished (replicas and tombstones sent, lost refs recovered). */
+  synced: [{ nodeId: string }]
+  /** A connected peer missed background work; catch-up with it runs again later. */
+  'peer:behind': [BehindEvent]
+}
+
+/** What {@link Server.scrub} resolves to. */
+export interface ScrubResult {
+  /** Objects read back whole and verified. */
+  objects: number
+  /** Bytes verified. */
+  bytes: number
+  /** Chunks (and manifests) that were missing or damaged locally and were healed from a peer. */
+  healed: number
+  /** Objects that could not be verified (typically `ERR_UNAVAILABLE`: no peer could supply a lost chunk). */
+  failed: Array<{ key: string; code?: string; message: string }>
+}
+
+/** Options taking only a signal. */
+export interface SignalOptions {
+  signal?: AbortSignal
+}
+
+/** Options of {@link Server.store} and {@link Server.compose}. */
+export interface StoreOptions extends SignalOptions {
+  /**
+   * Kept with this version, inside its encrypted manifest: lowercase names to string values, at most 8 KiB
+   * as JSON (`ERR_INVALID_OPTIONS` beyond). A function is called once, after the data has been read to its
+   * end (for digests computed while streaming).
+   */
+  metadata?: ObjectMetadata | (() => ObjectMetadata)
+  /**
+   * Checked under the key's lock when the store starts and again right before its commit, with the key's
+   * current version (`undefined` when it has none): `false` fails the store with `ERR_PRECONDITION`, leaving
+   * nothing behind. E.g. `(current) => current === undefined` stores only a new key.
+   */
+  precondition?: (current: ObjectStat | undefined) => boolean
+}
+
+/** A dcas node: stores, reads and deletes objects, replicating them encrypted to its peers. */
+export interface Server extends EventEmitter<ServerEvents> {
+  /** This node's id (after {@link Server.start}). */
+  readonly nodeId: string
+  /** The bound address (after {@link Server.start}). */
+  readonly address: string
+  /** Opens the data directory, listens, and starts dialling the bootstrap peers. */
+  start(): Promise<void>
+  /** Finishes in-flight stores and deletes, fails reads with `ERR_CLOSED`, and releases everything. */
+  close(): Promise<void>
+  /** Known peers and whether they are connected. */
+  peers(): PeerInfo[]
+  /** Resolves once at least `count` peers are connected. */
+  waitForPeers(count: number, options?: SignalOptions): Promise<void>
+  /**
+   * Resolves once background work with every connected peer (catch-up, late replication, and the retries
+   * of a catch-up that failed, see `peer:behind`) has finished. For a peer that keeps failing it waits for
+   * its first eight retries (about a minute and a half); later ones go on in the background.
+   */
+  waitForSync(options?: SignalOptions): Promise<void>
+  /** Stores `data` as a new version of `key`; see {@link StoreOptions}. */
+  store(key: string, data: StoreData, options?: StoreOptions): Promise<StoreResult>
+  /**
+   * Makes a new version of `key` from the current versions of `sources`, in order, sharing their chunks: no
+   * chunk is copied (the sources are read once, verified, to compute the whole object's SHA-256). A missing
+   * source fails with `ERR_NOT_FOUND`. `sources` may name `key` itself.
+   */
+  compose(key: string, sources: string[], options?: StoreOptions): Promise<StoreResult>
+  read(key: string, options?: ReadOptions): Readable
+  has(key: string): Promise<boolean>
+  stat(key: string): Promise<ObjectStat>
+  list(options?: ListOptions): Promise<ListEntry[]>
+  delete(key: string, options?: SignalOptions): Promise<DeleteResult>
+  /** Reads every local object through the verified read path, healing lost or damaged chunks from peers. */
+  scrub(options?: SignalOptions): Promise<ScrubResult>
+}
+

@@ -1,0 +1,217 @@
+// The write path: a store cuts the data into chunks, encrypts each new one for peers, writes the
+// plaintext locally and streams the ciphertext to the ref's placed peers as it goes; a compose takes
+// the chunks of other objects instead. Either way the new version is then committed locally and the
+// peers' acknowledgements decide the quorum.
+import { createHash, type Hash } from 'node:crypto'
+import type { Chunker } from './chunker.js'
+import type { BlobCipher } from './cipher.js'
+import type { Catalogue } from './catalogue.js'
+import type { RefPut } from './client.js'
+import { InFlight } from './concurrency.js'
+import { ClosedError, InvalidOptionsError, messageOf, PreconditionError, QuorumError, throwIfAborted } from './errors.js'
+import type { ChunkRecord, LocalStore, RefMeta } from './local.js'
+import type { HeldKey } from './locks.js'
+import type { Logger } from './logger.js'
+import { assertValidMetadata, encodeManifest, sha256Hex, type Manifest, type ManifestChunk } from './manifest.js'
+import type { Placement } from './placement.js'
+import type { Replicator, StoreReplication } from './replication.js'
+import type { Retriever } from './retriever.js'
+import type { OwnerKeys } from './secrets.js'
+import { toByteStream, type StoreData } from './source.js'
+import type { StoreOptions, StoreResult } from './types.js'
+import { MAX_REF_CHUNKS } from './wire.js'
+
+export interface WritePathOptions {
+  keys: OwnerKeys
+  local: LocalStore
+  cipher: BlobCipher
+  catalogue: Catalogue
+  placement: Placement
+  replicator: Replicator
+  retriever: Retriever
+  chunker: Chunker
+  /** Acknowledgements a store needs: every placed peer, or a number. */
+  writeQuorum: 'all' | number
+  concurrency: number
+  shutdown: AbortSignal
+  log: Logger
+}
+
+/** What one write has put down so far, for the commit or for cleaning up after a failure. */
+interface Draft {
+  key: string
+  chunks: ManifestChunk[]
+  /** Chunks this write encrypted first (their records are written with the commit). */
+  newChunks: Map<string, ChunkRecord>
+  /** Blob ids pinned against a concurrent free until the write ends. */
+  pins: string[]
+  size: number
+  whole: Hash
+}
+
+/** Stores objects, and makes objects of other objects' chunks. */
+export class WritePath {
+  readonly #o: WritePathOptions
+
+  constructor(options: WritePathOptions) {
+    this.#o = options
+  }
+
+  /** Stores `data` as a new version of `held.key`. */
+  store(held: HeldKey, data: StoreData, options: StoreOptions): Promise<StoreResult> {
+    return this.#write(held, options, (draft, session) => this.#chunksOf(data, draft, session, options.signal))
+  }
+
+  /** Makes a new version of `held.key` from the chunks of the current versions of `sources`. */
+  compose(held: HeldKey, sources: string[], options: StoreOptions): Promise<StoreResult> {
+    return this.#write(held, options, (draft, session) => this.#chunksFrom(held, sources, draft, session, options.signal))
+  }
+
+  /** One write: `fill` puts down the chunks, then the manifest, the local commit, the peers' acknowledgements. */
+  async #write(held: HeldKey, options: StoreOptions, fill: (draft: Draft, session: StoreReplication) => Promise<void>): Promise<StoreResult> {
+    const { keys, local, cipher, catalogue, placement, replicator, log } = this.#o
+    const key = held.key
+    this.#check(key, options.precondition)
+    const refId = catalogue.refIdOf(key)
+    const version = catalogue.nextVersion(key, refId)
+    const session = replicator.session(key, placement.targets(refId), options.signal)
+    const quorum = this.#o.writeQuorum === 'all' ? session.peers.length : this.#o.writeQuorum
+    const draft: Draft = { key, chunks: [], newChunks: new Map(), pins: [], size: 0, whole: createHash('sha256') }
+    let committed = false
+    try {
+      await fill(draft, session)
+      const sha256 = draft.whole.digest('hex')
+      const metadata = typeof options.metadata === 'function' ? options.metadata() : (options.metadata ?? {})
+      assertValidMetadata(metadata)
+
+      // The manifest: plaintext locally, encrypted for peers; then the local commit.
+      const { recipients, recipientsId } = cipher.current
+      const manifest: Manifest = { key, size: draft.size, sha256, version, createdAt: Date.now(), recipients, chunks: draft.chunks, metadata }
+      const manifestBytes = encodeManifest(manifest, keys.manifestKey)
+      const manifestId = sha256Hex(manifestBytes)
+      this.#pin(draft, manifestId)
+      await local.put(manifestId, manifestBytes)
+      const { cipher: manifestCipher, cipherId: manifestCipherId } = await cipher.encrypt(manifestBytes, manifestId)
+      const meta: RefMeta = { refId, manifestCipherId, chunkCount: draft.chunks.length, recipientsId, ...(Object.keys(metadata).length === 0 ? {} : { metadata }) }
+      this.#check(key, options.precondition)
+      await local.commit(key, {
+        record: { manifestId, size: draft.size, sha256, version, updatedAt: manifest.createdAt, meta: { ...meta } },
+        blobIds: [...new Set([...draft.chunks.map((c) => c.plainId), manifestId])],
+        recipients: { id: recipientsId, list: recipients },
+        chunks: { records: draft.newChunks, replace: true },
+      })
+      committed = true
+
+      // Each peer: every chunk sent, then the manifest, then the ref; acknowledged only when all are durable there.
+      const cipherIds = [...new Set(draft.chunks.map((c) => c.cipherId))]
+      const plainOf = new Map(draft.chunks.map((c) => [c.cipherId, c.plainId]))
+      const ref: RefPut = { refId, version, manifestCipherId, size: draft.size, writtenAt: manifest.createdAt, cipherIds }
+      const replicas = await session.finish(ref, manifestCipher, (cipherId) => {
+        const plainId = plainOf.get(cipherId)
+        return plainId === undefined ? Promise.resolve(manifestCipher) : cipher.cipherOf(plainId, cipherId, recipientsId)
+      })
+      await replicator.recordHeld(refId, replicas, version)
+      // Placed peers that connected during the store, or failed it but are still connected, get it in the
+      // background. One that failed it may keep blobs of this version that no ref of its uses (the key may have
+      // changed by then, or the late replication failed too): it is told to drop them afterwards.
+      for (const conn of placement.targets(refId)) {
+        const nodeId = conn.remoteNodeId
+        if (replicas.includes(nodeId)) continue
+        replicator.later(conn, key)
+        if (session.failed.has(nodeId)) replicator.release(conn, [...cipherIds, manifestCipherId], 'releasing the blobs of a failed replication')
+      }
+      if (replicas.length < quorum) {
+        throw new QuorumError({ key, needed: quorum, replicas, failed: [...session.failed].map(([nodeId, error]) => ({ nodeId, error })) })
+      }
+      log.info({ key, size: draft.size, version, replicas: replicas.length }, 'stored')
+      return { key, size: draft.size, sha256, version, replicas }
+    } finally {
+      await session.drain()
+      for (const id of draft.pins) local.unpin(id)
+      if (!committed) await this.#abandon(draft, session)
+    }
+  }
+
+  /** Fails with ERR_PRECONDITION when `precondition` refuses the key's current state. */
+  #check(key: string, precondition: StoreOptions['precondition']): void {
+    if (precondition !== undefined && !precondition(this.#o.catalogue.stat(key))) throw new PreconditionError(`the precondition refused the current state of "${key}"`)
+  }
+
+  #pin(draft: Draft, id: string): void {
+    this.#o.local.pin(id)
+    draft.pins.push(id)
+  }
+
+  /** Adds one chunk to the draft, encrypting it unless it was encrypted before for today's recipients, and sends it to the session's peers. */
+  async #add(draft: Draft, session: StoreReplication, chunk: Uint8Array, plainId: string): Promise<void> {
+    const { local, cipher } = this.#o
+    if (draft.chunks.length >= MAX_REF_CHUNKS) throw new InvalidOptionsError(`"${draft.key}" needs more than ${MAX_REF_CHUNKS} chunks: store it with a larger chunkSize`)
+    draft.whole.update(chunk)
+    draft.size += chunk.length
+    const { recipientsId } = cipher.current
+    const known = draft.newChunks.get(plainId) ?? local.tables.chunks.get(plainId)
+    let cipherId: string
+    let produce: () => Promise<Uint8Array>
+    if (known !== undefined && known.recipientsId === recipientsId) {
+      // Encrypted before: only a peer that lacks it makes this write encrypt it again.
+      cipherId = known.cipherId
+      let made: Promise<Uint8Array> | undefined
+      produce = () => (made ??= cipher.encrypt(chunk, plainId).then((r) => r.cipher))
+    } else {
+      const sealed = await cipher.encrypt(chunk, plainId)
+      cipherId = sealed.cipherId
+      produce = () => Promise.resolve(sealed.cipher)
+      draft.newChunks.set(plainId, { cipherId, recipientsId })
+    }
+    draft.chunks.push({ plainId, cipherId, size: chunk.length })
+    await session.send(cipherId, produce)
+  }
+
+  /** Cuts the data into chunks: each one hashed, written locally and added. */
+  async #chunksOf(data: StoreData, draft: Draft, session: StoreReplication, signal: AbortSignal | undefined): Promise<void> {
+    const { local, chunker, concurrency, shutdown } = this.#o
+    const writes = new InFlight(concurrency)
+    try {
+      for await (const chunk of chunker.chunks(toByteStream(data))) {
+        throwIfAborted(signal)
+        if (shutdown.aborted) throw new ClosedError()
+        const plainId = sha256Hex(chunk)
+        this.#pin(draft, plainId)
+        await writes.add(() => local.ensure(plainId, chunk))
+        if (writes.error !== undefined) throw writes.error
+        await this.#add(draft, session, chunk, plainId)
+      }
+      await writes.drain()
+      if (writes.error !== undefined) throw writes.error
+    } finally {
+      await writes.drain()
+    }
+  }
+
+  /** The chunks of each source's current version in turn, each read back verified (and healed if need be); none is copied. */
+  async #chunksFrom(held: HeldKey, sources: string[], draft: Draft, session: StoreReplication, signal: AbortSignal | undefined): Promise<void> {
+    const { catalogue, retriever, shutdown } = this.#o
+    const combined = signal === undefined ? shutdown : AbortSignal.any([signal, shutdown])
+    for (const source of sources) {
+      const { manifest } = await catalogue.resolve(source, combined, source === held.key ? held : undefined)
+      const refId = catalogue.refIdOf(source)
+      for (const chunk of manifest.chunks) {
+        throwIfAborted(signal)
+        if (shutdown.aborted) throw new ClosedError()
+        // Pinned first: a concurrent write of the source cannot free it before this version holds it.
+        this.#pin(draft, chunk.plainId)
+        const bytes = await retriever.chunk(source, refId, chunk, combined)
+        await this.#add(draft, session, bytes, chunk.plainId)
+      }
+    }
+  }
+
+  /** A write that failed before its local commit leaves nothing behind: its blobs no ref uses, here and on peers. */
+  async #abandon(draft: Draft, session: StoreReplication): Promise<void> {
+    const { local, replicator, log } = this.#o
+    await local.free(draft.pins).catch((err: unknown) => log.warn({ err: messageOf(err) }, 'freeing the blobs of a failed store failed'))
+    const cipherIds = [...new Set(draft.chunks.map((c) => c.cipherId))]
+    // A peer whose connection dropped frees them itself (blobs received on a closed connection are swept).
+    for (const conn of session.peers) if (conn.open) replicator.release(conn, cipherIds, 'releasing the blobs of a failed store')
+  }
+}
