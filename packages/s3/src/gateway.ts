@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { silentLogger, type Logger } from '@dcas/server'
+import type { Logger } from '@dcas/server'
 import { S3Context } from './context.js'
 import { InvalidOptionsError, S3Error, S3_ERRORS, messageOf } from './errors.js'
 import { toS3Error, type Deps } from './ops/common.js'
@@ -59,6 +59,9 @@ export interface S3Gateway {
   /** Stops listening and cleaning, and waits for requests and background work in flight. Does not close the dcas server. */
   close(): Promise<void>
 }
+
+/** Drops every line: the default logger (the gateway needs nothing of @dcas/server at run time). */
+const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 
 const DEFAULTS = {
   region: 'us-east-1',
