@@ -346,7 +346,7 @@ async function main(): Promise<number> {
     log(`${checks.length - failed} of ${checks.length} clients passed`)
     return failed === 0 ? 0 : 1
   } finally {
-    for (const n of nodes) await stopNode(n)
+    for (const n of [...nodes].reverse()) await stopNode(n)
     await rm(dir, { recursive: true, force: true })
   }
 }
