@@ -2,6 +2,8 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { crc32, crc32c } from '../src/checksum.js'
@@ -10,9 +12,12 @@ import { makeServer } from './server.js'
 
 let h: Harness
 let closeServer: () => Promise<void>
+let root: string
 
 beforeEach(async () => {
-  const { server, close } = await makeServer()
+  const made = await makeServer()
+  const { server, close } = made
+  root = made.root
   closeServer = close
   h = await startGateway(server)
   await h.client.send(new CreateBucketCommand({ Bucket: 'safe' }))
@@ -31,6 +36,12 @@ const crcBase64 = (n: number): string => {
   const b = Buffer.alloc(4)
   b.writeUInt32BE(n >>> 0)
   return b.toString('base64')
+}
+
+/** The blob files of the node's own store: a refused upload must leave none behind. */
+async function blobFiles(): Promise<string[]> {
+  const entries = await readdir(join(root, 'blobs'), { recursive: true, withFileTypes: true })
+  return entries.filter((e) => e.isFile()).map((e) => e.name).sort()
 }
 
 /** What the bucket holds: key → content. */
@@ -103,10 +114,12 @@ describe('streamed uploads with signed chunks', () => {
   })
 
   it('refuse a tampered chunk and store nothing, keeping the version there was', async () => {
+    const blobs = await blobFiles()
     const res = await signedChunks('kept', chunks, (c, i) => (i === 1 ? Buffer.concat([c.subarray(0, 100), Buffer.from([c[100]! ^ 1]), c.subarray(101)]) : c))
     expect(res.status).toBe(403)
     expect(errorCode(res.body)).toBe('SignatureDoesNotMatch')
     expect(await contents()).toEqual(untouched)
+    expect(await blobFiles()).toEqual(blobs)
   })
 
   it('check a signed trailer: its checksum and its signature', async () => {
@@ -123,13 +136,15 @@ describe('streamed uploads with signed chunks', () => {
 
 describe('checksums and payload hashes', () => {
   it('store under a right CRC32 trailer and refuse a wrong one, storing nothing', async () => {
-    const data = randomBytes(200_000)
+    const data = randomBytes(2_500_000)
     expect((await unsignedTrailer('good', data, 'x-amz-checksum-crc32', crcBase64(crc32(data)))).status).toBe(200)
-    const bad = await unsignedTrailer('kept', data, 'x-amz-checksum-crc32', crcBase64(crc32(data) ^ 0x100))
+    const blobs = await blobFiles()
+    const bad = await unsignedTrailer('kept', Buffer.concat([data, Buffer.from('more')]), 'x-amz-checksum-crc32', crcBase64(crc32(data) ^ 0x100))
     expect(bad.status).toBe(400)
     expect(errorCode(bad.body)).toBe('BadDigest')
     const sha = await unsignedTrailer('kept', data, 'x-amz-checksum-sha256', createHash('sha256').update('other').digest('base64'))
     expect(errorCode(sha.body)).toBe('BadDigest')
+    expect(await blobFiles()).toEqual(blobs)
     const got = await h.client.send(new GetObjectCommand({ Bucket: 'safe', Key: 'good', ChecksumMode: 'ENABLED' }))
     expect(got.ChecksumCRC32).toBe(crcBase64(crc32(data)))
     expect((await text(got.Body as Readable)).equals(data)).toBe(true)
