@@ -13,6 +13,8 @@ export interface ApiFile {
   /** Where the node listens for peers. */
   address: string
   startedAt: number
+  /** The S3 gateway, when `dcas serve --s3` runs it: its URL, region and access key. */
+  s3?: { url: string; region: string; accessKeyId: string; secretAccessKey: string }
 }
 
 /** Reads `DIR/api.json`; `undefined` when there is none or it does not parse. */

@@ -24,6 +24,7 @@ const lazy = {
   init: () => import('./init.js'),
   logger: () => import('./logger.js'),
   progress: () => import('./progress.js'),
+  s3: () => import('./s3.js'),
 }
 
 /** The streams and environment a run of the command line uses. */
@@ -183,8 +184,9 @@ function buildProgram(io: CliIO): Command {
     .option('--peer <host:port>', "a peer to dial, replacing config.json's list (repeat for more)", collect)
     .option('--http <127.0.0.1:port>', "the HTTP API address (default: config.json's; port 0 picks a free one)")
     .option('--write-quorum <n|all>', "peers that must acknowledge a put (default: config.json's)")
+    .option('--s3 <host:port>', 'also serve the S3 gateway there (port 0 picks one; dcas s3 credentials tells how to use it)')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
-    .action(async (opts: RootOptions & { listen?: string; peer?: string[]; http?: string; writeQuorum?: string; logLevel: string }) => {
+    .action(async (opts: RootOptions & { listen?: string; peer?: string[]; http?: string; writeQuorum?: string; s3?: string; logLevel: string }) => {
       const logger = (await lazy.logger()).createLogger({ level: opts.logLevel })
       const daemon = await (await lazy.daemon()).startDaemon({
         root: rootOf(opts),
@@ -193,6 +195,7 @@ function buildProgram(io: CliIO): Command {
         ...(opts.peer === undefined ? {} : { peers: opts.peer }),
         ...(opts.http === undefined ? {} : { http: opts.http }),
         ...(opts.writeQuorum === undefined ? {} : { writeQuorum: parseWriteQuorum(opts.writeQuorum) }),
+        ...(opts.s3 === undefined ? {} : { s3: opts.s3 }),
       })
       const signal = await (io.stopSignal ?? untilSignal)()
       logger.info({ signal }, 'signal received; closing gracefully (send it again to exit at once)')
@@ -374,6 +377,27 @@ function buildProgram(io: CliIO): Command {
       if (result.failed.length > 0) {
         throw new UnavailableError(`${plural(result.failed.length, 'object')} could not be verified or healed`, { hint: 'connect the peers that hold them (dcas status), then scrub again' })
       }
+    })
+
+  program
+    .command('s3')
+    .description('the S3 gateway of dcas serve --s3')
+    .command('credentials')
+    .description('print the S3 endpoint, region and access key, and how restic, rclone and the AWS CLI use them')
+    .addOption(rootOption())
+    .addOption(jsonOption())
+    .action(async (opts: RootOptions & { json?: boolean }) => {
+      const root = rootOf(opts)
+      const [{ readApiFile }, { readS3Credentials, s3Instructions, S3_REGION }] = await Promise.all([import('./api-file.js'), lazy.s3()])
+      const running = (await readApiFile(root))?.s3
+      const entry = running ?? { url: 'http://HOST:PORT', region: S3_REGION, ...((await readS3Credentials(root)) ?? {}) }
+      if (entry.accessKeyId === undefined || entry.secretAccessKey === undefined) {
+        throw new UsageError(`${root} has no S3 access key yet`, { hint: `dcas serve --root ${root} --s3 127.0.0.1:9000 makes one` })
+      }
+      const complete = entry as Required<typeof entry>
+      if (opts.json === true) return json({ ...complete, running: running !== undefined })
+      for (const line of s3Instructions(complete)) out(line)
+      if (running === undefined) warn(`the S3 gateway is not running: start it with dcas serve --root ${root} --s3 HOST:PORT (then the endpoint shows here)`)
     })
 
   const identity = program.command('identity').description("the node's age identity (the key its replicas are encrypted to)")

@@ -13,6 +13,7 @@ export const paths = (root: string) => ({
   clusterSecret: join(root, 'identity', 'cluster-secret'),
   tlsKey: join(root, 'identity', 'key.pem'),
   tlsCertificate: join(root, 'identity', 'cert.pem'),
+  s3Credentials: join(root, 'identity', 's3-credentials.json'),
 })
 
 /** The log levels `dcas serve --log-level` accepts (pino's). */

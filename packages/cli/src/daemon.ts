@@ -11,6 +11,7 @@ import { createApi } from './http.js'
 import { loadNode } from './init.js'
 import { silentLogger, type Logger } from './logger.js'
 import { createMetrics, type NodeMetrics } from './metrics.js'
+import { startS3 } from './s3.js'
 import { diskUsage, replicaHealth, type NodeStatus, type PeerStatus } from './status.js'
 import { VERSION } from './version.js'
 
@@ -30,6 +31,8 @@ export interface DaemonOptions {
   logger?: Logger
   /** The bearer token (default: 32 random bytes, base64url). */
   token?: string
+  /** Serve the S3 gateway on this `host:port` (port 0 picks one; `api.json` tells which). */
+  s3?: string
 }
 
 /** A running node with its HTTP API. */
@@ -42,6 +45,8 @@ export interface Daemon {
   /** The HTTP API's URL, `http://127.0.0.1:PORT`. */
   readonly url: string
   readonly token: string
+  /** The S3 gateway's URL, when it runs (`s3` option). */
+  readonly s3Url: string | undefined
   readonly metrics: NodeMetrics
   /** The node's status, as `GET /v1/status` answers it. */
   status(): Promise<NodeStatus>
@@ -170,14 +175,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
   const bound = api.server.address()
   url = `http://127.0.0.1:${typeof bound === 'object' && bound !== null ? bound.port : http.port}`
+  let s3: Awaited<ReturnType<typeof startS3>> | undefined
   const apiFile: ApiFile = { url, token, pid: process.pid, nodeId: server.nodeId, address: server.address, startedAt }
   try {
+    if (options.s3 !== undefined) {
+      s3 = await startS3(root, server, options.s3, log.child({ component: 's3' }))
+      apiFile.s3 = s3.entry
+    }
     await writeFileAtomic(paths(root).api, `${JSON.stringify(apiFile, null, 2)}\n`)
   } catch (err) {
-    await Promise.allSettled([api.close(), server.close()])
+    metrics.close()
+    await Promise.allSettled([api.close(), s3?.gateway.close(), server.close()])
     throw err
   }
-  log.info({ nodeId: server.nodeId, address: server.address, api: url, root, peers: settings.peers }, 'ready')
+  log.info({ nodeId: server.nodeId, address: server.address, api: url, ...(s3 === undefined ? {} : { s3: s3.entry.url }), root, peers: settings.peers }, 'ready')
 
   let closing: Promise<void> | undefined
   return {
@@ -187,6 +198,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     address: server.address,
     url,
     token,
+    s3Url: s3?.entry.url,
     metrics,
     status,
     close: () =>
@@ -194,6 +206,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         log.info({}, 'shutting down')
         // New requests get 503 at once; in-flight stores finish, reads fail with ERR_CLOSED.
         const httpClosed = api.close()
+        await s3?.gateway.close()
         await server.close()
         await httpClosed
         metrics.close()

@@ -38,7 +38,7 @@ describe('dcas init', () => {
     const [identity] = await readIdentityFile(join(root, 'identity', 'age-identity.txt'))
     expect(stdout).toContain(`node id         ${nodeId}`)
     expect(stdout).toContain(`age recipient   ${await identityToRecipient(identity!)}`)
-    for (const f of ['config.json', 'identity/cluster-secret', 'identity/age-identity.txt', 'identity/key.pem']) {
+    for (const f of ['config.json', 'identity/cluster-secret', 'identity/age-identity.txt', 'identity/key.pem', 'identity/s3-credentials.json']) {
       expect((await stat(join(root, f))).mode & 0o777, f).toBe(0o600)
     }
     expect((await readFile(join(root, 'identity', 'cluster-secret'), 'utf8')).trim()).toMatch(/^[A-Za-z0-9_-]{43}$/)
@@ -102,7 +102,7 @@ describe('dcas init', () => {
   it('reads the directory from DCAS_ROOT, and says how to give one when there is none', async () => {
     const root = join(dir.path, 'env')
     expect((await run(['init'], { DCAS_ROOT: root })).code).toBe(0)
-    expect(await filesUnder(join(root, 'identity'))).toHaveLength(4)
+    expect(await filesUnder(join(root, 'identity'))).toHaveLength(5) // TLS key and certificate, age identity, cluster secret, S3 access key
     const none = await run(['init'])
     expect(none.code).toBe(2)
     expect(none.stderr).toContain('--root DIR (or set DCAS_ROOT)')

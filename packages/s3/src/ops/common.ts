@@ -1,0 +1,88 @@
+// What every operation shares: the gateway's settings and server, the bucket check, and the
+// mapping of a dcas server's errors onto S3's.
+import type { Logger } from '@dcas/server'
+import { S3Error, codeOf, messageOf, s3ErrorIn, type S3ErrorCode } from '../errors.js'
+import { bucketRecordKey } from '../layout.js'
+import type { GatewayServer } from '../store-api.js'
+
+/** The settings and services each operation runs with. */
+export interface Deps {
+  server: GatewayServer
+  region: string
+  /** Owner id shown in listings. */
+  ownerId: string
+  /** Smallest part of a multipart upload (but the last). */
+  minPartSize: number
+  /** Largest object in one PUT, and largest part. */
+  maxPutSize: number
+  /** Most incomplete multipart uploads per bucket. */
+  maxUploads: number
+  log: Logger
+}
+
+/** Throws `NoSuchBucket` unless `bucket` exists. */
+export async function requireBucket(deps: Deps, bucket: string): Promise<void> {
+  if (!(await deps.server.has(bucketRecordKey(bucket)))) throw new S3Error('NoSuchBucket', `The specified bucket "${bucket}" does not exist.`)
+}
+
+const STATUS_CODES: Record<string, S3ErrorCode> = {
+  ERR_PRECONDITION: 'PreconditionFailed',
+  ERR_QUORUM: 'ServiceUnavailable',
+  ERR_UNAVAILABLE: 'ServiceUnavailable',
+  ERR_CLOSED: 'ServiceUnavailable',
+  ERR_ABORTED: 'IncompleteBody',
+  ERR_INVALID_KEY: 'KeyTooLongError',
+}
+
+/**
+ * The {@link S3Error} for anything an operation threw: an S3Error (maybe thrown by a data source
+ * and wrapped by the server) as it is, a server error by its code (`notFound` for ERR_NOT_FOUND),
+ * anything else `InternalError`.
+ */
+export function toS3Error(err: unknown, notFound: () => S3Error = () => new S3Error('NoSuchKey', 'The specified key does not exist.')): S3Error {
+  const s3 = s3ErrorIn(err)
+  if (s3 !== undefined) return s3
+  const code = codeOf(err)
+  if (code === 'ERR_NOT_FOUND') return notFound()
+  if (code === 'ERR_QUORUM') return new S3Error('ServiceUnavailable', `The object was stored on this node, but fewer peers than the write quorum acknowledged it: ${messageOf(err)}. Retry when the peers are back.`, { cause: err })
+  if (code === 'ERR_PRECONDITION') return new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold.', { cause: err })
+  if (code === 'ERR_INVALID_OPTIONS') {
+    const message = messageOf(err)
+    if (/chunk/i.test(message)) return new S3Error('EntityTooLarge', `Your object is larger than this node can hold in one object: ${message}`, { cause: err })
+    if (/metadata/i.test(message)) return new S3Error('MetadataTooLarge', message, { cause: err })
+    return new S3Error('InvalidRequest', message, { cause: err })
+  }
+  const mapped = code === undefined ? undefined : STATUS_CODES[code]
+  if (mapped !== undefined) return new S3Error(mapped, messageOf(err), { cause: err })
+  return new S3Error('InternalError', 'We encountered an internal error. Please try again.', { cause: err })
+}
+
+/** `Wed, 12 Oct 2009 17:50:00 GMT`. */
+export const httpDate = (ms: number): string => new Date(ms).toUTCString()
+/** `2009-10-12T17:50:30.000Z`. */
+export const isoDate = (ms: number): string => new Date(ms).toISOString()
+
+/** An HTTP date header's milliseconds, or `undefined` when it does not parse. */
+export function parseHttpDate(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined
+  const ms = Date.parse(text)
+  return Number.isNaN(ms) ? undefined : ms
+}
+
+/** Runs `fn` over `items`, `limit` at a time, in order of start. */
+export async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!)
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+}
+
+/** Whether an ETag condition (`"a", "b"`, `*`) matches `etag` (quoted). */
+export function etagMatches(condition: string, etag: string): boolean {
+  const bare = etag.replace(/^"|"$/g, '')
+  return condition.split(',').some((c) => {
+    const t = c.trim().replace(/^W\//, '').replace(/^"|"$/g, '')
+    return t === '*' || t === bare
+  })
+}
