@@ -109,7 +109,8 @@ export interface DcasClient {
   metrics(options?: { signal?: AbortSignal }): Promise<string>
 }
 
-const objectPath = (key: string): string => `/v1/objects/${encodeURIComponent(key)}`
+/** The path of a key, percent-encoded, dots too: a server's router then sees no `.` or `..` path step. */
+const objectPath = (key: string): string => `/v1/objects/${encodeURIComponent(key).replaceAll('.', '%2E')}`
 
 /** Connects to a node's HTTP API (nothing is sent until the first call). */
 export async function connect(options: ConnectOptions): Promise<DcasClient> {
@@ -134,7 +135,9 @@ class HttpClient implements DcasClient {
   async #send(method: string, path: string, options: { signal?: AbortSignal; headers?: Record<string, string>; body?: AsyncIterable<Uint8Array>; onSent?: (n: number) => void }): Promise<IncomingMessage> {
     const { signal } = options
     throwIfAborted(signal)
-    const req = httpRequest(new URL(path, this.url), { method, headers: { authorization: `Bearer ${this.token}`, ...options.headers }, ...(signal === undefined ? {} : { signal }) })
+    // The path goes as it is: a URL would take an encoded dot (`%2E`) for a path step and drop it.
+    const base = new URL(this.url)
+    const req = httpRequest({ protocol: base.protocol, hostname: base.hostname.replace(/^\[|\]$/g, ''), port: base.port, path: `${base.pathname.replace(/\/$/, '')}${path}`, method, headers: { authorization: `Bearer ${this.token}`, ...options.headers }, ...(signal === undefined ? {} : { signal }) })
     const response = new Promise<IncomingMessage>((resolve, reject) => {
       req.once('response', resolve)
       req.once('error', reject)

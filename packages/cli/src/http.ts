@@ -5,7 +5,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { Readable } from 'node:stream'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import rangeParser from 'range-parser'
-import type { ObjectStat, ScrubResult, Server } from '@dcas/server'
+import type { ObjectStat, OpenObject, ScrubResult, Server } from '@dcas/server'
 import { codeOf, messageOf } from './errors.js'
 import { createMetrics, type NodeMetrics, type Operation } from './metrics.js'
 import type { NodeStatus, PeerStatus } from './status.js'
@@ -47,6 +47,7 @@ const STATUS_OF: Record<string, number> = {
   ERR_BAD_REQUEST: 400,
   ERR_NOT_FOUND: 404,
   ERR_RANGE: 416,
+  ERR_PRECONDITION: 412,
   ERR_QUORUM: 503,
   ERR_UNAVAILABLE: 503,
   ERR_CLOSED: 503,
@@ -189,12 +190,32 @@ export function createApi(options: ApiOptions): FastifyInstance {
     op(request, 'get')
     const key = keyOf(request)
     const signal = clientGone(reply)
-    const stat = await statOrRecover(server, key, signal)
+    // Resolved once: the headers and the body are of the same version, whatever happens to the key meanwhile.
+    const object = await server.open(key, { signal })
+    try {
+      return await sendObject(request, reply, object, signal)
+    } catch (err) {
+      object.close()
+      throw err
+    }
+  })
+
+  /** A GET's answer for one opened version: 200, 206 with a single range, or 412 when `If-Match` names another version. */
+  async function sendObject(request: FastifyRequest, reply: FastifyReply, object: OpenObject, signal: AbortSignal): Promise<FastifyReply> {
+    const { stat } = object
+    const key = stat.key
+    const etag = `"${stat.sha256}"`
+    const ifMatch = request.headers['if-match']
+    if (ifMatch !== undefined && ifMatch !== '*' && !ifMatch.split(',').some((t) => t.trim() === etag)) {
+      throw new HttpError('ERR_PRECONDITION', `"${key}" is now ${etag}, not ${ifMatch}`)
+    }
     let offset = 0
     let length = stat.size
     let partial = false
     const range = request.headers.range
-    if (range !== undefined) {
+    // A range resumes a download only of the version it started on: another version is sent whole.
+    const ifRange = request.headers['if-range']
+    if (range !== undefined && (ifRange === undefined || ifRange === etag)) {
       const parsed = rangeParser(stat.size, range, { combine: true })
       if (parsed === -1) {
         reply.header('content-range', `bytes */${stat.size}`)
@@ -208,7 +229,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
         partial = true
       }
     }
-    const source = server.read(key, { offset, length, signal })
+    const source = object.read({ offset, length, signal })
     const pieces = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>
     // The first piece is read before any header goes out, so a read that fails at once gets its own status.
     let first: IteratorResult<Buffer>
@@ -231,13 +252,14 @@ export function createApi(options: ApiOptions): FastifyInstance {
         throw err
       } finally {
         source.destroy()
+        object.close()
       }
     }
     objectHeaders(reply, stat)
     reply.header('content-length', String(length))
     if (partial) reply.header('content-range', `bytes ${offset}-${offset + length - 1}/${stat.size}`)
     return reply.code(partial ? 206 : 200).send(Readable.from(body(), { objectMode: false, highWaterMark: 1 }))
-  })
+  }
 
   app.delete('/v1/objects/*', async (request, reply) => {
     op(request, 'delete')

@@ -57,9 +57,13 @@ export class Catalogue {
 
   /** The local state of `key`'s current version, `undefined` when it has none here. */
   stat(key: string): ObjectStat | undefined {
+    const record = this.#o.local.index.refs.get(key)
+    return record === undefined ? undefined : this.statOf(key, record)
+  }
+
+  /** The state of one version of `key`, from its ref record. */
+  statOf(key: string, record: RefRecord): ObjectStat {
     const { index } = this.#o.local
-    const record = index.refs.get(key)
-    if (record === undefined) return undefined
     const meta = metaOf(record)
     const replicas: string[] = []
     for (const [k, state] of index.peerState.entries({ prefix: `${meta.refId}/` })) {

@@ -14,6 +14,7 @@ export const SERVER_ERROR_CODES = [
   'ERR_PEER',
   'ERR_INVALID_OPTIONS',
   'ERR_PRECONDITION',
+  'ERR_TOO_LARGE',
   'ERR_UNAUTHENTICATED',
 ] as const
 
@@ -121,6 +122,13 @@ export class InvalidOptionsError extends ServerError {
 export class PreconditionError extends ServerError {
   constructor(message: string, options?: ErrorOptions) {
     super('ERR_PRECONDITION', message, options)
+  }
+}
+
+/** An object needs more chunks than one manifest may list (131 072): store it with a larger `chunkSize`. */
+export class TooLargeError extends ServerError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_TOO_LARGE', message, options)
   }
 }
 

@@ -26,6 +26,7 @@ export type {
   ListEntry,
   ListOptions,
   ObjectStat,
+  OpenObject,
   PeerInfo,
   ReadOptions,
   ScrubResult,
@@ -33,8 +34,10 @@ export type {
   ServerEvents,
   ServerOptions,
   SignalOptions,
+  StoreOptions,
   StoreResult,
 } from './server.js'
+export type { ObjectMetadata } from './manifest.js'
 export type { StoreData } from './source.js'
 export { everyPeer } from './placement.js'
 export type { Member, PlacementPolicy } from './placement.js'
@@ -52,6 +55,7 @@ export {
   PeerError,
   PreconditionError,
   QuorumError,
+  TooLargeError,
   SERVER_ERROR_CODES,
   ServerError,
   UnauthenticatedError,

@@ -3,7 +3,7 @@
 import type { Catalogue } from './catalogue.js'
 import { AbortedError, ClosedError } from './errors.js'
 import { metaOf } from './local.js'
-import { chunksInRange } from './manifest.js'
+import { chunksInRange, type Manifest } from './manifest.js'
 import type { HealObserver, Retriever } from './retriever.js'
 
 /** Reads objects. */
@@ -20,11 +20,15 @@ export class ReadPath {
     this.#shutdown = options.shutdown
   }
 
-  /** Bytes `[offset, offset + length)` of `key` (to its end without `length`), chunk by chunk. */
+  /** Bytes `[offset, offset + length)` of `key`'s current version (to its end without `length`), chunk by chunk. */
   async *read(key: string, offset: number, length: number | undefined, userSignal: AbortSignal | undefined, observer?: HealObserver): AsyncGenerator<Uint8Array> {
-    const signal = userSignal === undefined ? this.#shutdown : AbortSignal.any([userSignal, this.#shutdown])
-    const { record, manifest } = await this.#catalogue.resolve(key, signal)
-    const { refId } = metaOf(record)
+    const { record, manifest } = await this.#catalogue.resolve(key, this.#signal(userSignal))
+    yield* this.stream(key, metaOf(record).refId, manifest, offset, length, userSignal, observer)
+  }
+
+  /** Bytes `[offset, offset + length)` of the version `manifest` describes, chunk by chunk. */
+  async *stream(key: string, refId: string, manifest: Manifest, offset: number, length: number | undefined, userSignal: AbortSignal | undefined, observer?: HealObserver): AsyncGenerator<Uint8Array> {
+    const signal = this.#signal(userSignal)
     const end = length === undefined ? manifest.size : Math.min(manifest.size, offset + length)
     const parts = offset >= end ? [] : chunksInRange(manifest.chunks, offset, end - offset)
     const queue: Array<Promise<Buffer>> = []
@@ -43,5 +47,9 @@ export class ReadPath {
       if (signal.aborted) throw this.#shutdown.aborted ? new ClosedError() : new AbortedError(undefined, { cause: userSignal?.reason })
       yield part.start === 0 && part.end === bytes.length ? bytes : bytes.subarray(part.start, part.end)
     }
+  }
+
+  #signal(userSignal: AbortSignal | undefined): AbortSignal {
+    return userSignal === undefined ? this.#shutdown : AbortSignal.any([userSignal, this.#shutdown])
   }
 }

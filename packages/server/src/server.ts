@@ -29,7 +29,7 @@ import { scrub } from './scrub.js'
 import { loadClusterSecret, loadOwnerKeys } from './secrets.js'
 import type { StoreData } from './source.js'
 import { CatchUp } from './sync.js'
-import type { DeleteResult, ListEntry, ListOptions, ObjectStat, PeerInfo, ReadOptions, ScrubResult, Server, ServerEvents, ServerOptions, SignalOptions, StoreOptions, StoreResult } from './types.js'
+import type { DeleteResult, ListEntry, ListOptions, ObjectStat, OpenObject, PeerInfo, ReadOptions, ScrubResult, Server, ServerEvents, ServerOptions, SignalOptions, StoreOptions, StoreResult } from './types.js'
 import { WritePath } from './write.js'
 
 export type * from './types.js'
@@ -37,6 +37,14 @@ export type * from './types.js'
 /** Creates a server; call {@link Server.start} next. */
 export function createServer(options: ServerOptions): Server {
   return new DcasServer(options)
+}
+
+/** The range a read asks for, checked. */
+function rangeOf(options: ReadOptions): { offset: number; length: number | undefined } {
+  const { offset = 0, length } = options
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOptionsError(`offset must be a non-negative integer, got ${offset}`)
+  if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new InvalidOptionsError(`length must be a non-negative integer, got ${length}`)
+  return { offset, length }
 }
 
 /** The parts of a started server. */
@@ -63,6 +71,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   readonly #keyLocks = new KeyLocks()
   readonly #ops = new Set<Promise<unknown>>()
   readonly #reads = new Set<Readable>()
+  /** The close() of each open version. */
+  readonly #opened = new Set<() => void>()
   readonly #shutdown = new AbortController()
   #state: 'new' | 'starting' | 'open' | 'closing' | 'closed' = 'new'
   #parts: Parts | undefined
@@ -194,6 +204,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     // A read nobody consumes any more would hold close() forever: reads end with ERR_CLOSED.
     for (const readable of this.#reads) readable.destroy(new ClosedError())
     await Promise.allSettled([...this.#ops])
+    for (const close of [...this.#opened]) close()
     const parts = this.#parts
     if (parts !== undefined) {
       await parts.background.close()
@@ -235,23 +246,52 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
 
   read(key: string, options: ReadOptions = {}): Readable {
     assertValidKey(key)
-    const { offset = 0, length } = options
-    if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOptionsError(`offset must be a non-negative integer, got ${offset}`)
-    if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new InvalidOptionsError(`length must be a non-negative integer, got ${length}`)
+    const { offset, length } = rangeOf(options)
     return this.#read(key, offset, length, options.signal)
+  }
+
+  async open(key: string, options: SignalOptions = {}): Promise<OpenObject> {
+    assertValidKey(key)
+    throwIfAborted(options.signal)
+    return this.#track(async (parts) => {
+      const signal = options.signal === undefined ? this.#shutdown.signal : AbortSignal.any([options.signal, this.#shutdown.signal])
+      const { record, manifest } = await parts.catalogue.resolve(key, signal)
+      const { refId } = metaOf(record)
+      // That version's blobs stay while it is open, whatever happens to the key.
+      const pinned = [...new Set(manifest.chunks.map((c) => c.plainId)), record.manifestId]
+      for (const id of pinned) parts.local.pin(id)
+      const close = (): void => {
+        if (!this.#opened.delete(close)) return
+        for (const id of pinned) parts.local.unpin(id)
+      }
+      this.#opened.add(close)
+      return {
+        stat: parts.catalogue.statOf(key, record),
+        read: (o: ReadOptions = {}) => {
+          if (!this.#opened.has(close)) throw new ClosedError('this version was closed')
+          const { offset, length } = rangeOf(o)
+          return this.#readable((observer) => parts.reads.stream(key, refId, manifest, offset, length, o.signal, observer))
+        },
+        close,
+      }
+    })
   }
 
   /** A verified read as a Readable that close() ends; `observer` is told of each chunk it heals. */
   #read(key: string, offset: number, length: number | undefined, signal: AbortSignal | undefined, observer?: HealObserver): Readable {
+    return this.#readable((o) => this.#parts!.reads.read(key, offset, length, signal, o), observer)
+  }
+
+  /** The bytes of `source` as a Readable that close() waits for, and ends with ERR_CLOSED. */
+  #readable(source: (observer: HealObserver | undefined) => AsyncGenerator<Uint8Array>, observer?: HealObserver): Readable {
     if (this.#state !== 'open') throw new ClosedError()
-    const reads = this.#parts!.reads
     const ops = this.#ops
     const tracked = async function* (): AsyncGenerator<Uint8Array> {
       let finish!: () => void
       const op = new Promise<void>((resolve) => (finish = resolve))
       ops.add(op)
       try {
-        yield* reads.read(key, offset, length, signal, observer)
+        yield* source(observer)
       } finally {
         ops.delete(op)
         finish()

@@ -104,6 +104,16 @@ export interface ListEntry {
   metadata: ObjectMetadata
 }
 
+/** One version of an object, from {@link Server.open}. */
+export interface OpenObject {
+  /** That version's state (as {@link Server.stat} gave it when it was opened). */
+  readonly stat: ObjectStat
+  /** A `Readable` of that version, or of a range of it; `offset` and `length` as for {@link Server.read}. */
+  read(options?: ReadOptions): Readable
+  /** Lets that version's chunks go (a newer version may have freed them); its reads should have ended. */
+  close(): void
+}
+
 /** What {@link Server.delete} resolves to. */
 export interface DeleteResult {
   /** Peers that removed the ref. */
@@ -214,7 +224,14 @@ export interface Server extends EventEmitter<ServerEvents> {
    * source fails with `ERR_NOT_FOUND`. `sources` may name `key` itself.
    */
   compose(key: string, sources: string[], options?: StoreOptions): Promise<StoreResult>
+  /** A `Readable` of the object's current version, or of a range of it; it never yields unverified bytes. */
   read(key: string, options?: ReadOptions): Readable
+  /**
+   * Resolves `key` once, to its current version: its `stat`, and reads of exactly that version however the
+   * key changes meanwhile (its chunks are kept until {@link OpenObject.close}). For answers whose headers and
+   * body must agree, such as an HTTP GET.
+   */
+  open(key: string, options?: SignalOptions): Promise<OpenObject>
   has(key: string): Promise<boolean>
   stat(key: string): Promise<ObjectStat>
   list(options?: ListOptions): Promise<ListEntry[]>

@@ -8,7 +8,7 @@ import type { BlobCipher } from './cipher.js'
 import type { Catalogue } from './catalogue.js'
 import type { RefPut } from './client.js'
 import { InFlight } from './concurrency.js'
-import { ClosedError, InvalidOptionsError, messageOf, PreconditionError, QuorumError, throwIfAborted } from './errors.js'
+import { ClosedError, messageOf, PreconditionError, QuorumError, throwIfAborted, TooLargeError } from './errors.js'
 import type { ChunkRecord, LocalStore, RefMeta } from './local.js'
 import type { HeldKey } from './locks.js'
 import type { Logger } from './logger.js'
@@ -145,7 +145,7 @@ export class WritePath {
   /** Adds one chunk to the draft, encrypting it unless it was encrypted before for today's recipients, and sends it to the session's peers. */
   async #add(draft: Draft, session: StoreReplication, chunk: Uint8Array, plainId: string): Promise<void> {
     const { local, cipher } = this.#o
-    if (draft.chunks.length >= MAX_REF_CHUNKS) throw new InvalidOptionsError(`"${draft.key}" needs more than ${MAX_REF_CHUNKS} chunks: store it with a larger chunkSize`)
+    if (draft.chunks.length >= MAX_REF_CHUNKS) throw new TooLargeError(`"${draft.key}" needs more than ${MAX_REF_CHUNKS} chunks: store it with a larger chunkSize`)
     draft.whole.update(chunk)
     draft.size += chunk.length
     const { recipientsId } = cipher.current
