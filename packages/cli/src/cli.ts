@@ -7,13 +7,14 @@ import { randomBytes } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
 import { pipeline } from 'node:stream/promises'
 import { Command, CommanderError, Option } from 'commander'
-import { DEFAULT_CONFIG, LOG_LEVELS, parseWriteQuorum } from './config.js'
+import { DEFAULT_CONFIG, LOG_LEVELS, defaultRoot, parseWriteQuorum } from './config.js'
 import type { DcasClient } from './client.js'
 import { AbortedError, CliError, UnavailableError, UsageError, codeOf, messageOf } from './errors.js'
 import { writeFileAtomic } from './files.js'
 import { formatBytes, formatDuration, plural, shortId, table } from './format.js'
 import type { Progress } from './progress.js'
-import type { NodeStatus, PeerStatus } from './status.js'
+import { peerAdvice } from './advice.js'
+import type { NodeStatus } from './status.js'
 import { VERSION } from './version.js'
 
 // The heavy modules (the node, fastify, pino, key generation) load only for the commands that need them,
@@ -43,7 +44,7 @@ interface RootOptions {
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
 
-const rootOption = (): Option => new Option('-r, --root <dir>', "the node's data directory (default: $DCAS_ROOT)")
+const rootOption = (fallback: string): Option => new Option('-r, --root <dir>', `the node's data directory (default: $DCAS_ROOT, else ${fallback})`)
 const jsonOption = (): Option => new Option('--json', 'print JSON instead of text')
 
 /** Waits for SIGINT or SIGTERM; a second one exits at once. */
@@ -64,15 +65,6 @@ function untilSignal(): Promise<string> {
   })
 }
 
-/** What to say about a peer that is not connected. */
-export function peerAdvice(peer: PeerStatus): string | undefined {
-  if (peer.connected) return undefined
-  if (peer.error?.code === 'ERR_PEER_UNAUTHORIZED') return "it refused this node: the two do not share a cluster secret. Give both the same one (dcas init --join <the other node's DIR/identity/cluster-secret>)"
-  if (peer.error !== undefined) return `cannot reach it (${peer.error.code ?? 'error'}: ${peer.error.message}); it is dialled again with backoff: check it runs (dcas serve) and the address`
-  if (peer.address === undefined) return 'not connected; it dials this node, so it reconnects once it runs again (dcas serve on it)'
-  return 'not connected; it is dialled again with backoff'
-}
-
 function printStatus(s: NodeStatus, out: (line: string) => void): void {
   const connected = s.peers.filter((p) => p.connected).length
   out(`node     ${s.nodeId}  (pid ${s.pid}, up ${formatDuration(s.uptime)}, dcas ${s.version})`)
@@ -84,7 +76,7 @@ function printStatus(s: NodeStatus, out: (line: string) => void): void {
     out(table(rows))
     for (const p of s.peers) {
       const advice = peerAdvice(p)
-      if (advice !== undefined && p.error !== undefined) out(`  ${p.address ?? shortId(p.nodeId ?? '')}: ${advice}`)
+      if (advice !== undefined && (p.error !== undefined || p.behind !== undefined)) out(`  ${p.address ?? shortId(p.nodeId ?? '')}: ${advice}`)
     }
   }
   const o = s.objects
@@ -96,14 +88,22 @@ function printStatus(s: NodeStatus, out: (line: string) => void): void {
   out(`health   ${s.healed} chunks healed from peers since the start; ${scrub}`)
 }
 
+/** What a run learnt that its error messages need. */
+interface RunState {
+  /** The default data directory, when the command used it (no --root, no DCAS_ROOT). */
+  defaultRootUsed?: string
+}
+
 /** Builds the `dcas` program. */
-function buildProgram(io: CliIO): Command {
+function buildProgram(io: CliIO, state: RunState): Command {
   const out = (line: string): void => void io.stdout.write(`${line}\n`)
   const warn = (line: string): void => void io.stderr.write(`${line}\n`)
+  const home = defaultRoot(io.env)
   const rootOf = (opts: RootOptions): string => {
     const root = opts.root ?? io.env.DCAS_ROOT
-    if (root === undefined || root === '') throw new UsageError('which node? give its data directory with --root DIR (or set DCAS_ROOT)')
-    return resolve(root)
+    if (root !== undefined && root !== '') return resolve(root)
+    state.defaultRootUsed = home
+    return home
   }
   const client = async (opts: RootOptions): Promise<DcasClient> => (await lazy.client()).connect({ root: rootOf(opts) })
   const progressOn = async (show: boolean, label: string, total: number | undefined): Promise<Progress> => {
@@ -137,13 +137,13 @@ function buildProgram(io: CliIO): Command {
       'after',
       '\nExit codes: 0 done, 1 unexpected failure, 2 usage or invalid key, 3 not initialised or bad config,\n' +
         '4 node not running or refused, 5 unknown key, 6 write quorum not reached, 7 data unavailable or corrupt, 130 interrupted.\n' +
-        'Every command finds the running node through DIR/api.json: give --root DIR or set DCAS_ROOT.',
+        `Every command finds its node through DIR/api.json: DIR is --root, else $DCAS_ROOT, else ${home}.`,
     )
 
   program
     .command('init')
     .description('create a node in DIR: its identity, cluster secret and config.json (never overwrites)')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .option('--cluster-secret <secret>', 'the secret every node of the cluster shares (default: a new random one)')
     .option('--join <file>', "take the cluster secret (and peers) from a file: another node's DIR/identity/cluster-secret, or a JSON join file")
     .option('--listen <host:port>', 'where the node listens for peers', DEFAULT_CONFIG.listen)
@@ -164,7 +164,7 @@ function buildProgram(io: CliIO): Command {
         ...(opts.join === undefined ? {} : { joinFile: resolve(opts.join) }),
       })
       if (opts.json === true) return json(result)
-      out(`initialised a dcas node in ${root}`)
+      out(`initialised a dcas node in ${root}${state.defaultRootUsed === undefined ? '' : ' (the default data directory: no --root given, DCAS_ROOT not set)'}`)
       out(`  node id         ${result.nodeId}`)
       out(`  age recipient   ${result.recipient}`)
       out(`  cluster secret  ${result.clusterSecret}, in ${result.files.clusterSecret}`)
@@ -178,7 +178,7 @@ function buildProgram(io: CliIO): Command {
   program
     .command('serve')
     .description('run the node in the foreground: peers, replication, healing, and the HTTP API on 127.0.0.1 (writes DIR/api.json)')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .option('--listen <host:port>', "where to listen for peers (default: config.json's)")
     .option('--peer <host:port>', "a peer to dial, replacing config.json's list (repeat for more)", collect)
     .option('--http <127.0.0.1:port>', "the HTTP API address (default: config.json's; port 0 picks a free one)")
@@ -205,7 +205,7 @@ function buildProgram(io: CliIO): Command {
     .description('store a file (or standard input) under KEY on the running node')
     .argument('<key>', 'the key to store it under')
     .argument('[file]', 'the file to read, or - for standard input (default: standard input)')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .option('--no-progress', 'no progress bar, even on a terminal')
     .addOption(jsonOption())
     .action(async (key: string, file: string | undefined, opts: RootOptions & { progress: boolean; json?: boolean }) => {
@@ -241,7 +241,7 @@ function buildProgram(io: CliIO): Command {
     .command('get')
     .description('read the object under KEY from the running node, to standard output or a file')
     .argument('<key>', 'the key to read')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .option('-o, --output <file>', 'write to this file, whole or not at all (default: standard output)')
     .option('--offset <bytes>', 'first byte to read', (v) => nonNegative(v, '--offset'))
     .option('--length <bytes>', 'how many bytes to read', (v) => nonNegative(v, '--length'))
@@ -286,7 +286,7 @@ function buildProgram(io: CliIO): Command {
     .command('rm')
     .description('delete the object under KEY on the node and every peer')
     .argument('<key>', 'the key to delete')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .addOption(jsonOption())
     .action(async (key: string, opts: RootOptions & { json?: boolean }) => {
       const result = await (await client(opts)).delete(key)
@@ -299,7 +299,7 @@ function buildProgram(io: CliIO): Command {
     .command('ls')
     .description('list the keys (with PREFIX) on the running node, in order')
     .argument('[prefix]', 'only keys starting with this')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .option('--limit <n>', 'at most this many keys (default: all)', (v) => positive(v, '--limit'))
     .option('--after <key>', 'only keys after this one (to resume a listing)')
     .addOption(jsonOption())
@@ -330,7 +330,7 @@ function buildProgram(io: CliIO): Command {
     .command('stat')
     .description("show an object's size, SHA-256, version, chunks and which peers hold it")
     .argument('<key>', 'the key')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .addOption(jsonOption())
     .action(async (key: string, opts: RootOptions & { json?: boolean }) => {
       const info = await (await client(opts)).head(key)
@@ -351,7 +351,7 @@ function buildProgram(io: CliIO): Command {
   program
     .command('status')
     .description('show the node: peers (connected or not, and why), replica health, disk and memory use')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .addOption(jsonOption())
     .action(async (opts: RootOptions & { json?: boolean }) => {
       const s = await (await client(opts)).status()
@@ -362,7 +362,7 @@ function buildProgram(io: CliIO): Command {
   program
     .command('scrub')
     .description('verify every object on the node (every chunk re-hashed), healing lost or damaged chunks from peers')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .addOption(jsonOption())
     .action(async (opts: RootOptions & { json?: boolean }) => {
       const result = await (await client(opts)).scrub()
@@ -380,7 +380,7 @@ function buildProgram(io: CliIO): Command {
   identity
     .command('export')
     .description('print the age identity (AGE-SECRET-KEY-1…) for safe keeping; age -d -i FILE opens any replica with it')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .option('-o, --output <file>', 'write it to this file (mode 0600; never overwrites)')
     .action(async (opts: RootOptions & { output?: string }) => {
       const { text } = await (await lazy.init()).exportIdentity(rootOf(opts))
@@ -417,7 +417,8 @@ function positive(value: string, what: string): number {
  */
 export async function runCli(argv: string[], io: Partial<CliIO> = {}): Promise<number> {
   const streams: CliIO = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env, ...io }
-  const program = buildProgram(streams)
+  const state: RunState = {}
+  const program = buildProgram(streams, state)
   try {
     await program.parseAsync(argv, { from: 'user' })
     return 0
@@ -430,6 +431,9 @@ export async function runCli(argv: string[], io: Partial<CliIO> = {}): Promise<n
     if (cliError !== undefined) {
       streams.stderr.write(`dcas: ${cliError.message}\n`)
       if (cliError.hint !== undefined) streams.stderr.write(`  ${cliError.hint}\n`)
+      if (state.defaultRootUsed !== undefined && ['ERR_NOT_INITIALIZED', 'ERR_NOT_RUNNING'].includes(cliError.code)) {
+        streams.stderr.write(`  (${state.defaultRootUsed} is the default data directory, as no --root was given and DCAS_ROOT is not set)\n`)
+      }
       return cliError.exitCode
     }
     streams.stderr.write(`dcas: ${codeOf(err) === undefined ? '' : `${codeOf(err)}: `}${messageOf(err)}\n`)

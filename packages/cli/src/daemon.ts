@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto'
 import { unlink } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { createServer, type DialErrorEvent, type PeerInfo, type ScrubResult, type Server } from '@dcas/server'
+import { createServer, type BehindEvent, type DialErrorEvent, type PeerInfo, type ScrubResult, type Server } from '@dcas/server'
 import { parseAddress, parseHttpAddress, parseWriteQuorum, paths, type NodeConfig } from './config.js'
 import { AlreadyRunningError, ListenError, codeOf, messageOf } from './errors.js'
 import { readApiFile, type ApiFile } from './api-file.js'
@@ -11,7 +11,8 @@ import { createApi } from './http.js'
 import { loadNode } from './init.js'
 import { silentLogger, type Logger } from './logger.js'
 import { createMetrics, type NodeMetrics } from './metrics.js'
-import { diskUsage, replicaHealth, type NodeStatus, type PeerStatus } from './status.js'
+import { diskUsage, replicaHealth } from './health.js'
+import type { NodeStatus, PeerStatus } from './status.js'
 import { VERSION } from './version.js'
 
 
@@ -108,6 +109,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   server.on('peer:connect', (p: PeerInfo) => {
     if (p.address !== undefined) dialErrors.delete(p.address)
   })
+  // A connected peer that missed background work, and why, until it caught up or went away.
+  const behind = new Map<string, NonNullable<PeerStatus['behind']>>()
+  server.on('peer:behind', (e: BehindEvent) => behind.set(e.nodeId, { message: e.message, retryIn: e.retryIn, at: Date.now() }))
+  server.on('synced', (e: { nodeId: string }) => behind.delete(e.nodeId))
+  server.on('peer:disconnect', (p: PeerInfo) => behind.delete(p.nodeId))
   try {
     await server.start()
   } catch (err) {
@@ -125,7 +131,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const known = server.peers()
     const list: PeerStatus[] = known.map((p) => {
       const error = p.connected || p.address === undefined ? undefined : dialErrors.get(p.address)
-      return { nodeId: p.nodeId, ...(p.address === undefined ? {} : { address: p.address }), connected: p.connected, ...(error === undefined ? {} : { error }) }
+      const late = p.connected ? behind.get(p.nodeId) : undefined
+      return { nodeId: p.nodeId, ...(p.address === undefined ? {} : { address: p.address }), connected: p.connected, ...(error === undefined ? {} : { error }), ...(late === undefined ? {} : { behind: late }) }
     })
     for (const address of settings.peers) {
       if (known.some((p) => p.address === address)) continue

@@ -1,10 +1,11 @@
 // `dcas serve` as a process: its log, api.json, signals, and what the other commands say
 // when the node is missing, stopped, or refused by its peer.
+import { spawn } from 'node:child_process'
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { initNode, type InitOptions, type NodeStatus } from '../src/index.js'
-import { dcas, serve, stopAll, tempDir } from './helpers.js'
+import { BIN, dcas, serve, stopAll, tempDir } from './helpers.js'
 
 let dir: { path: string; cleanup: () => Promise<void> }
 
@@ -46,6 +47,18 @@ describe('dcas serve', () => {
     const after = await dcas(['status', '--root', root])
     expect(after.code).toBe(4)
     expect(after.stderr).toContain('no dcas node is running')
+  })
+
+  it('lets a command whose reader went away (dcas status | head) end quietly, with exit code 0', async () => {
+    const root = await init('a')
+    await serve(root)
+    const child = spawn(process.execPath, [BIN, 'status', '--root', root], { stdio: ['ignore', 'pipe', 'pipe'] })
+    child.stdout.destroy() // the reader is gone before the command writes: its first write fails with EPIPE
+    let stderr = ''
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve))
+    expect(stderr).toBe('')
+    expect(code).toBe(0)
   })
 
   it('closes gracefully on SIGINT too', async () => {
