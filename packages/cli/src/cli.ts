@@ -105,7 +105,8 @@ function buildProgram(io: CliIO, state: RunState): Command {
     state.defaultRootUsed = home
     return home
   }
-  const client = async (opts: RootOptions): Promise<DcasClient> => (await lazy.client()).connect({ root: rootOf(opts) })
+  const client = async (opts: RootOptions): Promise<DcasClient> =>
+    (await lazy.client()).connect({ root: rootOf(opts), onStarting: (pid) => warn(`waiting for the node to start (dcas serve, pid ${pid})…`) })
   const progressOn = async (show: boolean, label: string, total: number | undefined): Promise<Progress> => {
     const { createProgress, noProgress } = await lazy.progress()
     return show ? createProgress(io.stderr, label, total) : noProgress
@@ -185,15 +186,24 @@ function buildProgram(io: CliIO, state: RunState): Command {
     .option('--write-quorum <n|all>', "peers that must acknowledge a put (default: config.json's)")
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .action(async (opts: RootOptions & { listen?: string; peer?: string[]; http?: string; writeQuorum?: string; logLevel: string }) => {
+      const root = rootOf(opts)
+      // Marked before the node's modules load, so that `dcas serve & dcas put …` finds a node starting.
+      const { markStarting } = await import('./api-file.js')
+      const clearStarting = (await stat(join(root, 'config.json')).then(() => true, () => false)) ? await markStarting(root, Date.now()) : undefined
       const logger = (await lazy.logger()).createLogger({ level: opts.logLevel })
-      const daemon = await (await lazy.daemon()).startDaemon({
-        root: rootOf(opts),
-        logger,
-        ...(opts.listen === undefined ? {} : { listen: opts.listen }),
-        ...(opts.peer === undefined ? {} : { peers: opts.peer }),
-        ...(opts.http === undefined ? {} : { http: opts.http }),
-        ...(opts.writeQuorum === undefined ? {} : { writeQuorum: parseWriteQuorum(opts.writeQuorum) }),
-      })
+      const daemon = await (await lazy.daemon())
+        .startDaemon({
+          root,
+          logger,
+          ...(opts.listen === undefined ? {} : { listen: opts.listen }),
+          ...(opts.peer === undefined ? {} : { peers: opts.peer }),
+          ...(opts.http === undefined ? {} : { http: opts.http }),
+          ...(opts.writeQuorum === undefined ? {} : { writeQuorum: parseWriteQuorum(opts.writeQuorum) }),
+        })
+        .catch(async (err: unknown) => {
+          await clearStarting?.()
+          throw err
+        })
       const signal = await (io.stopSignal ?? untilSignal)()
       logger.info({ signal }, 'signal received; closing gracefully (send it again to exit at once)')
       await daemon.close()

@@ -3,12 +3,13 @@
 // what to do.
 import { createHash } from 'node:crypto'
 import { request as httpRequest, type IncomingMessage } from 'node:http'
+import { access } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { Transform, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { DeleteResult, ScrubResult, StoreResult } from '@dcas/server'
 import { paths } from './config.js'
-import { readApiFile } from './api-file.js'
+import { readApiFile, waitForApiFile } from './api-file.js'
 import {
   AbortedError,
   ApiError,
@@ -16,6 +17,7 @@ import {
   IntegrityError,
   InvalidKeyError,
   NotFoundError,
+  NotInitializedError,
   NotRunningError,
   QuorumError,
   UnauthorizedError,
@@ -30,7 +32,14 @@ import type { ApiErrorBody, ListPage } from './http.js'
 import type { NodeStatus, PeerStatus } from './status.js'
 
 /** Where the node is: its data directory (read `api.json`), or the URL and token themselves. */
-export type ConnectOptions = { root: string; signal?: AbortSignal } | { url: string; token: string; signal?: AbortSignal }
+export type ConnectOptions =
+  | {
+      root: string
+      signal?: AbortSignal
+      /** Called once when the node's `dcas serve` is still starting: `connect` waits for it (a minute at most). */
+      onStarting?: (pid: number) => void
+    }
+  | { url: string; token: string; signal?: AbortSignal }
 
 /** Options taking a signal and a progress callback. */
 export interface TransferOptions {
@@ -109,6 +118,12 @@ export interface DcasClient {
   metrics(options?: { signal?: AbortSignal }): Promise<string>
 }
 
+const exists = (path: string): Promise<boolean> =>
+  access(path).then(
+    () => true,
+    () => false,
+  )
+
 const objectPath = (key: string): string => `/v1/objects/${encodeURIComponent(key)}`
 
 /** Connects to a node's HTTP API (nothing is sent until the first call). */
@@ -116,8 +131,12 @@ export async function connect(options: ConnectOptions): Promise<DcasClient> {
   throwIfAborted(options.signal)
   if ('url' in options) return new HttpClient(options.url, options.token, undefined)
   const root = resolve(options.root)
-  const api = await readApiFile(root)
+  // A node whose `dcas serve` is still starting is waited for.
+  const api = (await readApiFile(root)) ?? (await waitForApiFile(root, { ...(options.signal === undefined ? {} : { signal: options.signal }), ...(options.onStarting === undefined ? {} : { onStarting: options.onStarting }) }))
   if (api === undefined) {
+    if (!(await exists(paths(root).config))) {
+      throw new NotInitializedError(`there is no dcas node in ${root}`, { hint: `create one with: dcas init --root ${root}, then start it: dcas serve --root ${root}` })
+    }
     throw new NotRunningError(`no dcas node is running for ${root} (${paths(root).api} is missing)`, { hint: `start it with: dcas serve --root ${root}` })
   }
   return new HttpClient(api.url, api.token, root)

@@ -5,7 +5,7 @@ import { resolve } from 'node:path'
 import { createServer, type BehindEvent, type DialErrorEvent, type PeerInfo, type ScrubResult, type Server } from '@dcas/server'
 import { parseAddress, parseHttpAddress, parseWriteQuorum, paths, type NodeConfig } from './config.js'
 import { AlreadyRunningError, ListenError, codeOf, messageOf } from './errors.js'
-import { readApiFile, type ApiFile } from './api-file.js'
+import { alive, markStarting, readApiFile, type ApiFile } from './api-file.js'
 import { writeFileAtomic } from './files.js'
 import { createApi } from './http.js'
 import { loadNode } from './init.js'
@@ -50,15 +50,6 @@ export interface Daemon {
   close(): Promise<void>
 }
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 /** Whether the node `api.json` describes still answers with that token. */
 async function answers(api: ApiFile): Promise<boolean> {
   try {
@@ -94,6 +85,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     throw new AlreadyRunningError(`a dcas node is already running for ${root} (pid ${previous.pid}, ${previous.url})`, { hint: `stop it first (kill ${previous.pid}), or use it: dcas status --root ${root}` })
   }
 
+  const startedAt = Date.now()
+  // Commands run while the node starts wait for it (`dcas serve & dcas put …` works).
+  const clearStarting = await markStarting(root, startedAt)
   const server = createServer({ root, listen: settings.listen, bootstrap: settings.peers, writeQuorum: settings.writeQuorum, logger: log.child({ component: 'node' }) })
   const dialErrors = new Map<string, NonNullable<PeerStatus['error']>>()
   server.on('dial:error', (e: DialErrorEvent) => {
@@ -118,13 +112,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await server.start()
   } catch (err) {
     await server.close().catch(() => {})
+    await clearStarting()
     if (['ERR_ADDRESS_IN_USE', 'ERR_LISTEN_FAILED', 'EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL'].includes(codeOf(err) ?? '')) throw new ListenError(`cannot listen for peers on ${settings.listen}: ${messageOf(err)}`, { cause: err, hint: 'pick another address with --listen HOST:PORT' })
     throw err
   }
 
   const token = options.token ?? randomBytes(32).toString('base64url')
   const metrics = createMetrics(server)
-  const startedAt = Date.now()
   let lastScrub: NodeStatus['lastScrub']
   let url = ''
   const peers = (): PeerStatus[] => {
@@ -173,6 +167,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   } catch (err) {
     metrics.close()
     await server.close().catch(() => {})
+    await clearStarting()
     throw new ListenError(`cannot serve the HTTP API on ${settings.http}: ${messageOf(err)}`, { cause: err, hint: 'pick another port with --http 127.0.0.1:PORT (0 picks a free one)' })
   }
   const bound = api.server.address()
@@ -182,6 +177,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await writeFileAtomic(paths(root).api, `${JSON.stringify(apiFile, null, 2)}\n`)
   } catch (err) {
     await Promise.allSettled([api.close(), server.close()])
+    await clearStarting()
     throw err
   }
   log.info({ nodeId: server.nodeId, address: server.address, api: url, root, peers: settings.peers }, 'ready')

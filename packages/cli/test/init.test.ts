@@ -121,8 +121,9 @@ describe('dcas init', () => {
     const envs: Array<Record<string, string>> = [{ HOME: home }, { HOME: home, XDG_DATA_HOME: 'relative/path' }]
     for (const env of envs) {
       const result = await run(['ls'], env)
-      expect(result.code).toBe(4)
-      expect(result.stderr).toContain(join(home, '.local', 'share', 'dcas'))
+      expect(result.code).toBe(3)
+      expect(result.stderr).toContain(`there is no dcas node in ${join(home, '.local', 'share', 'dcas')}`)
+      expect(result.stderr).toContain('create one with: dcas init')
     }
     const help = await run(['ls', '--help'], { HOME: home })
     expect(help.stdout.replace(/\s+/g, ' ')).toContain(`(default: $DCAS_ROOT, else ${join(home, '.local', 'share', 'dcas')})`)
