@@ -370,6 +370,20 @@ function buildProgram(io: CliIO, state: RunState): Command {
     })
 
   program
+    .command('open')
+    .description('open the web console of the running node in a browser, logged in by a one-time link (also printed)')
+    .addOption(rootOption(home))
+    .option('--no-browser', 'only print the link')
+    .action(async (opts: RootOptions & { browser: boolean }) => {
+      const { url, expiresAt } = await (await client(opts)).consoleLink()
+      out(url)
+      warn(`a one-time link to the console, good until ${new Date(expiresAt).toLocaleTimeString()}; later, log in with the token in ${join(rootOf(opts), 'api.json')}`)
+      if (!opts.browser) return
+      const opened = await openBrowser(url)
+      if (opened !== true) warn(`could not start a browser (${opened}): open the link above yourself`)
+    })
+
+  program
     .command('scrub')
     .description('verify every object on the node (every chunk re-hashed), healing lost or damaged chunks from peers')
     .addOption(rootOption(home))
@@ -408,6 +422,20 @@ function buildProgram(io: CliIO, state: RunState): Command {
     })
 
   return program
+}
+
+/** Opens `url` with the system's opener; resolves to true once it started, or why it could not. */
+async function openBrowser(url: string): Promise<true | string> {
+  const [command, args] = process.platform === 'darwin' ? ['open', [url]] : process.platform === 'win32' ? ['cmd', ['/c', 'start', '""', url]] : ['xdg-open', [url]]
+  const { spawn } = await import('node:child_process')
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { detached: true, stdio: 'ignore' })
+    child.once('error', (err) => resolve(`${command}: ${messageOf(err)}`))
+    child.once('spawn', () => {
+      child.unref()
+      resolve(true)
+    })
+  })
 }
 
 function nonNegative(value: string, what: string): number {

@@ -116,6 +116,8 @@ export interface DcasClient {
   scrub(options?: { signal?: AbortSignal }): Promise<ScrubResult>
   /** The Prometheus exposition text of `GET /metrics`. */
   metrics(options?: { signal?: AbortSignal }): Promise<string>
+  /** A one-time link that opens the node's web console logged in (`dcas open`); only the API token gets one. */
+  consoleLink(options?: { signal?: AbortSignal }): Promise<{ url: string; expiresAt: number }>
 }
 
 const exists = (path: string): Promise<boolean> =>
@@ -348,6 +350,10 @@ class HttpClient implements DcasClient {
 
   async scrub(options: { signal?: AbortSignal } = {}): Promise<ScrubResult> {
     return this.#json(await this.#send('POST', '/v1/scrub', options), 'scrub')
+  }
+
+  async consoleLink(options: { signal?: AbortSignal } = {}): Promise<{ url: string; expiresAt: number }> {
+    return this.#json(await this.#send('POST', '/v1/session/links', options), 'open')
   }
 
   async metrics(options: { signal?: AbortSignal } = {}): Promise<string> {
