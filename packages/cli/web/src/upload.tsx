@@ -24,6 +24,8 @@ export interface Uploads {
   readonly items: readonly UploadItem[]
   /** Queues files under `prefix` + each file's name. */
   add(prefix: string, files: Iterable<File>): void
+  /** The last upload that ended, said for screen readers: stored, failed or cancelled. */
+  readonly message: string
   /** Forgets the finished ones. */
   clear(): void
   /** Calls `listener` on every change; returns the unsubscribe. */
@@ -36,6 +38,7 @@ const AT_ONCE = 2
 
 export function createUploads(): Uploads {
   let items: UploadItem[] = []
+  let message = ''
   let nextId = 1
   const listeners = new Set<() => void>()
   const stored = new Set<() => void>()
@@ -69,12 +72,14 @@ export function createUploads(): Uploads {
         item.state = 'stored'
         item.sent = item.size
         item.result = result
+        message = `Stored ${item.key}`
         for (const l of stored) l()
       },
       (err: unknown) => {
         const aborted = err instanceof ApiFailure && err.code === 'ERR_ABORTED'
         item.state = aborted ? 'cancelled' : 'failed'
         item.error = err instanceof Error ? err.message : String(err)
+        message = aborted ? `Cancelled the upload of ${item.key}` : `The upload of ${item.key} failed: ${item.error}`
       },
     ).finally(() => {
       files.delete(item.id)
@@ -86,6 +91,9 @@ export function createUploads(): Uploads {
   return {
     get items() {
       return items
+    },
+    get message() {
+      return message
     },
     add(prefix, list) {
       for (const file of list) {
@@ -155,6 +163,8 @@ function Item({ item }: { item: UploadItem }) {
 
 export function UploadPage({ prefix, uploads }: { prefix: string; uploads: Uploads }) {
   const [folder, setFolder] = useState(prefix)
+  // A folder's keys go under it: "photos" means "photos/".
+  const target = folder === '' || folder.endsWith('/') ? folder : `${folder}/`
   const [over, setOver] = useState(false)
   const [, redraw] = useReducer((n: number) => n + 1, 0)
   useEffect(() => uploads.subscribe(() => redraw(undefined)), [uploads])
@@ -166,7 +176,10 @@ export function UploadPage({ prefix, uploads }: { prefix: string; uploads: Uploa
       <p>Each file is stored under the folder below followed by its name, and replicated to the peers. It is read from disk as it is sent: a file of any size is fine.</p>
       <p>
         <label for="folder">Folder (key prefix)</label>
-        <input id="folder" value={folder} onInput={(e) => setFolder(e.currentTarget.value)} placeholder="for example photos/2024/" spellcheck={false} />
+        <input id="folder" value={folder} onInput={(e) => setFolder(e.currentTarget.value)} placeholder="for example photos/2024/" spellcheck={false} aria-describedby="folder-help" />{' '}
+        <span id="folder-help" class="help">
+          Files are stored as “{target}<em>file name</em>”.
+        </span>
       </p>
       <div
         class={`drop${over ? ' over' : ''}`}
@@ -178,7 +191,7 @@ export function UploadPage({ prefix, uploads }: { prefix: string; uploads: Uploa
         onDrop={(e) => {
           e.preventDefault()
           setOver(false)
-          if (e.dataTransfer !== null) uploads.add(folder, e.dataTransfer.files)
+          if (e.dataTransfer !== null) uploads.add(target, e.dataTransfer.files)
         }}
       >
         <p>Drop files here, or choose them:</p>
@@ -192,11 +205,14 @@ export function UploadPage({ prefix, uploads }: { prefix: string; uploads: Uploa
           class="visually-hidden"
           onChange={(e) => {
             const input = e.currentTarget
-            if (input.files !== null) uploads.add(folder, input.files)
+            if (input.files !== null) uploads.add(target, input.files)
             input.value = ''
           }}
         />
       </div>
+      <p class="visually-hidden" aria-live="polite">
+        {uploads.message}
+      </p>
       {items.length > 0 && (
         <section aria-labelledby="uploads">
           <h2 id="uploads">Uploads{active > 0 ? ` (${active} under way)` : ''}</h2>
