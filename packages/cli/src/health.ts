@@ -1,16 +1,14 @@
 // How the daemon computes the replica health and disk use that `GET /v1/status` reports.
 import { opendir, statfs, lstat } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Server } from '@dcas/server'
-import type { DiskUsage, ReplicaHealth } from './status.js'
+import type { ListEntry, Server } from '@dcas/server'
+import type { DiskUsage, LaggingObject, LaggingPage, ReplicaHealth } from './status.js'
 
 const PAGE = 1000
 
-/** Walks every object's `stat` to tell which ones some known peer lacks. */
-export async function replicaHealth(server: Server): Promise<ReplicaHealth> {
+/** Each object from `after` on, in key order, with the peers that hold its version and the known ones that do not. */
+async function* replicaStates(server: Server, after?: string): AsyncGenerator<{ entry: ListEntry; replicas: string[]; missing: string[] }> {
   const known = server.peers().map((p) => p.nodeId)
-  const health: ReplicaHealth = { objects: 0, bytes: 0, replicated: 0, lagging: 0, lagBytes: 0, unreplicated: 0 }
-  let after: string | undefined
   for (;;) {
     const page = await server.list({ limit: PAGE, ...(after === undefined ? {} : { after }) })
     for (const entry of page) {
@@ -20,18 +18,38 @@ export async function replicaHealth(server: Server): Promise<ReplicaHealth> {
       } catch {
         continue // deleted meanwhile
       }
-      health.objects++
-      health.bytes += entry.size
-      if (replicas.length === 0) health.unreplicated++
-      if (known.every((id) => replicas.includes(id))) health.replicated++
-      else {
-        health.lagging++
-        health.lagBytes += entry.size
-      }
+      yield { entry, replicas, missing: known.filter((id) => !replicas.includes(id)) }
     }
-    if (page.length < PAGE) return health
+    if (page.length < PAGE) return
     after = page.at(-1)!.key
   }
+}
+
+/** Walks every object's `stat` to tell which ones some known peer lacks. */
+export async function replicaHealth(server: Server): Promise<ReplicaHealth> {
+  const health: ReplicaHealth = { objects: 0, bytes: 0, replicated: 0, lagging: 0, lagBytes: 0, unreplicated: 0 }
+  for await (const { entry, replicas, missing } of replicaStates(server)) {
+    health.objects++
+    health.bytes += entry.size
+    if (replicas.length === 0) health.unreplicated++
+    if (missing.length === 0) health.replicated++
+    else {
+      health.lagging++
+      health.lagBytes += entry.size
+    }
+  }
+  return health
+}
+
+/** The objects (after `after`, in key order, `limit` at most) that some known peer does not hold. */
+export async function laggingObjects(server: Server, options: { limit: number; after?: string }): Promise<LaggingPage> {
+  const objects: LaggingObject[] = []
+  for await (const { entry, replicas, missing } of replicaStates(server, options.after)) {
+    if (missing.length === 0) continue
+    if (objects.length === options.limit) return { objects, next: objects.at(-1)!.key }
+    objects.push({ key: entry.key, size: entry.size, version: entry.version, updatedAt: entry.updatedAt, replicas, missing })
+  }
+  return { objects }
 }
 
 /** Total size of the regular files under `dir` (0 when it does not exist), walked without listing it whole. */

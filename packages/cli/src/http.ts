@@ -10,6 +10,7 @@ import { registerConsole } from './console.js'
 import { codeOf, messageOf } from './errors.js'
 import { HttpError, STATUS_OF } from './http-error.js'
 import { listFolder, searchKeys } from './listing.js'
+import { laggingObjects } from './health.js'
 import { createMetrics, type NodeMetrics, type Operation } from './metrics.js'
 import { clientGone, objectHeaders, sendObject, statOrRecover } from './send-object.js'
 import { ConsoleCredentials } from './sessions.js'
@@ -61,7 +62,7 @@ const keyOf = (request: FastifyRequest): string => (request.params as { '*': str
  * Creates the HTTP API of a node (not yet listening: `startDaemon` listens on 127.0.0.1).
  *
  * Routes: `PUT|GET|HEAD|DELETE /v1/objects/{key}`, `GET /v1/objects?prefix=&limit=&after=&delimiter=&contains=`,
- * `GET /v1/status`, `GET /v1/peers`, `POST /v1/scrub`, `GET /metrics`, and the web console's (`GET /`,
+ * `GET /v1/status`, `GET /v1/lagging`, `GET /v1/peers`, `POST /v1/scrub`, `GET /metrics`, and the web console's (`GET /`,
  * `/v1/session`, `/v1/downloads`, `/v1/events`). All but the console's pages, its login and a download
  * ticket need a bearer token: the API token, or a console session's.
  */
@@ -192,6 +193,16 @@ export function createApi(options: ApiOptions): FastifyInstance {
     op(request, 'status')
     return reply.send(await status())
   })
+
+  app.get(
+    '/v1/lagging',
+    { schema: { querystring: { type: 'object', properties: { after: { type: 'string' }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } } } } },
+    async (request, reply) => {
+      op(request, 'status')
+      const { after, limit } = request.query as { after?: string; limit: number }
+      return reply.send(await laggingObjects(server, { limit, ...(after === undefined ? {} : { after }) }))
+    },
+  )
 
   app.get('/v1/peers', async (request, reply) => {
     op(request, 'status')

@@ -31,6 +31,25 @@ export interface ReplicaHealth {
   unreplicated: number
 }
 
+/** An object that some known peer does not hold (its current version), and which peers. */
+export interface LaggingObject {
+  key: string
+  size: number
+  version: number
+  updatedAt: number
+  /** Peers that hold this version. */
+  replicas: string[]
+  /** Known peers that do not: `NodeStatus.peers` says why (not connected, or behind). */
+  missing: string[]
+}
+
+/** A page of `GET /v1/lagging`. */
+export interface LaggingPage {
+  objects: LaggingObject[]
+  /** Pass as `after` for the next page; absent on the last page. */
+  next?: string
+}
+
 /**
  * Placement over the cluster (R copies of each object) and its repair, once the node reports it;
  * absent from nodes that replicate every object to every peer ({@link ReplicaHealth} says how well).

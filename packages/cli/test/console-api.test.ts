@@ -4,7 +4,7 @@ import { request } from 'node:http'
 import { brotliDecompressSync } from 'node:zlib'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { initNode, startDaemon, type Daemon, type NodeStatus } from '../src/index.js'
+import { initNode, startDaemon, type Daemon, type LaggingPage, type NodeStatus } from '../src/index.js'
 import { tempDir } from './helpers.js'
 
 let dir: { path: string; cleanup: () => Promise<void> }
@@ -213,6 +213,32 @@ describe('listing as folders', () => {
   it('refuses delimiter and contains together', async () => {
     const res = await call('/v1/objects?delimiter=/&contains=a')
     expect(res.status).toBe(400)
+  })
+})
+
+describe('objects not on every peer', () => {
+  it('lists each object a known peer lacks, with the peers that lack it', async () => {
+    const rootB = join(dir.path, 'b')
+    await initNode({ root: rootB, listen: '127.0.0.1:0', http: '127.0.0.1:0', joinFile: join(dir.path, 'node', 'identity', 'cluster-secret') })
+    const b = await startDaemon({ root: rootB, peers: [daemon.address] })
+    try {
+      await Promise.all([daemon.server.waitForPeers(1), b.server.waitForPeers(1)])
+      await put('on-both', 'x')
+    } finally {
+      await b.close()
+    }
+    await put('only-here-1', 'y')
+    await put('only-here-2', 'z')
+    const all = (await (await call('/v1/lagging')).json()) as LaggingPage
+    expect(all.objects.map((o) => [o.key, o.missing, o.replicas])).toEqual([
+      ['only-here-1', [b.nodeId], []],
+      ['only-here-2', [b.nodeId], []],
+    ])
+    expect(all.next).toBeUndefined()
+    const first = (await (await call('/v1/lagging?limit=1')).json()) as LaggingPage
+    expect(first.objects.map((o) => o.key)).toEqual(['only-here-1'])
+    const rest = (await (await call(`/v1/lagging?limit=1&after=${first.next!}`)).json()) as LaggingPage
+    expect(rest.objects.map((o) => o.key)).toEqual(['only-here-2'])
   })
 })
 

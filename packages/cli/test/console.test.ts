@@ -176,6 +176,10 @@ describe('the web console in Chromium, against two nodes', { timeout: 600_000 },
     await peerRow().getByRole('cell', { name: /^Not connected/ }).waitFor()
     await peerRow().getByText('it dials this node, so it reconnects once it runs again').waitFor()
     await page.getByText(`Peer ${b.api.nodeId.slice(0, 12)} disconnected`).waitFor()
+    // What is not fully replicated now, and why.
+    expect((await api(a, '/v1/objects/after-b-left.txt', { method: 'PUT', body: 'x' })).status).toBe(201)
+    const lagging = page.getByRole('table', { name: /^Not on every peer/ })
+    await lagging.getByRole('row').filter({ hasText: 'after-b-left.txt' }).getByText(`${b.api.nodeId.slice(0, 12)}, not connected`).waitFor()
 
     expect(errors).toEqual([])
   })

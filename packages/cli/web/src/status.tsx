@@ -1,9 +1,60 @@
 // The status page: this node, its peers (connected, or why not and what to do), how well its objects
 // are replicated (and repair progress, once the node reports placement), and disk use.
-import type { NodeStatus, PeerStatus, ReplicationStatus } from '../../src/status.js'
+import { useEffect, useState } from 'preact/hooks'
+import type { LaggingPage, NodeStatus, PeerStatus, ReplicationStatus } from '../../src/status.js'
 import { peerAdvice } from '../../src/advice.js'
 import { formatBytes, formatDuration, plural, shortId } from '../../src/format.js'
-import { PageTitle, Time } from './ui.js'
+import { request } from './api.js'
+import { ErrorNote, PageTitle, Time, href } from './ui.js'
+
+const LAGGING_SHOWN = 50
+
+/** The objects some peer lacks, and for each peer why: fetched again when the counts or the peers change. */
+function Lagging({ status }: { status: NodeStatus }) {
+  const [page, setPage] = useState<LaggingPage>()
+  const [error, setError] = useState<unknown>()
+  const o = status.objects
+  const peersKey = status.peers.map((p) => `${p.nodeId ?? p.address}:${p.connected}:${p.behind === undefined}`).join()
+  useEffect(() => {
+    const controller = new AbortController()
+    request<LaggingPage>('GET', `/v1/lagging?limit=${LAGGING_SHOWN}`, undefined, controller.signal).then(setPage, (err: unknown) => controller.signal.aborted || setError(err))
+    return () => controller.abort()
+  }, [o.objects, o.lagging, o.unreplicated, peersKey])
+  const name = (id: string): string => {
+    const peer = status.peers.find((p) => p.nodeId === id)
+    const why = peer === undefined ? '' : peer.connected ? (peer.behind === undefined ? ', connected: on its way' : ', behind') : `, not connected${peer.error?.code === undefined ? '' : ` (${peer.error.code})`}`
+    return `${peer?.address ?? shortId(id)}${why}`
+  }
+  if (page === undefined) return <ErrorNote error={error} />
+  if (page.objects.length === 0) return null
+  return (
+    <div class="scroll">
+      <table>
+        <caption>
+          Not on every peer{page.next === undefined ? '' : ` (the first ${LAGGING_SHOWN})`}
+        </caption>
+        <thead>
+          <tr>
+            <th scope="col">Key</th>
+            <th scope="col">Size</th>
+            <th scope="col">Missing on</th>
+          </tr>
+        </thead>
+        <tbody>
+          {page.objects.map((l) => (
+            <tr key={l.key}>
+              <td>
+                <a href={href({ page: 'object', key: l.key })}>{l.key}</a>
+              </td>
+              <td>{formatBytes(l.size)}</td>
+              <td>{l.missing.map(name).join('; ')}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  )
+}
 
 function Peers({ peers }: { peers: PeerStatus[] }) {
   const connected = peers.filter((p) => p.connected).length
@@ -157,6 +208,7 @@ function Replication({ status }: { status: NodeStatus }) {
               ))}
             </ul>
           )}
+          {o.lagging > 0 && <Lagging status={status} />}
         </>
       )}
     </section>
