@@ -3,12 +3,13 @@
 // what to do.
 import { createHash } from 'node:crypto'
 import { request as httpRequest, type IncomingMessage } from 'node:http'
+import { access } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { Transform, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { DeleteResult, ScrubResult, StoreResult } from '@dcas/server'
 import { paths } from './config.js'
-import { readApiFile } from './api-file.js'
+import { readApiFile, waitForApiFile } from './api-file.js'
 import {
   AbortedError,
   ApiError,
@@ -16,6 +17,7 @@ import {
   IntegrityError,
   InvalidKeyError,
   NotFoundError,
+  NotInitializedError,
   NotRunningError,
   QuorumError,
   UnauthorizedError,
@@ -30,7 +32,14 @@ import type { ApiErrorBody, ListPage } from './http.js'
 import type { NodeStatus, PeerStatus } from './status.js'
 
 /** Where the node is: its data directory (read `api.json`), or the URL and token themselves. */
-export type ConnectOptions = { root: string; signal?: AbortSignal } | { url: string; token: string; signal?: AbortSignal }
+export type ConnectOptions =
+  | {
+      root: string
+      signal?: AbortSignal
+      /** Called once when the node's `dcas serve` is still starting: `connect` waits for it (a minute at most). */
+      onStarting?: (pid: number) => void
+    }
+  | { url: string; token: string; signal?: AbortSignal }
 
 /** Options taking a signal and a progress callback. */
 export interface TransferOptions {
@@ -107,7 +116,15 @@ export interface DcasClient {
   scrub(options?: { signal?: AbortSignal }): Promise<ScrubResult>
   /** The Prometheus exposition text of `GET /metrics`. */
   metrics(options?: { signal?: AbortSignal }): Promise<string>
+  /** A one-time link that opens the node's web console logged in (`dcas open`); only the API token gets one. */
+  consoleLink(options?: { signal?: AbortSignal }): Promise<{ url: string; expiresAt: number }>
 }
+
+const exists = (path: string): Promise<boolean> =>
+  access(path).then(
+    () => true,
+    () => false,
+  )
 
 /** The path of a key, percent-encoded, dots too: a server's router then sees no `.` or `..` path step. */
 const objectPath = (key: string): string => `/v1/objects/${encodeURIComponent(key).replaceAll('.', '%2E')}`
@@ -117,8 +134,12 @@ export async function connect(options: ConnectOptions): Promise<DcasClient> {
   throwIfAborted(options.signal)
   if ('url' in options) return new HttpClient(options.url, options.token, undefined)
   const root = resolve(options.root)
-  const api = await readApiFile(root)
+  // A node whose `dcas serve` is still starting is waited for.
+  const api = (await readApiFile(root)) ?? (await waitForApiFile(root, { ...(options.signal === undefined ? {} : { signal: options.signal }), ...(options.onStarting === undefined ? {} : { onStarting: options.onStarting }) }))
   if (api === undefined) {
+    if (!(await exists(paths(root).config))) {
+      throw new NotInitializedError(`there is no dcas node in ${root}`, { hint: `create one with: dcas init --root ${root}, then start it: dcas serve --root ${root}` })
+    }
     throw new NotRunningError(`no dcas node is running for ${root} (${paths(root).api} is missing)`, { hint: `start it with: dcas serve --root ${root}` })
   }
   return new HttpClient(api.url, api.token, root)
@@ -332,6 +353,10 @@ class HttpClient implements DcasClient {
 
   async scrub(options: { signal?: AbortSignal } = {}): Promise<ScrubResult> {
     return this.#json(await this.#send('POST', '/v1/scrub', options), 'scrub')
+  }
+
+  async consoleLink(options: { signal?: AbortSignal } = {}): Promise<{ url: string; expiresAt: number }> {
+    return this.#json(await this.#send('POST', '/v1/session/links', options), 'open')
   }
 
   async metrics(options: { signal?: AbortSignal } = {}): Promise<string> {

@@ -2,17 +2,18 @@
 import { randomBytes } from 'node:crypto'
 import { unlink } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { createServer, type DialErrorEvent, type PeerInfo, type ScrubResult, type Server } from '@dcas/server'
+import { createServer, type BehindEvent, type DialErrorEvent, type PeerInfo, type ScrubResult, type Server } from '@dcas/server'
 import { parseAddress, parseHttpAddress, parseWriteQuorum, paths, type NodeConfig } from './config.js'
 import { AlreadyRunningError, ListenError, codeOf, messageOf } from './errors.js'
-import { readApiFile, type ApiFile } from './api-file.js'
+import { alive, markStarting, readApiFile, type ApiFile } from './api-file.js'
 import { writeFileAtomic } from './files.js'
 import { createApi } from './http.js'
 import { loadNode } from './init.js'
 import { silentLogger, type Logger } from './logger.js'
 import { createMetrics, type NodeMetrics } from './metrics.js'
+import { diskUsage, replicaHealth } from './health.js'
 import { startS3 } from './s3.js'
-import { diskUsage, replicaHealth, type NodeStatus, type PeerStatus } from './status.js'
+import type { NodeStatus, PeerStatus } from './status.js'
 import { VERSION } from './version.js'
 
 
@@ -54,15 +55,6 @@ export interface Daemon {
   close(): Promise<void>
 }
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 /** Whether the node `api.json` describes still answers with that token. */
 async function answers(api: ApiFile): Promise<boolean> {
   try {
@@ -98,6 +90,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     throw new AlreadyRunningError(`a dcas node is already running for ${root} (pid ${previous.pid}, ${previous.url})`, { hint: `stop it first (kill ${previous.pid}), or use it: dcas status --root ${root}` })
   }
 
+  const startedAt = Date.now()
+  // Commands run while the node starts wait for it (`dcas serve & dcas put …` works).
+  const clearStarting = await markStarting(root, startedAt)
   const server = createServer({ root, listen: settings.listen, bootstrap: settings.peers, writeQuorum: settings.writeQuorum, logger: log.child({ component: 'node' }) })
   const dialErrors = new Map<string, NonNullable<PeerStatus['error']>>()
   server.on('dial:error', (e: DialErrorEvent) => {
@@ -113,24 +108,30 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   server.on('peer:connect', (p: PeerInfo) => {
     if (p.address !== undefined) dialErrors.delete(p.address)
   })
+  // A connected peer that missed background work, and why, until it caught up or went away.
+  const behind = new Map<string, NonNullable<PeerStatus['behind']>>()
+  server.on('peer:behind', (e: BehindEvent) => behind.set(e.nodeId, { message: e.message, retryIn: e.retryIn, at: Date.now() }))
+  server.on('synced', (e: { nodeId: string }) => behind.delete(e.nodeId))
+  server.on('peer:disconnect', (p: PeerInfo) => behind.delete(p.nodeId))
   try {
     await server.start()
   } catch (err) {
     await server.close().catch(() => {})
+    await clearStarting()
     if (['ERR_ADDRESS_IN_USE', 'ERR_LISTEN_FAILED', 'EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL'].includes(codeOf(err) ?? '')) throw new ListenError(`cannot listen for peers on ${settings.listen}: ${messageOf(err)}`, { cause: err, hint: 'pick another address with --listen HOST:PORT' })
     throw err
   }
 
   const token = options.token ?? randomBytes(32).toString('base64url')
   const metrics = createMetrics(server)
-  const startedAt = Date.now()
   let lastScrub: NodeStatus['lastScrub']
   let url = ''
   const peers = (): PeerStatus[] => {
     const known = server.peers()
     const list: PeerStatus[] = known.map((p) => {
       const error = p.connected || p.address === undefined ? undefined : dialErrors.get(p.address)
-      return { nodeId: p.nodeId, ...(p.address === undefined ? {} : { address: p.address }), connected: p.connected, ...(error === undefined ? {} : { error }) }
+      const late = p.connected ? behind.get(p.nodeId) : undefined
+      return { nodeId: p.nodeId, ...(p.address === undefined ? {} : { address: p.address }), connected: p.connected, ...(error === undefined ? {} : { error }), ...(late === undefined ? {} : { behind: late }) }
     })
     for (const address of settings.peers) {
       if (known.some((p) => p.address === address)) continue
@@ -171,6 +172,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   } catch (err) {
     metrics.close()
     await server.close().catch(() => {})
+    await clearStarting()
     throw new ListenError(`cannot serve the HTTP API on ${settings.http}: ${messageOf(err)}`, { cause: err, hint: 'pick another port with --http 127.0.0.1:PORT (0 picks a free one)' })
   }
   const bound = api.server.address()
@@ -186,6 +188,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   } catch (err) {
     metrics.close()
     await Promise.allSettled([api.close(), s3?.gateway.close(), server.close()])
+    await clearStarting()
     throw err
   }
   log.info({ nodeId: server.nodeId, address: server.address, api: url, ...(s3 === undefined ? {} : { s3: s3.entry.url }), root, peers: settings.peers }, 'ready')

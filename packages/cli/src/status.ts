@@ -1,7 +1,6 @@
 // What `GET /v1/status` and `dcas status` report: peers, replica health, disk and memory use.
-import { opendir, statfs, lstat } from 'node:fs/promises'
-import { join } from 'node:path'
-import type { Server, ScrubResult } from '@dcas/server'
+// Types only, so that the web console's bundle shares them with the daemon (health.ts computes them).
+import type { ScrubResult } from '@dcas/server'
 
 /** A peer as the status shows it: a known node, or a configured address never reached. */
 export interface PeerStatus {
@@ -12,6 +11,8 @@ export interface PeerStatus {
   connected: boolean
   /** Why the last dial failed (while not connected). */
   error?: { code?: string; message: string; at: number }
+  /** Connected, but background work toward it failed in a way that may pass; retried with backoff until it catches up. */
+  behind?: { message: string; retryIn: number; at: number }
 }
 
 /** How well this node's objects are replicated. */
@@ -28,6 +29,38 @@ export interface ReplicaHealth {
   lagBytes: number
   /** Objects no peer holds: a lost disk loses them. */
   unreplicated: number
+}
+
+/** An object that some known peer does not hold (its current version), and which peers. */
+export interface LaggingObject {
+  key: string
+  size: number
+  version: number
+  updatedAt: number
+  /** Peers that hold this version. */
+  replicas: string[]
+  /** Known peers that do not: `NodeStatus.peers` says why (not connected, or behind). */
+  missing: string[]
+}
+
+/** A page of `GET /v1/lagging`. */
+export interface LaggingPage {
+  objects: LaggingObject[]
+  /** Pass as `after` for the next page; absent on the last page. */
+  next?: string
+}
+
+/**
+ * Placement over the cluster (R copies of each object) and its repair, once the node reports it;
+ * absent from nodes that replicate every object to every peer ({@link ReplicaHealth} says how well).
+ */
+export interface ReplicationStatus {
+  /** Copies each object should have. */
+  target: number
+  /** Objects by their number of live copies (`"0"`, `"1"`, …). */
+  objectsByCopies: Record<string, number>
+  /** What repair or rebalancing has left to do. */
+  repair: { objectsLeft: number; bytesLeft: number; etaSeconds?: number; settled: boolean }
 }
 
 /** Bytes on disk under the data directory. */
@@ -57,64 +90,12 @@ export interface NodeStatus {
   uptime: number
   peers: PeerStatus[]
   objects: ReplicaHealth
+  /** Placement and repair, when the node places objects on R of its peers. */
+  replication?: ReplicationStatus
   disk: DiskUsage
   memory: { rss: number; maxRss: number; heapUsed: number }
   /** Chunks healed from peers since the start. */
   healed: number
   /** The last scrub since the start, if any. */
   lastScrub?: ScrubResult & { at: number }
-}
-
-const PAGE = 1000
-
-/** Walks every object's `stat` to tell which ones some known peer lacks. */
-export async function replicaHealth(server: Server): Promise<ReplicaHealth> {
-  const known = server.peers().map((p) => p.nodeId)
-  const health: ReplicaHealth = { objects: 0, bytes: 0, replicated: 0, lagging: 0, lagBytes: 0, unreplicated: 0 }
-  let after: string | undefined
-  for (;;) {
-    const page = await server.list({ limit: PAGE, ...(after === undefined ? {} : { after }) })
-    for (const entry of page) {
-      let replicas: string[]
-      try {
-        replicas = (await server.stat(entry.key)).replicas
-      } catch {
-        continue // deleted meanwhile
-      }
-      health.objects++
-      health.bytes += entry.size
-      if (replicas.length === 0) health.unreplicated++
-      if (known.every((id) => replicas.includes(id))) health.replicated++
-      else {
-        health.lagging++
-        health.lagBytes += entry.size
-      }
-    }
-    if (page.length < PAGE) return health
-    after = page.at(-1)!.key
-  }
-}
-
-/** Total size of the regular files under `dir` (0 when it does not exist), walked without listing it whole. */
-export async function directorySize(dir: string): Promise<number> {
-  let total = 0
-  let handle
-  try {
-    handle = await opendir(dir)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0
-    throw err
-  }
-  for await (const entry of handle) {
-    const path = join(dir, entry.name)
-    if (entry.isDirectory()) total += await directorySize(path)
-    else if (entry.isFile()) total += await lstat(path).then((s) => s.size, () => 0)
-  }
-  return total
-}
-
-/** Disk use of a data directory and the free space left on its file system. */
-export async function diskUsage(root: string): Promise<DiskUsage> {
-  const [blobs, replicas, index, fs] = await Promise.all([directorySize(join(root, 'blobs')), directorySize(join(root, 'replicas')), directorySize(join(root, 'index')), statfs(root)])
-  return { blobs, replicas, index, free: fs.bavail * fs.bsize }
 }
