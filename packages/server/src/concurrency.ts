@@ -19,6 +19,28 @@ export class InFlight {
     this.#running.add(p)
   }
 
+  /** Whether `limit` promises run now (an {@link InFlight.add} would wait). */
+  get full(): boolean {
+    return this.#running.size >= this.limit
+  }
+
+  /** Resolves to `true` once fewer than `limit` run, or to `false` if that takes more than `ms`. */
+  async slot(ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms
+    while (this.#running.size >= this.limit) {
+      const left = deadline - Date.now()
+      if (left <= 0) return false
+      let timer: NodeJS.Timeout | undefined
+      const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), left)))
+      try {
+        if ((await Promise.race([Promise.race(this.#running), timeout])) === 'timeout') return this.#running.size < this.limit
+      } finally {
+        clearTimeout(timer)
+      }
+    }
+    return true
+  }
+
   /** Resolves once nothing runs. */
   async drain(): Promise<void> {
     while (this.#running.size > 0) await Promise.all(this.#running)

@@ -37,9 +37,9 @@ export class Replicator {
     this.#o = options
   }
 
-  /** A session that streams one store's blobs to `peers`. */
-  session(key: string, peers: Connection[], signal: AbortSignal | undefined): StoreReplication {
-    return new StoreReplication({ replicator: this, key, peers, concurrency: this.#o.concurrency, deadlines: this.#o.deadlines, log: this.#o.log, signal })
+  /** A session that streams one store's blobs to `peers`, of which `quorum` must acknowledge it. */
+  session(key: string, peers: Connection[], quorum: number, signal: AbortSignal | undefined): StoreReplication {
+    return new StoreReplication({ replicator: this, key, peers, quorum, concurrency: this.#o.concurrency, deadlines: this.#o.deadlines, log: this.#o.log, signal })
   }
 
   /** `ref.put`, sending whatever blobs the holder reports missing (a few rounds at most). */
@@ -121,80 +121,156 @@ export class Replicator {
   }
 }
 
+/** A peer's acknowledgements may take this many times the others' (their median), and at least LAG_MIN_MS, before it is left behind. */
+const LAG_FACTOR = 4
+const LAG_MIN_MS = 1000
+
+/** One peer in a store's replication. */
+interface PeerSend {
+  conn: Connection
+  sends: InFlight
+  /** Cipher blobs already handed to it. */
+  queued: Set<string>
+  /** Ends its requests when it is left behind. */
+  abort: AbortController
+  /** Its acknowledgements' typical latency in ms (a moving average), once it acknowledged one. */
+  latency: number | undefined
+  /** Why it failed (or was left behind), if it did. */
+  failed?: string
+  done: boolean
+}
+
 /**
  * One store's replication: each chunk's ciphertext goes to each peer once, a bounded number in flight
- * per peer; a peer that fails is left out of the rest and reported.
+ * per peer. A peer that fails is left out of the rest and reported. A peer the quorum can do without is
+ * not waited for beyond a deadline made from the others' latency: it is left behind (its requests
+ * ended), reported as failed, and gets the object from background replication.
  */
 export class StoreReplication {
   readonly #replicator: Replicator
   readonly #key: string
-  readonly #peers: Connection[]
+  readonly #peers: PeerSend[]
+  readonly #quorum: number
   readonly #deadlines: Deadlines
   readonly #log: Logger
   readonly #signal: AbortSignal | undefined
-  readonly #sends: Map<string, InFlight>
-  readonly #queued: Map<string, Set<string>>
-  /** Peers that failed, with why. */
-  readonly failed = new Map<string, string>()
 
-  constructor(o: { replicator: Replicator; key: string; peers: Connection[]; concurrency: number; deadlines: Deadlines; log: Logger; signal: AbortSignal | undefined }) {
+  constructor(o: { replicator: Replicator; key: string; peers: Connection[]; quorum: number; concurrency: number; deadlines: Deadlines; log: Logger; signal: AbortSignal | undefined }) {
     this.#replicator = o.replicator
     this.#key = o.key
-    this.#peers = o.peers
+    this.#quorum = o.quorum
     this.#deadlines = o.deadlines
     this.#log = o.log
     this.#signal = o.signal
-    this.#sends = new Map(o.peers.map((c) => [c.remoteNodeId, new InFlight(o.concurrency)]))
-    this.#queued = new Map(o.peers.map((c) => [c.remoteNodeId, new Set<string>()]))
+    this.#peers = o.peers.map((conn) => ({ conn, sends: new InFlight(o.concurrency), queued: new Set<string>(), abort: new AbortController(), latency: undefined, done: false }))
   }
 
   /** The peers this store goes to. */
   get peers(): Connection[] {
-    return this.#peers
+    return this.#peers.map((p) => p.conn)
   }
 
-  #live(nodeId: string): boolean {
-    return !this.failed.has(nodeId) && this.#sends.get(nodeId)?.error === undefined
+  /** Peers that failed or were left behind, with why. */
+  get failed(): Map<string, string> {
+    return new Map(this.#peers.flatMap((p) => (p.failed === undefined ? [] : [[p.conn.remoteNodeId, p.failed] as [string, string]])))
   }
 
-  /** Sends a blob to every peer still in the session that was not sent it yet; waits while a peer has too many in flight. */
+  #live(p: PeerSend): boolean {
+    return p.failed === undefined && p.sends.error === undefined
+  }
+
+  /** Whether the quorum can be met without `p`. */
+  #spare(p: PeerSend): boolean {
+    return this.#peers.filter((o) => o !== p && this.#live(o)).length >= this.#quorum
+  }
+
+  /** How long `p` may keep the store waiting: LAG_FACTOR times the other live peers' median latency, at least LAG_MIN_MS. */
+  #lagDeadline(p: PeerSend): number {
+    const others = this.#peers.filter((o) => o !== p && this.#live(o) && o.latency !== undefined).map((o) => o.latency!).sort((x, y) => x - y)
+    const median = others.length === 0 ? 0 : others[Math.floor(others.length / 2)]!
+    return Math.max(LAG_MIN_MS, LAG_FACTOR * median)
+  }
+
+  /** Leaves `p` behind: its requests end, and it gets the object later in the background. */
+  #leaveBehind(p: PeerSend, waited: number): void {
+    if (p.failed !== undefined || p.done) return
+    p.failed = `left behind after ${waited} ms without an acknowledgement, while the others kept up; it gets the object in the background`
+    p.abort.abort(new UnavailableError(p.failed))
+    this.#log.warn({ key: this.#key, peer: p.conn.remoteNodeId, waited }, 'a slow peer was left behind by a store')
+  }
+
+  #signalOf(p: PeerSend): AbortSignal {
+    return this.#signal === undefined ? p.abort.signal : AbortSignal.any([this.#signal, p.abort.signal])
+  }
+
+  /** Sends a blob to every peer still in the session that was not sent it yet; waits while a needed peer has too many in flight. */
   async send(cipherId: string, produce: () => Promise<Uint8Array>): Promise<void> {
-    for (const conn of this.#peers) {
-      const nodeId = conn.remoteNodeId
-      const sent = this.#queued.get(nodeId)!
-      if (!this.#live(nodeId) || sent.has(cipherId)) continue
-      sent.add(cipherId)
-      await this.#sends.get(nodeId)!.add(async () => void (await putBlob(conn, cipherId, produce, this.#deadlines.request(this.#signal))))
+    for (const p of this.#peers) {
+      if (!this.#live(p) || p.queued.has(cipherId)) continue
+      p.queued.add(cipherId)
+      if (p.sends.full && this.#spare(p)) {
+        const deadline = this.#lagDeadline(p)
+        if (!(await p.sends.slot(deadline))) {
+          this.#leaveBehind(p, deadline)
+          continue
+        }
+      }
+      await p.sends.add(async () => {
+        const started = Date.now()
+        await putBlob(p.conn, cipherId, produce, this.#deadlines.request(this.#signalOf(p)))
+        const took = Date.now() - started
+        p.latency = p.latency === undefined ? took : 0.7 * p.latency + 0.3 * took
+      })
     }
   }
 
   /**
    * Each peer: its blobs acknowledged, then the manifest, then the ref; resolves to the peers that
-   * acknowledged all of it, the others in {@link StoreReplication.failed}.
+   * acknowledged all of it, the others in {@link StoreReplication.failed}. Once the quorum has, the rest get
+   * a deadline made from the others' latency.
    */
   async finish(ref: RefPut, manifestCipher: Uint8Array, cipherFor: CipherSource): Promise<string[]> {
     const replicas: string[] = []
-    await Promise.all(
-      this.#peers.map(async (conn) => {
-        const nodeId = conn.remoteNodeId
-        const sending = this.#sends.get(nodeId)!
-        try {
-          await sending.drain()
-          if (sending.error !== undefined) throw sending.error
-          await putBlob(conn, ref.manifestCipherId, () => manifestCipher, this.#deadlines.request(this.#signal))
-          await this.#replicator.putRef(conn, ref, cipherFor, this.#signal)
-          replicas.push(nodeId)
-        } catch (err) {
-          this.failed.set(nodeId, messageOf(err))
-          this.#log.warn({ key: this.#key, peer: nodeId, err: messageOf(err) }, 'replication to peer failed')
-        }
-      }),
-    )
+    let timer: NodeJS.Timeout | undefined
+    const started = Date.now()
+    const quorumMet = (): void => {
+      if (timer !== undefined || replicas.length < this.#quorum) return
+      const waiting = this.#peers.filter((p) => !p.done && p.failed === undefined)
+      if (waiting.length === 0) return
+      const deadline = Math.max(LAG_MIN_MS, LAG_FACTOR * (Date.now() - started))
+      timer = setTimeout(() => {
+        for (const p of waiting) this.#leaveBehind(p, deadline)
+      }, deadline)
+    }
+    quorumMet()
+    try {
+      await Promise.all(
+        this.#peers.map(async (p) => {
+          const nodeId = p.conn.remoteNodeId
+          try {
+            if (p.failed !== undefined) return
+            await p.sends.drain()
+            if (p.sends.error !== undefined) throw p.sends.error
+            const signal = this.#signalOf(p)
+            await putBlob(p.conn, ref.manifestCipherId, () => manifestCipher, this.#deadlines.request(signal))
+            await this.#replicator.putRef(p.conn, ref, cipherFor, signal)
+            p.done = true
+            replicas.push(nodeId)
+            quorumMet()
+          } catch (err) {
+            p.failed ??= messageOf(err)
+            this.#log.warn({ key: this.#key, peer: nodeId, err: p.failed }, 'replication to peer failed')
+          }
+        }),
+      )
+    } finally {
+      clearTimeout(timer)
+    }
     return replicas
   }
 
   /** Waits for every send still in flight. */
   async drain(): Promise<void> {
-    for (const s of this.#sends.values()) await s.drain()
+    for (const p of this.#peers) await p.sends.drain()
   }
 }

@@ -74,8 +74,9 @@ export class WritePath {
     this.#check(key, options.precondition)
     const refId = catalogue.refIdOf(key)
     const version = catalogue.nextVersion(key, refId)
-    const session = replicator.session(key, placement.targets(refId), options.signal)
-    const quorum = this.#o.writeQuorum === 'all' ? session.peers.length : this.#o.writeQuorum
+    const targets = placement.targets(refId)
+    const quorum = this.#o.writeQuorum === 'all' ? targets.length : this.#o.writeQuorum
+    const session = replicator.session(key, targets, quorum, options.signal)
     const draft: Draft = { key, chunks: [], newChunks: new Map(), pins: [], size: 0, whole: createHash('sha256') }
     let committed = false
     try {
