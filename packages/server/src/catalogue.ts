@@ -89,7 +89,12 @@ export class Catalogue {
   async recover(key: string, signal: AbortSignal, held?: HeldKey): Promise<RefRecord> {
     const refId = this.refIdOf(key)
     const { placement, deadlines } = this.#o
-    const answers = await Promise.all(placement.readOrder(refId).map((conn) => getRef(conn, refId, deadlines.request(signal)).catch(() => undefined)))
+    // The peers it is placed on are asked first; the others (a copy may have stayed there) only if none of them knows it.
+    const placed = new Set(placement.placed(refId))
+    const order = placement.readOrder(refId)
+    const ask = (conns: typeof order): Promise<Array<RemoteRef | undefined>> => Promise.all(conns.map((conn) => getRef(conn, refId, deadlines.request(signal)).catch(() => undefined)))
+    let answers = await ask(order.filter((c) => placed.has(c.remoteNodeId)))
+    if (answers.every((a) => a === undefined)) answers = await ask(order.filter((c) => !placed.has(c.remoteNodeId)))
     const live: RemoteRef[] = []
     for (const ref of answers) {
       if (ref === undefined) continue

@@ -11,10 +11,9 @@ export interface RemoteRef {
   version: number
   deleted: boolean
   manifestCipherId?: string
-  size?: number
   /** The holder found one of this ref's blobs missing or damaged. */
   damaged?: boolean
-  /** When the owner wrote this version, or deleted it (owner's clock, ms since the epoch), when the holder knows. */
+  /** For a tombstone: when the owner deleted it (owner's clock, ms since the epoch), when the holder knows. */
   writtenAt?: number
   /** For a tombstone: the owner's proof that it made this delete (see `isOwnTombstone`), as the holder keeps it. */
   proof?: string
@@ -98,9 +97,6 @@ export interface RefPut {
   refId: string
   version: number
   manifestCipherId: string
-  size: number
-  /** When the owner wrote this version (owner's clock). */
-  writtenAt: number
   /** Distinct chunk cipher ids the ref uses (the manifest's own id not included). */
   cipherIds: string[]
 }
@@ -111,7 +107,8 @@ export type RefPutResult = { ok: true } | { ok: false; stale: true; version: num
 /** Records a ref on the holder once every blob it names is there. */
 export async function putRef(conn: Connection, ref: RefPut, signal?: AbortSignal): Promise<RefPutResult> {
   const body = Buffer.from(JSON.stringify(ref.cipherIds), 'utf8')
-  const header = { op: 'ref.put', refId: ref.refId, version: ref.version, manifestCipherId: ref.manifestCipherId, size: ref.size, writtenAt: ref.writtenAt, count: ref.cipherIds.length, bodySize: body.length }
+  // The object's size and write time stay inside its encrypted manifest: a holder is not told them.
+  const header = { op: 'ref.put', refId: ref.refId, version: ref.version, manifestCipherId: ref.manifestCipherId, count: ref.cipherIds.length, bodySize: body.length }
   return exchange(conn, header, signal, async (ex) => {
     await ex.sendBytes(body, signal)
     await ex.end()
@@ -168,12 +165,11 @@ function parseRemoteRef(value: unknown): RemoteRef {
   if (typeof value !== 'object' || value === null) throw new PeerError('malformed ref entry')
   const h = value as Header
   const ref: RemoteRef = { refId: hex64(h, 'refId'), version: uint(h, 'version'), deleted: h.deleted === true }
-  if (h.writtenAt !== undefined) ref.writtenAt = uint(h, 'writtenAt')
   if (!ref.deleted) {
     ref.manifestCipherId = hex64(h, 'manifestCipherId')
-    ref.size = uint(h, 'size')
     if (h.damaged === true) ref.damaged = true
   } else {
+    if (h.writtenAt !== undefined) ref.writtenAt = uint(h, 'writtenAt')
     if (h.manifestCipherId !== undefined && !isHex64(h.manifestCipherId)) throw new PeerError('malformed ref entry')
     if (h.proof !== undefined) ref.proof = hex64(h, 'proof')
   }

@@ -6,6 +6,7 @@ import type { BlobStore, Index, IndexTable } from '@dcas/store'
 import { PeerError } from './errors.js'
 import type { KeyedLocks } from './locks.js'
 import type { Logger } from './logger.js'
+import type { ReplicaSpace } from './replica-space.js'
 import { hex64, hex64List, MAX_BLOB_BYTES, MAX_HAS_IDS, MAX_LIST_PAGE, MAX_REF_CHUNKS, optionalHex64, PROTOCOL_VERSION, uint, type Exchange, type Header } from './wire.js'
 
 /** A holder's record of one owner's ref: live (with the blobs it uses) or a tombstone. */
@@ -13,10 +14,11 @@ export interface ReplicaRef {
   version: number
   deleted: boolean
   manifestCipherId?: string
+  /** The object's size, as owners of earlier releases told it (no longer sent: it stays in the encrypted manifest). */
   size?: number
   /** Distinct chunk cipher ids (the manifest's not included). */
   cipherIds?: string[]
-  /** When the owner wrote this version or deleted it (owner's clock), when it said. */
+  /** When the owner deleted it (owner's clock), for a tombstone; owners of earlier releases also sent it for a live ref. */
   writtenAt?: number
   /** A tombstone's proof that the owner made it, kept to hand back in catch-up. */
   proof?: string
@@ -44,8 +46,8 @@ export interface HolderContext {
   tables: HolderTables
   locks: KeyedLocks
   log: Logger
-  /** The blob store of one owner's replicas. */
-  replicaStore(owner: string): Promise<BlobStore>
+  /** The owners' replica stores and their limits. */
+  space: ReplicaSpace
 }
 
 const refIdsOf = (ref: ReplicaRef): string[] => (ref.deleted || ref.manifestCipherId === undefined ? [] : [...new Set([...(ref.cipherIds ?? []), ref.manifestCipherId])])
@@ -97,17 +99,29 @@ type Handler = (served: Served, h: Header, ex: Exchange) => Promise<void>
 
 async function blobPut({ ctx, owner, received }: Served, h: Header, ex: Exchange): Promise<void> {
   const cipherId = hex64(h, 'cipherId')
-  const store = await ctx.replicaStore(owner)
-  if (await store.has(cipherId)) {
+  const existing = await ctx.space.existing(owner)
+  if (existing !== undefined && (await existing.has(cipherId))) {
     await ex.send({ ok: true, have: true })
     await ex.expectEnd()
     return
   }
+  // Refused before the bytes come (one blob may go past the quota: its size is told only next).
+  const refusal = await ctx.space.blobRefusal(owner)
+  if (refusal !== undefined) {
+    await ex.send({ ok: false, code: 'ERR_QUOTA', message: refusal })
+    return
+  }
+  const store = existing ?? (await ctx.space.store(owner))
   await ex.send({ ok: true, have: false })
   const size = uint(await ex.requireHeader(), 'size', MAX_BLOB_BYTES)
   const key = `${owner}/${cipherId}`
   try {
-    await ctx.locks.run(key, () => store.putExpected(cipherId, ex.body(size)))
+    const added = await ctx.locks.run(key, async () => {
+      const had = await store.has(cipherId)
+      await store.putExpected(cipherId, ex.body(size))
+      return !had
+    })
+    if (added) ctx.space.bytes(owner, size)
   } catch (err) {
     if ((err as { code?: string }).code !== 'ERR_INTEGRITY') throw err
     await ex.send({ ok: false, code: 'ERR_INTEGRITY', message: 'the bytes do not hash to their cipherId' })
@@ -121,9 +135,9 @@ async function blobPut({ ctx, owner, received }: Served, h: Header, ex: Exchange
 async function blobGet({ ctx, owner }: Served, h: Header, ex: Exchange): Promise<void> {
   const cipherId = hex64(h, 'cipherId')
   await ex.expectEnd()
-  const store = await ctx.replicaStore(owner)
-  const info = await store.stat(cipherId)
-  if (info === undefined) {
+  const store = await ctx.space.existing(owner)
+  const info = await store?.stat(cipherId)
+  if (store === undefined || info === undefined) {
     await ex.send({ ok: false, code: 'ERR_NOT_FOUND', message: 'no such blob' })
     await markDamaged(ctx, owner, cipherId)
     return
@@ -137,7 +151,7 @@ async function blobGet({ ctx, owner }: Served, h: Header, ex: Exchange): Promise
     const code = (err as { code?: string }).code
     if (code !== 'ERR_INTEGRITY' && code !== 'ERR_NOT_FOUND') throw err
     await ex.send({ ok: false, code, message: 'blob is damaged or gone' })
-    await ctx.locks.run(`${owner}/${cipherId}`, () => store.delete(cipherId))
+    await ctx.locks.run(`${owner}/${cipherId}`, () => ctx.space.remove(store, owner, cipherId))
     await markDamaged(ctx, owner, cipherId)
     return
   }
@@ -153,11 +167,12 @@ async function markDamaged(ctx: HolderContext, owner: string, cipherId: string):
 async function blobHas({ ctx, owner }: Served, h: Header, ex: Exchange): Promise<void> {
   const ids = hex64List(h.cipherIds, 'cipherIds', MAX_HAS_IDS)
   await ex.expectEnd()
-  await ex.send({ ok: true, missing: await missingIn(await ctx.replicaStore(owner), ids) })
+  await ex.send({ ok: true, missing: await missingIn(await ctx.space.existing(owner), ids) })
 }
 
-/** Which of `ids` a store lacks, checked a bounded number at a time. */
-async function missingIn(store: BlobStore, ids: string[]): Promise<string[]> {
+/** Which of `ids` a store (if any) lacks, checked a bounded number at a time. */
+async function missingIn(store: BlobStore | undefined, ids: string[]): Promise<string[]> {
+  if (store === undefined) return [...ids]
   const missing: string[] = []
   for (let at = 0; at < ids.length; at += 256) {
     const batch = ids.slice(at, at + 256)
@@ -181,7 +196,8 @@ const FREE_CONCURRENCY = 4
 
 /** Frees blobs whose count reached zero, unless something re-referenced them meanwhile. */
 async function freeUnreferenced(ctx: HolderContext, owner: string, ids: Iterable<string>): Promise<void> {
-  const store = await ctx.replicaStore(owner)
+  const store = await ctx.space.existing(owner)
+  if (store === undefined) return
   const queue = [...ids]
   let next = 0
   const worker = async (): Promise<void> => {
@@ -189,7 +205,7 @@ async function freeUnreferenced(ctx: HolderContext, owner: string, ids: Iterable
       const id = queue[next++]!
       const key = `${owner}/${id}`
       await ctx.locks.run(key, async () => {
-        if (!ctx.tables.counts.has(key)) await store.delete(id)
+        if (!ctx.tables.counts.has(key)) await ctx.space.remove(store, owner, id)
       })
     }
   }
@@ -200,8 +216,6 @@ async function refPut({ ctx, owner, received }: Served, h: Header, ex: Exchange)
   const refId = hex64(h, 'refId')
   const version = uint(h, 'version')
   const manifestCipherId = hex64(h, 'manifestCipherId')
-  const size = uint(h, 'size')
-  const writtenAt = h.writtenAt === undefined ? undefined : uint(h, 'writtenAt')
   const count = uint(h, 'count', MAX_REF_CHUNKS)
   const bodySize = uint(h, 'bodySize', 2 + count * 67)
   let parsed: unknown
@@ -219,9 +233,14 @@ async function refPut({ ctx, owner, received }: Served, h: Header, ex: Exchange)
       await ex.send({ ok: false, code: 'ERR_STALE', version: existing.version })
       return
     }
-    const next: ReplicaRef = { version, deleted: false, manifestCipherId, size, cipherIds, ...(writtenAt === undefined ? {} : { writtenAt }), updatedAt: Date.now() }
+    const refusal = existing === undefined ? ctx.space.refRefusal(owner) : undefined
+    if (refusal !== undefined) {
+      await ex.send({ ok: false, code: 'ERR_QUOTA', message: refusal })
+      return
+    }
+    const next: ReplicaRef = { version, deleted: false, manifestCipherId, cipherIds, updatedAt: Date.now() }
     const wanted = refIdsOf(next)
-    const missing = await missingIn(await ctx.replicaStore(owner), wanted)
+    const missing = await missingIn(await ctx.space.existing(owner), wanted)
     if (missing.length > 0) {
       await ex.send({ ok: false, code: 'ERR_MISSING', missing: missing.slice(0, MAX_HAS_IDS) })
       return
@@ -234,6 +253,7 @@ async function refPut({ ctx, owner, received }: Served, h: Header, ex: Exchange)
         for (const id of wanted) tx.add(ctx.tables.counts, `${owner}/${id}`, 1)
         return previous.filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
       })
+      if (existing === undefined) ctx.space.refs(owner, 1)
       await freeUnreferenced(ctx, owner, freed)
     }
     // Referenced now: nothing to sweep when the connection closes.
@@ -256,16 +276,22 @@ async function refDelete({ ctx, owner }: Served, h: Header, ex: Exchange): Promi
   const proof = optionalHex64(h, 'proof')
   await ex.expectEnd()
   const key = `${owner}/${refId}`
-  await ctx.locks.run(`owner:${owner}`, async () => {
+  const refusal = await ctx.locks.run(`owner:${owner}`, async () => {
     const existing = ctx.tables.refs.get(key)
-    if (existing !== undefined && existing.version >= version && (existing.deleted || existing.version > version)) return
+    if (existing !== undefined && existing.version >= version && (existing.deleted || existing.version > version)) return undefined
+    if (existing === undefined) {
+      const refused = ctx.space.refRefusal(owner)
+      if (refused !== undefined) return refused
+    }
     const freed = await ctx.index.transaction((tx) => {
       tx.put(ctx.tables.refs, key, { version, deleted: true, ...(deletedAt === undefined ? {} : { writtenAt: deletedAt }), ...(proof === undefined ? {} : { proof }), updatedAt: Date.now() })
       return existing === undefined ? [] : refIdsOf(existing).filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
     })
+    if (existing === undefined) ctx.space.refs(owner, 1)
     await freeUnreferenced(ctx, owner, freed)
+    return undefined
   })
-  await ex.send({ ok: true })
+  await ex.send(refusal === undefined ? { ok: true } : { ok: false, code: 'ERR_QUOTA', message: refusal })
 }
 
 async function refList({ ctx, owner }: Served, h: Header, ex: Exchange): Promise<void> {
@@ -288,10 +314,9 @@ function hasDamage(ctx: HolderContext, owner: string): boolean {
 }
 
 function describe(ctx: HolderContext, owner: string, refId: string, ref: ReplicaRef, anyDamage = hasDamage(ctx, owner)): Header {
-  const writtenAt = ref.writtenAt === undefined ? {} : { writtenAt: ref.writtenAt }
-  if (ref.deleted) return { refId, version: ref.version, deleted: true, ...writtenAt, ...(ref.proof === undefined ? {} : { proof: ref.proof }) }
+  if (ref.deleted) return { refId, version: ref.version, deleted: true, ...(ref.writtenAt === undefined ? {} : { writtenAt: ref.writtenAt }), ...(ref.proof === undefined ? {} : { proof: ref.proof }) }
   const damaged = anyDamage && refIdsOf(ref).some((id) => ctx.tables.damaged.has(`${owner}/${id}`))
-  return { refId, version: ref.version, deleted: false, manifestCipherId: ref.manifestCipherId, size: ref.size, ...writtenAt, ...(damaged ? { damaged: true } : {}) }
+  return { refId, version: ref.version, deleted: false, manifestCipherId: ref.manifestCipherId, ...(damaged ? { damaged: true } : {}) }
 }
 
 const HANDLERS: Partial<Record<string, Handler>> = {

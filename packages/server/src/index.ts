@@ -38,6 +38,7 @@ export type {
   StoreResult,
 } from './server.js'
 export type { ObjectMetadata } from './manifest.js'
+export type { HolderLimits } from './replica-space.js'
 export type { StoreData } from './source.js'
 export { everyPeer } from './placement.js'
 export type { Member, PlacementPolicy } from './placement.js'

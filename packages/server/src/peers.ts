@@ -15,6 +15,8 @@ import type { DialErrorEvent, PeerInfo } from './types.js'
  */
 export const MAX_INBOUND_PER_SOURCE = 16
 export const MAX_INBOUND = 512
+/** Peers that dialled in and are remembered in the peers table; the ones this node dials always are. */
+export const MAX_REMEMBERED = 4096
 
 /** What {@link Peers} tells the server. */
 export interface PeerEvents {
@@ -122,7 +124,8 @@ export class Peers implements Membership {
       existing.close().catch(() => existing.abort())
     }
     this.#conns.set(nodeId, conn)
-    if (conn.direction === 'inbound') void this.#remember(nodeId).catch(() => {})
+    // Identities are free to make: a peer that dialled in is remembered only while the table is not full.
+    if (conn.direction === 'inbound' && (this.#o.table.has(nodeId) || this.#known() < MAX_REMEMBERED)) void this.#remember(nodeId).catch(() => {})
     void conn.closed.then((reason) => {
       const current = this.#conns.get(nodeId) === conn
       if (current) {
@@ -188,6 +191,12 @@ export class Peers implements Membership {
       this.#o.log.warn({ source, inbound, fromSource }, 'refusing admitted peers over the connection limits (logged once a minute)')
     }
     return over
+  }
+
+  #known(): number {
+    let n = 0
+    for (const _ of this.#o.table.entries({ limit: MAX_REMEMBERED })) n++
+    return n
   }
 
   async #remember(nodeId: string, address?: string): Promise<void> {

@@ -1,6 +1,7 @@
 // Replication to peers: the session that streams one store's blobs to its placed peers (a bounded
 // number in flight per peer, failures kept per peer), and bringing one key's current version to
 // one peer later (late replication, catch-up), with the release of blobs a failed one left there.
+import { setTimeout as delay } from 'node:timers/promises'
 import type { Connection } from '@dcas/p2p'
 import type { Background } from './background.js'
 import type { BlobCipher } from './cipher.js'
@@ -26,12 +27,42 @@ export interface ReplicatorOptions {
   log: Logger
 }
 
+/**
+ * Bytes catch-up may resend to one peer at full speed (it lost its disk, or says so), and the rate after
+ * that: a peer that keeps claiming to hold nothing cannot make this node read, encrypt and send everything
+ * again and again faster than this.
+ */
+export const RESEND_BURST_BYTES = 4 * 1024 ** 3
+export const RESEND_BYTES_PER_SECOND = 8 * 1024 ** 2
+
+/** A token bucket of resent bytes per peer. */
+export class ResendBudget {
+  readonly #buckets = new Map<string, { tokens: number; at: number }>()
+
+  constructor(
+    readonly burst = RESEND_BURST_BYTES,
+    readonly rate = RESEND_BYTES_PER_SECOND,
+  ) {}
+
+  /** Waits until `bytes` may be resent to `nodeId` (taking them), or `signal` aborts. */
+  async take(nodeId: string, bytes: number, signal: AbortSignal): Promise<void> {
+    const now = Date.now()
+    const bucket = this.#buckets.get(nodeId) ?? { tokens: this.burst, at: now }
+    bucket.tokens = Math.min(this.burst, bucket.tokens + ((now - bucket.at) / 1000) * this.rate)
+    bucket.at = now
+    bucket.tokens -= bytes
+    this.#buckets.set(nodeId, bucket)
+    if (bucket.tokens < 0) await delay((-bucket.tokens / this.rate) * 1000, undefined, { signal })
+  }
+}
+
 /** Where the bytes of a blob a peer lacks come from. */
 export type CipherSource = (cipherId: string) => Promise<Uint8Array>
 
 /** Sends the owner's refs to peers. */
 export class Replicator {
   readonly #o: ReplicatorOptions
+  readonly #resends = new ResendBudget()
 
   constructor(options: ReplicatorOptions) {
     this.#o = options
@@ -79,12 +110,13 @@ export class Replicator {
   }
 
   /**
-   * Sends one key's current version to a peer: the blobs it lacks, then the ref. No key lock is held over the
+   * Sends one key's current version to a peer: the blobs it lacks, then the ref (`resend`: for catch-up, within
+   * the peer's {@link RESEND_BURST_BYTES resend budget}). No key lock is held over the
    * transfer (the owner's own writes of the key go on): the version's chunks are pinned instead, and the peer's
    * copy is recorded only if the key is still at that version. A newer version or a delete reaching the peer
    * first makes it refuse this one as stale.
    */
-  async replicateTo(conn: Connection, key: string): Promise<void> {
+  async replicateTo(conn: Connection, key: string, resend = false): Promise<void> {
     const { local, catalogue, retriever, cipher, deadlines, keyLocks } = this.#o
     const signal = deadlines.shutdown
     const { record, manifest } = await catalogue.resolve(key, signal)
@@ -99,13 +131,15 @@ export class Replicator {
         if (chunk === undefined && cipherId !== meta.manifestCipherId) throw new UnavailableError(`unknown blob ${cipherId}`)
         // A chunk lost here too is fetched from another peer first (and healed).
         if (chunk !== undefined) await retriever.chunk(key, meta.refId, chunk, signal)
-        return cipher.cipherOf(chunk?.plainId ?? record.manifestId, cipherId, meta.recipientsId)
+        const bytes = await cipher.cipherOf(chunk?.plainId ?? record.manifestId, cipherId, meta.recipientsId)
+        if (resend) await this.#resends.take(conn.remoteNodeId, bytes.length, signal)
+        return bytes
       }
       const blobIds = [...cipherIds, meta.manifestCipherId]
       try {
         const missing = await missingBlobs(conn, blobIds, deadlines.background())
         for (const cipherId of missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), deadlines.background())
-        const ref: RefPut = { refId: meta.refId, version: record.version, manifestCipherId: meta.manifestCipherId, size: record.size, writtenAt: record.updatedAt, cipherIds }
+        const ref: RefPut = { refId: meta.refId, version: record.version, manifestCipherId: meta.manifestCipherId, cipherIds }
         await this.putRef(conn, ref, cipherFor, undefined, true)
       } catch (err) {
         // The blobs it got and no ref of its uses, it drops: a connection that stays open is never swept.

@@ -15,6 +15,7 @@ import { Deleter } from './delete.js'
 import { ClosedError, InvalidOptionsError, NotFoundError, throwIfAborted } from './errors.js'
 import { Fetcher } from './fetcher.js'
 import { Holder } from './holder.js'
+import { assertValidLimits } from './replica-space.js'
 import { assertValidKey } from './key.js'
 import { LocalStore, metaOf } from './local.js'
 import { KeyLocks } from './locks.js'
@@ -83,6 +84,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     if (typeof options?.root !== 'string' || options.root.length === 0) throw new InvalidOptionsError('root (the data directory) is required')
     const quorum = options.writeQuorum ?? 'all'
     if (quorum !== 'all' && (!Number.isSafeInteger(quorum) || quorum < 0)) throw new InvalidOptionsError(`writeQuorum must be 'all' or a non-negative integer, got ${String(quorum)}`)
+    assertValidLimits(options.holderLimits)
     this.#options = options
     this.#log = options.logger ?? silentLogger
     this.#chunker = options.chunker ?? fixedSizeChunker(options.chunkSize ?? DEFAULT_CHUNK_SIZE)
@@ -112,7 +114,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const blobs = await openBlobStore({ root })
     const log = this.#log
     const local = new LocalStore({ index, blobs, log, concurrency: this.#concurrency })
-    const holder = new Holder({ root, index, log })
+    const holder = new Holder({ root, index, log, ...(this.#options.holderLimits === undefined ? {} : { limits: this.#options.holderLimits }) })
     await local.sweepOrphans()
     await holder.open()
     const transport = this.#options.transport ?? (await this.#tcpTransport(identityDir))

@@ -163,7 +163,7 @@ export class CatchUp {
     }
     const meta = metaOf(record)
     if (r === undefined || r.damaged === true || r.version < record.version) {
-      if (placement.places(refId, peer)) await this.#step(round, key, 'replication', () => replicator.replicateTo(conn, key))
+      if (placement.places(refId, peer)) await this.#step(round, key, 'replication', () => replicator.replicateTo(conn, key, true))
     } else if (r.deleted || r.version > record.version || r.manifestCipherId !== meta.manifestCipherId) {
       await this.#step(round, key, 'reconciling versions', () => this.#settle(round, key, record, r))
     }
@@ -192,7 +192,7 @@ export class CatchUp {
       if (codeOf(err) !== 'ERR_UNAUTHENTICATED') throw err
       // Not a manifest this owner vouches for (a forgery, or one written before manifests carried a MAC): this
       // node's version replaces it where the peer reports the same number; a higher one backed by nothing is ignored.
-      if (r.version === record.version) await replicator.replicateTo(round.conn, key)
+      if (r.version === record.version) await replicator.replicateTo(round.conn, key, true)
       else log.warn({ peer: round.peer, key }, 'catch-up: the peer reports a version of this key that no manifest of this owner backs; ignored')
       return
     }

@@ -6,6 +6,7 @@ import type { Chunker } from './chunker.js'
 import type { Logger } from './logger.js'
 import type { ObjectMetadata } from './manifest.js'
 import type { PlacementPolicy } from './placement.js'
+import type { HolderLimits } from './replica-space.js'
 import type { StoreData } from './source.js'
 
 /** Options of {@link createServer}. */
@@ -39,6 +40,8 @@ export interface ServerOptions {
    * policy; see {@link PlacementPolicy}.
    */
   placement?: PlacementPolicy
+  /** What other owners may hold on this node: bytes and refs per owner, how many owners, free space kept (see {@link HolderLimits}). */
+  holderLimits?: HolderLimits
   logger?: Logger
 }
 

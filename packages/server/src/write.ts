@@ -106,7 +106,7 @@ export class WritePath {
       // Each peer: every chunk sent, then the manifest, then the ref; acknowledged only when all are durable there.
       const cipherIds = [...new Set(draft.chunks.map((c) => c.cipherId))]
       const plainOf = new Map(draft.chunks.map((c) => [c.cipherId, c.plainId]))
-      const ref: RefPut = { refId, version, manifestCipherId, size: draft.size, writtenAt: manifest.createdAt, cipherIds }
+      const ref: RefPut = { refId, version, manifestCipherId, cipherIds }
       const replicas = await session.finish(ref, manifestCipher, (cipherId) => {
         const plainId = plainOf.get(cipherId)
         return plainId === undefined ? Promise.resolve(manifestCipher) : cipher.cipherOf(plainId, cipherId, recipientsId)
