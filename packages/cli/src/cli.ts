@@ -388,7 +388,7 @@ function buildProgram(io: CliIO, state: RunState): Command {
 
   program
     .command('scrub')
-    .description('verify every object on the node (every chunk re-hashed), healing lost or damaged chunks from peers')
+    .description('verify every object on the node (every chunk re-hashed), healing lost or damaged chunks from peers, and challenge a sample of the copies peers hold')
     .addOption(rootOption(home))
     .addOption(jsonOption())
     .action(async (opts: RootOptions & { json?: boolean }) => {
@@ -397,6 +397,9 @@ function buildProgram(io: CliIO, state: RunState): Command {
       else {
         out(`scrubbed ${plural(result.objects + result.failed.length, 'object')} (${formatBytes(result.bytes)} verified): ${plural(result.healed, 'chunk')} healed from peers, ${result.failed.length} failed`)
         for (const f of result.failed) out(`  ${f.key}: ${f.code ?? 'error'}: ${f.message}`)
+        const lost = result.lostCopies ?? []
+        out(`audited ${plural(result.audited ?? 0, 'copy', 'copies')} on peers: ${lost.length === 0 ? 'each proved it holds its bytes' : `${lost.length} lost, being replicated again`}`)
+        for (const l of lost) out(`  ${l.key} on ${l.nodeId.slice(0, 12)}: ${l.reason}`)
       }
       if (result.failed.length > 0) {
         throw new UnavailableError(`${plural(result.failed.length, 'object')} could not be verified or healed`, { hint: 'connect the peers that hold them (dcas status), then scrub again' })

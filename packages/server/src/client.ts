@@ -92,6 +92,16 @@ export async function releaseBlobs(conn: Connection, cipherIds: string[], signal
   }
 }
 
+/** Asks the holder to prove it holds a blob: resolves to SHA-256(nonce ‖ blob), as hex. */
+export async function proveBlob(conn: Connection, cipherId: string, nonce: string, signal?: AbortSignal): Promise<string> {
+  return exchange(conn, { op: 'blob.prove', cipherId, nonce }, signal, async (ex) => {
+    await ex.end()
+    const header = checkResponse(await ex.requireHeader())
+    await ex.expectEnd()
+    return hex64(header, 'proof')
+  })
+}
+
 /** What the owner asks a holder to record for one ref. */
 export interface RefPut {
   refId: string

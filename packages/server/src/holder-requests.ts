@@ -2,6 +2,7 @@
 // <owner> is always the authenticated node id of the connection the request came on: a peer can
 // only ever touch its own replicas. Holders verify every blob against its cipherId, count
 // references per owner, and keep tombstones so that a stale version never comes back.
+import { createHash } from 'node:crypto'
 import type { BlobStore, Index, IndexTable } from '@dcas/store'
 import { PeerError } from './errors.js'
 import type { KeyedLocks } from './locks.js'
@@ -157,6 +158,28 @@ async function blobGet({ ctx, owner }: Served, h: Header, ex: Exchange): Promise
   }
   await ex.send({ ok: true, size: info.size })
   for (let r = first; r.done !== true; r = await pieces.next()) await ex.sendBytes(r.value)
+}
+
+/** Proves it holds a blob: SHA-256 of the owner's nonce and the blob's bytes, which it cannot compute without them. */
+async function blobProve({ ctx, owner }: Served, h: Header, ex: Exchange): Promise<void> {
+  const cipherId = hex64(h, 'cipherId')
+  const nonce = hex64(h, 'nonce')
+  await ex.expectEnd()
+  const store = await ctx.space.existing(owner)
+  const hash = createHash('sha256').update(Buffer.from(nonce, 'hex'))
+  try {
+    if (store === undefined || (await store.stat(cipherId)) === undefined) throw Object.assign(new Error('no such blob'), { code: 'ERR_NOT_FOUND' })
+    // The store verifies the blob against its id as it reads it.
+    for await (const piece of store.get(cipherId)) hash.update(piece)
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    if (code !== 'ERR_INTEGRITY' && code !== 'ERR_NOT_FOUND') throw err
+    if (code === 'ERR_INTEGRITY' && store !== undefined) await ctx.locks.run(`${owner}/${cipherId}`, () => ctx.space.remove(store, owner, cipherId))
+    await markDamaged(ctx, owner, cipherId)
+    await ex.send({ ok: false, code, message: 'blob is damaged or gone' })
+    return
+  }
+  await ex.send({ ok: true, proof: hash.digest('hex') })
 }
 
 async function markDamaged(ctx: HolderContext, owner: string, cipherId: string): Promise<void> {
@@ -324,6 +347,7 @@ const HANDLERS: Partial<Record<string, Handler>> = {
   'blob.get': blobGet,
   'blob.has': blobHas,
   'blob.release': blobRelease,
+  'blob.prove': blobProve,
   'ref.put': refPut,
   'ref.get': refGet,
   'ref.delete': refDelete,

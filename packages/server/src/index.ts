@@ -29,6 +29,7 @@ export type {
   OpenObject,
   PeerInfo,
   ReadOptions,
+  ScrubOptions,
   ScrubResult,
   Server,
   ServerEvents,

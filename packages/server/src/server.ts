@@ -26,11 +26,12 @@ import { ReadPath } from './read.js'
 import { Replicator } from './replication.js'
 import { migrate } from './migrate.js'
 import { Retriever, type HealObserver } from './retriever.js'
-import { scrub } from './scrub.js'
+import { DEFAULT_AUDIT_SAMPLE, scrub } from './scrub.js'
+import { Auditor } from './audit.js'
 import { loadClusterSecret, loadOwnerKeys } from './secrets.js'
 import type { StoreData } from './source.js'
 import { CatchUp } from './sync.js'
-import type { DeleteResult, ListEntry, ListOptions, ObjectStat, OpenObject, PeerInfo, ReadOptions, ScrubResult, Server, ServerEvents, ServerOptions, SignalOptions, StoreOptions, StoreResult } from './types.js'
+import type { DeleteResult, ListEntry, ListOptions, ObjectStat, OpenObject, PeerInfo, ReadOptions, ScrubOptions, ScrubResult, Server, ServerEvents, ServerOptions, SignalOptions, StoreOptions, StoreResult } from './types.js'
 import { WritePath } from './write.js'
 
 export type * from './types.js'
@@ -62,6 +63,7 @@ interface Parts {
   writes: WritePath
   reads: ReadPath
   deleter: Deleter
+  auditor: Auditor
 }
 
 class DcasServer extends EventEmitter<ServerEvents> implements Server {
@@ -164,7 +166,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     })
     const reads = new ReadPath({ catalogue, retriever, concurrency: this.#concurrency, shutdown: this.#shutdown.signal })
     await migrate(local, catalogue, keyLocks, keys.manifestKey, log)
-    this.#parts = { transport, index, blobs, local, catalogue, holder, peers, background, catchUp, writes, reads, deleter }
+    const auditor = new Auditor({ local, cipher, membership: peers, replicator, deadlines, log })
+    this.#parts = { transport, index, blobs, local, catalogue, holder, peers, background, catchUp, writes, reads, deleter, auditor }
 
     this.#address = await transport.listen(this.#options.listen ?? '127.0.0.1:0', (conn) => peers.adopt(conn))
     this.#state = 'open'
@@ -333,15 +336,19 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     return this.#track((parts) => this.#keyLocks.run(key, (held) => parts.deleter.delete(held, options.signal)))
   }
 
-  async scrub(options: SignalOptions = {}): Promise<ScrubResult> {
+  async scrub(options: ScrubOptions = {}): Promise<ScrubResult> {
     throwIfAborted(options.signal)
     if (this.#state !== 'open') throw new ClosedError()
+    const sample = options.audit ?? DEFAULT_AUDIT_SAMPLE
+    if (!Number.isSafeInteger(sample) || sample < 0) throw new InvalidOptionsError(`audit must be a non-negative integer, got ${sample}`)
+    const { auditor } = this.#parts!
     const source = {
+      audit: (n: number, signal: AbortSignal | undefined) => auditor.audit(n, signal),
       list: (o: ListOptions) => this.list(o),
       read: (key: string, signal: AbortSignal | undefined, observer: HealObserver) => this.#read(key, 0, undefined, signal, observer),
       open: () => this.#state === 'open',
     }
-    return scrub(source, options.signal, this.#log)
+    return scrub(source, options.signal, this.#log, sample)
   }
 
   /** The parts, once started (a closed server's index is closed: its calls fail in the index). */

@@ -176,6 +176,19 @@ export interface ScrubResult {
   healed: number
   /** Objects that could not be verified (typically `ERR_UNAVAILABLE`: no peer could supply a lost chunk). */
   failed: Array<{ key: string; code?: string; message: string }>
+  /** Copies on peers challenged to prove they still hold the bytes (see {@link ScrubOptions.audit}). */
+  audited: number
+  /** Copies that failed: no longer counted as held, and being replicated to that peer again. */
+  lostCopies: Array<{ key: string; nodeId: string; reason: string }>
+}
+
+/** Options of {@link Server.scrub}. */
+export interface ScrubOptions extends SignalOptions {
+  /**
+   * How many copies that connected peers acknowledged to challenge, picked at random (default 64; 0 for none):
+   * each must prove, with a fresh nonce, that it still holds one of the object's blobs.
+   */
+  audit?: number
 }
 
 /** Options taking only a signal. */
@@ -240,6 +253,6 @@ export interface Server extends EventEmitter<ServerEvents> {
   list(options?: ListOptions): Promise<ListEntry[]>
   delete(key: string, options?: SignalOptions): Promise<DeleteResult>
   /** Reads every local object through the verified read path, healing lost or damaged chunks from peers. */
-  scrub(options?: SignalOptions): Promise<ScrubResult>
+  scrub(options?: ScrubOptions): Promise<ScrubResult>
 }
 
