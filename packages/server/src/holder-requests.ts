@@ -98,7 +98,8 @@ interface Served {
 type Handler = (served: Served, h: Header, ex: Exchange) => Promise<void>
 
 
-async function blobPut({ ctx, owner, received }: Served, h: Header, ex: Exchange): Promise<void> {
+async function blobPut(served: Served, h: Header, ex: Exchange): Promise<void> {
+  const { ctx, owner } = served
   const cipherId = hex64(h, 'cipherId')
   const existing = await ctx.space.existing(owner)
   if (existing !== undefined && (await existing.has(cipherId))) {
@@ -112,24 +113,12 @@ async function blobPut({ ctx, owner, received }: Served, h: Header, ex: Exchange
     await ex.send({ ok: false, code: 'ERR_QUOTA', message: refusal })
     return
   }
-  const store = existing ?? (await ctx.space.store(owner))
   await ex.send({ ok: true, have: false })
   const size = uint(await ex.requireHeader(), 'size', MAX_BLOB_BYTES)
-  const key = `${owner}/${cipherId}`
-  try {
-    const added = await ctx.locks.run(key, async () => {
-      const had = await store.has(cipherId)
-      await store.putExpected(cipherId, ex.body(size))
-      return !had
-    })
-    if (added) ctx.space.bytes(owner, size)
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'ERR_INTEGRITY') throw err
+  if (!(await keep(served, cipherId, ex.body(size), size))) {
     await ex.send({ ok: false, code: 'ERR_INTEGRITY', message: 'the bytes do not hash to their cipherId' })
     return
   }
-  received.add(cipherId)
-  if (ctx.tables.damaged.has(key)) await ctx.index.transaction((tx) => tx.delete(ctx.tables.damaged, key))
   await ex.send({ ok: true })
 }
 
@@ -235,20 +224,97 @@ async function freeUnreferenced(ctx: HolderContext, owner: string, ids: Iterable
   await Promise.all(Array.from({ length: Math.min(FREE_CONCURRENCY, queue.length) }, worker))
 }
 
-async function refPut({ ctx, owner, received }: Served, h: Header, ex: Exchange): Promise<void> {
+/** A ref an owner asks to record: its id, version, manifest and the chunk cipherIds it uses. */
+interface RefRequest {
+  refId: string
+  version: number
+  manifestCipherId: string
+  cipherIds: string[]
+}
+
+/** Reads a ref's fields from `h` and its cipherIds from the body that follows (`count` ids, `bodySize` bytes of JSON, announced in `sizes`). */
+async function readRef(h: Header, sizes: Header, ex: Exchange): Promise<RefRequest> {
   const refId = hex64(h, 'refId')
   const version = uint(h, 'version')
   const manifestCipherId = hex64(h, 'manifestCipherId')
-  const count = uint(h, 'count', MAX_REF_CHUNKS)
-  const bodySize = uint(h, 'bodySize', 2 + count * 67)
+  const count = uint(sizes, 'count', MAX_REF_CHUNKS)
+  const bodySize = uint(sizes, 'bodySize', 2 + count * 67)
   let parsed: unknown
   try {
     parsed = JSON.parse(Buffer.from(await ex.readBody(bodySize)).toString('utf8'))
   } catch (err) {
     if (err instanceof PeerError) throw err
-    throw new PeerError('ref.put body is not JSON', undefined, { cause: err })
+    throw new PeerError('the cipherIds of a ref are not JSON', undefined, { cause: err })
   }
-  const cipherIds = [...new Set(hex64List(parsed, 'cipherIds', count))]
+  return { refId, version, manifestCipherId, cipherIds: [...new Set(hex64List(parsed, 'cipherIds', count))] }
+}
+
+async function refPut(served: Served, h: Header, ex: Exchange): Promise<void> {
+  await commitRef(served, await readRef(h, h, ex), ex)
+}
+
+/**
+ * One store on one stream: its blobs as they come (`{ cipherId, size }` and the bytes, for each), then
+ * `{ end: true, refId, version, manifestCipherId, count, bodySize }` and the ref's cipherIds; answered once, as `ref.put` is, when the
+ * blobs and the ref are durable. A blob the owner believes this holder has comes as `{ cipherId }` alone
+ * (no bytes): the answer lists it missing if it is not.
+ */
+async function refStore(served: Served, _h: Header, ex: Exchange): Promise<void> {
+  const { ctx, owner } = served
+  let refusal: string | undefined
+  let items = 0
+  for (;;) {
+    const item = await ex.requireHeader()
+    if (item.end === true) {
+      const ref = await readRef(item, item, ex)
+      if (refusal !== undefined) await ex.send({ ok: false, code: 'ERR_QUOTA', message: refusal })
+      else await commitRef(served, ref, ex)
+      return
+    }
+    if (++items > MAX_REF_CHUNKS + 1) throw new PeerError(`more than ${MAX_REF_CHUNKS + 1} blobs in one ref.store`)
+    const cipherId = hex64(item, 'cipherId')
+    if (item.size === undefined) continue
+    const size = uint(item, 'size', MAX_BLOB_BYTES)
+    refusal ??= await ctx.space.blobRefusal(owner)
+    if (refusal !== undefined) {
+      // Read and dropped: the answer at the end says why.
+      for await (const _ of ex.part(size)) void _
+      continue
+    }
+    if (!(await keep(served, cipherId, ex.part(size), size))) {
+      await ex.send({ ok: false, code: 'ERR_INTEGRITY', message: 'the bytes do not hash to their cipherId' })
+      ex.reset()
+      return
+    }
+  }
+}
+
+/** Stores a blob the owner sent (or drops the bytes when it is here already); `false` when they do not hash to `cipherId`. */
+async function keep({ ctx, owner, received }: Served, cipherId: string, bytes: AsyncIterable<Uint8Array>, size: number): Promise<boolean> {
+  const store = await ctx.space.store(owner)
+  const key = `${owner}/${cipherId}`
+  try {
+    const added = await ctx.locks.run(key, async () => {
+      if (await store.has(cipherId)) {
+        for await (const _ of bytes) void _
+        return false
+      }
+      await store.putExpected(cipherId, bytes)
+      return true
+    })
+    if (added) ctx.space.bytes(owner, size)
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ERR_INTEGRITY') throw err
+    return false
+  }
+  received.add(cipherId)
+  if (ctx.tables.damaged.has(key)) await ctx.index.transaction((tx) => tx.delete(ctx.tables.damaged, key))
+  return true
+}
+
+/** Records a ref once every blob it names is here: answers ok, ERR_STALE, ERR_QUOTA or ERR_MISSING. */
+async function commitRef({ ctx, owner, received }: Served, ref: RefRequest, ex: Exchange): Promise<void> {
+  const { refId, version, manifestCipherId, cipherIds } = ref
   const key = `${owner}/${refId}`
   await ctx.locks.run(`owner:${owner}`, async () => {
     const existing = ctx.tables.refs.get(key)
@@ -349,6 +415,7 @@ const HANDLERS: Partial<Record<string, Handler>> = {
   'blob.release': blobRelease,
   'blob.prove': blobProve,
   'ref.put': refPut,
+  'ref.store': refStore,
   'ref.get': refGet,
   'ref.delete': refDelete,
   'ref.list': refList,

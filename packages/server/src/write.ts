@@ -153,6 +153,7 @@ export class WritePath {
     const known = draft.newChunks.get(plainId) ?? local.tables.chunks.get(plainId)
     let cipherId: string
     let produce: () => Promise<Uint8Array>
+    let fresh = false
     if (known !== undefined && known.recipientsId === recipientsId) {
       // Encrypted before: only a peer that lacks it makes this write encrypt it again.
       cipherId = known.cipherId
@@ -163,9 +164,10 @@ export class WritePath {
       cipherId = sealed.cipherId
       produce = () => Promise.resolve(sealed.cipher)
       draft.newChunks.set(plainId, { cipherId, recipientsId })
+      fresh = true
     }
     draft.chunks.push({ plainId, cipherId, size: chunk.length })
-    await session.send(cipherId, produce)
+    await session.send(cipherId, produce, fresh)
   }
 
   /** Cuts the data into chunks: each one hashed, written locally and added. */
