@@ -78,3 +78,17 @@ export async function text(body: AsyncIterable<Uint8Array> | undefined): Promise
   for await (const p of body ?? []) pieces.push(Buffer.from(p))
   return Buffer.concat(pieces)
 }
+
+/** `server` as the gateway sees it, with some of its methods replaced (to inject a failure or a race). */
+export function over(server: GatewayServer, replaced: Partial<GatewayServer>): GatewayServer {
+  return {
+    store: (key, data, options) => server.store(key, data, options),
+    compose: (key, sources, options) => server.compose(key, sources, options),
+    read: (key, options) => server.read(key, options),
+    stat: (key) => server.stat(key),
+    has: (key) => server.has(key),
+    list: (options) => server.list(options),
+    delete: (key, options) => server.delete(key, options),
+    ...replaced,
+  }
+}

@@ -46,15 +46,22 @@ export function toS3Error(err: unknown, notFound: () => S3Error = () => new S3Er
   if (code === 'ERR_NOT_FOUND') return notFound()
   if (code === 'ERR_QUORUM') return new S3Error('ServiceUnavailable', `The object was stored on this node, but fewer peers than the write quorum acknowledged it: ${messageOf(err)}. Retry when the peers are back.`, { cause: err })
   if (code === 'ERR_PRECONDITION') return new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold.', { cause: err })
-  if (code === 'ERR_INVALID_OPTIONS') {
-    const message = messageOf(err)
-    if (/chunk/i.test(message)) return new S3Error('EntityTooLarge', `Your object is larger than this node can hold in one object: ${message}`, { cause: err })
-    if (/metadata/i.test(message)) return new S3Error('MetadataTooLarge', message, { cause: err })
-    return new S3Error('InvalidRequest', message, { cause: err })
-  }
+  if (code === 'ERR_TOO_LARGE') return new S3Error('EntityTooLarge', `Your object is larger than this node can hold in one object: ${messageOf(err)}`, { cause: err })
   const mapped = code === undefined ? undefined : STATUS_CODES[code]
   if (mapped !== undefined) return new S3Error(mapped, messageOf(err), { cause: err })
   return new S3Error('InternalError', 'We encountered an internal error. Please try again.', { cause: err })
+}
+
+/**
+ * {@link toS3Error} for a store or compose. Its one option a client shapes is the metadata (the gateway
+ * makes the data, keys and sources itself), so the server's ERR_INVALID_OPTIONS there is metadata it
+ * refused: S3's `MetadataTooLarge`, as the gateway checks names and form before (see `metadata.ts`).
+ */
+export function toS3WriteError(err: unknown): S3Error {
+  if (s3ErrorIn(err) === undefined && codeOf(err) === 'ERR_INVALID_OPTIONS') {
+    return new S3Error('MetadataTooLarge', `Your metadata is larger than a dcas object keeps: ${messageOf(err)}`, { cause: err })
+  }
+  return toS3Error(err)
 }
 
 /** `Wed, 12 Oct 2009 17:50:00 GMT`. */

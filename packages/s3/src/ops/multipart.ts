@@ -11,7 +11,7 @@ import { ETAG, describingMetadata, etagOf, metadataFromHeaders } from '../metada
 import { verifiedPayload } from '../payload.js'
 import type { GatewayObject, ObjectMetadata } from '../store-api.js'
 import { S3_NAMESPACE, childText, childrenNamed, el, parseXml, type Xml } from '../xml.js'
-import { eachLimited, isoDate, requireBucket, toS3Error, type Deps } from './common.js'
+import { eachLimited, isoDate, requireBucket, toS3Error, toS3WriteError, type Deps } from './common.js'
 import { composeFrom, copySource, deleteKey, parseRange, refuseUnsupportedHeaders, writePrecondition } from './objects.js'
 
 /** The upload record's metadata names for the object's key and checksum algorithm (beside the object's own metadata). */
@@ -100,7 +100,7 @@ export async function createMultipartUpload(deps: Deps, ctx: S3Context, bucket: 
       metadata: { ...metadata, [UPLOAD_KEY]: key, ...(algorithm === undefined ? {} : { [UPLOAD_CHECKSUM]: algorithm }) },
     })
   } catch (err) {
-    throw toS3Error(err)
+    throw toS3WriteError(err)
   }
   ctx.sendXml(200, el('InitiateMultipartUploadResult', [el('Bucket', bucket), el('Key', key), el('UploadId', uploadId)], { xmlns: S3_NAMESPACE }), algorithm === undefined ? {} : { 'x-amz-checksum-algorithm': algorithm })
 }
@@ -121,7 +121,7 @@ export async function uploadPart(deps: Deps, ctx: S3Context, bucket: string, key
   try {
     await deps.server.store(part, payload.data, { signal: ctx.signal, metadata: () => ({ [ETAG]: payload.info.md5, ...payload.info.checksums }) })
   } catch (err) {
-    throw toS3Error(err)
+    throw toS3WriteError(err)
   }
   await keepPartIfUploadLives(deps, upload, part)
   ctx.sendEmpty(200, { etag: `"${payload.info.md5}"`, ...payload.info.checksums })
@@ -174,7 +174,7 @@ export async function uploadPartCopy(deps: Deps, ctx: S3Context, bucket: string,
         metadata: () => ({ [ETAG]: (digest = md5.digest('hex')) }),
       })
     } catch (err) {
-      throw toS3Error(err)
+      throw toS3WriteError(err)
     } finally {
       bytes.destroy()
     }
@@ -254,7 +254,7 @@ export async function completeMultipartUpload(deps: Deps, ctx: S3Context, bucket
     try {
       await composing
     } catch (err) {
-      throw (err as { code?: string }).code === 'ERR_PRECONDITION' ? precondition.failure() : toS3Error(err)
+      throw (err as { code?: string }).code === 'ERR_PRECONDITION' ? precondition.failure() : toS3WriteError(err)
     }
     await finishUpload(deps, upload, background)
     ctx.sendXml(200, result)
@@ -269,7 +269,7 @@ export async function completeMultipartUpload(deps: Deps, ctx: S3Context, bucket
     await finishUpload(deps, upload, background)
     outcome = result
   } catch (err) {
-    const s3 = (err as { code?: string }).code === 'ERR_PRECONDITION' ? precondition.failure() : toS3Error(err)
+    const s3 = (err as { code?: string }).code === 'ERR_PRECONDITION' ? precondition.failure() : toS3WriteError(err)
     outcome = el('Error', [el('Code', s3.code), el('Message', s3.message), el('Resource', ctx.resource), el('RequestId', ctx.requestId)])
   } finally {
     clearInterval(keepalive)

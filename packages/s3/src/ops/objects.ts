@@ -8,7 +8,7 @@ import { ETAG, describingMetadata, etagOf, metadataFromHeaders, metadataHeaders 
 import { verifiedPayload } from '../payload.js'
 import type { GatewayObject, ObjectMetadata } from '../store-api.js'
 import { S3_NAMESPACE, childText, childrenNamed, el, parseXml, type Xml } from '../xml.js'
-import { eachLimited, etagMatches, httpDate, isoDate, parseHttpDate, requireBucket, toS3Error, type Deps } from './common.js'
+import { eachLimited, etagMatches, httpDate, isoDate, parseHttpDate, requireBucket, toS3Error, toS3WriteError, type Deps } from './common.js'
 
 /** Most keys one DeleteObjects may name, as S3. */
 const MAX_DELETE_KEYS = 1000
@@ -51,7 +51,7 @@ async function committing<T>(write: Promise<T>, precondition: ReturnType<typeof 
     return await write
   } catch (err) {
     if (codeOf(err) === 'ERR_PRECONDITION') throw precondition.failure()
-    throw toS3Error(err)
+    throw toS3WriteError(err)
   }
 }
 
