@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { crc32, crc32c } from '../src/checksum.js'
-import { credentials, errorCode, over, send, signatureOf, signer, signHeaders, startGateway, text, type Harness } from './helpers.js'
+import { credentials, errorCode, over, readAll, send, signatureOf, signer, signHeaders, startGateway, text, type Harness } from './helpers.js'
 import { makeServer } from './server.js'
 
 let h: Harness
@@ -49,7 +49,7 @@ async function blobFiles(): Promise<string[]> {
 /** What the bucket holds: key → content. */
 async function contents(): Promise<Record<string, string>> {
   const out: Record<string, string> = {}
-  for (const e of await h.server.list({ prefix: 'safe/' })) out[e.key.slice(5)] = (await text(h.server.read(e.key))).toString()
+  for (const e of await h.server.list({ prefix: 'safe/' })) out[e.key.slice(5)] = (await readAll(h.server, e.key)).toString()
   return out
 }
 const untouched = { kept: 'version one' }

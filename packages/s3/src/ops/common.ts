@@ -3,7 +3,7 @@
 import type { Logger } from '@dcas/server'
 import { S3Error, codeOf, messageOf, s3ErrorIn, type S3ErrorCode } from '../errors.js'
 import { bucketRecordKey } from '../layout.js'
-import type { GatewayServer } from '../store-api.js'
+import type { GatewayObject, GatewayOpenObject, GatewayServer } from '../store-api.js'
 
 /** The settings and services each operation runs with. */
 export interface Deps {
@@ -34,12 +34,14 @@ const STATUS_CODES: Record<string, S3ErrorCode> = {
   ERR_INVALID_KEY: 'KeyTooLongError',
 }
 
+const noSuchKey = (): S3Error => new S3Error('NoSuchKey', 'The specified key does not exist.')
+
 /**
  * The {@link S3Error} for anything an operation threw: an S3Error (maybe thrown by a data source
  * and wrapped by the server) as it is, a server error by its code (`notFound` for ERR_NOT_FOUND),
  * anything else `InternalError`.
  */
-export function toS3Error(err: unknown, notFound: () => S3Error = () => new S3Error('NoSuchKey', 'The specified key does not exist.')): S3Error {
+export function toS3Error(err: unknown, notFound: () => S3Error = noSuchKey): S3Error {
   const s3 = s3ErrorIn(err)
   if (s3 !== undefined) return s3
   const code = codeOf(err)
@@ -62,6 +64,29 @@ export function toS3WriteError(err: unknown): S3Error {
     return new S3Error('MetadataTooLarge', `Your metadata is larger than a dcas object keeps: ${messageOf(err)}`, { cause: err })
   }
   return toS3Error(err)
+}
+
+/**
+ * Opens the current version of `dcasKey`, whose stat and reads then agree whatever happens to the key;
+ * the caller closes it. A key this node does not hold is `notFound()` at once, as `stat` answers: a
+ * probe for a missing key (clients send many) does not ask the peers.
+ */
+export async function openObject(deps: Deps, dcasKey: string, signal: AbortSignal, notFound: () => S3Error = noSuchKey): Promise<GatewayOpenObject> {
+  if (!(await deps.server.has(dcasKey))) throw notFound()
+  try {
+    return await deps.server.open(dcasKey, { signal })
+  } catch (err) {
+    throw toS3Error(err, notFound)
+  }
+}
+
+/** The current version's stat of `dcasKey`, or `notFound()`. */
+export async function statObject(deps: Deps, dcasKey: string, notFound: () => S3Error = noSuchKey): Promise<GatewayObject> {
+  try {
+    return await deps.server.stat(dcasKey)
+  } catch (err) {
+    throw toS3Error(err, notFound)
+  }
 }
 
 /** `Wed, 12 Oct 2009 17:50:00 GMT`. */
