@@ -18,7 +18,7 @@ import type { Replicator, StoreReplication } from './replication.js'
 import type { Retriever } from './retriever.js'
 import type { OwnerKeys } from './secrets.js'
 import { toByteStream, type StoreData } from './source.js'
-import type { StoreOptions, StoreResult } from './types.js'
+import type { ComposeSource, StoreOptions, StoreResult } from './types.js'
 import { MAX_REF_CHUNKS } from './wire.js'
 
 export interface WritePathOptions {
@@ -63,7 +63,7 @@ export class WritePath {
   }
 
   /** Makes a new version of `held.key` from the chunks of the current versions of `sources`. */
-  compose(held: HeldKey, sources: string[], options: StoreOptions): Promise<StoreResult> {
+  compose(held: HeldKey, sources: ComposeSource[], options: StoreOptions): Promise<StoreResult> {
     return this.#write(held, options, (draft, session) => this.#chunksFrom(held, sources, draft, session, options.signal))
   }
 
@@ -192,11 +192,12 @@ export class WritePath {
   }
 
   /** The chunks of each source's current version in turn, each read back verified (and healed if need be); none is copied. */
-  async #chunksFrom(held: HeldKey, sources: string[], draft: Draft, session: StoreReplication, signal: AbortSignal | undefined): Promise<void> {
+  async #chunksFrom(held: HeldKey, sources: ComposeSource[], draft: Draft, session: StoreReplication, signal: AbortSignal | undefined): Promise<void> {
     const { catalogue, retriever, shutdown } = this.#o
     const combined = signal === undefined ? shutdown : AbortSignal.any([signal, shutdown])
-    for (const source of sources) {
+    for (const { key: source, version } of sources) {
       const { manifest } = await catalogue.resolve(source, combined, source === held.key ? held : undefined)
+      if (version !== undefined && manifest.version !== version) throw new PreconditionError(`"${source}" is at version ${manifest.version}, not ${version}`)
       const refId = catalogue.refIdOf(source)
       for (const chunk of manifest.chunks) {
         throwIfAborted(signal)
