@@ -78,7 +78,7 @@ describe('encryptBytes (sealed straight into one array)', () => {
     const seed = seedOf('own')
     const a = await encryptBytes(testBytes(100, 5), recipients, { seed })
     const b = await encryptBytes(testBytes(100, 5), recipients, { seed })
-    a[a.length - 1] ^= 1
+    a[a.length - 1] = a[a.length - 1]! ^ 1
     expect(sha256(b)).toBe(sha256(await encryptBytes(testBytes(100, 5), recipients, { seed })))
   })
 })
@@ -143,7 +143,7 @@ describe('decryptBlob and decryptBytes from pieces', () => {
 
   it('fails with ERR_CHUNK_AUTH on a damaged chunk, returning nothing', async () => {
     const file = Buffer.from(await encryptBytes(testBytes(3 * CHUNK, 9), recipients))
-    file[file.length - CHUNK] ^= 1
+    file[file.length - CHUNK] = file[file.length - CHUNK]! ^ 1
     await expect(decryptBlob(file, [identities[0]!])).rejects.toMatchObject({ code: 'ERR_CHUNK_AUTH' })
     await expect(decryptBytes([file.subarray(0, 10), file.subarray(10)], [identities[0]!])).rejects.toMatchObject({ code: 'ERR_CHUNK_AUTH' })
   })
