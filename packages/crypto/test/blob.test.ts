@@ -161,6 +161,13 @@ describe('decryptBlob and decryptBytes from pieces', () => {
     await expect(decryptBlob(file, [await generateIdentity()])).rejects.toMatchObject({ code: 'ERR_NO_MATCHING_IDENTITY' })
   })
 
+  it('fails with ERR_ABORTED, its cause the reason, when the signal is already aborted', async () => {
+    const file = await encryptBytes(testBytes(2 * CHUNK, 12), recipients)
+    const reason = new Error('stop')
+    await expect(decryptBlob(file, [identities[0]!], { signal: AbortSignal.abort(reason) })).rejects.toMatchObject({ code: 'ERR_ABORTED', cause: reason })
+    await expect(decryptBytes([file], [identities[0]!], { signal: AbortSignal.abort(reason) })).rejects.toMatchObject({ code: 'ERR_ABORTED', cause: reason })
+  })
+
   it('decrypts what the stream encrypted, and the stream decrypts what encryptBlob wrote', async () => {
     const plaintext = testBytes(2 * CHUNK + 99, 11)
     const streamed = await collect(encrypt(plaintext, recipients))

@@ -346,6 +346,25 @@ export function blobStoreTests<S extends BlobStore>(options: BlobStoreTestOption
         expect(await toArray(store.list())).toEqual([good.id])
       })
 
+      it('aborts a put into a batch whose source stalls mid-way, keeping nothing of it', async () => {
+        const batch = store.batch()
+        const kept = await batch.put('kept')
+        const controller = new AbortController()
+        let pulled!: () => void
+        const secondPull = new Promise<void>((resolve) => (pulled = resolve))
+        async function* stalling(): AsyncGenerator<Uint8Array> {
+          yield patternBytes(100_000, 26)
+          pulled()
+          await new Promise<never>(() => undefined)
+        }
+        const put = batch.put(stalling(), { signal: controller.signal })
+        await secondPull
+        controller.abort()
+        await expect(put).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+        await batch.commit()
+        expect(await toArray(store.list())).toEqual([kept.id])
+      })
+
       it('drops everything not committed on abort, and refuses further use with ERR_CLOSED', async () => {
         const batch = store.batch()
         const kept = await batch.put('committed')
