@@ -477,8 +477,10 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
   private flushAll(): void {
     this.flush()
     if (this.socket.destroyed || this.socket.writableEnded) return
-    for (const { chunk, length } of this.sendQueue.splice(0)) this.socket.write(Buffer.from(chunk.subarray(0, length)))
-    this.queuedBytes = 0
+    for (const { chunk, length } of this.sendQueue.splice(0)) {
+      this.socket.write(Buffer.from(chunk.subarray(0, length)))
+      this.queuedBytes -= length
+    }
   }
 
   /** After a go-away, once no stream is left, the connection ends. */
