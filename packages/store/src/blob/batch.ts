@@ -21,16 +21,19 @@ export interface Stager<S extends BlobInfo> {
 /** A {@link BlobBatch} over a store's {@link Stager}. */
 export class StagedBatch<S extends BlobInfo> implements BlobBatch {
   readonly #stager: Stager<S>
-  readonly #onDone: (batch: StagedBatch<S>) => void
+  readonly #open: Set<StagedBatch<S>>
   #staged: S[] = []
   readonly #inFlight = new Set<Promise<unknown>>()
   #closed = false
   #committing: Promise<void> = Promise.resolve()
 
-  /** @param onDone - called once the batch is aborted, so the store stops tracking it */
-  constructor(stager: Stager<S>, onDone: (batch: StagedBatch<S>) => void) {
+  /**
+   * @param open - the store's batches that hold blobs not yet committed (so that its `close()`
+   *   can drop them): this batch is in it from its first put until a commit or abort leaves it empty
+   */
+  constructor(stager: Stager<S>, open: Set<StagedBatch<S>>) {
     this.#stager = stager
-    this.#onDone = onDone
+    this.#open = open
   }
 
   put(source: BlobSource, options: AbortOptions = {}): Promise<BlobInfo> {
@@ -43,6 +46,7 @@ export class StagedBatch<S extends BlobInfo> implements BlobBatch {
 
   async #put(source: BlobSource, expected: string | undefined, options: AbortOptions): Promise<BlobInfo> {
     this.#assertUsable()
+    this.#open.add(this)
     const staging = this.#stager.track(this.#stager.stage(source, expected, options))
     this.#inFlight.add(staging)
     try {
@@ -93,6 +97,7 @@ export class StagedBatch<S extends BlobInfo> implements BlobBatch {
       await this.abort()
       throw err
     }
+    if (this.#staged.length === 0 && this.#inFlight.size === 0) this.#open.delete(this)
   }
 
   async abort(): Promise<void> {
@@ -102,7 +107,7 @@ export class StagedBatch<S extends BlobInfo> implements BlobBatch {
     const staged = this.#staged
     this.#staged = []
     await this.#stager.discard(staged)
-    this.#onDone(this)
+    this.#open.delete(this)
   }
 
   #assertUsable(): void {

@@ -122,6 +122,7 @@ class DiskBlobStore implements FsBlobStore, Stager<StagedFile> {
   readonly #maxBufferedRead: number
   readonly #writer: DiskWriter
   readonly #operations = new Set<Promise<unknown>>()
+  /** Batches holding blobs not yet committed, dropped at close. */
   readonly #batches = new Set<StagedBatch<StagedFile>>()
   #closed = false
 
@@ -171,9 +172,7 @@ class DiskBlobStore implements FsBlobStore, Stager<StagedFile> {
 
   batch(): BlobBatch {
     this.assertOpen()
-    const batch = new StagedBatch<StagedFile>(this, (done) => this.#batches.delete(done))
-    this.#batches.add(batch)
-    return batch
+    return new StagedBatch<StagedFile>(this, this.#batches)
   }
 
   // --- Stager: how this store writes (see DiskWriter) --------------------------------

@@ -37,6 +37,7 @@ export function createMemoryBlobStore(): MemoryBlobStore {
 
 class InMemoryBlobStore implements MemoryBlobStore, Stager<StagedBytes> {
   readonly #blobs = new Map<string, Uint8Array>()
+  /** Batches holding blobs not yet committed, dropped at close. */
   readonly #batches = new Set<StagedBatch<StagedBytes>>()
   readonly #operations = new Set<Promise<unknown>>()
   #closed = false
@@ -57,9 +58,7 @@ class InMemoryBlobStore implements MemoryBlobStore, Stager<StagedBytes> {
 
   batch(): BlobBatch {
     this.assertOpen()
-    const batch = new StagedBatch<StagedBytes>(this, (done) => this.#batches.delete(done))
-    this.#batches.add(batch)
-    return batch
+    return new StagedBatch<StagedBytes>(this, this.#batches)
   }
 
   async stage(source: BlobSource, expected: string | undefined, options: AbortOptions): Promise<StagedBytes> {
