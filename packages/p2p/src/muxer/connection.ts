@@ -1,5 +1,7 @@
 // The yamux session: frames from the socket go to their streams; streams' frames
-// go to the socket, batched per tick (cork) and held back while it is full.
+// go to the socket, copied into reused send buffers and written once per tick (or
+// whenever a buffer fills), held back while the socket is full.
+import { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import {
   ConnectionClosedError,
@@ -25,7 +27,9 @@ import {
   TYPE_GO_AWAY,
   TYPE_PING,
   TYPE_WINDOW_UPDATE,
-  encodeHeader,
+  HEADER_LENGTH,
+  INITIAL_STREAM_GRANT,
+  writeHeader,
   type FrameSink,
 } from './frame.js'
 import { MuxedStream, type StreamHost } from './stream.js'
@@ -46,6 +50,15 @@ export const MUXER_DEFAULTS = {
 const MAX_FRAME_SIZE = 256 * 1024
 /** Data frames wait once this many bytes sit in the socket's write buffer. */
 const SEND_BUFFER_LIMIT = 1024 * 1024
+/**
+ * Frames are copied into send buffers of this size, each written in one call: a TLS socket
+ * then seals it as full records without first joining pieces into a fresh allocation of its own.
+ */
+const SEND_CHUNK = 256 * 1024
+/** How long (ms) a closed connection's socket may take to write out its last frames before it is destroyed. */
+const CLOSE_LINGER = 1000
+/** Written send buffers kept for reuse (over sockets that copy what they are given). */
+const SEND_CHUNKS_KEPT = 6
 /** Reading pauses while replies to pings pile up beyond this (a peer that pings and never reads). */
 const CONTROL_BACKLOG_LIMIT = 4 * SEND_BUFFER_LIMIT
 
@@ -111,7 +124,17 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
   private current: MuxedStream | undefined
   private currentFin = false
 
-  private corked = false
+  /** The send buffer being filled, and how much of it is. */
+  private out: Buffer | undefined
+  private outFilled = 0
+  private flushScheduled = false
+  /** Filled send buffers waiting for the socket, which gets one at a time (see {@link pumpWrites}). */
+  private readonly sendQueue: Array<{ chunk: Buffer; length: number }> = []
+  private queuedBytes = 0
+  private writing = false
+  private readonly spareChunks: Buffer[] = []
+  /** Whether the socket is done with a buffer once its write callback ran (TCP, TLS), so it can be reused. */
+  private readonly socketCopies: boolean
   private blocked = false
   private readPaused = false
   private readonly sendBufferLimit: number
@@ -142,6 +165,7 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     // The dialler is yamux's client: odd ids; the listener even ones.
     this.nextId = this.direction === 'outbound' ? 1 : 2
     this.sendBufferLimit = Math.max(SEND_BUFFER_LIMIT, socket.writableHighWaterMark)
+    this.socketCopies = socket instanceof Socket
     this.decoder = new FrameDecoder(this, this.maxStreamWindow)
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve
@@ -192,7 +216,8 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     const id = this.nextId
     this.nextId += 2
     const stream = this.addStream(id, false)
-    this.sendControl(TYPE_WINDOW_UPDATE, FLAG_SYN, id, 0)
+    // The SYN grants the answer a window above yamux's initial one at once, from the connection's budget.
+    this.sendControl(TYPE_WINDOW_UPDATE, FLAG_SYN, id, stream.growInitialWindow(INITIAL_STREAM_GRANT))
     return stream
   }
 
@@ -225,11 +250,14 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
   // --- StreamHost ------------------------------------------------------------
 
   sendData(stream: MuxedStream, flags: number, payload: Uint8Array): void {
-    this.cork()
-    const socket = this.socket
-    socket.write(encodeHeader(TYPE_DATA, flags, stream.id, payload.length))
-    socket.write(payload)
-    if (socket.writableLength >= this.sendBufferLimit) this.blocked = true
+    this.emitHeader(TYPE_DATA, flags, stream.id, payload.length)
+    this.emit(payload)
+    if (this.pendingBytes() >= this.sendBufferLimit) this.blocked = true
+  }
+
+  /** Bytes written by streams and not yet taken by the socket's peer (our send buffers and the socket's own). */
+  pendingBytes(): number {
+    return this.outFilled + this.queuedBytes + this.socket.writableLength
   }
 
   sendWindowUpdate(stream: MuxedStream, flags: number, delta: number): void {
@@ -276,7 +304,7 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
       // Any frame proves the peer alive; a ping asks for an echo.
       if (flags === FLAG_SYN) {
         this.sendControl(TYPE_PING, FLAG_ACK, 0, length)
-        if (this.socket.writableLength > CONTROL_BACKLOG_LIMIT && !this.readPaused) {
+        if (this.pendingBytes() > CONTROL_BACKLOG_LIMIT && !this.readPaused) {
           this.readPaused = true
           this.socket.pause()
         }
@@ -331,6 +359,9 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
         this.sendControl(TYPE_WINDOW_UPDATE, FLAG_RST, id, RESET_REFUSED)
       } else {
         stream = this.addStream(id, true)
+        // Acknowledged at once, with a window above yamux's initial one for the opener's request body.
+        const grant = stream.growInitialWindow(INITIAL_STREAM_GRANT)
+        if (grant > 0) stream.acknowledge(grant)
         this.enqueueIncoming(stream)
       }
     } else if (stream === undefined) {
@@ -374,22 +405,102 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
 
   private sendControl(type: number, flags: number, id: number, length: number): void {
     if (this.writeEnded || this.state !== OPEN) return
-    this.cork()
-    this.socket.write(encodeHeader(type, flags, id, length))
+    this.emitHeader(type, flags, id, length)
   }
 
-  /** Frames written in the same tick leave in one write (writev). */
-  private cork(): void {
-    if (this.corked) return
-    this.corked = true
-    this.socket.cork()
-    process.nextTick(this.uncork)
+  /** Appends a frame header to the send buffer. */
+  private emitHeader(type: number, flags: number, id: number, length: number): void {
+    if (this.out === undefined || SEND_CHUNK - this.outFilled < HEADER_LENGTH) this.nextChunk()
+    writeHeader(this.out!, this.outFilled, type, flags, id, length)
+    this.outFilled += HEADER_LENGTH
+    this.scheduleFlush()
   }
 
-  private readonly uncork = (): void => {
-    if (!this.corked) return
-    this.corked = false
-    this.socket.uncork()
+  /** Appends bytes to the send buffer, writing each buffer that fills. */
+  private emit(bytes: Uint8Array): void {
+    let at = 0
+    while (at < bytes.length) {
+      if (this.out === undefined || this.outFilled === SEND_CHUNK) this.nextChunk()
+      const n = Math.min(SEND_CHUNK - this.outFilled, bytes.length - at)
+      this.out!.set(n === bytes.length ? bytes : bytes.subarray(at, at + n), this.outFilled)
+      this.outFilled += n
+      at += n
+    }
+    this.scheduleFlush()
+  }
+
+  /** Writes the current send buffer (if any) and starts another. */
+  private nextChunk(): void {
+    this.flush()
+    this.out = this.spareChunks.pop() ?? Buffer.allocUnsafeSlow(SEND_CHUNK)
+    this.outFilled = 0
+  }
+
+  /** Frames written in the same tick leave in one write. */
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    process.nextTick(this.flushNow)
+  }
+
+  private readonly flushNow = (): void => {
+    this.flushScheduled = false
+    this.flush()
+  }
+
+  /** Queues the filled part of the send buffer for the socket. */
+  private flush(): void {
+    const chunk = this.out
+    const length = this.outFilled
+    if (chunk === undefined || length === 0) return
+    this.out = undefined
+    this.outFilled = 0
+    this.sendQueue.push({ chunk, length })
+    this.queuedBytes += length
+    this.pumpWrites()
+  }
+
+  /**
+   * Gives the socket the next send buffer once it took the previous one: each write is then a
+   * single buffer, which a TLS socket seals in place (given several, it would first copy them
+   * all into a new allocation of their total size).
+   */
+  private pumpWrites(): void {
+    if (this.writing) return
+    const next = this.sendQueue.shift()
+    if (next === undefined) return
+    const { chunk, length } = next
+    if (this.socket.destroyed || this.socket.writableEnded) {
+      this.sendQueue.length = 0
+      this.queuedBytes = 0
+      return
+    }
+    this.writing = true
+    const done = (err?: Error | null): void => {
+      this.writing = false
+      this.queuedBytes -= length
+      // Written (or failed): the socket no longer holds it.
+      if (err == null && this.spareChunks.length < SEND_CHUNKS_KEPT) this.spareChunks.push(chunk)
+      if (err != null) return
+      this.pumpWrites()
+      this.onDrain()
+    }
+    if (this.socketCopies) {
+      this.socket.write(chunk.subarray(0, length), done)
+    } else {
+      // A duplex that may hand our bytes on as they are (the in-memory pair): give it bytes of its own.
+      this.socket.write(Buffer.from(chunk.subarray(0, length)), done)
+    }
+  }
+
+  /** Hands every queued byte to the socket at once (before it ends). */
+  private flushAll(): void {
+    this.flush()
+    if (this.socket.destroyed || this.socket.writableEnded) return
+    for (const { chunk, length } of this.sendQueue.splice(0)) {
+      this.socket.write(Buffer.from(chunk.subarray(0, length)))
+      this.queuedBytes -= length
+    }
   }
 
   /** After a go-away, once no stream is left, the connection ends. */
@@ -397,7 +508,7 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     if (this.state !== OPEN || this.streams.size > 0 || !(this.goAwaySent || this.goAwayReceived)) return
     if (!this.writeEnded) {
       this.writeEnded = true
-      this.uncork()
+      this.flushAll()
       if (!this.socket.writableEnded) this.socket.end()
       else if (this.socket.writableFinished) this.writeFinished = true
     }
@@ -460,9 +571,26 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     this.inboundCount = 0
     this.outboundCount = 0
     this.wakeIncoming()
-    this.uncork()
-    if (!this.socket.destroyed) this.socket.destroy()
+    this.flushAll()
+    this.release()
     this.resolveClosed(error)
+  }
+
+  /**
+   * Lets go of the socket. Frames still queued in it (a go-away behind an earlier write) may
+   * leave first, within {@link CLOSE_LINGER} ms; whatever arrives meanwhile is ignored.
+   */
+  private release(): void {
+    const socket = this.socket
+    if (socket.destroyed) return
+    if (socket.writableLength === 0 || socket.writableEnded) {
+      socket.destroy()
+      return
+    }
+    const timer = setTimeout(() => socket.destroy(), CLOSE_LINGER).unref()
+    socket.once('close', () => clearTimeout(timer))
+    socket.once('finish', () => socket.destroy())
+    socket.end()
   }
 
   private readonly onData = (chunk: Buffer | string): void => {
@@ -503,7 +631,9 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     this.abort(this.remoteError ?? new ConnectionClosedError('the connection closed'))
   }
 
+  /** The socket (or our queue in front of it) took bytes: paused reading and waiting writers may go on. */
   private readonly onDrain = (): void => {
+    if (this.pendingBytes() >= this.sendBufferLimit) return
     if (this.readPaused) {
       this.readPaused = false
       this.socket.resume()
@@ -553,9 +683,10 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
  * {@link Connection}. From then on the duplex belongs to the connection.
  *
  * Streams follow the yamux specification: 12-byte frame headers; odd stream
- * ids for the `outbound` side and even for the `inbound` one; a 256 KiB
- * receive window per stream that doubles, up to `maxStreamWindow`, while its
- * reader keeps up; half-close (FIN), reset (RST), go-away on `close()`, and
+ * ids for the `outbound` side and even for the `inbound` one; a receive
+ * window per stream of 256 KiB, raised at once to 1 MiB while the connection's
+ * budget allows, that doubles, up to `maxStreamWindow`, while its reader keeps
+ * up; half-close (FIN), reset (RST), go-away on `close()`, and
  * keep-alive pings with a dead-peer timeout. Every frame read is checked; a
  * malformed one closes the connection with a typed error (`ERR_PROTOCOL`,
  * `ERR_FRAME_TOO_LARGE`). What the remote can make us hold is bounded: at most
@@ -564,8 +695,8 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
  * `maxConnectionWindow`; a stream waiting on the remote for `streamIdleTimeout`
  * fails with `ERR_PEER_TIMEOUT` and is reset.
  *
- * Writes are not copied: do not modify a buffer after passing it to
- * `stream.write()`. Read chunks are views of the socket's buffers.
+ * A buffer passed to `stream.write()` must not change until the write has
+ * resolved. Read chunks are views of the socket's buffers.
  *
  * @example
  * ```ts

@@ -162,6 +162,22 @@ export class MuxedStream implements Stream {
 
   // --- called by the connection -------------------------------------------
 
+  /**
+   * Grows the receive window of a new stream toward `target` bytes, within the connection's
+   * budget (before anything was received); returns the growth, to be announced to the remote.
+   */
+  growInitialWindow(target: number): number {
+    const growth = this.host.growWindow(Math.max(0, Math.min(target, this.host.maxStreamWindow) - this.recvWindow))
+    this.recvWindow += growth
+    this.recvAvailable += growth
+    return growth
+  }
+
+  /** Acknowledges a new inbound stream at once with a window update of `delta`. */
+  acknowledge(delta: number): void {
+    this.host.sendWindowUpdate(this, this.takeFlags(0), delta)
+  }
+
   /** A data frame header for this stream: claims `length` bytes of the window granted. */
   beginData(length: number): void {
     if (this.readEnded && length > 0) throw new ProtocolError(`data on stream ${this.id} after its FIN`)

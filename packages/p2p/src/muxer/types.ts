@@ -24,8 +24,9 @@ export interface MuxerOptions {
   deadPeerTimeout?: number
   /**
    * Largest receive window (bytes) one stream may grow to while its reader keeps
-   * up (default 16 MiB). Windows start at yamux's 256 KiB; a reader that stops
-   * reading holds the remote within the window granted so far.
+   * up (default 16 MiB). Windows start at yamux's 256 KiB, raised at once to
+   * 1 MiB while the connection's budget allows; a reader that stops reading holds
+   * the remote within the window granted so far.
    */
   maxStreamWindow?: number
   /**
