@@ -3,7 +3,7 @@
 // the budget, and a stream left waiting on a silent remote times out.
 import { describe, expect, it } from 'vitest'
 import { createMemoryDuplexPair, createMuxedConnection, type Stream } from '../src/index.js'
-import { FLAG_RST, FLAG_SYN, INITIAL_STREAM_WINDOW, RESET_REFUSED, TYPE_WINDOW_UPDATE } from '../src/muxer/frame.js'
+import { FLAG_RST, FLAG_SYN, INITIAL_STREAM_GRANT, INITIAL_STREAM_WINDOW, RESET_REFUSED, TYPE_WINDOW_UPDATE } from '../src/muxer/frame.js'
 import {
   abortedAfterEach,
   accept,
@@ -66,6 +66,23 @@ describe('muxer limits on what the remote can make us hold', () => {
     for (let i = 0; i < 4; i++) taken.push(await accept(peer.connection))
     const buffered = taken.reduce((sum, stream) => sum + internals(stream).bufferedBytes, 0)
     expect(buffered).toBe(4 * INITIAL_STREAM_WINDOW)
+    expect(peer.connection.open).toBe(true)
+  })
+
+  it('fits 226 streams beside ten 1 MiB grants with the defaults, refuses the rest, and never grants more than the budget', async () => {
+    const peer = rawPeer()
+    track(peer.connection)
+    const ids = Array.from({ length: 256 }, (_, i) => 2 * i + 1)
+    peer.raw.write(Buffer.concat(ids.map((id) => frame(TYPE_WINDOW_UPDATE, FLAG_SYN, id, 0))))
+    // 64 MiB = 226 initial windows of 256 KiB + ten grants of 768 KiB; the 30 streams beyond are refused.
+    for (const id of ids.slice(226)) {
+      expect(await peer.next((f) => f.streamId === id && (f.flags & FLAG_RST) !== 0)).toMatchObject({ length: RESET_REFUSED })
+    }
+    const taken: Stream[] = []
+    while (taken.length < 226) taken.push(await accept(peer.connection))
+    const windows = taken.map((stream) => internals(stream).recvWindow)
+    expect(windows.reduce((sum, window) => sum + window, 0)).toBeLessThanOrEqual(64 * MiB)
+    expect(windows.filter((window) => window === INITIAL_STREAM_GRANT)).toHaveLength(10)
     expect(peer.connection.open).toBe(true)
   })
 

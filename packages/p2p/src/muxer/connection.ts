@@ -59,6 +59,12 @@ const SEND_CHUNK = 256 * 1024
 const CLOSE_LINGER = 1000
 /** Written send buffers kept for reuse (over sockets that copy what they are given). */
 const SEND_CHUNKS_KEPT = 6
+/**
+ * The initial grants of the streams open hold at most this share of maxConnectionWindow (an
+ * eighth: ten 1 MiB grants with the default 64 MiB), so they never take the room of many
+ * streams' initial windows.
+ */
+const GRANT_SHARE = 8
 /** Reading pauses while replies to pings pile up beyond this (a peer that pings and never reads). */
 const CONTROL_BACKLOG_LIMIT = 4 * SEND_BUFFER_LIMIT
 
@@ -109,6 +115,8 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
   private totalRecvWindow = 0
   /** The part of it that grew beyond the initial windows: at most half of maxConnectionWindow. */
   private grownRecvWindow = 0
+  /** The part of that growth given as initial grants (INITIAL_STREAM_GRANT): at most maxConnectionWindow / GRANT_SHARE. */
+  private grantedRecvWindow = 0
 
   private goAwaySent = false
   private goAwayReceived = false
@@ -217,7 +225,7 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     this.nextId += 2
     const stream = this.addStream(id, false)
     // The SYN grants the answer a window above yamux's initial one at once, from the connection's budget.
-    this.sendControl(TYPE_WINDOW_UPDATE, FLAG_SYN, id, stream.growInitialWindow(INITIAL_STREAM_GRANT))
+    this.sendControl(TYPE_WINDOW_UPDATE, FLAG_SYN, id, this.grantInitialWindow(stream))
     return stream
   }
 
@@ -273,9 +281,7 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
   }
 
   growWindow(wanted: number): number {
-    // Growth may take half the budget at most: the other half stays for new streams' initial windows.
-    const room = Math.min(this.maxConnectionWindow - this.totalRecvWindow, (this.maxConnectionWindow >>> 1) - this.grownRecvWindow)
-    const growth = Math.max(0, Math.min(wanted, room))
+    const growth = Math.max(0, Math.min(wanted, this.growthRoom()))
     this.totalRecvWindow += growth
     this.grownRecvWindow += growth
     return growth
@@ -292,6 +298,7 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     else this.outboundCount--
     this.totalRecvWindow -= stream.recvWindow
     this.grownRecvWindow -= stream.recvWindow - INITIAL_STREAM_WINDOW
+    this.grantedRecvWindow -= stream.initialGrant
     this.maybeEnd()
   }
 
@@ -335,6 +342,29 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     return this.totalRecvWindow + INITIAL_STREAM_WINDOW <= this.maxConnectionWindow
   }
 
+  /** How much windows may still grow: growth takes half the budget at most, the other half stays for new streams' initial windows. */
+  private growthRoom(): number {
+    return Math.min(this.maxConnectionWindow - this.totalRecvWindow, Math.floor(this.maxConnectionWindow / 2) - this.grownRecvWindow)
+  }
+
+  /**
+   * Raises a new stream's receive window to {@link INITIAL_STREAM_GRANT} (capped by
+   * maxStreamWindow) if the grants of open streams stay within 1/GRANT_SHARE of the budget and
+   * growth within its half; otherwise it keeps yamux's initial window. Returns the growth, for the
+   * stream's first frame. So streams' initial windows always find half the budget, and at
+   * least seven eighths of it while no window grew by reading (226 streams with the defaults).
+   */
+  private grantInitialWindow(stream: MuxedStream): number {
+    const grant = Math.min(INITIAL_STREAM_GRANT, this.maxStreamWindow) - stream.recvWindow
+    if (grant <= 0) return 0
+    if (this.grantedRecvWindow + grant > Math.floor(this.maxConnectionWindow / GRANT_SHARE) || grant > this.growthRoom()) return 0
+    this.totalRecvWindow += grant
+    this.grownRecvWindow += grant
+    this.grantedRecvWindow += grant
+    stream.takeInitialGrant(grant)
+    return grant
+  }
+
   private addStream(id: number, inbound: boolean): MuxedStream {
     const stream = new MuxedStream(this, id, inbound)
     this.streams.set(id, stream)
@@ -360,7 +390,7 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
       } else {
         stream = this.addStream(id, true)
         // Acknowledged at once, with a window above yamux's initial one for the opener's request body.
-        const grant = stream.growInitialWindow(INITIAL_STREAM_GRANT)
+        const grant = this.grantInitialWindow(stream)
         if (grant > 0) stream.acknowledge(grant)
         this.enqueueIncoming(stream)
       }
@@ -684,12 +714,13 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
  *
  * Streams follow the yamux specification: 12-byte frame headers; odd stream
  * ids for the `outbound` side and even for the `inbound` one; a receive
- * window per stream of 256 KiB, raised at once to 1 MiB while the connection's
- * budget allows, that doubles, up to `maxStreamWindow`, while its reader keeps
- * up; half-close (FIN), reset (RST), go-away on `close()`, and
- * keep-alive pings with a dead-peer timeout. Every frame read is checked; a
- * malformed one closes the connection with a typed error (`ERR_PROTOCOL`,
- * `ERR_FRAME_TOO_LARGE`). What the remote can make us hold is bounded: at most
+ * window per stream of 256 KiB, raised at once to 1 MiB while the grants of
+ * open streams fit in an eighth of `maxConnectionWindow`, that doubles, up to
+ * `maxStreamWindow`, while its reader keeps up; half-close (FIN), reset (RST),
+ * go-away on `close()`, and keep-alive pings with a dead-peer timeout. Every
+ * frame read is checked; a malformed one closes the connection with a typed
+ * error (`ERR_PROTOCOL`, `ERR_FRAME_TOO_LARGE`). What the remote can make us
+ * hold is bounded: at most
  * `maxStreams` streams it opened (more are refused, `ERR_STREAM_REFUSED` on its
  * side), and every receive window, initial ones included, within
  * `maxConnectionWindow`; a stream waiting on the remote for `streamIdleTimeout`

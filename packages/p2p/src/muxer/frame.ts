@@ -35,8 +35,8 @@ export const INITIAL_STREAM_WINDOW = 256 * 1024
 export const RESET_REFUSED = 1
 /**
  * The receive window a new stream is granted at once, in its first frame (the opener's SYN,
- * the listener's ACK), while the connection's budget allows: a 1 MiB body and its header
- * then flow without waiting for a window update.
+ * the listener's ACK), while the grants of the connection's open streams fit in an eighth of
+ * its budget: a 1 MiB body and its header then flow without waiting for a window update.
  */
 export const INITIAL_STREAM_GRANT = 1024 * 1024
 

@@ -70,6 +70,8 @@ export class MuxedStream implements Stream {
   recvWindow = INITIAL_STREAM_WINDOW
   /** `true` once the connection forgot this stream. */
   removed = false
+  /** What the connection granted beyond the initial window when the stream opened (see {@link takeInitialGrant}). */
+  initialGrant = 0
 
   // Send side.
   private sendWindow = INITIAL_STREAM_WINDOW
@@ -163,14 +165,13 @@ export class MuxedStream implements Stream {
   // --- called by the connection -------------------------------------------
 
   /**
-   * Grows the receive window of a new stream toward `target` bytes, within the connection's
-   * budget (before anything was received); returns the growth, to be announced to the remote.
+   * Raises the receive window of a new stream by `grant` bytes (before anything was received),
+   * which the connection took from its budget and announces to the remote.
    */
-  growInitialWindow(target: number): number {
-    const growth = this.host.growWindow(Math.max(0, Math.min(target, this.host.maxStreamWindow) - this.recvWindow))
-    this.recvWindow += growth
-    this.recvAvailable += growth
-    return growth
+  takeInitialGrant(grant: number): void {
+    this.initialGrant += grant
+    this.recvWindow += grant
+    this.recvAvailable += grant
   }
 
   /** Acknowledges a new inbound stream at once with a window update of `delta`. */
