@@ -134,7 +134,8 @@ describe('muxer limits on what the remote can make us hold', () => {
     const { dialler, listener } = track(muxedPair({ streamIdleTimeout: 100 }))
     const stream = await dialler.openStream()
     await accept(listener) // accepted, never read
-    const writing = errorOf(stream.write(Buffer.alloc(INITIAL_STREAM_WINDOW + 1)))
+    // Beyond the 1 MiB the listener granted with its acknowledgement.
+    const writing = errorOf(stream.write(Buffer.alloc(INITIAL_STREAM_GRANT + 1)))
     expect(await writing).toMatchObject({ code: 'ERR_PEER_TIMEOUT' })
   })
 

@@ -48,7 +48,8 @@ describe('muxer streams', () => {
   })
 
   it('acknowledges an inbound stream with the first frame it sends on it when the connection has no window to grant', async () => {
-    const peer = rawPeer({ maxConnectionWindow: INITIAL_STREAM_WINDOW })
+    // The smallest budget allowed, 512 KiB, leaves no eighth for a grant.
+    const peer = rawPeer({ maxConnectionWindow: 2 * INITIAL_STREAM_WINDOW })
     track(peer.connection)
     peer.raw.write(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0))
     const stream = await accept(peer.connection)
