@@ -1,6 +1,7 @@
 // What a remote can make a connection hold: streams beyond maxStreams or the receive
 // budget are refused (typed, the connection stays up), every window counts against
 // the budget, and a stream left waiting on a silent remote times out.
+import { once } from 'node:events'
 import { describe, expect, it } from 'vitest'
 import { createMemoryDuplexPair, createMuxedConnection, type Stream } from '../src/index.js'
 import { FLAG_RST, FLAG_SYN, INITIAL_STREAM_GRANT, INITIAL_STREAM_WINDOW, RESET_REFUSED, TYPE_WINDOW_UPDATE } from '../src/muxer/frame.js'
@@ -41,6 +42,32 @@ describe('muxer limits on what the remote can make us hold', () => {
     peer.raw.write(frame(TYPE_WINDOW_UPDATE, 4 /* FIN */, 13, 0))
     for (let i = 0; i < 3; i++) await accept(peer.connection)
     expect(await readText(await accept(peer.connection))).toBe('after')
+  })
+
+  it('stops reading a remote that floods refused streams without reading the refusals', async () => {
+    const peer = rawPeer({ read: false, maxStreams: 1 })
+    track(peer.connection)
+    const paused = once(peer.socket, 'pause')
+    let nextId = 1
+    // Up to 800 000 SYNs: 9.6 MB of refusals, more than the 4 MiB of answers the muxer lets pile up.
+    while (nextId < 1_600_000 && !peer.socket.isPaused()) {
+      const syns = Buffer.concat(Array.from({ length: 512 }, (_, i) => frame(TYPE_WINDOW_UPDATE, FLAG_SYN, nextId + 2 * i, 0)))
+      nextId += 1024
+      peer.raw.write(syns)
+      if (peer.raw.writableNeedDrain) await Promise.race([once(peer.raw, 'drain'), paused])
+    }
+    await paused
+    const pending = (peer.connection as unknown as { pendingBytes(): number }).pendingBytes()
+    expect(pending).toBeLessThan(4 * MiB + 128 * KiB)
+    // Reading the answers lets it go on: the first stream is acknowledged (with its grant), every other one refused.
+    const opened = (nextId - 1) / 2
+    let answered = 0
+    peer.raw.on('data', (chunk: Buffer) => {
+      answered += chunk.length
+    })
+    while (answered < opened * 12) await once(peer.raw, 'data')
+    expect(answered).toBe(opened * 12)
+    expect(peer.connection.open).toBe(true)
   })
 
   it('fails a refused stream on the opening side with ERR_STREAM_REFUSED, and later streams work', async () => {

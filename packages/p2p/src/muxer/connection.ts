@@ -65,7 +65,7 @@ const SEND_CHUNKS_KEPT = 6
  * streams' initial windows.
  */
 const GRANT_SHARE = 8
-/** Reading pauses while replies to pings pile up beyond this (a peer that pings and never reads). */
+/** Reading pauses while answers to the remote's frames (ping echoes, refusals) pile up beyond this (a peer that never reads). */
 const CONTROL_BACKLOG_LIMIT = 4 * SEND_BUFFER_LIMIT
 
 const OPEN = 0
@@ -309,13 +309,7 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
       this.streamFrame(type, flags, streamId, length)
     } else if (type === TYPE_PING) {
       // Any frame proves the peer alive; a ping asks for an echo.
-      if (flags === FLAG_SYN) {
-        this.sendControl(TYPE_PING, FLAG_ACK, 0, length)
-        if (this.pendingBytes() > CONTROL_BACKLOG_LIMIT && !this.readPaused) {
-          this.readPaused = true
-          this.socket.pause()
-        }
-      }
+      if (flags === FLAG_SYN) this.answer(TYPE_PING, FLAG_ACK, 0, length)
     } else {
       this.remoteGoAway(length)
     }
@@ -386,7 +380,7 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
         // It crossed our go-away, or would exceed maxStreams or the receive budget: refuse it
         // (a typed reset the remote sees as ERR_STREAM_REFUSED), nothing of it is kept.
         stream = undefined
-        this.sendControl(TYPE_WINDOW_UPDATE, FLAG_RST, id, RESET_REFUSED)
+        this.answer(TYPE_WINDOW_UPDATE, FLAG_RST, id, RESET_REFUSED)
       } else {
         stream = this.addStream(id, true)
         // Acknowledged at once, with a window above yamux's initial one for the opener's request body.
@@ -431,6 +425,18 @@ class MuxedConnection implements Connection, StreamHost, FrameSink {
     }
     this.wakeIncoming()
     this.maybeEnd()
+  }
+
+  /**
+   * Sends a frame that answers one of the remote's; reading pauses (until the socket drains)
+   * while such answers pile up unread, so a remote that sends and never reads cannot grow them.
+   */
+  private answer(type: number, flags: number, id: number, length: number): void {
+    this.sendControl(type, flags, id, length)
+    if (this.pendingBytes() > CONTROL_BACKLOG_LIMIT && !this.readPaused) {
+      this.readPaused = true
+      this.socket.pause()
+    }
   }
 
   private sendControl(type: number, flags: number, id: number, length: number): void {
