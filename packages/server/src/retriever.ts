@@ -4,7 +4,7 @@ import type { RefRecord } from '@dcas/store'
 import { maxCipherBytes, type BlobCipher } from './cipher.js'
 import { codeOf, messageOf } from './errors.js'
 import type { Fetcher } from './fetcher.js'
-import { isLocalMiss, metaOf, type LocalStore } from './local.js'
+import { asBuffer, isLocalMiss, metaOf, type LocalStore } from './local.js'
 import type { Logger } from './logger.js'
 import { decodeManifest, MAX_MANIFEST_BYTES, type Manifest, type ManifestChunk } from './manifest.js'
 import type { HealedEvent } from './types.js'
@@ -52,8 +52,9 @@ export class Retriever {
       if (!isLocalMiss(err)) throw err
       damaged = codeOf(err) === 'ERR_INTEGRITY'
     }
-    const { value: plain, from } = await this.#fetcher.fetch(chunk.cipherId, maxCipherBytes(chunk.size), refId, (cipher) => this.#cipher.decrypt(cipher, chunk.plainId), signal, spread)
-    const healing = this.#local.ensure(chunk.plainId, plain, damaged).then(
+    const { value: hashed, from } = await this.#fetcher.fetch(chunk.cipherId, maxCipherBytes(chunk.size), refId, (cipher) => this.#cipher.decrypt(cipher, chunk.plainId), signal, spread)
+    const plain = asBuffer(hashed.pieces[0]!)
+    const healing = this.#local.ensure(chunk.plainId, hashed, damaged).then(
       () => {
         const event = { key, plainId: chunk.plainId, from }
         this.#onHealed(event)
@@ -75,9 +76,9 @@ export class Retriever {
     } catch (err) {
       if (!isLocalMiss(err)) throw err
       const meta = metaOf(record)
-      const { value: plain } = await this.#fetcher.fetch(meta.manifestCipherId, maxCipherBytes(MAX_MANIFEST_BYTES), meta.refId, (cipher) => this.#cipher.decrypt(cipher, record.manifestId), signal)
-      const { manifest } = decodeManifest(plain, this.#macKey)
-      await this.#local.ensure(record.manifestId, plain, codeOf(err) === 'ERR_INTEGRITY')
+      const { value: hashed } = await this.#fetcher.fetch(meta.manifestCipherId, maxCipherBytes(MAX_MANIFEST_BYTES), meta.refId, (cipher) => this.#cipher.decrypt(cipher, record.manifestId), signal)
+      const { manifest } = decodeManifest(hashed.pieces[0]!, this.#macKey)
+      await this.#local.ensure(record.manifestId, hashed, codeOf(err) === 'ERR_INTEGRITY')
       return manifest
     }
   }
