@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const work = mkdtempSync(join(tmpdir(), 'dcas-packs-'))
 // Each package's base error class: its `code` type must resolve to a real union, not `any`.
-const baseError = { '@dcas/p2p': 'P2PError', '@dcas/store': 'StoreError', '@dcas/crypto': 'CryptoError', '@dcas/server': 'ServerError', '@dcas/cli': 'CliError' }
+const baseError = { '@dcas/p2p': 'P2PError', '@dcas/store': 'StoreError', '@dcas/crypto': 'CryptoError', '@dcas/server': 'ServerError', '@dcas/cli': 'CliError', '@dcas/s3': 'S3Error' }
 const problems = []
 const tarballs = {}
 

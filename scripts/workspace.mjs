@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The root commands a new user runs: `npm run demo`, `npm test`, `npm run bench`.
+// The root commands a new user runs: `npm run demo`, `npm test`, `npm run bench` (and `test:faults`, `test:s3-clients`).
 // They need only Node 20+ and npm: pnpm is used when it is on the PATH, and
 // otherwise run through `npx` at the version pinned in package.json, so nothing
 // is installed globally. Dependencies are installed (frozen lockfile) when missing,
@@ -62,7 +62,10 @@ if (task === 'test') {
 } else if (task === 'faults') {
   if (runPnpm('exec', 'turbo', 'run', 'build', '--output-logs=errors-only') !== 0) process.exit(1)
   process.exit(runPnpm('exec', 'tsx', join(root, 'faults/run.ts'), ...rest))
+} else if (task === 's3-clients') {
+  if (runPnpm('exec', 'turbo', 'run', 'build', '--filter=@dcas/cli...', '--filter=@dcas/s3...', '--output-logs=errors-only') !== 0) process.exit(1)
+  process.exit(runPnpm('exec', 'tsx', join(root, 'packages/s3/scripts/clients.ts'), ...rest))
 } else {
-  console.error(`unknown task "${task}": use test, demo, bench or faults`)
+  console.error(`unknown task "${task}": use test, demo, bench, faults or s3-clients`)
   process.exit(2)
 }

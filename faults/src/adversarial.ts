@@ -3,15 +3,22 @@
 // an older valid version, malformed, oversized, short, long, silent, never-ending answers), lies
 // in catch-up, and sends C malformed, oversized, out-of-order and never-ending requests and raw
 // multiplexer frames; unknown clients (wrong secret, no proof, no certificate, no TLS, garbage,
-// silence) must be closed before any application byte. After each case C must be up, still
+// silence) must be closed before any application byte, and a stranger's recorded handshake must
+// confirm no guess of the secret offline; floods of idle sockets (from many addresses, or one)
+// must not lock honest peers out or flood C's log, and an admitted peer that opens streams
+// without end must not grow C's memory past its budget. After each case C must be up, still
 // connected to A and B, and serve the right bytes; H's own disk-equivalent must hold no canary.
 import { createHash, randomBytes } from 'node:crypto'
+import { once } from 'node:events'
 import { closeSync, openSync } from 'node:fs'
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdir, readFile, rm } from 'node:fs/promises'
+import { connect as tcpConnect, type Socket } from 'node:net'
+import { confirmation, startCpace, transcriptOf } from '@dcas/p2p/testing/admission'
 import { join } from 'node:path'
 import { spawnNode, type NodeHandle } from '@dcas/server/testing'
 import { filesUnder, ownManifestIn, ownBlobFiles, replicaFiles, sha256File, type ManifestView } from './disk.js'
-import { admitTo, drain, frame, HostilePeer, rawClient, type ListMode, type ServeMode } from './hostile.js'
+import { admitTo, drain, frame, HostilePeer, rawClient, stretched, type ListMode, type ServeMode } from './hostile.js'
+import { splitAddress } from './proxy.js'
 import { digestOf, type Content } from './model.js'
 import type { Report } from './report.js'
 import type { Rng } from './rng.js'
@@ -33,6 +40,8 @@ function yamux(type: number, flags: number, streamId: number, length: number, pa
 
 interface Env {
   dir: string
+  /** The nodes' shared log (warn level and above). */
+  log: string
   secret: string
   report: Report
   rng: Rng
@@ -72,6 +81,7 @@ export async function adversarial(dir: string, secret: string, rng: Rng, report:
     await c.waitForSync()
     const env: Env = {
       dir,
+      log: logFd,
       secret,
       report,
       rng,
@@ -87,6 +97,8 @@ export async function adversarial(dir: string, secret: string, rng: Rng, report:
     await badRequests(env)
     await badFrames(env)
     await unknownClients(env)
+    await socketFloods(env)
+    await streamFlood(env)
   } finally {
     await h.disconnect().catch(() => {})
     for (const n of nodes) expected.add(n)
@@ -186,7 +198,7 @@ async function badHolder(env: Env, canary: string): Promise<void> {
 
 async function badCatchUp(env: Env): Promise<void> {
   const { c, h } = env
-  const modes: ListMode[] = ['fake-newer', 'fake-tombstones', 'fake-tombstones-dated', 'malformed', 'backwards', 'huge-page']
+  const modes: ListMode[] = ['fake-newer', 'fake-tombstones', 'fake-tombstones-dated', 'malformed', 'backwards', 'huge-page', 'many-stanzas']
   for (const mode of modes) {
     env.report.extra.hostileCases++
     const what = `hostile catch-up answer: ${mode}`
@@ -343,16 +355,19 @@ function parseResponses(bytes: Buffer): Array<Record<string, unknown>> {
 const parseResponse = (bytes: Buffer): Record<string, unknown> | undefined => parseResponses(bytes)[0]
 
 async function badFrames(env: Env): Promise<void> {
-  const cases: Array<{ what: string; bytes: Buffer; mustClose: boolean }> = [
+  const cases: Array<{ what: string; bytes: Buffer; mustClose: boolean; minReceived?: number }> = [
     { what: 'random bytes', bytes: randomBytes(4 * KiB), mustClose: true },
     { what: 'frame version 1', bytes: yamux(2, 1, 0, 7, undefined, 1), mustClose: true },
     { what: 'unknown frame type', bytes: yamux(9, 0, 1, 0), mustClose: true },
     { what: 'data frame of 2^32-1 bytes', bytes: yamux(0, 1, 1, 0xffffffff), mustClose: true },
     { what: 'data on stream 0', bytes: yamux(0, 0, 0, 4, Buffer.from('data')), mustClose: true },
-    { what: 'window overrun', bytes: yamux(0, 1, 1, 512 * KiB, randomBytes(512 * KiB)), mustClose: true },
+    // Beyond the 1 MiB a new stream may be granted with its acknowledgement, not only yamux's 256 KiB.
+    { what: 'window overrun', bytes: yamux(0, 1, 1, 1280 * KiB, randomBytes(1280 * KiB)), mustClose: true },
     { what: 'stream id of the wrong parity', bytes: yamux(0, 1, 2, 4, Buffer.from('evil')), mustClose: true },
     { what: '20,000 pings', bytes: Buffer.concat(Array.from({ length: 20_000 }, (_, i) => yamux(2, 1, 0, i))), mustClose: false },
-    { what: '1,100 streams opened at once (the limit is 1,024)', bytes: Buffer.concat(Array.from({ length: 1100 }, (_, i) => yamux(1, 1, 2 * i + 1, 0))), mustClose: true },
+    // The limit is 256 (226 with the receive budget beside ten 1 MiB grants): the rest are refused,
+    // each with a 12-byte reset, and the connection stays up.
+    { what: '1,100 streams opened at once (the limit is 256)', bytes: Buffer.concat(Array.from({ length: 1100 }, (_, i) => yamux(1, 1, 2 * i + 1, 0))), mustClose: false, minReceived: (1100 - 256) * 12 },
     { what: 'a data frame that never completes', bytes: yamux(0, 1, 1, 200 * KiB, randomBytes(100)), mustClose: false },
   ]
   for (const k of cases) {
@@ -362,6 +377,7 @@ async function badFrames(env: Env): Promise<void> {
       return undefined
     })
     if (out !== undefined && k.mustClose && !out.closed) env.fail(`raw frames: ${k.what}`, 'C did not close the connection within 10 s')
+    if (out !== undefined && k.minReceived !== undefined && out.received < k.minReceived) env.fail(`raw frames: ${k.what}`, `C answered ${out.received} bytes, not the ${k.minReceived} of its refusals`)
     await healthy(env, `raw frames: ${k.what}`)
   }
 }
@@ -387,6 +403,7 @@ async function unknownClients(env: Env): Promise<void> {
   }
   const ids: Array<string | undefined> = []
   ids.push(await refused('wrong secret', { secret: 'not the cluster secret' }))
+  await strangerTranscript(env)
   ids.push(await refused('no proof', {}))
   ids.push(await refused('no certificate', { secret: env.secret, noCertificate: true }))
   // Application bytes pipelined right behind a wrong proof: a stream opening with a blob.put.
@@ -411,4 +428,150 @@ async function unknownClients(env: Env): Promise<void> {
   const owners = (await filesUnder(join(env.rootC, 'replicas'))).map((f) => f.split('/replicas/')[1]?.slice(0, 64))
   for (const id of ids) if (id !== undefined && owners.includes(id)) env.fail('unknown clients', `C keeps data for the refused node ${id.slice(0, 12)}`)
   await healthy(env, 'unknown clients')
+}
+
+/**
+ * A stranger's recorded handshake: with everything it saw and its own CPace scalar, no word of a
+ * dictionary that holds the real secret confirms C's tag offline (protocol 1 gave away an HMAC of
+ * the secret here). What the stranger can compute does not depend on the word it tries: C's tag
+ * answers only the guess its share committed to, online. The same computation on a handshake made
+ * with the right secret does confirm (for every word alike), so the check is not vacuous.
+ */
+async function strangerTranscript(env: Env): Promise<void> {
+  const what = 'unknown client: offline test of a recorded handshake'
+  env.report.extra.unknownClients++
+  const dictionary = ['password', 'letmein', env.secret, 'not the cluster secret', `${env.secret}!`]
+  const offline = async (record: Awaited<ReturnType<typeof admitTo>>['record'], scalar: bigint): Promise<string[]> => {
+    const confirmed: string[] = []
+    if (record.theirShare === undefined || record.theirTag === undefined) return confirmed
+    for (const word of dictionary) {
+      const key = startCpace(await stretched(word), record.sessionId, scalar).sharedKey(record.theirShare, transcriptOf(record.ourHello, record.theirHello))
+      if (key !== undefined && confirmation(key, 'inbound').equals(record.theirTag)) confirmed.push(word)
+    }
+    return confirmed
+  }
+  try {
+    const noShare = await admitTo(env.c.address, {})
+    noShare.socket.destroy()
+    if (noShare.record.theirTag !== undefined) env.fail(what, 'C sent a confirmation to a stranger that offered no share')
+    const scalar = 0x5eed_5eed_5eed_5eed_5eed_5eed_5eed_5eedn
+    const stranger = await admitTo(env.c.address, { secret: 'not the cluster secret', scalar })
+    stranger.socket.destroy()
+    if (stranger.status === 0) env.fail(what, 'the stranger was admitted')
+    const confirmedByStranger = await offline(stranger.record, scalar)
+    if (confirmedByStranger.length > 0) env.fail(what, `the recorded handshake confirms ${confirmedByStranger.length} word(s) offline`)
+    // The control: on a handshake made with the right secret, the same computation confirms.
+    const honest = await admitTo(env.c.address, { secret: env.secret, scalar })
+    honest.socket.destroy()
+    const confirmedByHonest = await offline(honest.record, scalar)
+    if (confirmedByHonest.length !== dictionary.length) env.fail(what, `the control handshake confirmed ${confirmedByHonest.length} of ${dictionary.length} words (the check is broken)`)
+  } catch (err) {
+    env.fail(what, `the handshake failed: ${err instanceof Error ? err.message : String(err)}`)
+  }
+}
+
+/** An idle TCP connection to `address` from `localAddress` (a 127.x.y.z address): it sends nothing. */
+async function idleSocket(address: string, localAddress: string): Promise<Socket | undefined> {
+  const [host, port] = splitAddress(address)
+  const socket = tcpConnect({ host, port, localAddress })
+  socket.on('error', () => {})
+  try {
+    await once(socket, 'connect')
+    return socket
+  } catch {
+    return undefined
+  }
+}
+
+async function refusalLines(log: string): Promise<number> {
+  const text = await readFile(log, 'utf8').catch(() => '')
+  return text.split('\n').filter((line) => line.includes('inbound connection refused')).length
+}
+
+/**
+ * 1,000 idle sockets from 1,000 loopback addresses, then 1,000 from one: meanwhile H reconnects
+ * (an admission with the right secret) and C keeps A and B. C's log gets a bounded number of
+ * refusal lines (10 per 10 s, then one summary), not one per socket.
+ */
+async function socketFloods(env: Env): Promise<void> {
+  const floods: Array<{ what: string; from: (i: number) => string }> = [
+    { what: '1,000 idle sockets from 1,000 addresses', from: (i) => `127.2.${i >> 8}.${i & 255}` },
+    { what: '1,000 idle sockets from one address', from: () => '127.0.0.3' },
+  ]
+  for (const flood of floods) {
+    const what = `socket flood: ${flood.what}`
+    env.report.extra.unknownClients++
+    const linesBefore = await refusalLines(env.log)
+    const started = Date.now()
+    const sockets: Socket[] = []
+    try {
+      await env.h.disconnect()
+      for (let i = 0; i < 1000; i += 50) {
+        const batch = await Promise.all(Array.from({ length: 50 }, (_, j) => idleSocket(env.c.address, flood.from(i + j))))
+        for (const s of batch) if (s !== undefined) sockets.push(s)
+        if (i === 500) {
+          // Halfway through: an admission with the right secret must still succeed.
+          try {
+            await env.h.connect(env.c.address, env.secret)
+          } catch (err) {
+            env.fail(what, `an admission with the right secret failed during the flood: ${err instanceof Error ? err.message : String(err)}`)
+          }
+        }
+      }
+      if (env.h.connection?.open !== true) env.fail(what, 'the admitted connection did not survive the flood')
+      await healthy(env, what)
+    } finally {
+      for (const s of sockets) s.destroy()
+    }
+    await reconnected(env, what).catch(() => {})
+    await env.c.waitForPeers(3, 15_000).catch(() => env.fail(what, 'C did not count H again after the flood'))
+    const lines = (await refusalLines(env.log)) - linesBefore
+    const allowed = 11 * (Math.ceil((Date.now() - started) / 10_000) + 2)
+    env.report.log(`${what}: ${lines} refusal log lines in ${Date.now() - started} ms`)
+    if (lines > allowed) env.fail(what, `C logged ${lines} refusals (at most ${allowed} expected: rate-limited)`)
+  }
+}
+
+/**
+ * An admitted peer (a fresh identity: identities are free to make) opens 1,100 streams and
+ * finishes none: the first 16 start a blob.put whose body never completes (C's request slots for
+ * that peer stay busy), the others fill their whole initial window (256 KiB) behind them: 270 MiB
+ * offered. C takes what its receive budget covers (64 MiB), refuses the rest with resets, keeps
+ * serving A and B, and its memory grows by about the budget, not by what was offered.
+ */
+async function streamFlood(env: Env): Promise<void> {
+  const what = 'hostile peer: 1,100 streams that never finish'
+  env.report.extra.hostileCases++
+  const before = await env.c.usage()
+  let socket: Socket | undefined
+  try {
+    const admitted = await admitTo(env.c.address, { secret: env.secret })
+    socket = admitted.socket
+    if (admitted.status !== 0) throw new Error(`refused (status ${admitted.status})`)
+    let received = 0
+    const refusals = (1100 - 256) * 12
+    const answered = new Promise<void>((resolve) => {
+      socket!.on('data', (b: Buffer) => {
+        received += b.length
+        if (received >= refusals) resolve()
+      })
+    })
+    const stalled = Buffer.concat([frame({ v: 1, op: 'blob.put', cipherId: sha256(Buffer.from('never finished')) }), frame({ size: 60 * KiB }), randomBytes(KiB)])
+    for (let i = 0; i < 1100 && !socket.destroyed; i++) {
+      const payload = i < 16 ? stalled : randomBytes(256 * KiB)
+      if (!socket.write(yamux(0, 1, 2 * i + 1, payload.length, payload))) await Promise.race([once(socket, 'drain'), once(socket, 'close')])
+    }
+    await Promise.race([answered, once(socket, 'close'), new Promise((r) => setTimeout(r, 20_000).unref())])
+    const after = await env.c.usage()
+    const grown = after.rss - before.rss
+    env.report.log(`${what}: C's RSS ${Math.round(before.rss / 2 ** 20)} MiB before, ${Math.round(after.rss / 2 ** 20)} MiB after (${Math.round(grown / 2 ** 20)} MiB more; peak ${Math.round(after.maxRss / 2 ** 20)} MiB); ${received} bytes of answers`)
+    if (socket.destroyed) env.fail(what, 'C closed the connection instead of refusing the streams beyond its limits')
+    else if (received < refusals) env.fail(what, `C answered ${received} bytes, fewer than its ${1100 - 256} refusals take`)
+    if (grown > 160 * 2 ** 20) env.fail(what, `C's memory grew by ${Math.round(grown / 2 ** 20)} MiB for 270 MiB offered (budget: 64 MiB per connection)`)
+    await healthy(env, what)
+  } catch (err) {
+    env.fail(what, `the flood failed: ${err instanceof Error ? err.message : String(err)}`)
+  } finally {
+    socket?.destroy()
+  }
 }

@@ -1,17 +1,31 @@
 // A hostile peer and unknown clients, built from the wire up: TLS 1.3 with an Ed25519
-// certificate and dcas admission written here (so a client can prove a wrong secret, none, or
-// present no certificate), then either raw bytes or the p2p multiplexer on the admitted socket,
+// certificate and dcas admission driven here message by message from the protocol's pieces
+// (`@dcas/p2p/testing/admission`), so a client can prove a wrong secret, none, present no
+// certificate, pipeline bytes, or keep the transcript), then either raw bytes or the p2p multiplexer on the admitted socket,
 // speaking the replication protocol as a scripted holder that lies in chosen ways.
-import { createHmac, randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { connect as tcpConnect, type Socket } from 'node:net'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import { createIdentity, createMuxedConnection, type Connection, type NodeIdentity, type Stream } from '@dcas/p2p'
+import {
+  confirmation,
+  encodeConfirm,
+  encodeHello,
+  encodeVerdict,
+  PROTOCOL_VERSIONS,
+  readConfirm,
+  readHello,
+  sessionIdOf,
+  startCpace,
+  Status,
+  stretchClusterSecret,
+  transcriptOf,
+} from '@dcas/p2p/testing/admission'
 import { splitAddress } from './proxy.js'
 
 // ---- admission -------------------------------------------------------------
 
 const MAGIC = Buffer.from('dcas', 'latin1')
-const EXPORTER_LABEL = 'EXPORTER-dcas-admission'
 
 /** Reads exact byte counts off a socket, leaving the rest in its buffer (for the multiplexer). */
 function readExactly(socket: Socket, n: number, timeoutMs: number): Promise<Buffer> {
@@ -61,6 +75,8 @@ export interface AdmitOptions {
   /** Bytes sent right after our hello, before any verdict (pipelined application bytes). */
   pipeline?: Buffer
   identity?: NodeIdentity
+  /** Our CPace scalar (default random): a stranger that keeps it can test the transcript offline. */
+  scalar?: bigint
 }
 
 export interface Admitted {
@@ -70,8 +86,20 @@ export interface Admitted {
   identity: NodeIdentity
 }
 
-/** TLS 1.3 to `address`, then dcas admission as the dialler. */
-export async function admitTo(address: string, options: AdmitOptions = {}): Promise<Admitted> {
+/** What a dialler saw of an admission, for offline tests of a recorded handshake. */
+export interface AdmissionRecord {
+  /** The TLS session's id (its exported keying material), which CPace binds to. */
+  sessionId: Buffer
+  /** Our hello and the listener's, as sent. */
+  ourHello: Buffer
+  theirHello: Buffer
+  /** The listener's CPace share and its confirmation tag (none when we sent no share). */
+  theirShare: Buffer | undefined
+  theirTag: Buffer | undefined
+}
+
+/** TLS 1.3 to `address`, then dcas admission (protocol 2, CPace) as the dialler. */
+export async function admitTo(address: string, options: AdmitOptions = {}): Promise<Admitted & { record: AdmissionRecord }> {
   const identity = options.identity ?? (await createIdentity())
   const [host, port] = splitAddress(address)
   const socket = tlsConnect({
@@ -87,22 +115,32 @@ export async function admitTo(address: string, options: AdmitOptions = {}): Prom
     socket.once('secureConnect', () => resolve())
     socket.once('close', () => reject(new Error('closed during the TLS handshake')))
   })
-  const proof =
-    options.secret === undefined
-      ? undefined
-      : createHmac('sha256', options.secret).update('dcas admission: dialler').update(socket.exportKeyingMaterial(32, EXPORTER_LABEL, Buffer.alloc(0))).digest()
-  const hello = Buffer.concat([MAGIC, Buffer.from([0x01, 1, 0, 1, proof === undefined ? 0 : 32]), proof ?? Buffer.alloc(0)])
-  socket.write(options.pipeline === undefined ? hello : Buffer.concat([hello, options.pipeline]))
-  // Their hello (one version, a 32-byte proof), then our verdict, then theirs.
-  const head = await readExactly(socket, 6, 10_000)
-  if (!head.subarray(0, 4).equals(MAGIC) || head[4] !== 0x01) throw new Error('the listener sent no dcas hello')
-  const rest = await readExactly(socket, 2 * head[5]! + 1, 10_000)
-  const proofLength = rest[rest.length - 1]!
-  if (proofLength > 0) await readExactly(socket, proofLength, 10_000)
-  socket.write(Buffer.concat([MAGIC, Buffer.from([0x02, 0, 0, 1])]))
+  const sessionId = sessionIdOf(socket)
+  const cpace = options.secret === undefined ? undefined : startCpace(await stretched(options.secret), sessionId, options.scalar)
+  const ourHello = encodeHello({ versions: [...PROTOCOL_VERSIONS], share: cpace?.share })
+  socket.write(options.pipeline === undefined ? ourHello : Buffer.concat([ourHello, options.pipeline]))
+  // Their hello, our confirmation (only now that we hold their share), theirs, our verdict, theirs.
+  const hello = await readHello(socket, AbortSignal.timeout(10_000))
+  const theirHello = encodeHello(hello)
+  const key = cpace === undefined || hello.share === undefined ? undefined : cpace.sharedKey(hello.share, transcriptOf(ourHello, theirHello))
+  socket.write(encodeConfirm(key === undefined ? undefined : confirmation(key, 'outbound')))
+  const theirTag = await readConfirm(socket, AbortSignal.timeout(10_000))
+  socket.write(encodeVerdict(Status.Ok, PROTOCOL_VERSIONS[PROTOCOL_VERSIONS.length - 1]!))
   const verdict = await readExactly(socket, 8, 10_000)
   if (!verdict.subarray(0, 4).equals(MAGIC) || verdict[4] !== 0x02) throw new Error('the listener sent no dcas verdict')
-  return { socket, status: verdict[5]!, identity }
+  return { socket, status: verdict[5]!, identity, record: { sessionId, ourHello, theirHello, theirShare: hello.share, theirTag } }
+}
+
+const stretchedSecrets = new Map<string, Promise<Buffer>>()
+
+/** The cluster secret as CPace uses it (scrypt, as the transport does), computed once per secret. */
+export function stretched(secret: string): Promise<Buffer> {
+  let s = stretchedSecrets.get(secret)
+  if (s === undefined) {
+    s = stretchClusterSecret(new TextEncoder().encode(secret))
+    stretchedSecrets.set(secret, s)
+  }
+  return s
 }
 
 /** A plain TCP client that sends `bytes` (or nothing) and reports what came back before the close. */
@@ -206,7 +244,19 @@ export type ServeMode =
   | 'error'
 
 /** How it answers `ref.list` during catch-up. */
-export type ListMode = 'honest' | 'fake-newer' | 'fake-tombstones' | 'fake-tombstones-dated' | 'malformed' | 'backwards' | 'huge-page'
+export type ListMode = 'honest' | 'fake-newer' | 'fake-tombstones' | 'fake-tombstones-dated' | 'malformed' | 'backwards' | 'huge-page' | 'many-stanzas'
+
+/**
+ * An age file whose header holds `count` well-formed X25519 stanzas (random shares, bad MAC):
+ * without a bound, each stanza costs the decryptor an X25519 operation before the MAC is checked.
+ */
+export function manyStanzaFile(count: number): Buffer {
+  const b64 = (n: number): string => randomBytes(n).toString('base64').replace(/=+$/, '')
+  const parts = ['age-encryption.org/v1\n']
+  for (let i = 0; i < count; i++) parts.push(`-> X25519 ${b64(32)}\n${b64(32)}\n`)
+  parts.push(`--- ${b64(32)}\n`)
+  return Buffer.concat([Buffer.from(parts.join(''), 'latin1'), randomBytes(16 + 200)])
+}
 
 export interface RefSeen {
   refId: string
@@ -358,6 +408,14 @@ export class HostilePeer {
       case 'huge-page':
         await send({ ok: true, entries: Array.from({ length: 5000 }, (_, i) => ({ refId: i.toString(16).padStart(64, '0'), version: 1, deleted: true })) })
         break
+      case 'many-stanzas': {
+        // A newer version of every ref whose manifest (which it holds, so the cipherId matches) has 10,000 stanzas.
+        const file = manyStanzaFile(10_000)
+        const id = createHash('sha256').update(file).digest('hex')
+        this.blobs.set(id, file)
+        await send({ ok: true, entries: refs.map((r) => ({ ...live(r, r.version + 5), manifestCipherId: id })) })
+        break
+      }
     }
     await stream.closeWrite()
   }

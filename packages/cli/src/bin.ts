@@ -2,4 +2,11 @@
 // The `dcas` executable.
 import { runCli } from './cli.js'
 
+// A reader that stops early (`dcas status | head`) closes the pipe: the command ends quietly, as
+// `git log | head` does, rather than die on EPIPE with a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0)
+  throw err
+})
+
 process.exitCode = await runCli(process.argv.slice(2))

@@ -7,13 +7,14 @@ import { randomBytes } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
 import { pipeline } from 'node:stream/promises'
 import { Command, CommanderError, Option } from 'commander'
-import { DEFAULT_CONFIG, LOG_LEVELS, parseAddress, parseBytes, parseDuration, parseReplicas, parseWriteQuorum, parseZone, type PlacementSettings } from './config.js'
+import { DEFAULT_CONFIG, LOG_LEVELS, defaultRoot, parseAddress, parseBytes, parseDuration, parseReplicas, parseWriteQuorum, parseZone, type PlacementSettings } from './config.js'
 import type { DcasClient } from './client.js'
 import { AbortedError, CliError, UnavailableError, UsageError, codeOf, messageOf } from './errors.js'
 import { writeFileAtomic } from './files.js'
 import { formatBytes, formatDuration, plural, shortId, table } from './format.js'
 import type { Progress } from './progress.js'
-import type { NodeStatus, PeerStatus } from './status.js'
+import { peerAdvice } from './advice.js'
+import type { NodeStatus } from './status.js'
 import { VERSION } from './version.js'
 
 // The heavy modules (the node, fastify, pino, key generation) load only for the commands that need them,
@@ -24,6 +25,7 @@ const lazy = {
   init: () => import('./init.js'),
   logger: () => import('./logger.js'),
   progress: () => import('./progress.js'),
+  s3: () => import('./s3.js'),
 }
 
 /** The streams and environment a run of the command line uses. */
@@ -43,7 +45,7 @@ interface RootOptions {
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
 
-const rootOption = (): Option => new Option('-r, --root <dir>', "the node's data directory (default: $DCAS_ROOT)")
+const rootOption = (fallback: string): Option => new Option('-r, --root <dir>', `the node's data directory (default: $DCAS_ROOT, else ${fallback})`)
 
 /** The flags of a node's place in the cluster, which `dcas init` (into config.json) and `dcas serve` (over it) both take. */
 interface PlacementFlags {
@@ -98,15 +100,6 @@ function untilSignal(): Promise<string> {
   })
 }
 
-/** What to say about a peer that is not connected. */
-export function peerAdvice(peer: PeerStatus): string | undefined {
-  if (peer.connected) return undefined
-  if (peer.error?.code === 'ERR_PEER_UNAUTHORIZED') return "it refused this node: the two do not share a cluster secret. Give both the same one (dcas init --join <the other node's DIR/identity/cluster-secret>)"
-  if (peer.error !== undefined) return `cannot reach it (${peer.error.code ?? 'error'}: ${peer.error.message}); it is dialled again with backoff: check it runs (dcas serve) and the address`
-  if (peer.address === undefined) return 'not connected; it dials this node, so it reconnects once it runs again (dcas serve on it)'
-  return 'not connected; it is dialled again with backoff'
-}
-
 function printStatus(s: NodeStatus, out: (line: string) => void): void {
   const connected = s.peers.filter((p) => p.connected).length
   const lost = s.peers.filter((p) => p.state === 'lost').length
@@ -127,7 +120,7 @@ function printStatus(s: NodeStatus, out: (line: string) => void): void {
     out(table(rows))
     for (const p of s.peers) {
       const advice = peerAdvice(p)
-      if (advice !== undefined && p.error !== undefined) out(`  ${p.address ?? shortId(p.nodeId ?? '')}: ${advice}`)
+      if (advice !== undefined && (p.error !== undefined || p.behind !== undefined)) out(`  ${p.address ?? shortId(p.nodeId ?? '')}: ${advice}`)
     }
   }
   const o = s.objects
@@ -152,16 +145,25 @@ export function placementLine(r: NodeStatus['replication']): string {
   return `${copies}; repairing or moving ${plural(r.repair.objectsLeft, 'object')} (${formatBytes(r.repair.bytesLeft)} to copy${eta})`
 }
 
+/** What a run learnt that its error messages need. */
+interface RunState {
+  /** The default data directory, when the command used it (no --root, no DCAS_ROOT). */
+  defaultRootUsed?: string
+}
+
 /** Builds the `dcas` program. */
-function buildProgram(io: CliIO): Command {
+function buildProgram(io: CliIO, state: RunState): Command {
   const out = (line: string): void => void io.stdout.write(`${line}\n`)
   const warn = (line: string): void => void io.stderr.write(`${line}\n`)
+  const home = defaultRoot(io.env)
   const rootOf = (opts: RootOptions): string => {
     const root = opts.root ?? io.env.DCAS_ROOT
-    if (root === undefined || root === '') throw new UsageError('which node? give its data directory with --root DIR (or set DCAS_ROOT)')
-    return resolve(root)
+    if (root !== undefined && root !== '') return resolve(root)
+    state.defaultRootUsed = home
+    return home
   }
-  const client = async (opts: RootOptions): Promise<DcasClient> => (await lazy.client()).connect({ root: rootOf(opts) })
+  const client = async (opts: RootOptions): Promise<DcasClient> =>
+    (await lazy.client()).connect({ root: rootOf(opts), onStarting: (pid) => warn(`waiting for the node to start (dcas serve, pid ${pid})…`) })
   const progressOn = async (show: boolean, label: string, total: number | undefined): Promise<Progress> => {
     const { createProgress, noProgress } = await lazy.progress()
     return show ? createProgress(io.stderr, label, total) : noProgress
@@ -193,13 +195,13 @@ function buildProgram(io: CliIO): Command {
       'after',
       '\nExit codes: 0 done, 1 unexpected failure, 2 usage or invalid key, 3 not initialised or bad config,\n' +
         '4 node not running or refused, 5 unknown key, 6 write quorum not reached, 7 data unavailable or corrupt, 130 interrupted.\n' +
-        'Every command finds the running node through DIR/api.json: give --root DIR or set DCAS_ROOT.',
+        `Every command finds its node through DIR/api.json: DIR is --root, else $DCAS_ROOT, else ${home}.`,
     )
 
   program
     .command('init')
     .description('create a node in DIR: its identity, cluster secret and config.json (never overwrites)')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .option('--cluster-secret <secret>', 'the secret every node of the cluster shares (default: a new random one)')
     .option('--join <file>', "take the cluster secret (and peers) from a file: another node's DIR/identity/cluster-secret, or a JSON join file")
     .option('--listen <host:port>', 'where the node listens for peers', DEFAULT_CONFIG.listen)
@@ -220,7 +222,7 @@ function buildProgram(io: CliIO): Command {
         ...(opts.join === undefined ? {} : { joinFile: resolve(opts.join) }),
       })
       if (opts.json === true) return json(result)
-      out(`initialised a dcas node in ${root}`)
+      out(`initialised a dcas node in ${root}${state.defaultRootUsed === undefined ? '' : ' (the default data directory: no --root given, DCAS_ROOT not set)'}`)
       out(`  node id         ${result.nodeId}`)
       out(`  age recipient   ${result.recipient}`)
       out(`  cluster secret  ${result.clusterSecret}, in ${result.files.clusterSecret}`)
@@ -234,22 +236,33 @@ function buildProgram(io: CliIO): Command {
   program
     .command('serve')
     .description('run the node in the foreground: peers, replication, healing, and the HTTP API on 127.0.0.1 (writes DIR/api.json)')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .option('--listen <host:port>', "where to listen for peers (default: config.json's)")
     .option('--peer <host:port>', "a peer to dial, replacing config.json's list (repeat for more)", collect)
     .option('--http <127.0.0.1:port>', "the HTTP API address (default: config.json's; port 0 picks a free one)")
   addPlacementOptions(program.commands.at(-1)!, "default: config.json's")
+    .option('--s3 <host:port>', 'also serve the S3 gateway there (port 0 picks one; dcas s3 credentials tells how to use it)')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
-    .action(async (opts: RootOptions & PlacementFlags & { listen?: string; peer?: string[]; http?: string; logLevel: string }) => {
+    .action(async (opts: RootOptions & PlacementFlags & { listen?: string; peer?: string[]; http?: string; s3?: string; logLevel: string }) => {
+      const root = rootOf(opts)
+      // Marked before the node's modules load, so that `dcas serve & dcas put …` finds a node starting.
+      const { markStarting } = await import('./api-file.js')
+      const clearStarting = (await stat(join(root, 'config.json')).then(() => true, () => false)) ? await markStarting(root, Date.now()) : undefined
       const logger = (await lazy.logger()).createLogger({ level: opts.logLevel })
-      const daemon = await (await lazy.daemon()).startDaemon({
-        root: rootOf(opts),
-        logger,
-        ...(opts.listen === undefined ? {} : { listen: opts.listen }),
-        ...(opts.peer === undefined ? {} : { peers: opts.peer }),
-        ...(opts.http === undefined ? {} : { http: opts.http }),
-        ...placementSettings(opts),
-      })
+      const daemon = await (await lazy.daemon())
+        .startDaemon({
+          root,
+          logger,
+          ...(opts.listen === undefined ? {} : { listen: opts.listen }),
+          ...(opts.peer === undefined ? {} : { peers: opts.peer }),
+          ...(opts.http === undefined ? {} : { http: opts.http }),
+          ...placementSettings(opts),
+          ...(opts.s3 === undefined ? {} : { s3: opts.s3 }),
+        })
+        .catch(async (err: unknown) => {
+          await clearStarting?.()
+          throw err
+        })
       // It runs until a signal, or until a drain finished (dcas drain): the node then stops by itself.
       const signal = await Promise.race([(io.stopSignal ?? untilSignal)(), daemon.closed.then(() => undefined)])
       if (signal !== undefined) logger.info({ signal }, 'signal received; closing gracefully (send it again to exit at once)')
@@ -262,7 +275,7 @@ function buildProgram(io: CliIO): Command {
     .description('store a file (or standard input) under KEY on the running node')
     .argument('<key>', 'the key to store it under')
     .argument('[file]', 'the file to read, or - for standard input (default: standard input)')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .option('--no-progress', 'no progress bar, even on a terminal')
     .addOption(jsonOption())
     .action(async (key: string, file: string | undefined, opts: RootOptions & { progress: boolean; json?: boolean }) => {
@@ -300,7 +313,7 @@ function buildProgram(io: CliIO): Command {
     .command('get')
     .description('read the object under KEY from the running node, to standard output or a file')
     .argument('<key>', 'the key to read')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .option('-o, --output <file>', 'write to this file, whole or not at all (default: standard output)')
     .option('--offset <bytes>', 'first byte to read', (v) => nonNegative(v, '--offset'))
     .option('--length <bytes>', 'how many bytes to read', (v) => nonNegative(v, '--length'))
@@ -345,7 +358,7 @@ function buildProgram(io: CliIO): Command {
     .command('rm')
     .description('delete the object under KEY on the node and every peer')
     .argument('<key>', 'the key to delete')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .addOption(jsonOption())
     .action(async (key: string, opts: RootOptions & { json?: boolean }) => {
       const result = await (await client(opts)).delete(key)
@@ -358,7 +371,7 @@ function buildProgram(io: CliIO): Command {
     .command('ls')
     .description('list the keys (with PREFIX) on the running node, in order')
     .argument('[prefix]', 'only keys starting with this')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .option('--limit <n>', 'at most this many keys (default: all)', (v) => positive(v, '--limit'))
     .option('--after <key>', 'only keys after this one (to resume a listing)')
     .addOption(jsonOption())
@@ -389,7 +402,7 @@ function buildProgram(io: CliIO): Command {
     .command('stat')
     .description("show an object's size, SHA-256, version, chunks and which peers hold it")
     .argument('<key>', 'the key')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .addOption(jsonOption())
     .action(async (key: string, opts: RootOptions & { json?: boolean }) => {
       const info = await (await client(opts)).head(key)
@@ -410,7 +423,7 @@ function buildProgram(io: CliIO): Command {
   program
     .command('status')
     .description('show the node: peers (connected or not, and why), replica health, disk and memory use')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .addOption(jsonOption())
     .action(async (opts: RootOptions & { json?: boolean }) => {
       const s = await (await client(opts)).status()
@@ -419,9 +432,23 @@ function buildProgram(io: CliIO): Command {
     })
 
   program
+    .command('open')
+    .description('open the web console of the running node in a browser, logged in by a one-time link (also printed)')
+    .addOption(rootOption(home))
+    .option('--no-browser', 'only print the link')
+    .action(async (opts: RootOptions & { browser: boolean }) => {
+      const { url, expiresAt } = await (await client(opts)).consoleLink()
+      out(url)
+      warn(`a one-time link to the console, good until ${new Date(expiresAt).toLocaleTimeString()}; later, log in with the token in ${join(rootOf(opts), 'api.json')}`)
+      if (!opts.browser) return
+      const opened = await openBrowser(url)
+      if (opened !== true) warn(`could not start a browser (${opened}): open the link above yourself`)
+    })
+
+  program
     .command('scrub')
-    .description('verify every object on the node (every chunk re-hashed), healing lost or damaged chunks from peers')
-    .addOption(rootOption())
+    .description('verify every object on the node (every chunk re-hashed), healing lost or damaged chunks from peers, and challenge a sample of the copies peers hold')
+    .addOption(rootOption(home))
     .addOption(jsonOption())
     .action(async (opts: RootOptions & { json?: boolean }) => {
       const result = await (await client(opts)).scrub()
@@ -429,6 +456,9 @@ function buildProgram(io: CliIO): Command {
       else {
         out(`scrubbed ${plural(result.objects + result.failed.length, 'object')} (${formatBytes(result.bytes)} verified): ${plural(result.healed, 'chunk')} healed from peers, ${result.failed.length} failed`)
         for (const f of result.failed) out(`  ${f.key}: ${f.code ?? 'error'}: ${f.message}`)
+        const lost = result.lostCopies ?? []
+        out(`audited ${plural(result.audited ?? 0, 'copy', 'copies')} on peers: ${lost.length === 0 ? 'each proved it holds its bytes' : `${lost.length} lost, being replicated again`}`)
+        for (const l of lost) out(`  ${l.key} on ${l.nodeId.slice(0, 12)}: ${l.reason}`)
       }
       if (result.failed.length > 0) {
         throw new UnavailableError(`${plural(result.failed.length, 'object')} could not be verified or healed`, { hint: 'connect the peers that hold them (dcas status), then scrub again' })
@@ -438,7 +468,7 @@ function buildProgram(io: CliIO): Command {
   program
     .command('drain')
     .description('before this node leaves the cluster for good: move the replicas it holds for other nodes away, then stop it')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .option('--timeout <duration>', 'give up after this long, like 2h (the node stays leaving; drain again to go on)')
     .addOption(jsonOption())
     .action(async (opts: RootOptions & { timeout?: string; json?: boolean }) => {
@@ -456,11 +486,32 @@ function buildProgram(io: CliIO): Command {
       out(`drained: the ${plural(result.held, 'replica')} held for other nodes are on other nodes now; the node stops. Remove its data directory once you no longer need its own objects.`)
     })
 
+  program
+    .command('s3')
+    .description('the S3 gateway of dcas serve --s3')
+    .command('credentials')
+    .description('print the S3 endpoint, region and access key, and how restic, rclone and the AWS CLI use them')
+    .addOption(rootOption(home))
+    .addOption(jsonOption())
+    .action(async (opts: RootOptions & { json?: boolean }) => {
+      const root = rootOf(opts)
+      const [{ readApiFile }, { readS3Credentials, s3Instructions, S3_REGION }] = await Promise.all([import('./api-file.js'), lazy.s3()])
+      const running = (await readApiFile(root))?.s3
+      const entry = running ?? { url: 'http://HOST:PORT', region: S3_REGION, ...((await readS3Credentials(root)) ?? {}) }
+      if (entry.accessKeyId === undefined || entry.secretAccessKey === undefined) {
+        throw new UsageError(`${root} has no S3 access key yet`, { hint: `dcas serve --root ${root} --s3 127.0.0.1:9000 makes one` })
+      }
+      const complete = entry as Required<typeof entry>
+      if (opts.json === true) return json({ ...complete, running: running !== undefined })
+      for (const line of s3Instructions(complete)) out(line)
+      if (running === undefined) warn(`the S3 gateway is not running: start it with dcas serve --root ${root} --s3 HOST:PORT (then the endpoint shows here)`)
+    })
+
   const identity = program.command('identity').description("the node's age identity (the key its replicas are encrypted to)")
   identity
     .command('export')
     .description('print the age identity (AGE-SECRET-KEY-1…) for safe keeping; age -d -i FILE opens any replica with it')
-    .addOption(rootOption())
+    .addOption(rootOption(home))
     .option('-o, --output <file>', 'write it to this file (mode 0600; never overwrites)')
     .action(async (opts: RootOptions & { output?: string }) => {
       const { text } = await (await lazy.init()).exportIdentity(rootOf(opts))
@@ -480,6 +531,20 @@ function buildProgram(io: CliIO): Command {
   return program
 }
 
+/** Opens `url` with the system's opener; resolves to true once it started, or why it could not. */
+async function openBrowser(url: string): Promise<true | string> {
+  const [command, args] = process.platform === 'darwin' ? ['open', [url]] : process.platform === 'win32' ? ['cmd', ['/c', 'start', '""', url]] : ['xdg-open', [url]]
+  const { spawn } = await import('node:child_process')
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { detached: true, stdio: 'ignore' })
+    child.once('error', (err) => resolve(`${command}: ${messageOf(err)}`))
+    child.once('spawn', () => {
+      child.unref()
+      resolve(true)
+    })
+  })
+}
+
 function nonNegative(value: string, what: string): number {
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`${what} must be a whole number of bytes, got "${value}"`)
   return Number(value)
@@ -497,7 +562,8 @@ function positive(value: string, what: string): number {
  */
 export async function runCli(argv: string[], io: Partial<CliIO> = {}): Promise<number> {
   const streams: CliIO = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env, ...io }
-  const program = buildProgram(streams)
+  const state: RunState = {}
+  const program = buildProgram(streams, state)
   try {
     await program.parseAsync(argv, { from: 'user' })
     return 0
@@ -510,6 +576,9 @@ export async function runCli(argv: string[], io: Partial<CliIO> = {}): Promise<n
     if (cliError !== undefined) {
       streams.stderr.write(`dcas: ${cliError.message}\n`)
       if (cliError.hint !== undefined) streams.stderr.write(`  ${cliError.hint}\n`)
+      if (state.defaultRootUsed !== undefined && ['ERR_NOT_INITIALIZED', 'ERR_NOT_RUNNING'].includes(cliError.code)) {
+        streams.stderr.write(`  (${state.defaultRootUsed} is the default data directory, as no --root was given and DCAS_ROOT is not set)\n`)
+      }
       return cliError.exitCode
     }
     streams.stderr.write(`dcas: ${codeOf(err) === undefined ? '' : `${codeOf(err)}: `}${messageOf(err)}\n`)

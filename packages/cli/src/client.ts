@@ -3,12 +3,13 @@
 // what to do.
 import { createHash } from 'node:crypto'
 import { request as httpRequest, type IncomingMessage } from 'node:http'
+import { access } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { Transform, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { DeleteResult, DrainResult, ScrubResult, StoreResult } from '@dcas/server'
 import { paths } from './config.js'
-import { readApiFile } from './api-file.js'
+import { readApiFile, waitForApiFile } from './api-file.js'
 import {
   AbortedError,
   ApiError,
@@ -16,6 +17,7 @@ import {
   IntegrityError,
   InvalidKeyError,
   NotFoundError,
+  NotInitializedError,
   NotRunningError,
   QuorumError,
   UnauthorizedError,
@@ -30,7 +32,14 @@ import type { ApiErrorBody, ListPage } from './http.js'
 import type { NodeStatus, PeerStatus } from './status.js'
 
 /** Where the node is: its data directory (read `api.json`), or the URL and token themselves. */
-export type ConnectOptions = { root: string; signal?: AbortSignal } | { url: string; token: string; signal?: AbortSignal }
+export type ConnectOptions =
+  | {
+      root: string
+      signal?: AbortSignal
+      /** Called once when the node's `dcas serve` is still starting: `connect` waits for it (a minute at most). */
+      onStarting?: (pid: number) => void
+    }
+  | { url: string; token: string; signal?: AbortSignal }
 
 /** Options taking a signal and a progress callback. */
 export interface TransferOptions {
@@ -112,17 +121,30 @@ export interface DcasClient {
    * away (`onProgress` is told how many are left as that changes); the node then stops.
    */
   drain(options?: { signal?: AbortSignal; onProgress?: (remaining: number) => void }): Promise<DrainResult>
+  /** A one-time link that opens the node's web console logged in (`dcas open`); only the API token gets one. */
+  consoleLink(options?: { signal?: AbortSignal }): Promise<{ url: string; expiresAt: number }>
 }
 
-const objectPath = (key: string): string => `/v1/objects/${encodeURIComponent(key)}`
+const exists = (path: string): Promise<boolean> =>
+  access(path).then(
+    () => true,
+    () => false,
+  )
+
+/** The path of a key, percent-encoded, dots too: a server's router then sees no `.` or `..` path step. */
+const objectPath = (key: string): string => `/v1/objects/${encodeURIComponent(key).replaceAll('.', '%2E')}`
 
 /** Connects to a node's HTTP API (nothing is sent until the first call). */
 export async function connect(options: ConnectOptions): Promise<DcasClient> {
   throwIfAborted(options.signal)
   if ('url' in options) return new HttpClient(options.url, options.token, undefined)
   const root = resolve(options.root)
-  const api = await readApiFile(root)
+  // A node whose `dcas serve` is still starting is waited for.
+  const api = (await readApiFile(root)) ?? (await waitForApiFile(root, { ...(options.signal === undefined ? {} : { signal: options.signal }), ...(options.onStarting === undefined ? {} : { onStarting: options.onStarting }) }))
   if (api === undefined) {
+    if (!(await exists(paths(root).config))) {
+      throw new NotInitializedError(`there is no dcas node in ${root}`, { hint: `create one with: dcas init --root ${root}, then start it: dcas serve --root ${root}` })
+    }
     throw new NotRunningError(`no dcas node is running for ${root} (${paths(root).api} is missing)`, { hint: `start it with: dcas serve --root ${root}` })
   }
   return new HttpClient(api.url, api.token, root)
@@ -139,7 +161,9 @@ class HttpClient implements DcasClient {
   async #send(method: string, path: string, options: { signal?: AbortSignal; headers?: Record<string, string>; body?: AsyncIterable<Uint8Array>; onSent?: (n: number) => void }): Promise<IncomingMessage> {
     const { signal } = options
     throwIfAborted(signal)
-    const req = httpRequest(new URL(path, this.url), { method, headers: { authorization: `Bearer ${this.token}`, ...options.headers }, ...(signal === undefined ? {} : { signal }) })
+    // The path goes as it is: a URL would take an encoded dot (`%2E`) for a path step and drop it.
+    const base = new URL(this.url)
+    const req = httpRequest({ protocol: base.protocol, hostname: base.hostname.replace(/^\[|\]$/g, ''), port: base.port, path: `${base.pathname.replace(/\/$/, '')}${path}`, method, headers: { authorization: `Bearer ${this.token}`, ...options.headers }, ...(signal === undefined ? {} : { signal }) })
     const response = new Promise<IncomingMessage>((resolve, reject) => {
       req.once('response', resolve)
       req.once('error', reject)
@@ -357,6 +381,10 @@ class HttpClient implements DcasClient {
       }
     }
     throw new UnavailableError('the node ended the drain without an answer', { hint: 'see the node log, and run dcas drain again' })
+  }
+
+  async consoleLink(options: { signal?: AbortSignal } = {}): Promise<{ url: string; expiresAt: number }> {
+    return this.#json(await this.#send('POST', '/v1/session/links', options), 'open')
   }
 
   async metrics(options: { signal?: AbortSignal } = {}): Promise<string> {

@@ -1,7 +1,8 @@
 // The files `dcas` keeps in a node's data directory, beside what @dcas/server keeps there,
 // and the node's config: read, checked field by field, and written once by `dcas init`.
 import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { homedir } from 'node:os'
+import { isAbsolute, join } from 'node:path'
 import { ConfigError, UsageError } from './errors.js'
 
 /** Where things live in a data directory. */
@@ -13,7 +14,18 @@ export const paths = (root: string) => ({
   clusterSecret: join(root, 'identity', 'cluster-secret'),
   tlsKey: join(root, 'identity', 'key.pem'),
   tlsCertificate: join(root, 'identity', 'cert.pem'),
+  s3Credentials: join(root, 'identity', 's3-credentials.json'),
 })
+
+/**
+ * The data directory used when neither `--root` nor `DCAS_ROOT` names one: `$XDG_DATA_HOME/dcas`,
+ * that is `~/.local/share/dcas` unless `XDG_DATA_HOME` is set (to an absolute path, as the XDG spec says).
+ */
+export function defaultRoot(env: Record<string, string | undefined>): string {
+  const data = env.XDG_DATA_HOME
+  if (data !== undefined && isAbsolute(data)) return join(data, 'dcas')
+  return join(env.HOME !== undefined && isAbsolute(env.HOME) ? env.HOME : homedir(), '.local', 'share', 'dcas')
+}
 
 /** The log levels `dcas serve --log-level` accepts (pino's). */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const

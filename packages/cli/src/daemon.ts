@@ -2,16 +2,18 @@
 import { randomBytes } from 'node:crypto'
 import { unlink } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { createServer, type DialErrorEvent, type PeerInfo, type ScrubResult, type Server } from '@dcas/server'
+import { createServer, type BehindEvent, type DialErrorEvent, type PeerInfo, type ScrubResult, type Server } from '@dcas/server'
 import { parseAddress, parseHttpAddress, parseWriteQuorum, paths, type NodeConfig, type PlacementSettings } from './config.js'
 import { AlreadyRunningError, ListenError, codeOf, messageOf } from './errors.js'
-import { readApiFile, type ApiFile } from './api-file.js'
+import { alive, markStarting, readApiFile, type ApiFile } from './api-file.js'
 import { writeFileAtomic } from './files.js'
 import { createApi } from './http.js'
 import { loadNode } from './init.js'
 import { silentLogger, type Logger } from './logger.js'
 import { createMetrics, type NodeMetrics } from './metrics.js'
-import { diskUsage, replicaHealth, type NodeStatus, type PeerStatus } from './status.js'
+import { diskUsage, replicaHealth } from './health.js'
+import { startS3 } from './s3.js'
+import type { NodeStatus, PeerStatus } from './status.js'
 import { VERSION } from './version.js'
 
 
@@ -29,6 +31,8 @@ export interface DaemonOptions extends PlacementSettings {
   logger?: Logger
   /** The bearer token (default: 32 random bytes, base64url). */
   token?: string
+  /** Serve the S3 gateway on this `host:port` (port 0 picks one; `api.json` tells which). */
+  s3?: string
 }
 
 /** A running node with its HTTP API. */
@@ -41,6 +45,8 @@ export interface Daemon {
   /** The HTTP API's URL, `http://127.0.0.1:PORT`. */
   readonly url: string
   readonly token: string
+  /** The S3 gateway's URL, when it runs (`s3` option). */
+  readonly s3Url: string | undefined
   readonly metrics: NodeMetrics
   /** The node's status, as `GET /v1/status` answers it. */
   status(): Promise<NodeStatus>
@@ -48,15 +54,6 @@ export interface Daemon {
   close(): Promise<void>
   /** Resolves once the daemon has closed (after {@link Daemon.close}, or by itself once a drain finished). */
   readonly closed: Promise<void>
-}
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 /** Whether the node `api.json` describes still answers with that token. */
@@ -97,6 +94,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     throw new AlreadyRunningError(`a dcas node is already running for ${root} (pid ${previous.pid}, ${previous.url})`, { hint: `stop it first (kill ${previous.pid}), or use it: dcas status --root ${root}` })
   }
 
+  const startedAt = Date.now()
+  // Commands run while the node starts wait for it (`dcas serve & dcas put …` works).
+  const clearStarting = await markStarting(root, startedAt)
   const { zone, capacity, announce, lostAfter, repairRate } = settings
   const server = createServer({
     root,
@@ -128,17 +128,22 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   server.on('peer:connect', (p: PeerInfo) => {
     if (p.address !== undefined) dialErrors.delete(p.address)
   })
+  // A connected peer that missed background work, and why, until it caught up or went away.
+  const behind = new Map<string, NonNullable<PeerStatus['behind']>>()
+  server.on('peer:behind', (e: BehindEvent) => behind.set(e.nodeId, { message: e.message, retryIn: e.retryIn, at: Date.now() }))
+  server.on('synced', (e: { nodeId: string }) => behind.delete(e.nodeId))
+  server.on('peer:disconnect', (p: PeerInfo) => behind.delete(p.nodeId))
   try {
     await server.start()
   } catch (err) {
     await server.close().catch(() => {})
+    await clearStarting()
     if (['ERR_ADDRESS_IN_USE', 'ERR_LISTEN_FAILED', 'EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL'].includes(codeOf(err) ?? '')) throw new ListenError(`cannot listen for peers on ${settings.listen}: ${messageOf(err)}`, { cause: err, hint: 'pick another address with --listen HOST:PORT' })
     throw err
   }
 
   const token = options.token ?? randomBytes(32).toString('base64url')
   const metrics = createMetrics(server)
-  const startedAt = Date.now()
   let lastScrub: NodeStatus['lastScrub']
   let url = ''
   const peers = (): PeerStatus[] => {
@@ -146,7 +151,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const list: PeerStatus[] = known.map((p) => {
       const error = p.connected || p.address === undefined ? undefined : dialErrors.get(p.address)
       const { nodeId, address, connected, state, zone, capacity, lastSeen } = p
-      return { nodeId, ...(address === undefined ? {} : { address }), connected, ...(error === undefined ? {} : { error }), ...(state === undefined ? {} : { state }), ...(zone === undefined ? {} : { zone }), ...(capacity === undefined ? {} : { capacity }), ...(lastSeen === undefined ? {} : { lastSeen }) }
+      const late = p.connected ? behind.get(p.nodeId) : undefined
+      return { nodeId, ...(address === undefined ? {} : { address }), connected, ...(error === undefined ? {} : { error }), ...(late === undefined ? {} : { behind: late }), ...(state === undefined ? {} : { state }), ...(zone === undefined ? {} : { zone }), ...(capacity === undefined ? {} : { capacity }), ...(lastSeen === undefined ? {} : { lastSeen }) }
     })
     for (const address of settings.peers) {
       if (known.some((p) => p.address === address)) continue
@@ -191,18 +197,26 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   } catch (err) {
     metrics.close()
     await server.close().catch(() => {})
+    await clearStarting()
     throw new ListenError(`cannot serve the HTTP API on ${settings.http}: ${messageOf(err)}`, { cause: err, hint: 'pick another port with --http 127.0.0.1:PORT (0 picks a free one)' })
   }
   const bound = api.server.address()
   url = `http://127.0.0.1:${typeof bound === 'object' && bound !== null ? bound.port : http.port}`
+  let s3: Awaited<ReturnType<typeof startS3>> | undefined
   const apiFile: ApiFile = { url, token, pid: process.pid, nodeId: server.nodeId, address: server.address, startedAt }
   try {
+    if (options.s3 !== undefined) {
+      s3 = await startS3(root, server, options.s3, log.child({ component: 's3' }))
+      apiFile.s3 = s3.entry
+    }
     await writeFileAtomic(paths(root).api, `${JSON.stringify(apiFile, null, 2)}\n`)
   } catch (err) {
-    await Promise.allSettled([api.close(), server.close()])
+    metrics.close()
+    await Promise.allSettled([api.close(), s3?.gateway.close(), server.close()])
+    await clearStarting()
     throw err
   }
-  log.info({ nodeId: server.nodeId, address: server.address, api: url, root, peers: settings.peers }, 'ready')
+  log.info({ nodeId: server.nodeId, address: server.address, api: url, ...(s3 === undefined ? {} : { s3: s3.entry.url }), root, peers: settings.peers }, 'ready')
 
   let closing: Promise<void> | undefined
   let closed!: () => void
@@ -212,6 +226,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       log.info({}, 'shutting down')
       // New requests get 503 at once; in-flight stores finish, reads fail with ERR_CLOSED.
       const httpClosed = api.close()
+      await s3?.gateway.close()
       await server.close()
       await httpClosed
       metrics.close()
@@ -220,5 +235,5 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       log.info({}, 'stopped')
       closed()
     })())
-  return { root, server, nodeId: server.nodeId, address: server.address, url, token, metrics, status, close, closed: whenClosed }
+  return { root, server, nodeId: server.nodeId, address: server.address, url, token, s3Url: s3?.entry.url, metrics, status, close, closed: whenClosed }
 }

@@ -45,4 +45,4 @@ export function formatDuration(seconds: number): string {
 }
 
 /** `1 object`, `2 objects`. */
-export const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`
+export const plural = (n: number, word: string, words = `${word}s`): string => `${n} ${n === 1 ? word : words}`

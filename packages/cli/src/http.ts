@@ -1,13 +1,20 @@
 // The node's HTTP API (fastify): objects streamed in and out, listing, status, scrub and
-// Prometheus metrics, all behind one bearer token. Bodies are never buffered: a PUT's
-// request stream goes straight into `server.store`, and `server.read` straight into a GET's response.
+// Prometheus metrics, all behind a bearer token (the API token, or a web console session's), and the
+// web console itself. Bodies are never buffered: a PUT's request stream goes straight into
+// `server.store`, and `server.read` straight into a GET's response.
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { Readable } from 'node:stream'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import rangeParser from 'range-parser'
-import type { DrainResult, ObjectStat, ScrubResult, Server } from '@dcas/server'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify'
+import type { DrainResult, ListEntry, ScrubResult, Server } from '@dcas/server'
+import { registerConsole } from './console.js'
 import { codeOf, messageOf } from './errors.js'
+import { HttpError, STATUS_OF } from './http-error.js'
+import { listFolder, searchKeys } from './listing.js'
+import { laggingObjects } from './health.js'
 import { createMetrics, type NodeMetrics, type Operation } from './metrics.js'
+import { clientGone, objectHeaders, sendObject, statOrRecover } from './send-object.js'
+import { ConsoleCredentials } from './sessions.js'
+import { createStatusFeed } from './status-feed.js'
 import type { NodeStatus, PeerStatus } from './status.js'
 
 /** Options of {@link createApi}. */
@@ -28,6 +35,8 @@ export interface ApiOptions {
   onDrained?: () => void
   /** A pino logger: one line per request (default: silent). */
   logger?: FastifyBaseLogger
+  /** The web console's sessions, login links and download tickets (default: new ones). */
+  credentials?: ConsoleCredentials
 }
 
 /** The JSON body of every error answer. */
@@ -38,30 +47,12 @@ export interface ApiErrorBody {
 /** A page of `GET /v1/objects`. */
 export interface ListPage {
   objects: Array<{ key: string; size: number; sha256: string; version: number; updatedAt: number }>
+  /** With `delimiter`: the sub-folders on this page (key prefixes ending with the delimiter). */
+  prefixes?: string[]
+  /** With `contains`: keys looked at for this page. */
+  scanned?: number
   /** Pass as `after` for the next page; absent on the last page. */
   next?: string
-}
-
-const STATUS_OF: Record<string, number> = {
-  ERR_UNAUTHORIZED: 401,
-  ERR_INVALID_KEY: 400,
-  ERR_INVALID_OPTIONS: 400,
-  ERR_BAD_REQUEST: 400,
-  ERR_NOT_FOUND: 404,
-  ERR_RANGE: 416,
-  ERR_QUORUM: 503,
-  ERR_UNAVAILABLE: 503,
-  ERR_CLOSED: 503,
-  ERR_ABORTED: 499,
-}
-
-class HttpError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message)
-  }
 }
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
@@ -69,48 +60,20 @@ const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
 /** The object key of a `/v1/objects/{key}` request (the router has decoded it). */
 const keyOf = (request: FastifyRequest): string => (request.params as { '*': string })['*']
 
-/** A GET/HEAD's headers for an object. */
-function objectHeaders(reply: FastifyReply, stat: ObjectStat): void {
-  reply.header('accept-ranges', 'bytes')
-  reply.header('etag', `"${stat.sha256}"`)
-  reply.header('last-modified', new Date(stat.updatedAt).toUTCString())
-  reply.header('x-dcas-sha256', stat.sha256)
-  reply.header('x-dcas-version', String(stat.version))
-  reply.header('x-dcas-chunks', String(stat.chunks))
-  reply.header('x-dcas-replicas', stat.replicas.join(','))
-  reply.type('application/octet-stream')
-}
-
-/** `stat`, recovering the key from peers first when this node lost it (a read of nothing resolves it). */
-async function statOrRecover(server: Server, key: string, signal: AbortSignal): Promise<ObjectStat> {
-  try {
-    return await server.stat(key)
-  } catch (err) {
-    if (codeOf(err) !== 'ERR_NOT_FOUND') throw err
-  }
-  for await (const _ of server.read(key, { length: 0, signal })) void _
-  return server.stat(key)
-}
-
-/** An AbortSignal that fires when the client goes away before the response is complete. */
-function clientGone(reply: FastifyReply): AbortSignal {
-  const controller = new AbortController()
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) controller.abort(new Error('the client disconnected'))
-  })
-  return controller.signal
-}
-
 /**
  * Creates the HTTP API of a node (not yet listening: `startDaemon` listens on 127.0.0.1).
  *
- * Routes: `PUT|GET|HEAD|DELETE /v1/objects/{key}`, `GET /v1/objects?prefix=&limit=&after=`,
- * `GET /v1/status`, `GET /v1/peers`, `POST /v1/scrub`, `POST /v1/drain`, `GET /metrics`. Every one needs the bearer token.
+ * Routes: `PUT|GET|HEAD|DELETE /v1/objects/{key}`, `GET /v1/objects?prefix=&limit=&after=&delimiter=&contains=`,
+ * `GET /v1/status`, `GET /v1/lagging`, `GET /v1/peers`, `POST /v1/scrub`, `POST /v1/drain`, `GET /metrics`, and the web console's (`GET /`,
+ * `/v1/session`, `/v1/downloads`, `/v1/events`). All but the console's pages, its login and a download
+ * ticket need a bearer token: the API token, or a console session's.
  */
 export function createApi(options: ApiOptions): FastifyInstance {
   const { server, status } = options
   const metrics = options.metrics ?? createMetrics(server)
   const expected = digest(options.token)
+  const isToken = (given: string): boolean => timingSafeEqual(digest(given), expected)
+  const credentials = options.credentials ?? new ConsoleCredentials()
   const app = Fastify({
     ...(options.logger === undefined ? {} : { loggerInstance: options.logger }),
     logController: new LogController({ disableRequestLogging: true }), // one line per request, from onResponse
@@ -129,9 +92,10 @@ export function createApi(options: ApiOptions): FastifyInstance {
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
 
   app.addHook('onRequest', async (request, reply) => {
+    if (request.routeOptions.config.public === true) return
     const header = request.headers.authorization ?? ''
     const given = /^Bearer (\S+)$/i.exec(header)?.[1]
-    if (given !== undefined && timingSafeEqual(digest(given), expected)) return
+    if (given !== undefined && (isToken(given) || credentials.useSession(given))) return
     // Close the connection rather than read a body nobody will use.
     reply.header('connection', 'close').header('www-authenticate', 'Bearer realm="dcas"')
     await reply.code(401).send({ error: { code: 'ERR_UNAUTHORIZED', message: given === undefined ? 'a bearer token is required (see DIR/api.json)' : 'the bearer token is not this node\'s (see DIR/api.json)' } } satisfies ApiErrorBody)
@@ -189,56 +153,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
 
   app.get('/v1/objects/*', async (request, reply) => {
     op(request, 'get')
-    const key = keyOf(request)
-    const signal = clientGone(reply)
-    const stat = await statOrRecover(server, key, signal)
-    let offset = 0
-    let length = stat.size
-    let partial = false
-    const range = request.headers.range
-    if (range !== undefined) {
-      const parsed = rangeParser(stat.size, range, { combine: true })
-      if (parsed === -1) {
-        reply.header('content-range', `bytes */${stat.size}`)
-        throw new HttpError('ERR_RANGE', `the range "${range}" is outside the object's ${stat.size} bytes`)
-      }
-      // A malformed header, another unit or several ranges: the whole object, as RFC 9110 allows.
-      if (parsed !== -2 && parsed.type === 'bytes' && parsed.length === 1) {
-        const [{ start, end }] = parsed as unknown as [{ start: number; end: number }]
-        offset = start
-        length = end - start + 1
-        partial = true
-      }
-    }
-    const source = server.read(key, { offset, length, signal })
-    const pieces = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>
-    // The first piece is read before any header goes out, so a read that fails at once gets its own status.
-    let first: IteratorResult<Buffer>
-    try {
-      first = await pieces.next()
-    } catch (err) {
-      source.destroy()
-      throw err
-    }
-    async function* body(): AsyncGenerator<Buffer> {
-      try {
-        for (let next = first; !next.done; next = await pieces.next()) {
-          metrics.read(next.value.length)
-          yield next.value
-        }
-      } catch (err) {
-        // Headers are gone: the connection is cut so the client sees a short body, never a clean end.
-        metrics.error('get', codeOf(err) ?? 'ERR_INTERNAL')
-        request.log.error({ key, err: messageOf(err) }, 'read failed mid-transfer')
-        throw err
-      } finally {
-        source.destroy()
-      }
-    }
-    objectHeaders(reply, stat)
-    reply.header('content-length', String(length))
-    if (partial) reply.header('content-range', `bytes ${offset}-${offset + length - 1}/${stat.size}`)
-    return reply.code(partial ? 206 : 200).send(Readable.from(body(), { objectMode: false, highWaterMark: 1 }))
+    return sendObject(server, metrics, request, reply, keyOf(request))
   })
 
   app.delete('/v1/objects/*', async (request, reply) => {
@@ -252,14 +167,24 @@ export function createApi(options: ApiOptions): FastifyInstance {
       schema: {
         querystring: {
           type: 'object',
-          properties: { prefix: { type: 'string' }, after: { type: 'string' }, limit: { type: 'integer', minimum: 1, maximum: 10_000, default: 1000 } },
+          properties: {
+            prefix: { type: 'string' },
+            after: { type: 'string' },
+            limit: { type: 'integer', minimum: 1, maximum: 10_000, default: 1000 },
+            delimiter: { type: 'string', minLength: 1, maxLength: 16 },
+            contains: { type: 'string', minLength: 1, maxLength: 1024 },
+          },
         },
       },
     },
     async (request, reply) => {
       op(request, 'list')
-      const { prefix, after, limit } = request.query as { prefix?: string; after?: string; limit: number }
-      const entries = await server.list({ limit: limit + 1, ...(prefix === undefined ? {} : { prefix }), ...(after === undefined ? {} : { after }) })
+      const { prefix = '', after, limit, delimiter, contains } = request.query as { prefix?: string; after?: string; limit: number; delimiter?: string; contains?: string }
+      const from = after === undefined ? {} : { after }
+      if (delimiter !== undefined && contains !== undefined) throw new HttpError('ERR_BAD_REQUEST', 'give delimiter or contains, not both')
+      if (delimiter !== undefined) return reply.send((await listFolder(server, { prefix, delimiter, limit, ...from })) satisfies ListPage)
+      if (contains !== undefined) return reply.send((await searchKeys(server, { prefix, text: contains, limit, ...from })) satisfies ListPage)
+      const entries: ListEntry[] = await server.list({ limit: limit + 1, prefix, ...from })
       const objects = entries.slice(0, limit)
       const page: ListPage = { objects, ...(entries.length > limit ? { next: objects.at(-1)!.key } : {}) }
       return reply.send(page)
@@ -270,6 +195,16 @@ export function createApi(options: ApiOptions): FastifyInstance {
     op(request, 'status')
     return reply.send(await status())
   })
+
+  app.get(
+    '/v1/lagging',
+    { schema: { querystring: { type: 'object', properties: { after: { type: 'string' }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } } } } },
+    async (request, reply) => {
+      op(request, 'status')
+      const { after, limit } = request.query as { after?: string; limit: number }
+      return reply.send(await laggingObjects(server, { limit, ...(after === undefined ? {} : { after }) }))
+    },
+  )
 
   app.get('/v1/peers', async (request, reply) => {
     op(request, 'status')
@@ -321,6 +256,9 @@ export function createApi(options: ApiOptions): FastifyInstance {
     const text = await metrics.registry.metrics()
     return reply.type(metrics.registry.contentType).send(text)
   })
+
+  const feed = createStatusFeed({ server, status, onError: (err) => app.log.warn({ err: messageOf(err) }, 'computing the live status failed') })
+  registerConsole(app, { server, metrics, credentials, feed, checkToken: isToken, op })
 
   return app
 }

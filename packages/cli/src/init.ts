@@ -6,6 +6,7 @@ import { loadOrCreateIdentity, nodeIdFromCertificate } from '@dcas/p2p'
 import { DEFAULT_CONFIG, checkConfig, parseAddress, parseHttpAddress, paths, readConfig, type NodeConfig, type PlacementSettings } from './config.js'
 import { AlreadyInitializedError, ConfigError, NotInitializedError, UsageError, throwIfAborted } from './errors.js'
 import { writeFileAtomic } from './files.js'
+import { createS3Credentials } from './s3.js'
 
 /** Shortest cluster secret `dcas init` accepts. */
 export const MIN_CLUSTER_SECRET_LENGTH = 16
@@ -41,8 +42,8 @@ export interface InitResult {
   clusterSecret: 'generated' | 'given' | 'joined'
   /** The config written. */
   config: NodeConfig
-  /** Files written: `config`, `clusterSecret`, `ageIdentity`, `identity` (directory). */
-  files: { config: string; clusterSecret: string; ageIdentity: string; identity: string }
+  /** Files written: `config`, `clusterSecret`, `ageIdentity`, `s3Credentials`, `identity` (directory). */
+  files: { config: string; clusterSecret: string; ageIdentity: string; s3Credentials: string; identity: string }
 }
 
 const exists = (path: string): Promise<boolean> =>
@@ -107,7 +108,7 @@ export async function initNode(options: InitOptions): Promise<InitResult> {
   if (options.http !== undefined) parseHttpAddress(options.http)
   for (const p of options.peers ?? []) parseAddress(p, '--peer')
 
-  for (const f of [files.config, files.ageIdentity, files.clusterSecret, files.tlsKey, files.tlsCertificate]) {
+  for (const f of [files.config, files.ageIdentity, files.clusterSecret, files.tlsKey, files.tlsCertificate, files.s3Credentials]) {
     if (await exists(f)) {
       const nodeId = await nodeIdOf(root)
       throw new AlreadyInitializedError(`${root} already holds a dcas node${nodeId === undefined ? '' : ` (${nodeId})`}: ${f} exists; nothing was changed`, {
@@ -158,6 +159,7 @@ export async function initNode(options: InitOptions): Promise<InitResult> {
   const ageIdentity = await generateIdentity(options.signal === undefined ? {} : { signal: options.signal })
   await exclusive(() => writeIdentityFile(files.ageIdentity, ageIdentity), files.ageIdentity)
   const { nodeId } = await loadOrCreateIdentity(files.identity)
+  await exclusive(async () => void (await createS3Credentials(root)), files.s3Credentials)
   await exclusive(() => writeFileAtomic(files.config, `${JSON.stringify(config, null, 2)}\n`, { exclusive: true }), files.config)
   return {
     root,
@@ -165,7 +167,7 @@ export async function initNode(options: InitOptions): Promise<InitResult> {
     recipient: await identityToRecipient(ageIdentity),
     clusterSecret: source,
     config,
-    files: { config: files.config, clusterSecret: files.clusterSecret, ageIdentity: files.ageIdentity, identity: files.identity },
+    files: { config: files.config, clusterSecret: files.clusterSecret, ageIdentity: files.ageIdentity, s3Credentials: files.s3Credentials, identity: files.identity },
   }
 }
 

@@ -2,7 +2,7 @@
 // live in one process): bytes, operations and errors by kind, replication lag, placement and repair, peers, heals, scrubs.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { HealedEvent, PlacementStatus, ScrubResult, Server } from '@dcas/server'
-import { replicaHealth } from './status.js'
+import { replicaHealth } from './health.js'
 
 /** The operations the HTTP API counts. */
 export type Operation = 'put' | 'get' | 'head' | 'delete' | 'list' | 'status' | 'scrub' | 'drain'

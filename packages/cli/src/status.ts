@@ -1,7 +1,6 @@
 // What `GET /v1/status` and `dcas status` report: peers, replica health, disk and memory use.
-import { opendir, statfs, lstat } from 'node:fs/promises'
-import { join } from 'node:path'
-import type { Server, ScrubResult } from '@dcas/server'
+// Types only, so that the web console's bundle shares them with the daemon (health.ts computes them).
+import type { ScrubResult } from '@dcas/server'
 
 /** A peer as the status shows it: a known node, or a configured address never reached. */
 export interface PeerStatus {
@@ -12,6 +11,8 @@ export interface PeerStatus {
   connected: boolean
   /** Why the last dial failed (while not connected). */
   error?: { code?: string; message: string; at: number }
+  /** Connected, but background work toward it failed in a way that may pass; retried with backoff until it catches up. */
+  behind?: { message: string; retryIn: number; at: number }
   /** `active`, `leaving` (being drained) or `lost` (unseen longer than lostAfter). */
   state?: 'active' | 'leaving' | 'lost'
   /** Its zone and the bytes it offers to hold for others, as its peer record says. */
@@ -37,22 +38,36 @@ export interface ReplicaHealth {
   unreplicated: number
 }
 
-/** How this node's objects sit on their placed holders (the server's `placementStatus()`). */
+/** An object that some known peer does not hold (its current version), and which peers. */
+export interface LaggingObject {
+  key: string
+  size: number
+  version: number
+  updatedAt: number
+  /** Peers that hold this version. */
+  replicas: string[]
+  /** Known peers that do not: `NodeStatus.peers` says why (not connected, or behind). */
+  missing: string[]
+}
+
+/** A page of `GET /v1/lagging`. */
+export interface LaggingPage {
+  objects: LaggingObject[]
+  /** Pass as `after` for the next page; absent on the last page. */
+  next?: string
+}
+
+/**
+ * Placement over the cluster (R copies of each object) and its repair, once the node reports it;
+ * absent from nodes that replicate every object to every peer ({@link ReplicaHealth} says how well).
+ */
 export interface ReplicationStatus {
-  /** Peer copies each object should have. */
+  /** Copies each object should have. */
   target: number
-  /** How many objects have 0, 1, … live peer copies (keys are the numbers of copies). */
+  /** Objects by their number of live copies (`"0"`, `"1"`, …). */
   objectsByCopies: Record<string, number>
-  repair: {
-    /** Objects with a copy still to make or to release. */
-    objectsLeft: number
-    /** Bytes still to copy. */
-    bytesLeft: number
-    /** Seconds left at the recent repair rate, when there is one. */
-    etaSeconds?: number
-    /** Every object on its placed holders, nothing left to copy or release. */
-    settled: boolean
-  }
+  /** What repair or rebalancing has left to do. */
+  repair: { objectsLeft: number; bytesLeft: number; etaSeconds?: number; settled: boolean }
 }
 
 /** Bytes on disk under the data directory. */
@@ -90,59 +105,4 @@ export interface NodeStatus {
   healed: number
   /** The last scrub since the start, if any. */
   lastScrub?: ScrubResult & { at: number }
-}
-
-const PAGE = 1000
-
-/** Walks every object's `stat` to tell which ones have fewer than `target` live peer copies. */
-export async function replicaHealth(server: Server, target: number): Promise<ReplicaHealth> {
-  const live = new Set(server.peers().filter((p) => p.state !== 'lost').map((p) => p.nodeId))
-  const health: ReplicaHealth = { objects: 0, bytes: 0, replicated: 0, lagging: 0, lagBytes: 0, unreplicated: 0 }
-  let after: string | undefined
-  for (;;) {
-    const page = await server.list({ limit: PAGE, ...(after === undefined ? {} : { after }) })
-    for (const entry of page) {
-      let replicas: string[]
-      try {
-        replicas = (await server.stat(entry.key)).replicas
-      } catch {
-        continue // deleted meanwhile
-      }
-      health.objects++
-      health.bytes += entry.size
-      const copies = replicas.filter((id) => live.has(id)).length
-      if (copies === 0) health.unreplicated++
-      if (copies >= target) health.replicated++
-      else {
-        health.lagging++
-        health.lagBytes += entry.size
-      }
-    }
-    if (page.length < PAGE) return health
-    after = page.at(-1)!.key
-  }
-}
-
-/** Total size of the regular files under `dir` (0 when it does not exist), walked without listing it whole. */
-export async function directorySize(dir: string): Promise<number> {
-  let total = 0
-  let handle
-  try {
-    handle = await opendir(dir)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0
-    throw err
-  }
-  for await (const entry of handle) {
-    const path = join(dir, entry.name)
-    if (entry.isDirectory()) total += await directorySize(path)
-    else if (entry.isFile()) total += await lstat(path).then((s) => s.size, () => 0)
-  }
-  return total
-}
-
-/** Disk use of a data directory and the free space left on its file system. */
-export async function diskUsage(root: string): Promise<DiskUsage> {
-  const [blobs, replicas, index, fs] = await Promise.all([directorySize(join(root, 'blobs')), directorySize(join(root, 'replicas')), directorySize(join(root, 'index')), statfs(root)])
-  return { blobs, replicas, index, free: fs.bavail * fs.bsize }
 }

@@ -1,9 +1,15 @@
 import { describe, expect, it } from 'vitest'
-import { peerAdvice } from '../src/cli.js'
+import { peerAdvice } from '../src/advice.js'
 
 describe('what dcas says about a peer that is not connected', () => {
   it('says nothing about a connected peer', () => {
     expect(peerAdvice({ nodeId: 'ab', address: '10.0.0.2:7420', connected: true })).toBeUndefined()
+  })
+
+  it('says why a connected peer is behind, and that it is tried again', () => {
+    const advice = peerAdvice({ nodeId: 'ab', connected: true, behind: { message: 'stream reset: disk full', retryIn: 4000, at: Date.now() } })
+    expect(advice).toContain('stream reset: disk full')
+    expect(advice).toContain('tried again with backoff')
   })
 
   it('tells a peer this node dials apart from one that dials this node, which it cannot redial', () => {

@@ -58,6 +58,15 @@ describe('connect() to a running node', () => {
     expect((await drain(got.body)).toString()).toBe(data.subarray(10, 35).toString())
   })
 
+  it('stores and reads keys that URL handling would take for path steps', async () => {
+    for (const key of ['.', '..', '../x', 'a/./b', 'a/../b', '%2E']) {
+      await client.put(key, `value of ${key}`)
+      expect((await drain((await client.get(key)).body)).toString(), key).toBe(`value of ${key}`)
+    }
+    const listed = (await client.list()).objects.map((o) => o.key)
+    expect(listed.sort()).toEqual(['%2E', '.', '..', '../x', 'a/../b', 'a/./b'].sort())
+  })
+
   it('fails with ERR_NOT_FOUND for an unknown key, ERR_INVALID_KEY for a bad one, ERR_USAGE past the end', async () => {
     await client.put('small', 'abc')
     expect(await codeOf(client.head('missing'))).toBe('ERR_NOT_FOUND')

@@ -19,6 +19,7 @@ const OPTIONS: Record<string, string[]> = {
   ls: ['-r, --root <dir>', '--limit <n>', '--after <key>', '--json'],
   stat: ['-r, --root <dir>', '--json'],
   status: ['-r, --root <dir>', '--json'],
+  open: ['-r, --root <dir>', '--no-browser'],
   scrub: ['-r, --root <dir>', '--json'],
   drain: ['-r, --root <dir>', '--timeout <duration>', '--json'],
   'identity export': ['-r, --root <dir>', '-o, --output <file>'],
@@ -42,7 +43,7 @@ describe('--help', () => {
   it('of dcas itself (the built executable) lists every command', async () => {
     const { code, stdout } = await dcas(['--help'])
     expect(code).toBe(0)
-    for (const command of ['init', 'serve', 'put', 'get', 'rm', 'ls', 'stat', 'status', 'scrub', 'drain', 'identity']) expect(stdout).toMatch(new RegExp(`^  ${command} `, 'm'))
+    for (const command of ['init', 'serve', 'put', 'get', 'rm', 'ls', 'stat', 'status', 'open', 'scrub', 'drain', 'identity']) expect(stdout).toMatch(new RegExp(`^  ${command} `, 'm'))
   })
 
   it('exits 2 and points to --help on an unknown command or option', async () => {

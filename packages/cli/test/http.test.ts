@@ -143,6 +143,20 @@ describe('Range', () => {
     expect(res.headers.get('content-range')).toBe(`bytes */${data.length}`)
   })
 
+  it('resumes a range only of the version named by If-Range, and answers 412 to an If-Match of another version', async () => {
+    const etag = `"${sha256(data)}"`
+    const resumed = await fetch(objectUrl('ranged'), { headers: { ...auth(), range: 'bytes=10-19', 'if-range': etag } })
+    expect(resumed.status).toBe(206)
+    expect(Buffer.from(await resumed.arrayBuffer())).toEqual(data.subarray(10, 20))
+    expect((await put('ranged', 'a newer version')).status).toBe(201)
+    const whole = await fetch(objectUrl('ranged'), { headers: { ...auth(), range: 'bytes=10-19', 'if-range': etag } })
+    expect(whole.status).toBe(200)
+    expect(await whole.text()).toBe('a newer version')
+    const refused = await fetch(objectUrl('ranged'), { headers: { ...auth(), 'if-match': etag } })
+    expect(refused.status).toBe(412)
+    expect(await errorCode(refused)).toBe('ERR_PRECONDITION')
+  })
+
   it('serves the whole object for several ranges or a malformed header', async () => {
     for (const range of ['bytes=0-1,10-20', 'pages=1-2', 'bytes']) {
       const res = await get(range)
@@ -247,7 +261,7 @@ describe('/metrics', () => {
   it('counts scrubs, and the chunks they heal or cannot', async () => {
     await put('s', Buffer.alloc(2 * 1024 * 1024 + 1, 9))
     const scrub = await api('/v1/scrub', { method: 'POST' })
-    expect(await scrub.json()).toEqual({ objects: 1, bytes: 2 * 1024 * 1024 + 1, healed: 0, failed: [] })
+    expect(await scrub.json()).toEqual({ objects: 1, bytes: 2 * 1024 * 1024 + 1, healed: 0, failed: [], audited: 0, lostCopies: [] })
     const metrics = parseExposition(await (await api('/metrics')).text())
     expect(metrics.value('dcas_scrubs_total')).toBe(1)
     expect(metrics.value('dcas_scrub_objects_total')).toBe(1)

@@ -38,7 +38,7 @@ describe('dcas init', () => {
     const [identity] = await readIdentityFile(join(root, 'identity', 'age-identity.txt'))
     expect(stdout).toContain(`node id         ${nodeId}`)
     expect(stdout).toContain(`age recipient   ${await identityToRecipient(identity!)}`)
-    for (const f of ['config.json', 'identity/cluster-secret', 'identity/age-identity.txt', 'identity/key.pem']) {
+    for (const f of ['config.json', 'identity/cluster-secret', 'identity/age-identity.txt', 'identity/key.pem', 'identity/s3-credentials.json']) {
       expect((await stat(join(root, f))).mode & 0o777, f).toBe(0o600)
     }
     expect((await readFile(join(root, 'identity', 'cluster-secret'), 'utf8')).trim()).toMatch(/^[A-Za-z0-9_-]{43}$/)
@@ -99,13 +99,34 @@ describe('dcas init', () => {
     expect(await filesUnder(root)).toEqual([])
   })
 
-  it('reads the directory from DCAS_ROOT, and says how to give one when there is none', async () => {
+  it('reads the directory from DCAS_ROOT', async () => {
     const root = join(dir.path, 'env')
     expect((await run(['init'], { DCAS_ROOT: root })).code).toBe(0)
-    expect(await filesUnder(join(root, 'identity'))).toHaveLength(4)
-    const none = await run(['init'])
-    expect(none.code).toBe(2)
-    expect(none.stderr).toContain('--root DIR (or set DCAS_ROOT)')
+    expect(await filesUnder(join(root, 'identity'))).toHaveLength(5) // TLS key and certificate, age identity, cluster secret, S3 access key
+  })
+
+  it('uses $XDG_DATA_HOME/dcas when neither --root nor DCAS_ROOT is given, and says so', async () => {
+    const data = join(dir.path, 'xdg')
+    const made = await run(['init'], { XDG_DATA_HOME: data, HOME: join(dir.path, 'home') })
+    expect(made.code).toBe(0)
+    expect(made.stdout).toContain(`initialised a dcas node in ${join(data, 'dcas')} (the default data directory`)
+    expect(await filesUnder(join(data, 'dcas', 'identity'))).toHaveLength(5)
+    const status = await run(['status'], { XDG_DATA_HOME: data })
+    expect(status.code).toBe(4)
+    expect(status.stderr).toContain(`(${join(data, 'dcas')} is the default data directory, as no --root was given and DCAS_ROOT is not set)`)
+  })
+
+  it('uses ~/.local/share/dcas when XDG_DATA_HOME is not set (or not an absolute path)', async () => {
+    const home = join(dir.path, 'home')
+    const envs: Array<Record<string, string>> = [{ HOME: home }, { HOME: home, XDG_DATA_HOME: 'relative/path' }]
+    for (const env of envs) {
+      const result = await run(['ls'], env)
+      expect(result.code).toBe(3)
+      expect(result.stderr).toContain(`there is no dcas node in ${join(home, '.local', 'share', 'dcas')}`)
+      expect(result.stderr).toContain('create one with: dcas init')
+    }
+    const help = await run(['ls', '--help'], { HOME: home })
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain(`(default: $DCAS_ROOT, else ${join(home, '.local', 'share', 'dcas')})`)
   })
 })
 

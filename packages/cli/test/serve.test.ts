@@ -1,10 +1,11 @@
 // `dcas serve` as a process: its log, api.json, signals, and what the other commands say
 // when the node is missing, stopped, or refused by its peer.
-import { stat } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { initNode, type InitOptions, type NodeStatus } from '../src/index.js'
-import { dcas, serve, stopAll, tempDir } from './helpers.js'
+import { BIN, dcas, serve, stopAll, tempDir } from './helpers.js'
 
 let dir: { path: string; cleanup: () => Promise<void> }
 
@@ -46,6 +47,49 @@ describe('dcas serve', () => {
     const after = await dcas(['status', '--root', root])
     expect(after.code).toBe(4)
     expect(after.stderr).toContain('no dcas node is running')
+  })
+
+  it('lets a command whose reader went away (dcas status | head) end quietly, with exit code 0', async () => {
+    const root = await init('a')
+    await serve(root)
+    const child = spawn(process.execPath, [BIN, 'status', '--root', root], { stdio: ['ignore', 'pipe', 'pipe'] })
+    child.stdout.destroy() // the reader is gone before the command writes: its first write fails with EPIPE
+    let stderr = ''
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve))
+    expect(stderr).toBe('')
+    expect(code).toBe(0)
+  })
+
+  it('makes a command run while the node starts wait for it, rather than say none runs', async () => {
+    const root = await init('a')
+    const node = await serve(root)
+    const ready = await readFile(join(root, 'api.json'), 'utf8')
+    // As the file stands while \`dcas serve\` starts (this test process plays the starting node)…
+    await writeFile(join(root, 'api.json'), JSON.stringify({ pid: process.pid, startedAt: Date.now(), starting: true }))
+    const ls = spawn(process.execPath, [BIN, 'ls', '--root', root], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const code = new Promise<number | null>((resolve) => ls.once('close', resolve))
+    let stderr = ''
+    await new Promise<void>((resolve) =>
+      ls.stderr.on('data', (b: Buffer) => {
+        stderr += b.toString()
+        if (stderr.includes(`waiting for the node to start (dcas serve, pid ${process.pid})`)) resolve()
+      }),
+    )
+    // …until it is ready.
+    await writeFile(join(root, 'api.json'), ready)
+    expect(await code).toBe(0)
+    expect(node.child.exitCode).toBeNull()
+  })
+
+  it('says none runs when the node that was starting died before it was ready', async () => {
+    const root = await init('a')
+    const dead = spawn(process.execPath, ['-e', '0'])
+    await new Promise((resolve) => dead.once('exit', resolve))
+    await writeFile(join(root, 'api.json'), JSON.stringify({ pid: dead.pid, startedAt: Date.now(), starting: true }))
+    const ls = await dcas(['ls', '--root', root])
+    expect(ls.code).toBe(4)
+    expect(ls.stderr).toContain('no dcas node is running')
   })
 
   it('closes gracefully on SIGINT too', async () => {

@@ -20,6 +20,8 @@ export const CRYPTO_ERROR_CODES = [
   'ERR_INVALID_ARGUMENT',
   'ERR_IDENTITY_FILE_EXISTS',
   'ERR_ABORTED',
+  'ERR_TOO_MANY_STANZAS',
+  'ERR_HEADER_TOO_LARGE',
 ] as const
 
 /** One of {@link CRYPTO_ERROR_CODES}. */
@@ -145,5 +147,19 @@ export class IdentityFileExistsError extends CryptoError {
 export class AbortedError extends CryptoError {
   constructor(message = 'the operation was aborted', options?: ErrorOptions) {
     super('ERR_ABORTED', message, options)
+  }
+}
+
+/** A header holds more recipient stanzas than `maxStanzas` allows; no stanza was tried. */
+export class TooManyStanzasError extends CryptoError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_TOO_MANY_STANZAS', message, options)
+  }
+}
+
+/** A header is longer than `maxHeaderBytes` allows; no more of it was read. */
+export class HeaderTooLargeError extends CryptoError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_HEADER_TOO_LARGE', message, options)
   }
 }

@@ -1,15 +1,52 @@
 // The age v1 header: version line, recipient stanzas, MAC line.
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { decodeBase64, encodeBase64 } from './base64.js'
-import { FormatError, HeaderMacError, TruncatedError } from './errors.js'
+import { FormatError, HeaderMacError, HeaderTooLargeError, InvalidArgumentError, TooManyStanzasError, TruncatedError } from './errors.js'
 import { hkdfSha256 } from './hkdf.js'
 import type { ByteReader } from './reader.js'
 
 export const VERSION_LINE = 'age-encryption.org/v1'
 const MAC_PREFIX = '---'
 const EMPTY = new Uint8Array(0)
-/** Largest header accepted: far above any real one (a post-quantum stanza is ~1.5 KiB). */
-export const MAX_HEADER_BYTES = 1024 * 1024
+/** Default largest header accepted: far above any real one (a post-quantum stanza is ~1.5 KiB). */
+export const DEFAULT_MAX_HEADER_BYTES = 1024 * 1024
+/**
+ * Default most recipient stanzas a header may hold. dcas writes one per recipient (the
+ * owner and a few recovery recipients); each stanza may cost an X25519 operation per
+ * identity, so this bounds what a hostile header makes the decryptor do.
+ */
+export const DEFAULT_MAX_STANZAS = 64
+const STANZAS_LIMIT = 65_536
+const HEADER_BYTES_MIN = 64
+const HEADER_BYTES_LIMIT = 16 * 1024 * 1024
+
+/** The bounds a header is read within. */
+export interface HeaderLimits {
+  readonly maxStanzas: number
+  readonly maxHeaderBytes: number
+}
+
+function checkLimit(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`)
+  }
+  return value
+}
+
+/** The limits of `options`, checked (`ERR_INVALID_ARGUMENT`), defaults filled in. */
+export function headerLimits(options: { maxStanzas?: number | undefined; maxHeaderBytes?: number | undefined }): HeaderLimits {
+  return {
+    maxStanzas: checkLimit('maxStanzas', options.maxStanzas, DEFAULT_MAX_STANZAS, 1, STANZAS_LIMIT),
+    maxHeaderBytes: checkLimit('maxHeaderBytes', options.maxHeaderBytes, DEFAULT_MAX_HEADER_BYTES, HEADER_BYTES_MIN, HEADER_BYTES_LIMIT),
+  }
+}
+
+const DEFAULT_LIMITS: HeaderLimits = { maxStanzas: DEFAULT_MAX_STANZAS, maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES }
+
+function tooManyStanzas(maxStanzas: number): TooManyStanzasError {
+  return new TooManyStanzasError(`the header holds more than ${maxStanzas} recipient stanzas (maxStanzas)`)
+}
 
 /** One recipient stanza: `-> type args…` and its body. */
 export interface Stanza {
@@ -65,8 +102,8 @@ export function verifyHeaderMac(header: Header, fileKey: Uint8Array): void {
   if (!timingSafeEqual(expected, header.mac)) throw new HeaderMacError()
 }
 
-/** Parses the header bytes (which end with the MAC line's newline). */
-export function parseHeader(bytes: Uint8Array): Header {
+/** Parses the header bytes (which end with the MAC line's newline); more than `maxStanzas` stanzas fail. */
+export function parseHeader(bytes: Uint8Array, maxStanzas = DEFAULT_MAX_STANZAS): Header {
   const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
   const lines = text.split('\n')
   // The last element is the empty string after the MAC line's newline.
@@ -79,6 +116,7 @@ export function parseHeader(bytes: Uint8Array): Header {
     const line = lines[i]
     if (line === undefined) throw new FormatError('the header has no MAC line')
     if (line.startsWith('-> ')) {
+      if (stanzas.length >= maxStanzas) throw tooManyStanzas(maxStanzas)
       const args = line.slice(3).split(' ')
       if (!args.every(isArgument)) throw new FormatError(`stanza ${stanzas.length + 1}: malformed arguments`)
       let body = ''
@@ -123,13 +161,16 @@ function versionError(line: string): FormatError {
 
 const NEWLINE = 0x0a
 const DASH = 0x2d
+const GREATER = 0x3e
 const VERSION_BYTES = Buffer.from(`${VERSION_LINE}\n`, 'latin1')
 
 /**
  * Reads the header off the reader: up to the newline that ends the first line
- * starting with `---`. Fails fast on a wrong version line and past {@link MAX_HEADER_BYTES}.
+ * starting with `---`. Fails fast on a wrong version line, past `maxHeaderBytes`
+ * and at the first stanza line beyond `maxStanzas` (before parsing anything).
  */
-export async function readHeader(reader: ByteReader): Promise<Header> {
+export async function readHeader(reader: ByteReader, limits: HeaderLimits = DEFAULT_LIMITS): Promise<Header> {
+  const { maxStanzas, maxHeaderBytes } = limits
   await reader.fill(VERSION_BYTES.length)
   const prefix = Math.min(reader.length, VERSION_BYTES.length)
   for (let i = 0; i < prefix; i++) {
@@ -139,11 +180,13 @@ export async function readHeader(reader: ByteReader): Promise<Header> {
       throw versionError(line)
     }
   }
-  // Scan for "\n---" then the newline ending that line, one piece at a time.
+  // Scan for "\n---" then the newline ending that line, one piece at a time,
+  // counting the lines that open a stanza ("->") on the way.
   let scanned = 0
   let lineStart = true
   let dashes = 0
   let inMacLine = false
+  let stanzaLines = 0
   const visit = (b: number): boolean => {
     if (inMacLine) return b === NEWLINE
     if (b === NEWLINE) {
@@ -152,16 +195,17 @@ export async function readHeader(reader: ByteReader): Promise<Header> {
     } else if (lineStart && b === DASH) {
       if (++dashes === 3) inMacLine = true
     } else {
+      if (lineStart && dashes === 1 && b === GREATER && ++stanzaLines > maxStanzas) throw tooManyStanzas(maxStanzas)
       lineStart = false
     }
     return false
   }
   for (;;) {
     const end = reader.findFrom(scanned, visit)
-    if (end >= 0 && end < MAX_HEADER_BYTES) return parseHeader(reader.takeBytes(end + 1))
+    if (end >= 0 && end < maxHeaderBytes) return parseHeader(reader.takeBytes(end + 1), maxStanzas)
     scanned = reader.length
-    if (end >= 0 || scanned > MAX_HEADER_BYTES) {
-      throw new FormatError(`the header is longer than ${MAX_HEADER_BYTES} bytes`)
+    if (end >= 0 || scanned > maxHeaderBytes) {
+      throw new HeaderTooLargeError(`the header is longer than ${maxHeaderBytes} bytes (maxHeaderBytes)`)
     }
     if (!(await reader.pull())) {
       throw new TruncatedError(reader.length === 0 ? 'the input is empty' : 'the input ends inside the header')

@@ -21,14 +21,17 @@
 export type {
   AbortOptions,
   ByteSource,
+  DecryptedBlob,
   DecryptOptions,
+  EncryptBlobOptions,
+  EncryptedBlob,
   EncryptOptions,
   PassphraseDecryptOptions,
   PassphraseEncryptOptions,
   WriteIdentityFileOptions,
 } from './types.js'
 export { decrypt, decryptWithPassphrase, encrypt, encryptWithPassphrase } from './age.js'
-export { decryptBytes, decryptBytesWithPassphrase, encryptBytes, encryptBytesWithPassphrase } from './bytes.js'
+export { decryptBlob, decryptBytes, decryptBytesWithPassphrase, encryptBlob, encryptBytes, encryptBytesWithPassphrase } from './bytes.js'
 export { assertRecipient, generateIdentity, identityToRecipient } from './identity.js'
 export {
   formatIdentityFile,
@@ -40,6 +43,7 @@ export {
 } from './identity-file.js'
 export { DEFAULT_MAX_WORK_FACTOR, DEFAULT_WORK_FACTOR } from './stanzas.js'
 export { SEED_BYTES } from './randomness.js'
+export { DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_STANZAS } from './header.js'
 export {
   AbortedError,
   ArmorError,
@@ -49,11 +53,13 @@ export {
   EmptyLastChunkError,
   FormatError,
   HeaderMacError,
+  HeaderTooLargeError,
   IdentityFileExistsError,
   InvalidArgumentError,
   InvalidIdentityError,
   InvalidRecipientError,
   NoMatchingIdentityError,
+  TooManyStanzasError,
   TrailingDataError,
   TruncatedError,
   UnsupportedError,

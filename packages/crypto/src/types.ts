@@ -38,8 +38,28 @@ export interface PassphraseEncryptOptions extends Omit<EncryptOptions, 'seed'> {
   workFactor?: number
 }
 
-/** Options of `decrypt` and `decryptBytes`. Armored input is detected by itself. */
-export type DecryptOptions = AbortOptions
+/**
+ * Options of `decrypt` and `decryptBytes`. Armored input is detected by itself.
+ *
+ * The limits bound the work a file can ask of the decryptor before its header MAC
+ * is checked: each X25519 stanza costs one X25519 operation per identity tried, so
+ * a hostile header with thousands of stanzas would hold the event loop for seconds.
+ */
+export interface DecryptOptions extends AbortOptions {
+  /**
+   * Most recipient stanzas a header may hold, from 1 to 65 536; more fail with
+   * `ERR_TOO_MANY_STANZAS` before any stanza is tried. Default
+   * `DEFAULT_MAX_STANZAS` (64), far above what dcas writes (the owner plus a few
+   * recovery recipients).
+   */
+  maxStanzas?: number
+  /**
+   * Longest header accepted, in bytes, from 64 to 16 MiB; longer fails with
+   * `ERR_HEADER_TOO_LARGE` as soon as that many bytes were read without its end.
+   * Default `DEFAULT_MAX_HEADER_BYTES` (1 MiB).
+   */
+  maxHeaderBytes?: number
+}
 
 /** Options of `decryptWithPassphrase`. */
 export interface PassphraseDecryptOptions extends DecryptOptions {
@@ -56,4 +76,23 @@ export interface WriteIdentityFileOptions extends AbortOptions {
   overwrite?: boolean
   /** Time written in the `# created:` comment. Default: now. */
   created?: Date
+}
+
+/** Options of `encryptBlob`: those of `encryptBytes` but `armor` (a blob is the binary file). */
+export type EncryptBlobOptions = Omit<EncryptOptions, 'armor'>
+
+/** What `encryptBlob` returns: an age file held in memory and its content address. */
+export interface EncryptedBlob {
+  /** The whole binary age file. */
+  ciphertext: Uint8Array
+  /** Lowercase hex SHA-256 of `ciphertext`, computed while it was sealed. */
+  sha256: string
+}
+
+/** What `decryptBlob` returns: the plaintext and its content address. */
+export interface DecryptedBlob {
+  /** The decrypted bytes, every chunk verified. */
+  plaintext: Uint8Array
+  /** Lowercase hex SHA-256 of `plaintext`, computed while it was copied out. */
+  sha256: string
 }

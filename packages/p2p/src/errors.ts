@@ -21,6 +21,9 @@ export const P2P_ERROR_CODES = [
   'ERR_ADDRESS_IN_USE',
   'ERR_LISTEN_FAILED',
   'ERR_INVALID_OPTIONS',
+  'ERR_HANDSHAKE_LIMIT',
+  'ERR_STREAM_REFUSED',
+  'ERR_SUPPRESSED',
 ] as const
 
 /** One of {@link P2P_ERROR_CODES}. */
@@ -147,5 +150,48 @@ export class ListenFailedError extends P2PError {
 export class InvalidOptionsError extends P2PError {
   constructor(message: string, options?: ErrorOptions) {
     super('ERR_INVALID_OPTIONS', message, options)
+  }
+}
+
+/**
+ * An inbound connection was dropped before admission to bound what connecting costs us:
+ * its source address already had `maxPendingHandshakesPerSource` connections in
+ * handshake, or it was the oldest (idle first) of `maxPendingHandshakes` and made room.
+ */
+export class HandshakeLimitError extends P2PError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_HANDSHAKE_LIMIT', message, options)
+  }
+}
+
+/**
+ * The remote refused a stream we opened without taking it: it already had `maxStreams`
+ * streams from us, or its receive budget (`maxConnectionWindow`) could not cover one more
+ * stream's initial window. Nothing of the stream was processed: it may be retried later.
+ */
+export class StreamRefusedError extends P2PError {
+  constructor(message = 'the remote refused the stream (too many streams, or no receive budget left)', options?: ErrorOptions) {
+    super('ERR_STREAM_REFUSED', message, options)
+  }
+}
+
+/**
+ * Not a failure of its own: a summary, reported through `onInboundError` once per
+ * interval, of the inbound failures that were not reported one by one (a flood of
+ * refused or timed-out connections must not flood the logs).
+ */
+export class SuppressedErrorsError extends P2PError {
+  /** How many failures the summary stands for. */
+  readonly count: number
+  /** Those failures by code. */
+  readonly codes: Readonly<Partial<Record<P2PErrorCode, number>>>
+
+  constructor(count: number, codes: Partial<Record<P2PErrorCode, number>>, intervalMs: number) {
+    const detail = Object.entries(codes)
+      .map(([code, n]) => `${code} ×${n}`)
+      .join(', ')
+    super('ERR_SUPPRESSED', `${count} more inbound failures in the last ${intervalMs} ms, not reported one by one: ${detail}`)
+    this.count = count
+    this.codes = codes
   }
 }

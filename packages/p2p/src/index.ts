@@ -37,10 +37,13 @@ export {
   ConnectionClosedError,
   DialFailedError,
   FrameTooLargeError,
+  HandshakeLimitError,
   InvalidAddressError,
   PeerTimeoutError,
   StreamClosedError,
+  StreamRefusedError,
   StreamResetError,
+  SuppressedErrorsError,
   TooManyStreamsError,
 } from './errors.js'
 export { createMuxedConnection, MUXER_DEFAULTS } from './muxer/connection.js'
@@ -53,5 +56,10 @@ export type { MemoryTransportOptions } from './memory/transport.js'
 export { createIdentity, loadOrCreateIdentity, nodeIdFromCertificate } from './identity/identity.js'
 export type { NodeIdentity } from './identity/identity.js'
 export { IdentityError, InvalidOptionsError, ListenFailedError, ProtocolVersionError } from './errors.js'
-export { tcpTransport } from './tcp/transport.js'
+export { TCP_DEFAULTS, tcpTransport } from './tcp/transport.js'
+export { PROTOCOL_VERSIONS } from './tcp/admission.js'
+export { clusterSecretWarning, MIN_CLUSTER_SECRET_BYTES } from './tcp/cluster-secret.js'
+export { formatAddress, parseAddress } from './address.js'
+export type { HostPort } from './address.js'
+export { sourceOf } from './tcp/source.js'
 export type { TcpDialOptions, TcpTransport, TcpTransportInit } from './tcp/transport.js'

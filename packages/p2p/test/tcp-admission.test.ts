@@ -5,6 +5,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createIdentity } from '../src/index.js'
 import { admit } from '../src/tcp/admission.js'
+import { stretchClusterSecret } from '../src/tcp/cluster-secret.js'
 import { tlsCredentials } from '../src/tcp/tls.js'
 import { echo, listener, roundTrip, transport } from './tcp-helpers.js'
 
@@ -73,7 +74,7 @@ describe('TCP transport admission', () => {
     const l = await listener({ clusterSecret: secret })
     const socket = await tlsClient(l.address, false)
     const refused = l.nextInboundError()
-    const policy = { secret: new TextEncoder().encode(secret), allowList: new Set<string>(), versions: [1] }
+    const policy = { prs: await stretchClusterSecret(new TextEncoder().encode(secret)), allowList: new Set<string>(), versions: [2] }
     await expect(admit(socket, 'outbound', policy, new AbortController().signal)).rejects.toMatchObject({
       code: 'ERR_PEER_UNAUTHORIZED',
     })
@@ -118,13 +119,19 @@ describe('TCP transport admission', () => {
     })
   })
 
-  it('fails with ERR_PROTOCOL_VERSION when the nodes share no protocol version', async () => {
-    const l = await listener({ clusterSecret: secret, protocolVersions: [2] })
-    const dialler = await transport({ clusterSecret: secret, protocolVersions: [1] })
+  it('refuses a protocol-1 node with ERR_PROTOCOL_VERSION on both sides', async () => {
+    const l = await listener({ clusterSecret: secret })
     const refused = l.nextInboundError()
-    await expect(dialler.dial(l.address)).rejects.toMatchObject({ code: 'ERR_PROTOCOL_VERSION' })
-    expect(await refused).toMatchObject({ code: 'ERR_PROTOCOL_VERSION' })
+    const socket = await tlsClient(l.address, true)
+    // A protocol-1 dialler: hello with versions [1] and an HMAC proof, then it waits for the verdict.
+    socket.write(Buffer.concat([Buffer.from('dcas'), Buffer.from([0x01, 1, 0, 1, 32]), Buffer.alloc(32, 7)]))
+    expect(await refused).toMatchObject({ code: 'ERR_PROTOCOL_VERSION', message: expect.stringContaining('upgrade') as unknown })
     expect(l.accepted).toHaveLength(0)
+  })
+
+  it('refuses protocolVersions it does not speak with ERR_INVALID_OPTIONS', async () => {
+    await expect(transport({ clusterSecret: secret, protocolVersions: [1] })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTIONS' })
+    await expect(transport({ clusterSecret: secret, protocolVersions: [] })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTIONS' })
   })
 
   it('closes a plain TCP client that speaks HTTP, and keeps listening', async () => {
@@ -173,6 +180,7 @@ describe('TCP transport admission', () => {
     const l = await listener({ clusterSecret: secret })
     const socket = await tlsClient(l.address, true)
     const refused = l.nextInboundError()
+    socket.resume() // discard the listener's hello, so its FIN is seen
     socket.write(Buffer.alloc(64, 0xff))
     await once(socket, 'close')
     expect(await refused).toMatchObject({ code: 'ERR_PROTOCOL' })

@@ -5,6 +5,7 @@ import { connect, type TLSSocket } from 'node:tls'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createIdentity } from '../src/index.js'
 import { admit } from '../src/tcp/admission.js'
+import { stretchClusterSecret } from '../src/tcp/cluster-secret.js'
 import { tlsCredentials } from '../src/tcp/tls.js'
 import { echo, listener, roundTrip, transport } from './tcp-helpers.js'
 
@@ -21,7 +22,7 @@ async function admittedSocket(address: string): Promise<TLSSocket> {
   socket.on('error', () => {})
   sockets.push(socket)
   await once(socket, 'secureConnect')
-  const policy = { secret: new TextEncoder().encode(secret), allowList: new Set<string>(), versions: [1] }
+  const policy = { prs: await stretchClusterSecret(new TextEncoder().encode(secret)), allowList: new Set<string>(), versions: [2] }
   await admit(socket, 'outbound', policy, new AbortController().signal)
   return socket
 }

@@ -6,15 +6,16 @@ import type { RefRecord } from '@dcas/store'
 import { maxCipherBytes, recipientsIdOf, type BlobCipher } from './cipher.js'
 import { getRef, type RemoteRef } from './client.js'
 import type { Deadlines } from './deadlines.js'
-import { codeOf, NotFoundError, UnavailableError } from './errors.js'
+import { codeOf, NotFoundError, UnauthenticatedError, UnavailableError } from './errors.js'
 import type { Fetcher } from './fetcher.js'
-import type { LocalStore, RefMeta } from './local.js'
+import { metaOf, type LocalStore, type RefMeta } from './local.js'
 import type { HeldKey, KeyLocks } from './locks.js'
 import type { Logger } from './logger.js'
-import { decodeManifest, MAX_MANIFEST_BYTES, sha256Hex, type Manifest } from './manifest.js'
+import { decodeManifest, encodeManifest, MAX_MANIFEST_BYTES, sha256Hex, type Manifest } from './manifest.js'
 import type { Placement } from './placement.js'
 import type { Retriever } from './retriever.js'
 import { isOwnTombstone, refIdOf, type OwnerKeys, type Tombstone } from './secrets.js'
+import type { ObjectStat } from './types.js'
 
 /** A peer's copy of one of this node's manifests, decrypted and checked. */
 export interface RemoteManifest {
@@ -54,6 +55,23 @@ export class Catalogue {
     return Math.max(index.refs.get(key)?.version ?? 0, index.tombstones.get(key)?.version ?? 0, tables.versionFloors.get(refId) ?? 0) + 1
   }
 
+  /** The local state of `key`'s current version, `undefined` when it has none here. */
+  stat(key: string): ObjectStat | undefined {
+    const record = this.#o.local.index.refs.get(key)
+    return record === undefined ? undefined : this.statOf(key, record)
+  }
+
+  /** The state of one version of `key`, from its ref record. */
+  statOf(key: string, record: RefRecord): ObjectStat {
+    const { index } = this.#o.local
+    const meta = metaOf(record)
+    const replicas: string[] = []
+    for (const [k, state] of index.peerState.entries({ prefix: `${meta.refId}/` })) {
+      if (state.state === 'held' && state.meta?.version === record.version) replicas.push(k.slice(meta.refId.length + 1))
+    }
+    return { key, size: record.size, sha256: record.sha256, chunks: meta.chunkCount, version: record.version, updatedAt: record.updatedAt, replicas, metadata: meta.metadata ?? {} }
+  }
+
   /** The key's ref and manifest: local, else recovered from peers. */
   async resolve(key: string, signal: AbortSignal, held?: HeldKey): Promise<{ record: RefRecord; manifest: Manifest }> {
     const { index } = this.#o.local
@@ -71,7 +89,12 @@ export class Catalogue {
   async recover(key: string, signal: AbortSignal, held?: HeldKey): Promise<RefRecord> {
     const refId = this.refIdOf(key)
     const { placement, deadlines } = this.#o
-    const answers = await Promise.all((await placement.readOrder(refId, signal)).map((conn) => getRef(conn, refId, deadlines.request(signal)).catch(() => undefined)))
+    // The peers it is placed on are asked first; the others (a copy may have stayed there) only if none of them knows it.
+    const placed = new Set(placement.placed(refId))
+    const order = await placement.readOrder(refId, { signal })
+    const ask = (conns: typeof order): Promise<Array<RemoteRef | undefined>> => Promise.all(conns.map((conn) => getRef(conn, refId, deadlines.request(signal)).catch(() => undefined)))
+    let answers = await ask(order.filter((c) => placed.has(c.remoteNodeId)))
+    if (answers.every((a) => a === undefined)) answers = await ask(order.filter((c) => !placed.has(c.remoteNodeId)))
     const live: RemoteRef[] = []
     for (const ref of answers) {
       if (ref === undefined) continue
@@ -98,13 +121,17 @@ export class Catalogue {
   }
 
   /**
-   * The manifest a peer holds for one of this node's refs, decrypted and checked: it must name a key
-   * whose refId is `refId`, at the version the peer reported. A peer cannot make one up (it holds no
-   * key that gives the refId), so its version and write time can be trusted.
+   * The manifest a peer holds for one of this node's refs, decrypted and checked: it must carry this
+   * owner's MAC (anyone can encrypt to the owner's recipient; only the owner can MAC), be encrypted to
+   * the owner first, and name a key whose refId is `refId`, at the version the peer reported. Its
+   * version, write time and chunks can then be trusted.
    */
   async remoteManifest(refId: string, remote: RemoteRef, signal: AbortSignal): Promise<RemoteManifest> {
-    const { value: plain } = await this.#o.fetcher.fetch(remote.manifestCipherId!, maxCipherBytes(MAX_MANIFEST_BYTES), refId, (cipher) => this.#o.cipher.open(cipher), signal)
-    const manifest = decodeManifest(plain)
+    const { keys, fetcher, cipher } = this.#o
+    const { value: plain } = await fetcher.fetch(remote.manifestCipherId!, maxCipherBytes(MAX_MANIFEST_BYTES), refId, (bytes) => cipher.open(bytes), signal)
+    const { manifest, authenticated } = decodeManifest(plain, keys.manifestKey)
+    if (!authenticated) throw new UnauthenticatedError(`a peer's manifest for ref ${refId} carries no MAC of this owner`)
+    if (manifest.recipients[0] !== keys.recipient) throw new UnauthenticatedError(`a peer's manifest for ref ${refId} is not encrypted to this owner first`)
     if (this.refIdOf(manifest.key) !== refId || manifest.version !== remote.version) throw new UnavailableError(`a peer's manifest for ref ${refId} does not match it`)
     return { manifest, manifestId: sha256Hex(plain), plain }
   }
@@ -145,6 +172,25 @@ export class Catalogue {
   }
 
   /**
+   * Replaces the manifest of `key`'s current version `record` by `manifest` (sealed anew: the same chunks, a new
+   * version number or format), under the key's lock the caller holds.
+   */
+  async reseal(held: HeldKey, record: RefRecord, manifest: Manifest): Promise<void> {
+    const { local, cipher, keys } = this.#o
+    const meta = metaOf(record)
+    const recipients = local.tables.recipientSets.get(meta.recipientsId) ?? manifest.recipients
+    const bytes = encodeManifest(manifest, keys.manifestKey)
+    const manifestId = sha256Hex(bytes)
+    await local.ensure(manifestId, bytes)
+    const { cipherId: manifestCipherId } = await cipher.encrypt(bytes, manifestId, { recipients, recipientsId: meta.recipientsId })
+    await local.commit(held.key, {
+      record: { ...record, manifestId, version: manifest.version, meta: { ...meta, manifestCipherId } },
+      blobIds: (local.tables.refBlobs.get(held.key) ?? []).map((id) => (id === record.manifestId ? manifestId : id)),
+      recipients: { id: meta.recipientsId, list: recipients },
+    })
+  }
+
+  /**
    * Fetches, checks and installs a ref a peer holds for us; `undefined` when a newer local state or a
    * known later delete wins. `held`: the caller holds a key's lock, and expects the ref to be that key's.
    */
@@ -164,7 +210,7 @@ export class Catalogue {
       if (tomb !== undefined && (tomb.version >= manifest.version || tomb.deletedAt > manifest.createdAt)) return undefined
       await local.ensure(manifestId, plain)
       const recipientsId = recipientsIdOf(manifest.recipients)
-      const meta: RefMeta = { refId, manifestCipherId: remote.manifestCipherId!, chunkCount: manifest.chunks.length, recipientsId }
+      const meta: RefMeta = { refId, manifestCipherId: remote.manifestCipherId!, chunkCount: manifest.chunks.length, recipientsId, ...(Object.keys(manifest.metadata).length === 0 ? {} : { metadata: manifest.metadata }) }
       const record: RefRecord = { manifestId, size: manifest.size, sha256: manifest.sha256, version: manifest.version, updatedAt: manifest.createdAt, meta: { ...meta } }
       const committed = await local.commit(key, {
         record,

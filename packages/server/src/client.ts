@@ -11,10 +11,9 @@ export interface RemoteRef {
   version: number
   deleted: boolean
   manifestCipherId?: string
-  size?: number
   /** The holder found one of this ref's blobs missing or damaged. */
   damaged?: boolean
-  /** When the owner wrote this version, or deleted it (owner's clock, ms since the epoch), when the holder knows. */
+  /** For a tombstone: when the owner deleted it (owner's clock, ms since the epoch), when the holder knows. */
   writtenAt?: number
   /** For a tombstone: the owner's proof that it made this delete (see `isOwnTombstone`), as the holder keeps it. */
   proof?: string
@@ -93,16 +92,73 @@ export async function releaseBlobs(conn: Connection, cipherIds: string[], signal
   }
 }
 
+/** Asks the holder to prove it holds a blob: resolves to SHA-256(nonce ‖ blob), as hex. */
+export async function proveBlob(conn: Connection, cipherId: string, nonce: string, signal?: AbortSignal): Promise<string> {
+  return exchange(conn, { op: 'blob.prove', cipherId, nonce }, signal, async (ex) => {
+    await ex.end()
+    const header = checkResponse(await ex.requireHeader())
+    await ex.expectEnd()
+    return hex64(header, 'proof')
+  })
+}
+
 /** What the owner asks a holder to record for one ref. */
 export interface RefPut {
   refId: string
   version: number
   manifestCipherId: string
-  size: number
-  /** When the owner wrote this version (owner's clock). */
-  writtenAt: number
   /** Distinct chunk cipher ids the ref uses (the manifest's own id not included). */
   cipherIds: string[]
+}
+
+/**
+ * One store's blobs and ref sent to a holder on one stream (`ref.store`): blobs as they are made, the ref at
+ * the end, one answer for all of it once it is durable there. No round trip per blob.
+ */
+export class RefStream {
+  readonly #ex: Exchange
+
+  private constructor(ex: Exchange) {
+    this.#ex = ex
+  }
+
+  /** Opens the stream (the request header goes out at once). */
+  static async open(conn: Connection, signal?: AbortSignal): Promise<RefStream> {
+    const ex = new Exchange(await conn.openStream(signal === undefined ? undefined : { signal }))
+    try {
+      await ex.send({ v: PROTOCOL_VERSION, op: 'ref.store' }, signal)
+    } catch (err) {
+      ex.reset(err instanceof Error ? err : undefined)
+      throw err
+    }
+    return new RefStream(ex)
+  }
+
+  /** Sends one blob's bytes; without `bytes`, names a blob the holder should have already (it is listed missing at the end if not). */
+  async blob(cipherId: string, bytes: Uint8Array | undefined, signal?: AbortSignal): Promise<void> {
+    if (bytes === undefined) return this.#ex.send({ cipherId }, signal)
+    await this.#ex.send({ cipherId, size: bytes.length }, signal)
+    await this.#ex.sendBytes(bytes, signal)
+  }
+
+  /** Sends the ref and waits for the one answer. */
+  async end(ref: RefPut, signal?: AbortSignal): Promise<RefPutResult> {
+    const body = Buffer.from(JSON.stringify(ref.cipherIds), 'utf8')
+    try {
+      await this.#ex.send({ end: true, refId: ref.refId, version: ref.version, manifestCipherId: ref.manifestCipherId, count: ref.cipherIds.length, bodySize: body.length }, signal)
+      await this.#ex.sendBytes(body, signal)
+      await this.#ex.end()
+      return await readRefAnswer(this.#ex)
+    } catch (err) {
+      this.abort(err instanceof Error ? err : undefined)
+      throw err
+    }
+  }
+
+  /** Abandons the stream (the holder keeps none of it past the connection's sweep). */
+  abort(err?: Error): void {
+    this.#ex.reset(err)
+  }
 }
 
 /** The outcome of {@link putRef}: stored, stale (the holder knows a newer version or a later delete), or blobs missing. */
@@ -111,18 +167,24 @@ export type RefPutResult = { ok: true } | { ok: false; stale: true; version: num
 /** Records a ref on the holder once every blob it names is there. */
 export async function putRef(conn: Connection, ref: RefPut, signal?: AbortSignal): Promise<RefPutResult> {
   const body = Buffer.from(JSON.stringify(ref.cipherIds), 'utf8')
-  const header = { op: 'ref.put', refId: ref.refId, version: ref.version, manifestCipherId: ref.manifestCipherId, size: ref.size, writtenAt: ref.writtenAt, count: ref.cipherIds.length, bodySize: body.length }
+  // The object's size and write time stay inside its encrypted manifest: a holder is not told them.
+  const header = { op: 'ref.put', refId: ref.refId, version: ref.version, manifestCipherId: ref.manifestCipherId, count: ref.cipherIds.length, bodySize: body.length }
   return exchange(conn, header, signal, async (ex) => {
     await ex.sendBytes(body, signal)
     await ex.end()
-    const res = await ex.requireHeader()
-    await ex.expectEnd()
-    if (res.ok === true) return { ok: true }
-    if (res.code === 'ERR_STALE') return { ok: false, stale: true, version: uint(res, 'version') }
-    if (res.code === 'ERR_MISSING') return { ok: false, stale: false, missing: hex64List(res.missing, 'missing', MAX_HAS_IDS) }
-    checkResponse(res)
-    throw new PeerError('unreachable')
+    return readRefAnswer(ex)
   })
+}
+
+/** The holder's answer to a ref: stored, stale, or blobs missing; any other error throws. */
+async function readRefAnswer(ex: Exchange): Promise<RefPutResult> {
+  const res = await ex.requireHeader()
+  await ex.expectEnd()
+  if (res.ok === true) return { ok: true }
+  if (res.code === 'ERR_STALE') return { ok: false, stale: true, version: uint(res, 'version') }
+  if (res.code === 'ERR_MISSING') return { ok: false, stale: false, missing: hex64List(res.missing, 'missing', MAX_HAS_IDS) }
+  checkResponse(res)
+  throw new PeerError('unreachable')
 }
 
 /** The holder's record of a ref, if any. */
@@ -177,12 +239,11 @@ function parseRemoteRef(value: unknown): RemoteRef {
   if (typeof value !== 'object' || value === null) throw new PeerError('malformed ref entry')
   const h = value as Header
   const ref: RemoteRef = { refId: hex64(h, 'refId'), version: uint(h, 'version'), deleted: h.deleted === true }
-  if (h.writtenAt !== undefined) ref.writtenAt = uint(h, 'writtenAt')
   if (!ref.deleted) {
     ref.manifestCipherId = hex64(h, 'manifestCipherId')
-    ref.size = uint(h, 'size')
     if (h.damaged === true) ref.damaged = true
   } else {
+    if (h.writtenAt !== undefined) ref.writtenAt = uint(h, 'writtenAt')
     if (h.manifestCipherId !== undefined && !isHex64(h.manifestCipherId)) throw new PeerError('malformed ref entry')
     if (h.proof !== undefined) ref.proof = hex64(h, 'proof')
   }

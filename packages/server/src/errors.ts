@@ -13,6 +13,9 @@ export const SERVER_ERROR_CODES = [
   'ERR_ABORTED',
   'ERR_PEER',
   'ERR_INVALID_OPTIONS',
+  'ERR_PRECONDITION',
+  'ERR_TOO_LARGE',
+  'ERR_UNAUTHENTICATED',
 ] as const
 
 /** One of {@link SERVER_ERROR_CODES}. */
@@ -124,6 +127,27 @@ export class PeerError extends ServerError {
 export class InvalidOptionsError extends ServerError {
   constructor(message: string, options?: ErrorOptions) {
     super('ERR_INVALID_OPTIONS', message, options)
+  }
+}
+
+/** A store's or compose's `precondition` refused the key's current state: nothing was stored. */
+export class PreconditionError extends ServerError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_PRECONDITION', message, options)
+  }
+}
+
+/** An object needs more chunks than one manifest may list (131 072): store it with a larger `chunkSize`. */
+export class TooLargeError extends ServerError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_TOO_LARGE', message, options)
+  }
+}
+
+/** Something a peer relayed for this owner does not carry the owner's authentication (a forged manifest): it is not used. */
+export class UnauthenticatedError extends ServerError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_UNAUTHENTICATED', message, options)
   }
 }
 

@@ -1,18 +1,18 @@
 // The holder: keeps other owners' ciphertext in `replicas/<owner>/`, one blob store per owner,
 // with its own tables in the node's index and its own locks. It serves the requests a peer sends
 // on its connection (a bounded number at once) and cleans up after the connection closes.
-import { readdir } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { Connection } from '@dcas/p2p'
-import { openBlobStore, type BlobStore, type Index } from '@dcas/store'
+import type { Index } from '@dcas/store'
 import { InFlight } from './concurrency.js'
-import { InvalidOptionsError, messageOf } from './errors.js'
-import { holderTables, serveRequest, sweepReceived, type HolderContext, type HolderTables, type RouteHandler } from './holder-requests.js'
+import { messageOf } from './errors.js'
+import { serveRequest, sweepReceived } from './holder-requests.js'
+import { holderTables, type HolderContext, type HolderTables, type RouteHandler } from './holder-state.js'
 import { KeyedLocks } from './locks.js'
 import type { Logger } from './logger.js'
-import { Exchange, isHex64 } from './wire.js'
+import { ReplicaSpace, type HolderLimits } from './replica-space.js'
+import { Exchange } from './wire.js'
 
-export type { HolderTables, ReplicaRef } from './holder-requests.js'
+export type { HolderTables, ReplicaRef } from './holder-state.js'
 
 /** Requests from one peer served at once; the rest wait in the muxer, under its flow control. */
 const MAX_REQUESTS_PER_PEER = 16
@@ -23,6 +23,8 @@ export interface HolderOptions {
   root: string
   index: Index
   log: Logger
+  /** What other owners may hold here. */
+  limits?: HolderLimits
   /** Requests of other protocols served on the same streams, by op. */
   routes?: Partial<Record<string, RouteHandler>>
   /** Told when the number of live refs held for other owners changed. */
@@ -32,18 +34,17 @@ export interface HolderOptions {
 /** Other owners' replicas on this node, and the holder's side of the replication protocol. */
 export class Holder {
   readonly tables: HolderTables
-  readonly #dir: string
+  readonly #space: ReplicaSpace
   readonly #index: Index
   readonly #log: Logger
   readonly #locks = new KeyedLocks()
-  readonly #stores = new Map<string, Promise<BlobStore>>()
   readonly #ctx: HolderContext
   readonly #serving = new Set<Promise<void>>()
   /** Live refs held for other owners (counted at open, then kept up to date). */
   #live = 0
 
   constructor(options: HolderOptions) {
-    this.#dir = join(options.root, 'replicas')
+    this.#space = new ReplicaSpace(options.root, options.limits)
     this.#index = options.index
     this.#log = options.log
     this.tables = holderTables(options.index)
@@ -52,7 +53,7 @@ export class Holder {
       tables: this.tables,
       locks: this.#locks,
       log: options.log,
-      replicaStore: (owner) => this.#store(owner),
+      space: this.#space,
       ...(options.routes === undefined ? {} : { routes: options.routes }),
       onRefsChanged: (_owner, delta) => {
         this.#live += delta
@@ -61,27 +62,35 @@ export class Holder {
     }
   }
 
-  /** Removes replica blobs no ref counts (an interrupted write) and marks counted ones gone from disk as damaged. */
+  /**
+   * Removes replica blobs no ref counts (an interrupted write), marks counted ones gone from disk as damaged,
+   * and counts what each owner holds here.
+   */
   async open(): Promise<void> {
-    const { counts, damaged } = this.tables
+    const { counts, damaged, refs } = this.tables
+    const space = this.#space
     let swept = 0
-    for (const owner of await readdir(this.#dir).catch(() => [] as string[])) {
-      if (!isHex64(owner)) continue
-      const store = await this.#store(owner)
+    for (const owner of await space.owners()) {
+      const store = await space.store(owner)
       for await (const id of store.list()) {
         if (!counts.has(`${owner}/${id}`)) {
           await store.delete(id)
           swept++
+        } else {
+          space.bytes(owner, (await store.stat(id))?.size ?? 0)
         }
       }
     }
+    for (const [key, ref] of refs.entries()) {
+      space.refs(key.slice(0, 64), 1)
+      if (!ref.deleted) this.#live++
+    }
     if (swept > 0) this.#log.info({ swept }, 'removed unreferenced replica blobs left by an interrupted write')
-    for (const [, ref] of this.tables.refs.entries()) if (!ref.deleted) this.#live++
     // Replicas counted but gone from disk (lost or wiped) are marked damaged: the owner's catch-up resends them.
     const lost: string[] = []
     for (const [key] of counts.entries()) {
       const owner = key.slice(0, 64)
-      if (!damaged.has(key) && !(await (await this.#store(owner)).has(key.slice(65)))) lost.push(key)
+      if (!damaged.has(key) && (await (await space.existing(owner))?.has(key.slice(65))) !== true) lost.push(key)
     }
     if (lost.length > 0) {
       await this.#index.transaction((tx) => {
@@ -122,6 +131,12 @@ export class Holder {
     }
   }
 
+  /** Waits for the connections being served to end (close the transport first), then closes every owner's replica store. */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#serving])
+    await this.#space.close()
+  }
+
   /** How many live refs this node holds for other owners. */
   get liveRefs(): number {
     return this.#live
@@ -138,19 +153,8 @@ export class Holder {
     return byOwner
   }
 
-  /** Waits for the connections being served to end (close the transport first), then closes every owner's replica store. */
-  async close(): Promise<void> {
-    await Promise.allSettled([...this.#serving])
-    for (const store of this.#stores.values()) await (await store).close()
-  }
-
-  async #store(owner: string): Promise<BlobStore> {
-    if (!isHex64(owner)) throw new InvalidOptionsError('owner ids are 64 lowercase hex characters')
-    let store = this.#stores.get(owner)
-    if (store === undefined) {
-      store = openBlobStore({ root: join(this.#dir, owner) })
-      this.#stores.set(owner, store)
-    }
-    return store
+  /** What one owner holds here: bytes of replicas and refs. */
+  usage(owner: string): { bytes: number; refs: number } {
+    return this.#space.usage(owner)
   }
 }

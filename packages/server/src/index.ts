@@ -27,18 +27,25 @@ export type {
   HealedEvent,
   ListEntry,
   ListOptions,
+  ComposeSource,
   ObjectStat,
+  OpenObject,
   PeerInfo,
   PlacementStatus,
   ReadOptions,
   RepairDoneEvent,
+  ScrubOptions,
   ScrubResult,
   Server,
   ServerEvents,
   ServerOptions,
   SignalOptions,
+  StoreOptions,
   StoreResult,
 } from './server.js'
+export type { ObjectMetadata } from './manifest.js'
+export { MAX_METADATA_BYTES, MAX_METADATA_NAME_BYTES } from './manifest.js'
+export type { HolderLimits } from './replica-space.js'
 export type { StoreData } from './source.js'
 export { everyPeer, rendezvous } from './placement.js'
 export type { Member, PlacementPolicy } from './placement.js'
@@ -57,9 +64,12 @@ export {
   InvalidOptionsError,
   NotFoundError,
   PeerError,
+  PreconditionError,
   QuorumError,
+  TooLargeError,
   SERVER_ERROR_CODES,
   ServerError,
+  UnauthenticatedError,
   UnavailableError,
 } from './errors.js'
 export type { QuorumDetails, ServerErrorCode } from './errors.js'

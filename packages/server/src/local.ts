@@ -1,11 +1,12 @@
 // The owner's local storage: its plaintext blobs (chunks and manifests) and the index tables that
 // say which key holds which blobs. Every change of a key's blobs goes through one refcount commit;
 // blobs whose count reaches zero are freed unless an in-flight store pinned them.
-import type { BlobStore, Index, IndexTable, IndexTransaction, RefRecord } from '@dcas/store'
+import type { BlobBatch, BlobStore, HashedBlob, Index, IndexTable, IndexTransaction, RefRecord } from '@dcas/store'
 import { InFlight } from './concurrency.js'
-import { codeOf } from './errors.js'
+import { codeOf, messageOf } from './errors.js'
 import { KeyedLocks } from './locks.js'
 import type { Logger } from './logger.js'
+import type { ObjectMetadata } from './manifest.js'
 import type { Tombstone } from './secrets.js'
 
 /** The owner's fields of a ref record (written by this server only). */
@@ -14,6 +15,8 @@ export interface RefMeta {
   manifestCipherId: string
   chunkCount: number
   recipientsId: string
+  /** The object's metadata, also in its manifest; absent when it has none. */
+  metadata?: ObjectMetadata
 }
 
 /** The owner's fields of a ref record. */
@@ -39,6 +42,8 @@ export interface OwnerTables {
   versionFloors: IndexTable<number>
   /** refId → the newest delete a peer reported: a stale live copy elsewhere is never installed over it. */
   remoteTombstones: IndexTable<Omit<Tombstone, 'refId'>>
+  /** refId → the key it names, live or deleted: this node's keys in the order peers list them. */
+  refIds: IndexTable<string>
 }
 
 /** Opens the owner's tables in an index. */
@@ -50,6 +55,7 @@ export function ownerTables(index: Index): OwnerTables {
     peers: index.table('peers'),
     versionFloors: index.table('version_floors'),
     remoteTombstones: index.table('remote_tombstones'),
+    refIds: index.table('ref_ids'),
   }
 }
 
@@ -93,6 +99,7 @@ export class LocalStore {
   readonly #concurrency: number
   /** Per blob id: a write, check or free of one blob at a time; pins keep a blob an in-flight store relies on. */
   readonly #locks = new KeyedLocks()
+  readonly #freeing = new Set<Promise<void>>()
 
   constructor(options: { index: Index; blobs: BlobStore; log: Logger; concurrency: number }) {
     this.index = options.index
@@ -113,23 +120,37 @@ export class LocalStore {
    * Makes blob `id` hold `bytes`: an intact copy already there is kept, a missing or damaged one
    * is (re)written (`damaged`: known to be bad, so not worth checking).
    */
-  async ensure(id: string, bytes: Uint8Array, damaged = false): Promise<void> {
+  async ensure(id: string, bytes: Uint8Array | HashedBlob, damaged = false): Promise<void> {
     await this.#locks.run(id, async () => {
-      if (!damaged && (await this.#blobs.has(id))) {
-        try {
-          for await (const _ of this.#blobs.get(id));
-          return
-        } catch (err) {
-          if (!isLocalMiss(err)) throw err
-        }
-      }
+      if (!damaged && (await this.#intact(id))) return
       await this.#blobs.putExpected(id, bytes)
     })
   }
 
-  /** Writes blob `id` (its bytes must hash to it), replacing whatever is there. */
-  async put(id: string, bytes: Uint8Array): Promise<void> {
-    await this.#locks.run(id, async () => void (await this.#blobs.putExpected(id, bytes)))
+  /** Whether blob `id` is here and reads back whole under its id. */
+  async #intact(id: string): Promise<boolean> {
+    if (!(await this.#blobs.has(id))) return false
+    try {
+      for await (const _ of this.#blobs.get(id));
+      return true
+    } catch (err) {
+      if (!isLocalMiss(err)) throw err
+      return false
+    }
+  }
+
+  /** A batch of blob writes made durable and visible together by its `commit()` (see {@link LocalStore.stage}). */
+  batch(): BlobBatch {
+    return this.#blobs.batch()
+  }
+
+  /**
+   * As {@link LocalStore.ensure}, but into `batch`: a blob missing or damaged here is written there, durable and
+   * visible once the batch is committed (before the index commit that counts it).
+   */
+  async stage(batch: BlobBatch, blob: HashedBlob): Promise<void> {
+    if (await this.#locks.run(blob.id, () => this.#intact(blob.id))) return
+    await batch.putExpected(blob.id, blob)
   }
 
   /** Keeps blob `id` from being freed until {@link LocalStore.unpin}: an in-flight store relies on it. */
@@ -137,9 +158,22 @@ export class LocalStore {
     this.#locks.pin(id)
   }
 
-  /** Releases one {@link LocalStore.pin}. */
+  /**
+   * Releases one {@link LocalStore.pin}. A blob no ref counts any more once its last pin goes is freed then
+   * (a free skips pinned blobs, and a blob healed for a version that moved on is counted by nothing).
+   */
   unpin(id: string): void {
     this.#locks.unpin(id)
+    if (this.#locks.pinned(id) || this.index.refcounts.has(id)) return
+    const p = this.free([id])
+      .catch((err: unknown) => this.#log.warn({ id, err: messageOf(err) }, 'freeing an unpinned blob failed'))
+      .finally(() => this.#freeing.delete(p))
+    this.#freeing.add(p)
+  }
+
+  /** Waits for the frees that unpinning started. */
+  async drain(): Promise<void> {
+    while (this.#freeing.size > 0) await Promise.allSettled([...this.#freeing])
   }
 
   /**
@@ -152,6 +186,7 @@ export class LocalStore {
       if (next.guard !== undefined && !next.guard(tx)) return undefined
       const previous = tx.get(tables.refBlobs, key) ?? []
       tx.put(index.refs, key, next.record)
+      tx.put(tables.refIds, metaOf(next.record).refId, key)
       tx.put(tables.refBlobs, key, next.blobIds)
       tx.delete(index.tombstones, key)
       if (tx.get(tables.recipientSets, next.recipients.id) === undefined) tx.put(tables.recipientSets, next.recipients.id, next.recipients.list)
@@ -174,6 +209,7 @@ export class LocalStore {
       tx.delete(index.refs, key)
       tx.delete(tables.refBlobs, key)
       tx.put(index.tombstones, key, { version, deletedAt })
+      tx.put(tables.refIds, refId, key)
       for (const [k] of index.peerState.entries({ prefix: `${refId}/` })) tx.delete(index.peerState, k)
       return blobIds.filter((id) => tx.add(index.refcounts, id, -1) === 0)
     })

@@ -4,13 +4,23 @@
 // connected, the lower node id dialling; above that, members are dialled when a ref placed on them
 // needs it and a connection unused for a while is closed once there are too many.
 import { setTimeout as delay } from 'node:timers/promises'
-import type { AbortOptions, Connection, Stream, Transport } from '@dcas/p2p'
+import { parseAddress, sourceOf, type AbortOptions, type Connection, type Stream, type Transport } from '@dcas/p2p'
 import type { Index, IndexTable } from '@dcas/store'
 import { raceAbort } from './concurrency.js'
 import { AbortedError, ClosedError, codeOf, InvalidOptionsError, messageOf, throwIfAborted, UnavailableError } from './errors.js'
 import type { Logger } from './logger.js'
 import type { Member, Peering } from './placement.js'
 import type { DialErrorEvent } from './types.js'
+
+/**
+ * Admitted inbound connections kept at once from one source address (an IPv4 address or an IPv6 /64;
+ * loopback is not limited, so that one host can run a cluster), and from all sources: node identities
+ * are free to make, and each connection may hold memory on this node.
+ */
+export const MAX_INBOUND_PER_SOURCE = 16
+export const MAX_INBOUND = 512
+/** Peers that dialled in and are remembered in the peers table; the ones this node dials always are. */
+export const MAX_REMEMBERED = 4096
 
 /** What {@link Peers} tells the server. */
 export interface PeerEvents {
@@ -68,6 +78,7 @@ export class Peers implements Peering {
   readonly #bootstrapAddresses = new Set<string>()
   readonly #lastUsed = new Map<string, number>()
   #reaper: NodeJS.Timeout | undefined
+  #lastRefusalLog = 0
 
   constructor(options: PeersOptions) {
     this.#o = options
@@ -128,6 +139,10 @@ export class Peers implements Peering {
       return
     }
     const existing = this.#conns.get(nodeId)
+    if (raw.direction === 'inbound' && existing === undefined && this.#overInboundLimit(raw)) {
+      raw.abort(new UnavailableError('too many peer connections from this source'))
+      return
+    }
     if (existing !== undefined && existing.open) {
       // One connection per pair: both sides keep the one dialled by the lower node id.
       const dialer = (c: Connection): string => (c.direction === 'outbound' ? this.#self : nodeId)
@@ -143,7 +158,8 @@ export class Peers implements Peering {
     this.#conns.set(nodeId, conn)
     this.#lastUsed.set(nodeId, Date.now())
     this.#unreachable.delete(nodeId)
-    if (conn.direction === 'inbound') void this.#remember(nodeId).catch(() => {})
+    // Identities are free to make: a peer that dialled in is remembered only while the table is not full.
+    if (conn.direction === 'inbound' && (this.#o.table.has(nodeId) || this.#known() < MAX_REMEMBERED)) void this.#remember(nodeId).catch(() => {})
     void conn.closed.then((reason) => {
       const current = this.#conns.get(nodeId) === conn
       if (current) {
@@ -311,6 +327,30 @@ export class Peers implements Peering {
     }
   }
 
+  /** Whether one more inbound connection from `conn`'s source would exceed the limits (it is then refused, logged once a minute). */
+  #overInboundLimit(conn: Connection): boolean {
+    const source = sourceOf(hostOf(conn.remoteAddress))
+    let fromSource = 0
+    let inbound = 0
+    for (const c of this.#conns.values()) {
+      if (c.direction !== 'inbound') continue
+      inbound++
+      if (sourceOf(hostOf(c.remoteAddress)) === source) fromSource++
+    }
+    const over = inbound >= MAX_INBOUND || (!isLoopback(source) && fromSource >= MAX_INBOUND_PER_SOURCE)
+    if (over && Date.now() - this.#lastRefusalLog > 60_000) {
+      this.#lastRefusalLog = Date.now()
+      this.#o.log.warn({ source, inbound, fromSource }, 'refusing admitted peers over the connection limits (logged once a minute)')
+    }
+    return over
+  }
+
+  #known(): number {
+    let n = 0
+    for (const _ of this.#o.table.entries({ limit: MAX_REMEMBERED })) n++
+    return n
+  }
+
   async #remember(nodeId: string, address?: string): Promise<void> {
     const { table, index } = this.#o
     const known = table.get(nodeId)
@@ -385,3 +425,14 @@ function tracked(conn: Connection, onUse: () => void): Connection {
     abort: (reason?: Error) => conn.abort(reason),
   }
 }
+
+/** The host of a `host:port` address (the address itself when it is not one). */
+function hostOf(address: string): string {
+  try {
+    return parseAddress(address).host
+  } catch {
+    return address
+  }
+}
+
+const isLoopback = (source: string): boolean => source === '::1' || source.startsWith('127.') || source === 'localhost'

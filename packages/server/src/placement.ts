@@ -132,9 +132,11 @@ export class Placement {
 
   /**
    * The peers to ask for `refId`'s blobs, in order: those that acknowledged a copy and those it is placed on
-   * (dialled when not connected), then every other connected peer (a copy may have stayed there).
+   * (dialled when not connected), then every other connected peer (a copy may have stayed there). `spread`
+   * rotates the peers that acknowledged a copy, so that successive blobs are asked of different ones first.
    */
-  async readOrder(refId: string, signal?: AbortSignal): Promise<Connection[]> {
+  async readOrder(refId: string, options: { spread?: number; signal?: AbortSignal } = {}): Promise<Connection[]> {
+    const { spread = 0, signal } = options
     const placed = this.placed(refId)
     const members = this.#peering.members()
     const held = members.filter((m) => this.#holds(refId, m.nodeId) && m.state !== 'lost').map((m) => m.nodeId)
@@ -145,9 +147,12 @@ export class Placement {
       .map((id, i) => ({ conn: reached[i], rank: this.#holds(refId, id) ? 0 : 1, at: order.get(id) ?? Infinity }))
       .filter((x): x is { conn: Connection; rank: number; at: number } => x.conn !== undefined)
       .sort((x, y) => x.rank - y.rank || x.at - y.at)
-      .map((x) => x.conn)
-    const seen = new Set(ranked)
-    return [...ranked, ...this.#peering.connections().filter((c) => !seen.has(c))]
+    const seen = new Set(ranked.map((x) => x.conn))
+    const sorted = [...ranked.map((x) => x.conn), ...this.#peering.connections().filter((c) => !seen.has(c))]
+    const holders = ranked.filter((x) => x.rank === 0).length
+    if (holders < 2 || spread % holders === 0) return sorted
+    const at = spread % holders
+    return [...sorted.slice(at, holders), ...sorted.slice(0, at), ...sorted.slice(holders)]
   }
 
   /** The peers a delete of `refId` must reach, connected or not: those it is placed on and those that acknowledged a copy. */

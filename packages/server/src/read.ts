@@ -3,45 +3,63 @@
 import type { Catalogue } from './catalogue.js'
 import { AbortedError, ClosedError } from './errors.js'
 import { metaOf } from './local.js'
-import { chunksInRange } from './manifest.js'
+import { chunksInRange, type Manifest } from './manifest.js'
 import type { HealObserver, Retriever } from './retriever.js'
 
 /** Reads objects. */
 export class ReadPath {
   readonly #catalogue: Catalogue
   readonly #retriever: Retriever
-  readonly #concurrency: number
+  /** Chunks read ahead of the one being served. */
+  readonly #readAhead: number
   readonly #shutdown: AbortSignal
 
   constructor(options: { catalogue: Catalogue; retriever: Retriever; concurrency: number; shutdown: AbortSignal }) {
     this.#catalogue = options.catalogue
     this.#retriever = options.retriever
-    this.#concurrency = options.concurrency
+    this.#readAhead = 2 * options.concurrency
     this.#shutdown = options.shutdown
   }
 
-  /** Bytes `[offset, offset + length)` of `key` (to its end without `length`), chunk by chunk. */
+  /** Bytes `[offset, offset + length)` of `key`'s current version (to its end without `length`), chunk by chunk. */
   async *read(key: string, offset: number, length: number | undefined, userSignal: AbortSignal | undefined, observer?: HealObserver): AsyncGenerator<Uint8Array> {
-    const signal = userSignal === undefined ? this.#shutdown : AbortSignal.any([userSignal, this.#shutdown])
-    const { record, manifest } = await this.#catalogue.resolve(key, signal)
-    const { refId } = metaOf(record)
+    const { record, manifest } = await this.#catalogue.resolve(key, this.#signal(userSignal))
+    yield* this.stream(key, metaOf(record).refId, manifest, offset, length, userSignal, observer)
+  }
+
+  /** Bytes `[offset, offset + length)` of the version `manifest` describes, chunk by chunk. */
+  async *stream(key: string, refId: string, manifest: Manifest, offset: number, length: number | undefined, userSignal: AbortSignal | undefined, observer?: HealObserver): AsyncGenerator<Uint8Array> {
+    const signal = this.#signal(userSignal)
     const end = length === undefined ? manifest.size : Math.min(manifest.size, offset + length)
     const parts = offset >= end ? [] : chunksInRange(manifest.chunks, offset, end - offset)
-    const queue: Array<Promise<Buffer>> = []
+    // Chunks are read ahead, those lost here from several peers at once; each is served once verified, while
+    // its write-back goes on behind it: the read ends once those are durable.
+    const queue: Array<Promise<{ plain: Buffer; healing: Promise<void> | undefined }>> = []
+    const healing: Array<Promise<void>> = []
     let next = 0
     const fill = (): void => {
-      while (queue.length < this.#concurrency && next < parts.length) {
-        const p = this.#retriever.chunk(key, refId, parts[next++]!.chunk, signal, observer)
+      while (queue.length < this.#readAhead && next < parts.length) {
+        const at = next++
+        const p = this.#retriever.chunkAhead(key, refId, parts[at]!.chunk, signal, observer, at)
         p.catch(() => {})
         queue.push(p)
       }
     }
-    fill()
-    for (const part of parts) {
-      const bytes = await queue.shift()!
+    try {
       fill()
-      if (signal.aborted) throw this.#shutdown.aborted ? new ClosedError() : new AbortedError(undefined, { cause: userSignal?.reason })
-      yield part.start === 0 && part.end === bytes.length ? bytes : bytes.subarray(part.start, part.end)
+      for (const part of parts) {
+        const { plain: bytes, healing: heal } = await queue.shift()!
+        if (heal !== undefined) healing.push(heal)
+        fill()
+        if (signal.aborted) throw this.#shutdown.aborted ? new ClosedError() : new AbortedError(undefined, { cause: userSignal?.reason })
+        yield part.start === 0 && part.end === bytes.length ? bytes : bytes.subarray(part.start, part.end)
+      }
+    } finally {
+      await Promise.all(healing)
     }
+  }
+
+  #signal(userSignal: AbortSignal | undefined): AbortSignal {
+    return userSignal === undefined ? this.#shutdown : AbortSignal.any([userSignal, this.#shutdown])
   }
 }

@@ -10,7 +10,6 @@ import { InFlight } from './concurrency.js'
 import type { Deadlines } from './deadlines.js'
 import { messageOf, throwIfAborted } from './errors.js'
 import { metaOf, type LocalStore } from './local.js'
-import type { KeyLocks } from './locks.js'
 import type { Logger } from './logger.js'
 import type { Peering, Placement } from './placement.js'
 import type { Replicator } from './replication.js'
@@ -48,7 +47,6 @@ export interface RepairOptions {
   placement: Placement
   peering: Peering
   replicator: Replicator
-  keyLocks: KeyLocks
   deadlines: Deadlines
   /** Refs repaired at once. */
   concurrency: number
@@ -362,22 +360,26 @@ export class Repairer {
 
   /** One ref: copy it where it is missing, check the placed copies, release the surplus ones; again later if something failed. */
   async #job(entry: QueueEntry): Promise<void> {
-    const { keyLocks, local, log } = this.#o
+    const { local, log } = this.#o
     let outcome: 'done' | 'retry' = 'done'
     let ev: Evaluation | undefined
+    // No key lock over the transfers: the owner's own writes of the key go on (replicateTo pins the version's
+    // chunks and records a copy only if the key is still at that version; a release names the version it drops).
+    const run = async (): Promise<'done' | 'retry'> => {
+      const record = local.index.refs.get(entry.key)
+      if (record === undefined || metaOf(record).refId !== entry.refId) return 'done'
+      const before = this.#evaluate(record)
+      const failures = await this.#copy(entry.key, record, before.missing)
+      if (local.index.refs.get(entry.key)?.version !== record.version) return 'retry'
+      ev = this.#evaluate(record)
+      if (ev.missing.length > 0 || failures > 0) return 'retry'
+      if (ev.surplus.length > 0 && !(await this.#release(record, ev))) return 'retry'
+      ev = this.#evaluate(record)
+      // A surplus copy on a node not reached (and not lost) is tried again later; a lost one is released when it returns.
+      return this.#needsWork(ev) ? 'retry' : 'done'
+    }
     try {
-      outcome = await keyLocks.run(entry.key, async (held) => {
-        const record = local.index.refs.get(entry.key)
-        if (record === undefined || metaOf(record).refId !== entry.refId) return 'done'
-        const before = this.#evaluate(record)
-        const failures = await this.#copy(held, record, before.missing)
-        ev = this.#evaluate(record)
-        if (ev.missing.length > 0 || failures > 0) return 'retry'
-        if (ev.surplus.length > 0 && !(await this.#release(record, ev))) return 'retry'
-        ev = this.#evaluate(record)
-        // A surplus copy on a node not reached (and not lost) is tried again later; a lost one is released when it returns.
-        return this.#needsWork(ev) ? 'retry' : 'done'
-      })
+      outcome = await run()
     } catch (err) {
       if (this.#stop.signal.aborted) return
       log.warn({ key: entry.key, err: messageOf(err) }, 'repair failed; trying again later')
@@ -388,20 +390,20 @@ export class Repairer {
   }
 
   /** Copies the ref to each of `missing`: resolves to how many failed. */
-  async #copy(held: Parameters<Replicator['replicateTo']>[1], record: RefRecord, missing: string[]): Promise<number> {
+  async #copy(key: string, record: RefRecord, missing: string[]): Promise<number> {
     const { peering, replicator, log } = this.#o
     let failures = 0
     for (const nodeId of missing) {
       try {
         const conn = await peering.connect(nodeId, this.#stop.signal)
-        await replicator.replicateTo(conn, held)
+        await replicator.replicateTo(conn, key)
         this.#work.copied++
         this.#work.bytes += record.size
         this.#copied.push([Date.now(), record.size])
       } catch (err) {
         if (this.#stop.signal.aborted) throw err
         failures++
-        log.info({ key: held.key, peer: nodeId, err: messageOf(err) }, 'repair: copying to a placed holder failed')
+        log.info({ key, peer: nodeId, err: messageOf(err) }, 'repair: copying to a placed holder failed')
       }
     }
     return failures

@@ -1,16 +1,17 @@
 // Replication to peers: the session that streams one store's blobs to its placed peers (a bounded
 // number in flight per peer, failures kept per peer), and bringing one key's current version to
 // one peer later (late replication, catch-up), with the release of blobs a failed one left there.
+import { setTimeout as delay } from 'node:timers/promises'
 import type { Connection } from '@dcas/p2p'
 import type { Background } from './background.js'
 import type { BlobCipher } from './cipher.js'
 import type { Catalogue } from './catalogue.js'
-import { missingBlobs, putBlob, putRef, releaseBlobs, type RefPut } from './client.js'
-import { InFlight } from './concurrency.js'
+import { missingBlobs, putBlob, putRef, RefStream, releaseBlobs, type RefPut, type RefPutResult } from './client.js'
+import { SerialQueue } from './concurrency.js'
 import type { Deadlines } from './deadlines.js'
 import { messageOf, UnavailableError } from './errors.js'
 import { metaOf, type LocalStore } from './local.js'
-import type { HeldKey, KeyLocks } from './locks.js'
+import type { KeyLocks } from './locks.js'
 import type { Logger } from './logger.js'
 import type { Retriever } from './retriever.js'
 
@@ -28,27 +29,61 @@ export interface ReplicatorOptions {
   log: Logger
 }
 
+/**
+ * Bytes catch-up may resend to one peer at full speed (it lost its disk, or says so), and the rate after
+ * that: a peer that keeps claiming to hold nothing cannot make this node read, encrypt and send everything
+ * again and again faster than this.
+ */
+export const RESEND_BURST_BYTES = 4 * 1024 ** 3
+export const RESEND_BYTES_PER_SECOND = 8 * 1024 ** 2
+
+/** A token bucket of resent bytes per peer. */
+export class ResendBudget {
+  readonly #buckets = new Map<string, { tokens: number; at: number }>()
+
+  constructor(
+    readonly burst = RESEND_BURST_BYTES,
+    readonly rate = RESEND_BYTES_PER_SECOND,
+  ) {}
+
+  /** Waits until `bytes` may be resent to `nodeId` (taking them), or `signal` aborts. */
+  async take(nodeId: string, bytes: number, signal: AbortSignal): Promise<void> {
+    const now = Date.now()
+    const bucket = this.#buckets.get(nodeId) ?? { tokens: this.burst, at: now }
+    bucket.tokens = Math.min(this.burst, bucket.tokens + ((now - bucket.at) / 1000) * this.rate)
+    bucket.at = now
+    bucket.tokens -= bytes
+    this.#buckets.set(nodeId, bucket)
+    if (bucket.tokens < 0) await delay((-bucket.tokens / this.rate) * 1000, undefined, { signal })
+  }
+}
+
 /** Where the bytes of a blob a peer lacks come from. */
 export type CipherSource = (cipherId: string) => Promise<Uint8Array>
 
 /** Sends the owner's refs to peers. */
 export class Replicator {
   readonly #o: ReplicatorOptions
+  readonly #resends = new ResendBudget()
 
   constructor(options: ReplicatorOptions) {
     this.#o = options
   }
 
-  /** A session that streams one store's blobs to `peers`. */
-  session(key: string, peers: Connection[], signal: AbortSignal | undefined): StoreReplication {
-    return new StoreReplication({ replicator: this, key, peers, concurrency: this.#o.concurrency, deadlines: this.#o.deadlines, log: this.#o.log, signal })
+  /** A session that streams one store's blobs to `peers`, of which `quorum` must acknowledge it. */
+  session(key: string, peers: Connection[], quorum: number, signal: AbortSignal | undefined): StoreReplication {
+    return new StoreReplication({ replicator: this, key, peers, quorum, concurrency: this.#o.concurrency, deadlines: this.#o.deadlines, log: this.#o.log, signal })
   }
 
-  /** `ref.put`, sending whatever blobs the holder reports missing (a few rounds at most). */
-  async putRef(conn: Connection, ref: RefPut, cipherFor: CipherSource, signal?: AbortSignal, background = false): Promise<void> {
+  /**
+   * `ref.put`, sending whatever blobs the holder reports missing (a few rounds at most); `first`: the answer to
+   * a ref already sent another way (a `ref.store`), taken as the first round's.
+   */
+  async putRef(conn: Connection, ref: RefPut, cipherFor: CipherSource, signal?: AbortSignal, background = false, first?: RefPutResult): Promise<void> {
     const { deadlines, catalogue } = this.#o
+    let res: RefPutResult | undefined
     for (let round = 0; round < 4; round++) {
-      const res = await putRef(conn, ref, deadlines.request(signal, background))
+      res = round === 0 && first !== undefined ? first : await putRef(conn, ref, deadlines.request(signal, background))
       if (res.ok) return
       if (res.stale) {
         const version = await catalogue.verifiedVersion(conn, ref.refId, signal ?? deadlines.shutdown)
@@ -85,121 +120,232 @@ export class Replicator {
     this.#o.background.enqueue(conn, { what, run: () => releaseBlobs(conn, cipherIds, this.#o.deadlines.background()) })
   }
 
-  /** Brings `key`'s current version to `conn` in the background, under the key's lock. */
+  /** Brings `key`'s current version to `conn` in the background. */
   later(conn: Connection, key: string, what = 'late replication'): void {
-    this.#o.background.enqueue(conn, { what, run: () => this.#o.keyLocks.run(key, (held) => this.replicateTo(conn, held)) })
+    this.#o.background.enqueue(conn, { what, run: () => this.replicateTo(conn, key) })
   }
 
-  /** Sends one key's current version to a peer: the blobs it lacks, then the ref. */
-  async replicateTo(conn: Connection, held: HeldKey): Promise<void> {
-    const { local, catalogue, retriever, cipher, deadlines } = this.#o
-    const key = held.key
-    const record = local.index.refs.get(key)
-    if (record === undefined) return
+  /**
+   * Sends one key's current version to a peer: the blobs it lacks, then the ref (`resend`: for catch-up, within
+   * the peer's {@link RESEND_BURST_BYTES resend budget}). No key lock is held over the
+   * transfer (the owner's own writes of the key go on): the version's chunks are pinned instead, and the peer's
+   * copy is recorded only if the key is still at that version. A newer version or a delete reaching the peer
+   * first makes it refuse this one as stale.
+   */
+  async replicateTo(conn: Connection, key: string, resend = false): Promise<void> {
+    const { local, catalogue, retriever, cipher, deadlines, keyLocks } = this.#o
     const signal = deadlines.shutdown
+    const { record, manifest } = await catalogue.resolve(key, signal)
     const meta = metaOf(record)
-    const { manifest } = await catalogue.resolve(key, signal, held)
-    const plainOf = new Map(manifest.chunks.map((c) => [c.cipherId, c]))
-    const cipherIds = [...plainOf.keys()]
-    const cipherFor = async (cipherId: string): Promise<Uint8Array> => {
-      const chunk = plainOf.get(cipherId)
-      if (chunk === undefined && cipherId !== meta.manifestCipherId) throw new UnavailableError(`unknown blob ${cipherId}`)
-      // A chunk lost here too is fetched from another peer first (and healed).
-      if (chunk !== undefined) await retriever.chunk(key, meta.refId, chunk, signal)
-      const bytes = await cipher.cipherOf(chunk?.plainId ?? record.manifestId, cipherId, meta.recipientsId)
-      await this.#o.pace?.(bytes.length)
-      return bytes
-    }
-    const blobIds = [...cipherIds, meta.manifestCipherId]
+    const pinned = [...new Set(manifest.chunks.map((c) => c.plainId)), record.manifestId]
+    for (const id of pinned) local.pin(id)
     try {
-      const missing = await missingBlobs(conn, blobIds, deadlines.background())
-      for (const cipherId of missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), deadlines.background())
-      const ref: RefPut = { refId: meta.refId, version: record.version, manifestCipherId: meta.manifestCipherId, size: record.size, writtenAt: record.updatedAt, cipherIds }
-      await this.putRef(conn, ref, cipherFor, undefined, true)
-    } catch (err) {
-      // The blobs it got and no ref of its uses, it drops (after this, outside the key's lock): a connection
-      // that stays open is never swept.
-      this.release(conn, blobIds, 'releasing the blobs of a failed replication')
-      throw err
+      const plainOf = new Map(manifest.chunks.map((c) => [c.cipherId, c]))
+      const cipherIds = [...plainOf.keys()]
+      const cipherFor = async (cipherId: string): Promise<Uint8Array> => {
+        const chunk = plainOf.get(cipherId)
+        if (chunk === undefined && cipherId !== meta.manifestCipherId) throw new UnavailableError(`unknown blob ${cipherId}`)
+        // A chunk lost here too is fetched from another peer first (and healed).
+        if (chunk !== undefined) await retriever.chunk(key, meta.refId, chunk, signal)
+        const bytes = await cipher.cipherOf(chunk?.plainId ?? record.manifestId, cipherId, meta.recipientsId)
+        if (resend) await this.#resends.take(conn.remoteNodeId, bytes.length, signal)
+        await this.#o.pace?.(bytes.length)
+        return bytes
+      }
+      const blobIds = [...cipherIds, meta.manifestCipherId]
+      try {
+        const missing = await missingBlobs(conn, blobIds, deadlines.background())
+        for (const cipherId of missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), deadlines.background())
+        const ref: RefPut = { refId: meta.refId, version: record.version, manifestCipherId: meta.manifestCipherId, cipherIds }
+        await this.putRef(conn, ref, cipherFor, undefined, true)
+      } catch (err) {
+        // The blobs it got and no ref of its uses, it drops: a connection that stays open is never swept.
+        this.release(conn, blobIds, 'releasing the blobs of a failed replication')
+        throw err
+      }
+      await keyLocks.run(key, async () => {
+        if (local.index.refs.get(key)?.version === record.version) await this.recordHeld(meta.refId, [conn.remoteNodeId], record.version)
+      })
+    } finally {
+      for (const id of pinned) local.unpin(id)
     }
-    await this.recordHeld(meta.refId, [conn.remoteNodeId], record.version)
   }
 }
 
+/** A peer's acknowledgements may take this many times the others' (their median), and at least LAG_MIN_MS, before it is left behind. */
+const LAG_FACTOR = 4
+const LAG_MIN_MS = 1000
+
+/** One peer in a store's replication. */
+interface PeerSend {
+  conn: Connection
+  /** Its blobs, written in order on one `ref.store` stream. */
+  queue: SerialQueue
+  stream: Promise<RefStream> | undefined
+  /** Cipher blobs already handed to it. */
+  queued: Set<string>
+  /** Ends its requests when it is left behind. */
+  abort: AbortController
+  /** Its writes' typical latency in ms (a moving average), once one went out. */
+  latency: number | undefined
+  /** Why it failed (or was left behind), if it did. */
+  failed?: string
+  /** It acknowledged the ref, or its stream was ended otherwise. */
+  done: boolean
+}
+
 /**
- * One store's replication: each chunk's ciphertext goes to each peer once, a bounded number in flight
- * per peer; a peer that fails is left out of the rest and reported.
+ * One store's replication: each chunk's ciphertext goes to each peer once, on one stream per peer with
+ * the ref at its end and one acknowledgement for all of it, a bounded number of blobs queued per peer. A
+ * peer that fails is left out of the rest and reported. A peer the quorum can do without is not waited
+ * for beyond a deadline made from the others' latency: it is left behind (its stream reset), reported as
+ * failed, and gets the object from background replication.
  */
 export class StoreReplication {
   readonly #replicator: Replicator
   readonly #key: string
-  readonly #peers: Connection[]
+  readonly #peers: PeerSend[]
+  readonly #quorum: number
   readonly #deadlines: Deadlines
   readonly #log: Logger
   readonly #signal: AbortSignal | undefined
-  readonly #sends: Map<string, InFlight>
-  readonly #queued: Map<string, Set<string>>
-  /** Peers that failed, with why. */
-  readonly failed = new Map<string, string>()
 
-  constructor(o: { replicator: Replicator; key: string; peers: Connection[]; concurrency: number; deadlines: Deadlines; log: Logger; signal: AbortSignal | undefined }) {
+  constructor(o: { replicator: Replicator; key: string; peers: Connection[]; quorum: number; concurrency: number; deadlines: Deadlines; log: Logger; signal: AbortSignal | undefined }) {
     this.#replicator = o.replicator
     this.#key = o.key
-    this.#peers = o.peers
+    this.#quorum = o.quorum
     this.#deadlines = o.deadlines
     this.#log = o.log
     this.#signal = o.signal
-    this.#sends = new Map(o.peers.map((c) => [c.remoteNodeId, new InFlight(o.concurrency)]))
-    this.#queued = new Map(o.peers.map((c) => [c.remoteNodeId, new Set<string>()]))
+    this.#peers = o.peers.map((conn) => ({ conn, queue: new SerialQueue(o.concurrency), stream: undefined, queued: new Set<string>(), abort: new AbortController(), latency: undefined, done: false }))
   }
 
   /** The peers this store goes to. */
   get peers(): Connection[] {
-    return this.#peers
+    return this.#peers.map((p) => p.conn)
   }
 
-  #live(nodeId: string): boolean {
-    return !this.failed.has(nodeId) && this.#sends.get(nodeId)?.error === undefined
+  /** Peers that failed or were left behind, with why. */
+  get failed(): Map<string, string> {
+    return new Map(this.#peers.flatMap((p) => (p.failed === undefined ? [] : [[p.conn.remoteNodeId, p.failed] as [string, string]])))
   }
 
-  /** Sends a blob to every peer still in the session that was not sent it yet; waits while a peer has too many in flight. */
-  async send(cipherId: string, produce: () => Promise<Uint8Array>): Promise<void> {
-    for (const conn of this.#peers) {
-      const nodeId = conn.remoteNodeId
-      const sent = this.#queued.get(nodeId)!
-      if (!this.#live(nodeId) || sent.has(cipherId)) continue
-      sent.add(cipherId)
-      await this.#sends.get(nodeId)!.add(async () => void (await putBlob(conn, cipherId, produce, this.#deadlines.request(this.#signal))))
+  #live(p: PeerSend): boolean {
+    return p.failed === undefined && p.queue.error === undefined
+  }
+
+  /** Whether the quorum can be met without `p`. */
+  #spare(p: PeerSend): boolean {
+    return this.#peers.filter((o) => o !== p && this.#live(o)).length >= this.#quorum
+  }
+
+  /** How long `p` may keep the store waiting: LAG_FACTOR times the other live peers' median latency, at least LAG_MIN_MS. */
+  #lagDeadline(p: PeerSend): number {
+    const others = this.#peers.filter((o) => o !== p && this.#live(o) && o.latency !== undefined).map((o) => o.latency!).sort((x, y) => x - y)
+    const median = others.length === 0 ? 0 : others[Math.floor(others.length / 2)]!
+    return Math.max(LAG_MIN_MS, LAG_FACTOR * median)
+  }
+
+  /** Leaves `p` behind: its stream ends, and it gets the object later in the background. */
+  #leaveBehind(p: PeerSend, waited: number): void {
+    if (p.failed !== undefined || p.done) return
+    const why = `left behind after ${waited} ms without progress, while the others kept up; it gets the object in the background`
+    p.failed = why
+    p.abort.abort(new UnavailableError(why))
+    void p.stream?.then((s) => s.abort(new UnavailableError(why)), () => {})
+    this.#log.warn({ key: this.#key, peer: p.conn.remoteNodeId, waited }, 'a slow peer was left behind by a store')
+  }
+
+  #signalOf(p: PeerSend): AbortSignal {
+    return this.#signal === undefined ? p.abort.signal : AbortSignal.any([this.#signal, p.abort.signal])
+  }
+
+  /** The peer's `ref.store` stream, opened on first use. */
+  #streamOf(p: PeerSend): Promise<RefStream> {
+    p.stream ??= RefStream.open(p.conn, this.#deadlines.request(this.#signalOf(p)))
+    return p.stream
+  }
+
+  /**
+   * Sends a blob to every peer still in the session that was not sent it yet: its bytes when `fresh` (made by
+   * this store, so no peer has it), else only its id (the holder says at the end if it lacks it). Waits while
+   * a needed peer has too many queued.
+   */
+  async send(cipherId: string, produce: () => Promise<Uint8Array>, fresh: boolean): Promise<void> {
+    for (const p of this.#peers) {
+      if (!this.#live(p) || p.queued.has(cipherId)) continue
+      p.queued.add(cipherId)
+      if (p.queue.full && this.#spare(p)) {
+        const deadline = this.#lagDeadline(p)
+        if (!(await p.queue.slot(deadline))) {
+          this.#leaveBehind(p, deadline)
+          continue
+        }
+      }
+      await p.queue.add(async () => {
+        const started = Date.now()
+        const stream = await this.#streamOf(p)
+        await stream.blob(cipherId, fresh ? await produce() : undefined, this.#deadlines.request(this.#signalOf(p)))
+        const took = Date.now() - started
+        p.latency = p.latency === undefined ? took : 0.7 * p.latency + 0.3 * took
+      })
     }
   }
 
   /**
-   * Each peer: its blobs acknowledged, then the manifest, then the ref; resolves to the peers that
-   * acknowledged all of it, the others in {@link StoreReplication.failed}.
+   * Each peer: its queued blobs sent, then the manifest and the ref on the same stream, and the one answer;
+   * blobs it turned out to lack are sent then. Resolves to the peers that acknowledged all of it, the others
+   * in {@link StoreReplication.failed}. Once the quorum has, the rest get a deadline made from the time it took.
    */
   async finish(ref: RefPut, manifestCipher: Uint8Array, cipherFor: CipherSource): Promise<string[]> {
     const replicas: string[] = []
-    await Promise.all(
-      this.#peers.map(async (conn) => {
-        const nodeId = conn.remoteNodeId
-        const sending = this.#sends.get(nodeId)!
-        try {
-          await sending.drain()
-          if (sending.error !== undefined) throw sending.error
-          await putBlob(conn, ref.manifestCipherId, () => manifestCipher, this.#deadlines.request(this.#signal))
-          await this.#replicator.putRef(conn, ref, cipherFor, this.#signal)
-          replicas.push(nodeId)
-        } catch (err) {
-          this.failed.set(nodeId, messageOf(err))
-          this.#log.warn({ key: this.#key, peer: nodeId, err: messageOf(err) }, 'replication to peer failed')
-        }
-      }),
-    )
+    let timer: NodeJS.Timeout | undefined
+    const started = Date.now()
+    const quorumMet = (): void => {
+      if (timer !== undefined || replicas.length < this.#quorum) return
+      const waiting = this.#peers.filter((p) => !p.done && p.failed === undefined)
+      if (waiting.length === 0) return
+      const deadline = Math.max(LAG_MIN_MS, LAG_FACTOR * (Date.now() - started))
+      timer = setTimeout(() => {
+        for (const p of waiting) this.#leaveBehind(p, deadline)
+      }, deadline)
+    }
+    quorumMet()
+    try {
+      await Promise.all(
+        this.#peers.map(async (p) => {
+          const nodeId = p.conn.remoteNodeId
+          try {
+            if (p.failed !== undefined) return
+            await p.queue.drain()
+            if (p.queue.error !== undefined) throw p.queue.error
+            const signal = this.#signalOf(p)
+            const stream = await this.#streamOf(p)
+            await stream.blob(ref.manifestCipherId, manifestCipher, this.#deadlines.request(signal))
+            const answer = await stream.end(ref, this.#deadlines.request(signal))
+            p.done = true
+            await this.#replicator.putRef(p.conn, ref, cipherFor, signal, false, answer)
+            replicas.push(nodeId)
+            quorumMet()
+          } catch (err) {
+            p.failed ??= messageOf(err)
+            this.#log.warn({ key: this.#key, peer: nodeId, err: p.failed }, 'replication to peer failed')
+          }
+        }),
+      )
+    } finally {
+      clearTimeout(timer)
+    }
     return replicas
   }
 
-  /** Waits for every send still in flight. */
+  /** Waits for every queued send; then ends the streams not ended (a store that failed sends no ref). */
   async drain(): Promise<void> {
-    for (const s of this.#sends.values()) await s.drain()
+    for (const p of this.#peers) await p.queue.drain()
+    for (const p of this.#peers) {
+      if (p.done || p.stream === undefined) continue
+      p.done = true
+      void p.stream.then((s) => s.abort(), () => {})
+    }
   }
 }

@@ -19,6 +19,8 @@ export interface OwnerKeys {
   seedKey: Buffer
   /** Signs this owner's deletes, so that no peer can forge one. */
   tombstoneKey: Buffer
+  /** Authenticates this owner's manifests (a MAC inside each), so that no peer can forge one. */
+  manifestKey: Buffer
 }
 
 /** A delete of one of the owner's refs, as peers keep it: `proof` shows the owner made it. */
@@ -54,7 +56,7 @@ export async function loadOwnerKeys(dir: string): Promise<OwnerKeys> {
   const { identities, recipient } = await loadOrCreateIdentityFile(join(dir, AGE_IDENTITY_FILE))
   const identity = identities[0]!
   const derive = (info: string): Buffer => Buffer.from(hkdfSync('sha256', identity, 'dcas', info, 32))
-  return { identity, recipient, refKey: derive('dcas refId v1'), seedKey: derive('dcas encryption seed v1'), tombstoneKey: derive('dcas tombstone v1') }
+  return { identity, recipient, refKey: derive('dcas refId v1'), seedKey: derive('dcas encryption seed v1'), tombstoneKey: derive('dcas tombstone v1'), manifestKey: derive('dcas manifest v2') }
 }
 
 /** The cluster secret: the one given (saved for next time), else the saved one, else a new one. */

@@ -5,7 +5,7 @@ import { mkdir, stat } from 'node:fs/promises'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import { loadOrCreateIdentity, tcpTransport, type Connection, type NodeIdentity, type Transport } from '@dcas/p2p'
+import { clusterSecretWarning, loadOrCreateIdentity, parseAddress, tcpTransport, type Connection, type NodeIdentity, type Transport } from '@dcas/p2p'
 import { openBlobStore, openIndex, type BlobStore, type Index } from '@dcas/store'
 import { Background } from './background.js'
 import { Catalogue } from './catalogue.js'
@@ -18,6 +18,7 @@ import { AbortedError, ClosedError, InvalidOptionsError, NotFoundError, throwIfA
 import { Fetcher } from './fetcher.js'
 import { Gossip } from './gossip.js'
 import { Holder } from './holder.js'
+import { assertValidLimits } from './replica-space.js'
 import { assertValidKey } from './key.js'
 import { LocalStore, metaOf } from './local.js'
 import { KeyLocks } from './locks.js'
@@ -29,12 +30,14 @@ import { Peers } from './peers.js'
 import { Repairer } from './repair.js'
 import { ReadPath } from './read.js'
 import { Replicator } from './replication.js'
+import { migrate } from './migrate.js'
 import { Retriever, type HealObserver } from './retriever.js'
-import { scrub } from './scrub.js'
+import { DEFAULT_AUDIT_SAMPLE, scrub } from './scrub.js'
+import { Auditor } from './audit.js'
 import { AGE_IDENTITY_FILE, loadClusterSecret, loadOwnerKeys } from './secrets.js'
 import type { StoreData } from './source.js'
 import { CatchUp } from './sync.js'
-import type { DeleteResult, DrainOptions, DrainResult, ListEntry, ListOptions, ObjectStat, PeerInfo, PlacementStatus, ReadOptions, ScrubResult, Server, ServerEvents, ServerOptions, SignalOptions, StoreResult } from './types.js'
+import type { ComposeSource, DeleteResult, DrainOptions, DrainResult, ListEntry, ListOptions, ObjectStat, OpenObject, PeerInfo, PlacementStatus, ReadOptions, ScrubOptions, ScrubResult, Server, ServerEvents, ServerOptions, SignalOptions, StoreOptions, StoreResult } from './types.js'
 import { WritePath } from './write.js'
 
 export type * from './types.js'
@@ -44,12 +47,21 @@ export function createServer(options: ServerOptions): Server {
   return new DcasServer(options)
 }
 
+/** The range a read asks for, checked. */
+function rangeOf(options: ReadOptions): { offset: number; length: number | undefined } {
+  const { offset = 0, length } = options
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOptionsError(`offset must be a non-negative integer, got ${offset}`)
+  if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new InvalidOptionsError(`length must be a non-negative integer, got ${length}`)
+  return { offset, length }
+}
+
 /** The parts of a started server. */
 interface Parts {
   transport: Transport
   index: Index
   blobs: BlobStore
   local: LocalStore
+  catalogue: Catalogue
   holder: Holder
   peers: Peers
   membership: Membership
@@ -63,6 +75,7 @@ interface Parts {
   deleter: Deleter
   /** Waiters told when the refs held for other owners change (a drain). */
   held: Set<() => void>
+  auditor: Auditor
 }
 
 class DcasServer extends EventEmitter<ServerEvents> implements Server {
@@ -73,6 +86,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   readonly #keyLocks = new KeyLocks()
   readonly #ops = new Set<Promise<unknown>>()
   readonly #reads = new Set<Readable>()
+  /** The close() of each open version. */
+  readonly #opened = new Set<() => void>()
   readonly #shutdown = new AbortController()
   #state: 'new' | 'starting' | 'open' | 'closing' | 'closed' = 'new'
   #parts: Parts | undefined
@@ -106,6 +121,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     setMaxListeners(0, this.#shutdown.signal)
     this.#policy = options.placement ?? (replicas === 'all' ? everyPeer : rendezvous({ replicas }))
     this.#lostAfter = options.lostAfter ?? 30 * 60_000
+    assertValidLimits(options.holderLimits)
     this.#options = options
     this.#log = options.logger ?? silentLogger
     this.#chunker = options.chunker ?? fixedSizeChunker(options.chunkSize ?? DEFAULT_CHUNK_SIZE)
@@ -141,7 +157,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     // Holder requests of another protocol (peer records) go to gossip, made below.
     const routes: ConstructorParameters<typeof Holder>[0]['routes'] = {}
     const held = new Set<() => void>()
-    const holder = new Holder({ root, index, log, routes, onRefsChanged: () => held.forEach((f) => f()) })
+    const holder = new Holder({ root, index, log, routes, onRefsChanged: () => held.forEach((f) => f()), ...(this.#options.holderLimits === undefined ? {} : { limits: this.#options.holderLimits }) })
     await local.sweepOrphans()
     await holder.open()
     const identity = await loadOrCreateIdentity(identityDir)
@@ -213,7 +229,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const placement = new Placement(this.#policy, peers, (refId, nodeId) => index.peerState.has(`${refId}/${nodeId}`))
     const cipher = new BlobCipher(keys, local, recoveryRecipients)
     const fetcher = new Fetcher(placement, deadlines, background)
-    const retriever = new Retriever({ local, cipher, fetcher, log, onHealed: (e) => this.emit('healed', e) })
+    const retriever = new Retriever({ local, cipher, fetcher, log, macKey: keys.manifestKey, onHealed: (e) => this.emit('healed', e) })
     const keyLocks = this.#keyLocks
     const catalogue = new Catalogue({ keys, local, cipher, fetcher, retriever, placement, keyLocks, deadlines, log })
     const throttle = new RateLimiter(this.#options.repairRate ?? 64 * 1024 * 1024)
@@ -226,13 +242,12 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       this.#parts?.repair.changed()
       this.emit('synced', { nodeId })
     }
-    const catchUp = new CatchUp({ keys, local, cipher, catalogue, deleter, replicator, placement, background, keyLocks, deadlines, log, onSynced })
+    const catchUp = new CatchUp({ keys, local, catalogue, deleter, replicator, placement, background, keyLocks, deadlines, log, onSynced })
     const repair = new Repairer({
       local,
       placement,
       peering: peers,
       replicator,
-      keyLocks,
       deadlines,
       concurrency: this.#options.repairConcurrency ?? 2,
       target: () => (this.#options.replicas === 'all' || this.#options.placement !== undefined ? placement.candidates().length : Math.min(this.#options.replicas ?? 2, placement.candidates().length)),
@@ -240,11 +255,13 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       onDone: (e) => this.emit('repair:done', e),
     })
     const writes = new WritePath({
+      keys,
       local,
       cipher,
       catalogue,
       placement,
       replicator,
+      retriever,
       chunker: this.#chunker,
       writeQuorum: this.#options.writeQuorum ?? 1,
       concurrency: this.#concurrency,
@@ -252,7 +269,9 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       log,
     })
     const reads = new ReadPath({ catalogue, retriever, concurrency: this.#concurrency, shutdown: this.#shutdown.signal })
-    this.#parts = { transport, index, blobs, local, holder, peers, membership, gossip, placement, repair, background, catchUp, writes, reads, deleter, held }
+    await migrate(local, catalogue, keyLocks, keys.manifestKey, log)
+    const auditor = new Auditor({ local, cipher, membership: peers, replicator, deadlines, log })
+    this.#parts = { transport, index, blobs, local, catalogue, holder, peers, membership, gossip, placement, repair, background, catchUp, writes, reads, deleter, held, auditor }
 
     membership.open()
     this.#address = await transport.listen(this.#options.listen ?? '127.0.0.1:0', (conn) => peers.adopt(conn))
@@ -369,6 +388,12 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
 
   async #tcpTransport(identityDir: string, identity: NodeIdentity): Promise<Transport> {
     const clusterSecret = await loadClusterSecret(identityDir, this.#options.clusterSecret)
+    const weak = clusterSecretWarning(clusterSecret)
+    if (weak !== undefined) this.#log.warn({}, weak)
+    const host = parseAddress(this.#options.listen ?? '127.0.0.1:0', { allowPortZero: true }).host
+    if (!['127.0.0.1', '::1', 'localhost'].includes(host)) {
+      this.#log.warn({ listen: this.#options.listen }, 'the peer port is open beyond this machine: anyone who can reach it may try to join (admission needs the cluster secret)')
+    }
     return tcpTransport({
       identity,
       clusterSecret,
@@ -385,11 +410,13 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     // A read nobody consumes any more would hold close() forever: reads end with ERR_CLOSED.
     for (const readable of this.#reads) readable.destroy(new ClosedError())
     await Promise.allSettled([...this.#ops])
+    for (const close of [...this.#opened]) close()
     const parts = this.#parts
     if (parts !== undefined) {
       parts.membership.close()
       await parts.repair.close()
       await parts.background.close()
+      await parts.local.drain()
       // Peers get a few seconds to finish their streams with us, then the connections are cut (each listens to the signal).
       const grace = AbortSignal.timeout(5_000)
       setMaxListeners(0, grace)
@@ -414,12 +441,12 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     await this.#started().background.waitForSync(options.signal)
   }
 
-  async store(key: string, data: StoreData, options: SignalOptions = {}): Promise<StoreResult> {
+  async store(key: string, data: StoreData, options: StoreOptions = {}): Promise<StoreResult> {
     assertValidKey(key)
     throwIfAborted(options.signal)
     return this.#track(async (parts) => {
       try {
-        return await this.#keyLocks.run(key, (held) => parts.writes.store(held, data, options.signal))
+        return await this.#keyLocks.run(key, (held) => parts.writes.store(held, data, options))
       } finally {
         // A store short of its placed holders is repaired in the background.
         await parts.repair.noteWrite(key).catch(() => {})
@@ -427,25 +454,72 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     })
   }
 
+
+  async compose(key: string, sources: Array<string | ComposeSource>, options: StoreOptions = {}): Promise<StoreResult> {
+    assertValidKey(key)
+    if (!Array.isArray(sources) || sources.length === 0) throw new InvalidOptionsError('compose needs at least one source key')
+    const wanted = sources.map((s) => (typeof s === 'string' ? { key: s } : s))
+    for (const source of wanted) {
+      assertValidKey(source.key)
+      if (source.version !== undefined && (!Number.isSafeInteger(source.version) || source.version < 1)) throw new InvalidOptionsError(`a source's version must be a positive integer, got ${source.version}`)
+    }
+    return this.#track(async (parts) => {
+      try {
+        return await this.#keyLocks.run(key, (held) => parts.writes.compose(held, wanted, options))
+      } finally {
+        await parts.repair.noteWrite(key).catch(() => {})
+      }
+    })
+  }
+
   read(key: string, options: ReadOptions = {}): Readable {
     assertValidKey(key)
-    const { offset = 0, length } = options
-    if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOptionsError(`offset must be a non-negative integer, got ${offset}`)
-    if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new InvalidOptionsError(`length must be a non-negative integer, got ${length}`)
+    const { offset, length } = rangeOf(options)
     return this.#read(key, offset, length, options.signal)
+  }
+
+  async open(key: string, options: SignalOptions = {}): Promise<OpenObject> {
+    assertValidKey(key)
+    throwIfAborted(options.signal)
+    return this.#track(async (parts) => {
+      const signal = options.signal === undefined ? this.#shutdown.signal : AbortSignal.any([options.signal, this.#shutdown.signal])
+      const { record, manifest } = await parts.catalogue.resolve(key, signal)
+      const { refId } = metaOf(record)
+      // That version's blobs stay while it is open, whatever happens to the key.
+      const pinned = [...new Set(manifest.chunks.map((c) => c.plainId)), record.manifestId]
+      for (const id of pinned) parts.local.pin(id)
+      const close = (): void => {
+        if (!this.#opened.delete(close)) return
+        for (const id of pinned) parts.local.unpin(id)
+      }
+      this.#opened.add(close)
+      return {
+        stat: parts.catalogue.statOf(key, record),
+        read: (o: ReadOptions = {}) => {
+          if (!this.#opened.has(close)) throw new ClosedError('this version was closed')
+          const { offset, length } = rangeOf(o)
+          return this.#readable((observer) => parts.reads.stream(key, refId, manifest, offset, length, o.signal, observer))
+        },
+        close,
+      }
+    })
   }
 
   /** A verified read as a Readable that close() ends; `observer` is told of each chunk it heals. */
   #read(key: string, offset: number, length: number | undefined, signal: AbortSignal | undefined, observer?: HealObserver): Readable {
+    return this.#readable((o) => this.#parts!.reads.read(key, offset, length, signal, o), observer)
+  }
+
+  /** The bytes of `source` as a Readable that close() waits for, and ends with ERR_CLOSED. */
+  #readable(source: (observer: HealObserver | undefined) => AsyncGenerator<Uint8Array>, observer?: HealObserver): Readable {
     if (this.#state !== 'open') throw new ClosedError()
-    const reads = this.#parts!.reads
     const ops = this.#ops
     const tracked = async function* (): AsyncGenerator<Uint8Array> {
       let finish!: () => void
       const op = new Promise<void>((resolve) => (finish = resolve))
       ops.add(op)
       try {
-        yield* reads.read(key, offset, length, signal, observer)
+        yield* source(observer)
       } finally {
         ops.delete(op)
         finish()
@@ -464,15 +538,9 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
 
   async stat(key: string): Promise<ObjectStat> {
     assertValidKey(key)
-    const { index } = this.#started()
-    const record = index.refs.get(key)
-    if (record === undefined) throw new NotFoundError(`no object is stored under "${key}"`)
-    const meta = metaOf(record)
-    const replicas: string[] = []
-    for (const [k, state] of index.peerState.entries({ prefix: `${meta.refId}/` })) {
-      if (state.state === 'held' && state.meta?.version === record.version) replicas.push(k.slice(meta.refId.length + 1))
-    }
-    return Promise.resolve({ key, size: record.size, sha256: record.sha256, chunks: meta.chunkCount, version: record.version, updatedAt: record.updatedAt, replicas })
+    const stat = this.#started().catalogue.stat(key)
+    if (stat === undefined) throw new NotFoundError(`no object is stored under "${key}"`)
+    return Promise.resolve(stat)
   }
 
   async list(options: ListOptions = {}): Promise<ListEntry[]> {
@@ -481,7 +549,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     if (!Number.isSafeInteger(limit) || limit < 1) throw new InvalidOptionsError(`limit must be a positive integer, got ${limit}`)
     const out: ListEntry[] = []
     const range = { limit, ...(options.prefix === undefined ? {} : { prefix: options.prefix }), ...(options.after === undefined ? {} : { after: options.after }) }
-    for (const [key, r] of index.refs.entries(range)) out.push({ key, size: r.size, sha256: r.sha256, version: r.version, updatedAt: r.updatedAt })
+    for (const [key, r] of index.refs.entries(range)) out.push({ key, size: r.size, sha256: r.sha256, version: r.version, updatedAt: r.updatedAt, metadata: metaOf(r).metadata ?? {} })
     return Promise.resolve(out)
   }
 
@@ -497,15 +565,19 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     })
   }
 
-  async scrub(options: SignalOptions = {}): Promise<ScrubResult> {
+  async scrub(options: ScrubOptions = {}): Promise<ScrubResult> {
     throwIfAborted(options.signal)
     if (this.#state !== 'open') throw new ClosedError()
+    const sample = options.audit ?? DEFAULT_AUDIT_SAMPLE
+    if (!Number.isSafeInteger(sample) || sample < 0) throw new InvalidOptionsError(`audit must be a non-negative integer, got ${sample}`)
+    const { auditor } = this.#parts!
     const source = {
+      audit: (n: number, signal: AbortSignal | undefined) => auditor.audit(n, signal),
       list: (o: ListOptions) => this.list(o),
       read: (key: string, signal: AbortSignal | undefined, observer: HealObserver) => this.#read(key, 0, undefined, signal, observer),
       open: () => this.#state === 'open',
     }
-    return scrub(source, options.signal, this.#log)
+    return scrub(source, options.signal, this.#log, sample)
   }
 
   async placementStatus(): Promise<PlacementStatus> {

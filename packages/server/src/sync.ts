@@ -1,28 +1,37 @@
 // Catch-up with one peer: bring it up to date with this node's refs and deletes (those placed on it,
-// and any it holds), and learn back what this node lost. Every version of a key is written by this
-// node, its only writer: where the peer knows a version or a delete this node does not (its index was
-// lost or restored), whichever was written last wins, judged by the owner's own signed or encrypted word.
+// and any it holds), and learn back what this node lost. Both sides are walked in refId order, a page
+// at a time, so memory stays flat whatever the peer lists; what a peer offers that this owner cannot
+// vouch for is bounded. Every version of a key is written by this node, its only writer: where the
+// peer knows a version or a delete this node does not (its index was lost or restored), whichever was
+// written last wins, judged by the owner's own signed or encrypted word.
 import type { Connection } from '@dcas/p2p'
 import type { RefRecord } from '@dcas/store'
 import { mayPass, type Background, type Task } from './background.js'
-import type { Catalogue } from './catalogue.js'
-import type { BlobCipher } from './cipher.js'
+import type { Catalogue, RemoteManifest } from './catalogue.js'
 import { deleteRef, listRefs, type RemoteRef } from './client.js'
 import type { Deadlines } from './deadlines.js'
 import type { Deleter } from './delete.js'
-import { messageOf, throwIfAborted } from './errors.js'
+import { codeOf, messageOf, PeerError, throwIfAborted } from './errors.js'
 import { metaOf, type LocalStore } from './local.js'
 import type { KeyLocks } from './locks.js'
 import type { Logger } from './logger.js'
-import { encodeManifest, sha256Hex, type Manifest } from './manifest.js'
 import type { Placement } from './placement.js'
 import type { Replicator } from './replication.js'
-import { signTombstone, type OwnerKeys, type Tombstone } from './secrets.js'
+import { signTombstone, type OwnerKeys } from './secrets.js'
+
+/**
+ * Entries a peer may list in one catch-up that lead nowhere (refs this owner cannot vouch for, deletes it
+ * never signed, manifests that fail their checks) before the rest of its listing is ignored.
+ */
+export const MAX_FRUITLESS_ENTRIES = 10_000
+/** Of those, manifests fetched and checked in vain (each one costs a transfer and a decryption). */
+export const MAX_FRUITLESS_MANIFESTS = 64
+/** Local refIds read at once. */
+const LOCAL_PAGE = 256
 
 export interface CatchUpOptions {
   keys: OwnerKeys
   local: LocalStore
-  cipher: BlobCipher
   catalogue: Catalogue
   deleter: Deleter
   replicator: Replicator
@@ -34,6 +43,21 @@ export interface CatchUpOptions {
   /** Told when catch-up with a peer finished with nothing left to retry. */
   onSynced: (nodeId: string) => void
 }
+
+/** One catch-up with one peer: its connection, what failed in a way that may pass, what it offered in vain. */
+interface Round {
+  conn: Connection
+  peer: string
+  retry: unknown
+  fruitless: number
+  fruitlessManifests: number
+  listed: number
+  /** Copies the peer holds that this node has no record of placing there (its index was lost, or placement moved), not yet noted. */
+  holds: Array<[refId: string, version: number]>
+}
+
+/** Copies noted for repair at a time, so that a long listing is noted as it goes. */
+const HOLDS_PAGE = 1_000
 
 /** Brings peers up to date and learns back from them. */
 export class CatchUp {
@@ -62,72 +86,115 @@ export class CatchUp {
   /** Runs catch-up with one peer; resolves to a failure that may pass, when a step failed so. */
   async #sync(conn: Connection): Promise<unknown> {
     if (!conn.open) return undefined
-    const { local, catalogue, placement, deadlines, keys, log } = this.#o
-    const { index } = local
-    const signal = deadlines.shutdown
-    const peer = conn.remoteNodeId
-    const remote = new Map<string, RemoteRef>()
-    for await (const ref of listRefs(conn, () => deadlines.background())) remote.set(ref.refId, ref)
-    const known = new Set<string>()
-    // One key that cannot be brought over must not hold back the others; a failure that may pass brings a retry.
-    let retry: unknown
-    const step = async (key: string, what: string, fn: () => Promise<unknown>): Promise<void> => {
-      try {
-        await fn()
-      } catch (err) {
-        if (signal.aborted) throw err
-        log.warn({ peer, key, err: messageOf(err) }, `catch-up: ${what} failed`)
-        if (mayPass(err)) retry ??= err
+    const { local, deadlines, log } = this.#o
+    const round: Round = { conn, peer: conn.remoteNodeId, retry: undefined, fruitless: 0, fruitlessManifests: 0, listed: 0, holds: [] }
+    const remote = listRefs(conn, () => deadlines.background())[Symbol.asyncIterator]()
+    const nextRemote = async (): Promise<RemoteRef | undefined> => {
+      if (round.fruitless >= MAX_FRUITLESS_ENTRIES) {
+        // The rest of its listing is not read: this node's own refs are treated as unknown to the peer.
+        log.warn({ peer: round.peer, listed: round.listed }, 'catch-up: the peer lists too many refs this owner cannot vouch for; ignoring the rest')
+        await remote.return?.(undefined)
+        return undefined
       }
+      const r = await remote.next()
+      if (r.done === true) return undefined
+      round.listed++
+      return r.value
     }
-    // Deletes first: they free space, and a stale copy must never outlive them.
-    for (const [key, tomb] of index.tombstones.entries()) {
-      throwIfAborted(signal)
-      const refId = catalogue.refIdOf(key)
-      known.add(refId)
-      const r = remote.get(refId)
-      if (r?.deleted === true && r.version >= tomb.version) continue
-      // A placed peer that never held the key gets the delete too: it keeps the version, for recovery from identity/.
-      if (r === undefined && !placement.places(refId, peer)) continue
-      if (r === undefined || r.version <= tomb.version) await step(key, 'delete', () => deleteRef(conn, signTombstone(keys, refId, tomb.version, tomb.deletedAt), deadlines.background()))
-      else if (!r.deleted) await step(key, 'recovering a newer version', () => catalogue.install(refId, r, signal))
+    let localPage: Array<[string, string]> = []
+    let localAt = 0
+    let cursor: string | undefined
+    const nextLocal = (): [refId: string, key: string] | undefined => {
+      if (localAt >= localPage.length) {
+        localPage = [...local.tables.refIds.entries({ limit: LOCAL_PAGE, ...(cursor === undefined ? {} : { after: cursor }) })]
+        localAt = 0
+        if (localPage.length === 0) return undefined
+        cursor = localPage.at(-1)![0]
+      }
+      return localPage[localAt++]
     }
-    // Copies the peer holds that this node has no record of (its index was lost, or placement moved): noted, for repair to count or release.
-    const holds: Array<[refId: string, version: number]> = []
-    for (const [key, record] of index.refs.entries()) {
-      throwIfAborted(signal)
-      const meta = metaOf(record)
-      known.add(meta.refId)
-      const r = remote.get(meta.refId)
-      const placed = placement.places(meta.refId, peer)
-      if (r === undefined || r.damaged === true || r.version < record.version) {
-        if (placed) await step(key, 'replication', () => this.#o.keyLocks.run(key, (held) => this.#o.replicator.replicateTo(conn, held)))
-        else if (r !== undefined && !r.deleted) holds.push([meta.refId, r.version])
-      } else if (r.deleted || r.version > record.version || r.manifestCipherId !== meta.manifestCipherId) {
-        await step(key, 'reconciling versions', () => this.#reconcile(key, record, r))
+    // A merge of both sides in refId order.
+    let mine = nextLocal()
+    let theirs = await nextRemote()
+    while (mine !== undefined || theirs !== undefined) {
+      throwIfAborted(deadlines.shutdown)
+      if (theirs === undefined || (mine !== undefined && mine[0] < theirs.refId)) {
+        await this.#reconcile(round, mine![1], mine![0], undefined)
+        mine = nextLocal()
+      } else if (mine === undefined || theirs.refId < mine[0]) {
+        await this.#learn(round, theirs)
+        theirs = await nextRemote()
       } else {
-        holds.push([meta.refId, r.version])
+        await this.#reconcile(round, mine[1], mine[0], theirs)
+        mine = nextLocal()
+        theirs = await nextRemote()
       }
     }
-    await this.#o.replicator.noteHolder(peer, holds)
-    const deletes = await this.#learn(conn, remote, known, step)
-    // Deletes this node did not know (they went with a lost index): new versions of those keys must go above them.
-    await catalogue.raiseFloors(deletes.map((t) => [t.refId, t.version]))
-    if (retry !== undefined) return retry
-    this.#o.background.succeeded(peer)
-    log.info({ peer, refs: remote.size }, 'caught up')
-    this.#o.onSynced(peer)
+    await this.#noteHolds(round, 0)
+    if (round.retry !== undefined) return round.retry
+    this.#o.background.succeeded(round.peer)
+    log.info({ peer: round.peer, refs: round.listed }, 'caught up')
+    this.#o.onSynced(round.peer)
     return undefined
   }
 
+  /** Runs one step; one key that cannot be brought over must not hold back the others, and a failure that may pass brings a retry. */
+  async #step(round: Round, key: string, what: string, fn: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await fn()
+      return true
+    } catch (err) {
+      if (this.#o.deadlines.shutdown.aborted) throw err
+      this.#o.log.warn({ peer: round.peer, key, err: messageOf(err) }, `catch-up: ${what} failed`)
+      if (mayPass(err)) round.retry ??= err
+      return false
+    }
+  }
+
+  /** One of this node's keys, as the peer knows it (`r`) or not at all. */
+  async #reconcile(round: Round, key: string, refId: string, r: RemoteRef | undefined): Promise<void> {
+    const { local, keys, placement, deadlines, replicator } = this.#o
+    const { conn, peer } = round
+    const record = local.index.refs.get(key)
+    if (record === undefined) {
+      const tomb = local.index.tombstones.get(key)
+      if (tomb === undefined) return
+      // Deletes: they free space, and a stale copy must never outlive them.
+      if (r?.deleted === true && r.version >= tomb.version) return
+      // A placed peer that never held the key gets the delete too: it keeps the version, for recovery from identity/.
+      if (r === undefined && !placement.places(refId, peer)) return
+      if (r === undefined || r.version <= tomb.version) await this.#step(round, key, 'delete', () => deleteRef(conn, signTombstone(keys, refId, tomb.version, tomb.deletedAt), deadlines.background()))
+      else if (!r.deleted) await this.#step(round, key, 'recovering a newer version', () => this.#o.catalogue.install(refId, r, deadlines.shutdown))
+      return
+    }
+    const meta = metaOf(record)
+    if (r === undefined || r.damaged === true || r.version < record.version) {
+      if (placement.places(refId, peer)) await this.#step(round, key, 'replication', () => replicator.replicateTo(conn, key, true))
+      else if (r !== undefined && !r.deleted) round.holds.push([refId, r.version])
+    } else if (r.deleted || r.version > record.version || r.manifestCipherId !== meta.manifestCipherId) {
+      await this.#step(round, key, 'reconciling versions', () => this.#settle(round, key, record, r))
+    } else {
+      round.holds.push([refId, r.version])
+    }
+    await this.#noteHolds(round, HOLDS_PAGE)
+  }
+
+  /** Notes the copies the peer holds, for repair to count or release, once more than `over` wait. */
+  async #noteHolds(round: Round, over: number): Promise<void> {
+    if (round.holds.length === 0 || round.holds.length < over) return
+    const holds = round.holds
+    round.holds = []
+    await this.#o.replicator.noteHolder(round.peer, holds)
+  }
+
   /** The peer knows another state of a key this node holds: a delete, a higher version or another manifest. */
-  async #reconcile(key: string, record: RefRecord, r: RemoteRef): Promise<void> {
-    const { catalogue, deleter, log, deadlines } = this.#o
+  async #settle(round: Round, key: string, record: RefRecord, r: RemoteRef): Promise<void> {
+    const { catalogue, deleter, log, deadlines, replicator } = this.#o
     const meta = metaOf(record)
     // A delete counts only with this owner's proof: a peer cannot delete what it holds for us.
     const tomb = catalogue.ownTombstone(r)
     if (r.deleted && tomb === undefined) {
-      log.warn({ key }, 'catch-up: the peer reports a delete this node never made; ignored')
+      log.warn({ peer: round.peer, key }, 'catch-up: the peer reports a delete this node never made; ignored')
       return
     }
     if (tomb !== undefined) {
@@ -136,64 +203,73 @@ export class CatchUp {
       return
     }
     // The peer's version counts only as far as its manifest (which only this owner can make) backs it.
-    const fetched = await catalogue.remoteManifest(meta.refId, r, deadlines.shutdown)
+    let fetched: RemoteManifest
+    try {
+      fetched = await catalogue.remoteManifest(meta.refId, r, deadlines.shutdown)
+    } catch (err) {
+      if (codeOf(err) !== 'ERR_UNAUTHENTICATED') throw err
+      // Not a manifest this owner vouches for (a forgery, or one written before manifests carried a MAC): this
+      // node's version replaces it where the peer reports the same number; a higher one backed by nothing is ignored.
+      if (r.version === record.version) await replicator.replicateTo(round.conn, key, true)
+      else log.warn({ peer: round.peer, key }, 'catch-up: the peer reports a version of this key that no manifest of this owner backs; ignored')
+      return
+    }
     if (fetched.manifest.createdAt >= record.updatedAt) await catalogue.install(meta.refId, r, deadlines.shutdown, undefined, fetched)
     else await this.#bumpVersion(key, fetched.manifest.version)
   }
 
-  /** Refs the peer holds that this node does not know: recovered, or (deletes) remembered. Resolves to those deletes. */
-  async #learn(conn: Connection, remote: Map<string, RemoteRef>, known: Set<string>, step: (key: string, what: string, fn: () => Promise<unknown>) => Promise<void>): Promise<Tombstone[]> {
+  /** A ref the peer holds that this node does not know: recovered, or (a delete) remembered. */
+  async #learn(round: Round, r: RemoteRef): Promise<void> {
     const { local, catalogue, deleter, deadlines } = this.#o
-    const deletes: Tombstone[] = []
-    for (const r of remote.values()) {
-      if (known.has(r.refId)) continue
-      if (r.deleted) {
-        const tomb = catalogue.ownTombstone(r)
-        if (tomb === undefined) continue
-        await step(r.refId, 'noting a delete', () => catalogue.noteRemoteTombstone(tomb))
-        deletes.push(tomb)
-      } else {
-        await step(r.refId, 'recovering a ref', () => catalogue.install(r.refId, r, deadlines.shutdown))
-        // Another peer reported a later delete: this peer holds a stale copy, and is told.
-        const deleted = local.tables.remoteTombstones.get(r.refId)
-        if (deleted !== undefined && deleted.version >= r.version) {
-          await step(r.refId, 'delete', () => deleteRef(conn, { refId: r.refId, ...deleted }, deadlines.background()))
-        }
+    if (r.deleted) {
+      const tomb = catalogue.ownTombstone(r)
+      if (tomb === undefined) {
+        round.fruitless++
+        return
       }
-    }
-    // A ref recovered from another peer while this ran may be one of these deletes: whichever was written last wins.
-    if (deletes.length > 0) {
-      const keyOf = new Map<string, [string, RefRecord]>()
-      for (const [key, record] of local.index.refs.entries()) keyOf.set(metaOf(record).refId, [key, record])
-      for (const r of deletes) {
-        const found = keyOf.get(r.refId)
-        if (found !== undefined && found[1].version <= r.version && r.deletedAt >= found[1].updatedAt) {
-          await step(found[0], 'applying a newer delete', () => deleter.applyRemote(found[0], r))
-        }
+      await this.#step(round, r.refId, 'noting a delete', async () => {
+        await catalogue.noteRemoteTombstone(tomb)
+        // Deletes this node did not know (they went with a lost index): new versions of those keys go above them.
+        await catalogue.raiseFloors([[tomb.refId, tomb.version]])
+      })
+      // A ref recovered from another peer meanwhile may be this very delete: whichever was written last wins.
+      const key = local.tables.refIds.get(r.refId)
+      const found = key === undefined ? undefined : local.index.refs.get(key)
+      if (key !== undefined && found !== undefined && found.version <= tomb.version && tomb.deletedAt >= found.updatedAt) {
+        await this.#step(round, key, 'applying a newer delete', () => deleter.applyRemote(key, tomb))
       }
+      return
     }
-    return deletes
+    if (round.fruitlessManifests >= MAX_FRUITLESS_MANIFESTS) {
+      round.fruitless++
+      return
+    }
+    const installed = await this.#step(round, r.refId, 'recovering a ref', async () => {
+      try {
+        await catalogue.install(r.refId, r, deadlines.shutdown)
+      } catch (err) {
+        if (codeOf(err) === 'ERR_UNAUTHENTICATED' || err instanceof PeerError) {
+          round.fruitless++
+          round.fruitlessManifests++
+        }
+        throw err
+      }
+    })
+    // Another peer reported a later delete: this peer holds a stale copy, and is told.
+    const deleted = local.tables.remoteTombstones.get(r.refId)
+    if (installed && deleted !== undefined && deleted.version >= r.version) {
+      await this.#step(round, r.refId, 'delete', () => deleteRef(round.conn, { refId: r.refId, ...deleted }, deadlines.background()))
+    }
   }
 
   /** This node's version of `key` is the newest write but carries a lower number than a peer's: renumber it above `above`, everywhere. */
   async #bumpVersion(key: string, above: number): Promise<void> {
-    const { local, cipher, catalogue, keyLocks, placement, replicator, deadlines, log } = this.#o
+    const { local, catalogue, keyLocks, placement, replicator, deadlines, log } = this.#o
     const bumped = await keyLocks.run(key, async (held) => {
       const record = local.index.refs.get(key)
       if (record === undefined || record.version > above) return false
-      const meta = metaOf(record)
       const { manifest } = await catalogue.resolve(key, deadlines.shutdown, held)
-      const next: Manifest = { ...manifest, version: above + 1 }
-      const bytes = encodeManifest(next)
-      const manifestId = sha256Hex(bytes)
-      await local.ensure(manifestId, bytes)
-      const recipients = local.tables.recipientSets.get(meta.recipientsId) ?? manifest.recipients
-      const { cipherId: manifestCipherId } = await cipher.encrypt(bytes, manifestId, { recipients, recipientsId: meta.recipientsId })
-      await local.commit(key, {
-        record: { ...record, manifestId, version: next.version, meta: { ...meta, manifestCipherId } },
-        blobIds: (local.tables.refBlobs.get(key) ?? []).map((id) => (id === record.manifestId ? manifestId : id)),
-        recipients: { id: meta.recipientsId, list: recipients },
-      })
+      await catalogue.reseal(held, record, { ...manifest, version: above + 1 })
       return true
     })
     if (!bumped) return
@@ -201,3 +277,4 @@ export class CatchUp {
     for (const conn of placement.targets(catalogue.refIdOf(key))) replicator.later(conn, key, 'replication')
   }
 }
+

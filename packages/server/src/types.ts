@@ -4,7 +4,9 @@ import type { Readable } from 'node:stream'
 import type { Transport } from '@dcas/p2p'
 import type { Chunker } from './chunker.js'
 import type { Logger } from './logger.js'
+import type { ObjectMetadata } from './manifest.js'
 import type { PlacementPolicy } from './placement.js'
+import type { HolderLimits } from './replica-space.js'
 import type { StoreData } from './source.js'
 
 /** Options of {@link createServer}. */
@@ -78,6 +80,8 @@ export interface ServerOptions {
    * policy; see {@link PlacementPolicy}.
    */
   placement?: PlacementPolicy
+  /** What other owners may hold on this node: bytes and refs per owner, how many owners, free space kept (see {@link HolderLimits}). */
+  holderLimits?: HolderLimits
   logger?: Logger
 }
 
@@ -169,6 +173,8 @@ export interface ObjectStat {
   updatedAt: number
   /** Peers that acknowledged this version. */
   replicas: string[]
+  /** The metadata stored with this version (`{}` when none was). */
+  metadata: ObjectMetadata
 }
 
 /** Options of {@link Server.list}. */
@@ -187,6 +193,25 @@ export interface ListEntry {
   sha256: string
   version: number
   updatedAt: number
+  /** The metadata stored with this version (`{}` when none was). */
+  metadata: ObjectMetadata
+}
+
+/** A source of {@link Server.compose}: a key, and the version it must be at (else `ERR_PRECONDITION`). */
+export interface ComposeSource {
+  key: string
+  /** The version the source must be at, e.g. the one an {@link OpenObject} was checked at. */
+  version?: number
+}
+
+/** One version of an object, from {@link Server.open}. */
+export interface OpenObject {
+  /** That version's state (as {@link Server.stat} gave it when it was opened). */
+  readonly stat: ObjectStat
+  /** A `Readable` of that version, or of a range of it; `offset` and `length` as for {@link Server.read}. */
+  read(options?: ReadOptions): Readable
+  /** Lets that version's chunks go (a newer version may have freed them); its reads should have ended. */
+  close(): void
 }
 
 /** What {@link Server.delete} resolves to. */
@@ -256,11 +281,40 @@ export interface ScrubResult {
   healed: number
   /** Objects that could not be verified (typically `ERR_UNAVAILABLE`: no peer could supply a lost chunk). */
   failed: Array<{ key: string; code?: string; message: string }>
+  /** Copies on peers challenged to prove they still hold the bytes (see {@link ScrubOptions.audit}). */
+  audited: number
+  /** Copies that failed: no longer counted as held, and being replicated to that peer again. */
+  lostCopies: Array<{ key: string; nodeId: string; reason: string }>
+}
+
+/** Options of {@link Server.scrub}. */
+export interface ScrubOptions extends SignalOptions {
+  /**
+   * How many copies that connected peers acknowledged to challenge, picked at random (default 64; 0 for none):
+   * each must prove, with a fresh nonce, that it still holds one of the object's blobs.
+   */
+  audit?: number
 }
 
 /** Options taking only a signal. */
 export interface SignalOptions {
   signal?: AbortSignal
+}
+
+/** Options of {@link Server.store} and {@link Server.compose}. */
+export interface StoreOptions extends SignalOptions {
+  /**
+   * Kept with this version, inside its encrypted manifest: lowercase names to string values, at most 8 KiB
+   * as JSON (`ERR_INVALID_OPTIONS` beyond). A function is called once, after the data has been read to its
+   * end (for digests computed while streaming).
+   */
+  metadata?: ObjectMetadata | (() => ObjectMetadata)
+  /**
+   * Checked under the key's lock when the store starts and again right before its commit, with the key's
+   * current version (`undefined` when it has none): `false` fails the store with `ERR_PRECONDITION`, leaving
+   * nothing behind. E.g. `(current) => current === undefined` stores only a new key.
+   */
+  precondition?: (current: ObjectStat | undefined) => boolean
 }
 
 /** A dcas node: stores, reads and deletes objects, replicating them encrypted to its peers. */
@@ -283,14 +337,29 @@ export interface Server extends EventEmitter<ServerEvents> {
    * its first eight retries (about a minute and a half); later ones go on in the background.
    */
   waitForSync(options?: SignalOptions): Promise<void>
-  store(key: string, data: StoreData, options?: SignalOptions): Promise<StoreResult>
+  /** Stores `data` as a new version of `key`; see {@link StoreOptions}. */
+  store(key: string, data: StoreData, options?: StoreOptions): Promise<StoreResult>
+  /**
+   * Makes a new version of `key` from the current versions of `sources`, in order, sharing their chunks: no
+   * chunk is copied (the sources are read once, verified, to compute the whole object's SHA-256). A missing
+   * source fails with `ERR_NOT_FOUND`, a source not at the version asked for with `ERR_PRECONDITION`. `sources`
+   * may name `key` itself.
+   */
+  compose(key: string, sources: Array<string | ComposeSource>, options?: StoreOptions): Promise<StoreResult>
+  /** A `Readable` of the object's current version, or of a range of it; it never yields unverified bytes. */
   read(key: string, options?: ReadOptions): Readable
+  /**
+   * Resolves `key` once, to its current version: its `stat`, and reads of exactly that version however the
+   * key changes meanwhile (its chunks are kept until {@link OpenObject.close}). For answers whose headers and
+   * body must agree, such as an HTTP GET.
+   */
+  open(key: string, options?: SignalOptions): Promise<OpenObject>
   has(key: string): Promise<boolean>
   stat(key: string): Promise<ObjectStat>
   list(options?: ListOptions): Promise<ListEntry[]>
   delete(key: string, options?: SignalOptions): Promise<DeleteResult>
   /** Reads every local object through the verified read path, healing lost or damaged chunks from peers. */
-  scrub(options?: SignalOptions): Promise<ScrubResult>
+  scrub(options?: ScrubOptions): Promise<ScrubResult>
   /** How placement stands: copies per object, what is left to repair or move, and whether it is settled. */
   placementStatus(): Promise<PlacementStatus>
   /** Resolves once placement is settled: every object on its placed holders, nothing left to copy or release. */

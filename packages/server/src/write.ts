@@ -1,29 +1,35 @@
 // The write path: a store cuts the data into chunks, encrypts each new one for peers, writes the
-// plaintext locally and streams the ciphertext to the ref's placed peers as it goes, then commits
-// the new version locally and waits for the peers' acknowledgements to decide the quorum.
-import { createHash } from 'node:crypto'
+// plaintext locally and streams the ciphertext to the ref's placed peers as it goes; a compose takes
+// the chunks of other objects instead. Either way the new version is then committed locally and the
+// peers' acknowledgements decide the quorum.
+import { createHash, type Hash } from 'node:crypto'
 import type { Chunker } from './chunker.js'
 import type { BlobCipher } from './cipher.js'
 import type { Catalogue } from './catalogue.js'
 import type { RefPut } from './client.js'
 import { InFlight } from './concurrency.js'
-import { ClosedError, InvalidOptionsError, messageOf, QuorumError, throwIfAborted } from './errors.js'
+import { ClosedError, messageOf, PreconditionError, QuorumError, throwIfAborted, TooLargeError } from './errors.js'
 import type { ChunkRecord, LocalStore, RefMeta } from './local.js'
 import type { HeldKey } from './locks.js'
 import type { Logger } from './logger.js'
-import { encodeManifest, sha256Hex, type Manifest, type ManifestChunk } from './manifest.js'
+import { hashBlob, type BlobBatch } from '@dcas/store'
+import { assertValidMetadata, encodeManifest, type Manifest, type ManifestChunk } from './manifest.js'
 import type { Placement } from './placement.js'
 import type { Replicator, StoreReplication } from './replication.js'
+import type { Retriever } from './retriever.js'
+import type { OwnerKeys } from './secrets.js'
 import { toByteStream, type StoreData } from './source.js'
-import type { StoreResult } from './types.js'
+import type { ComposeSource, StoreOptions, StoreResult } from './types.js'
 import { MAX_REF_CHUNKS } from './wire.js'
 
 export interface WritePathOptions {
+  keys: OwnerKeys
   local: LocalStore
   cipher: BlobCipher
   catalogue: Catalogue
   placement: Placement
   replicator: Replicator
+  retriever: Retriever
   chunker: Chunker
   /** Acknowledgements a store needs: every placed holder, or a number of them (0: none, local only). */
   writeQuorum: 'all' | number
@@ -32,18 +38,23 @@ export interface WritePathOptions {
   log: Logger
 }
 
-/** What one store has put down so far, for the commit or for cleaning up after a failure. */
+/** What one write has put down so far, for the commit or for cleaning up after a failure. */
 interface Draft {
+  key: string
   chunks: ManifestChunk[]
-  /** Chunks this store encrypted first (their records are written with the commit). */
+  /** Chunks this write encrypted first (their records are written with the commit). */
   newChunks: Map<string, ChunkRecord>
-  /** Blob ids pinned against a concurrent free until the store ends. */
+  /** Blob ids pinned against a concurrent free until the write ends. */
   pins: string[]
   size: number
-  sha256: string
+  whole: Hash
+  /** The local blobs it writes, made durable together before the commit. */
+  batch: BlobBatch
+  /** Chunks put into the batch (or found intact here) by this write. */
+  staged: Set<string>
 }
 
-/** Stores objects. */
+/** Stores objects, and makes objects of other objects' chunks. */
 export class WritePath {
   readonly #o: WritePathOptions
 
@@ -51,35 +62,53 @@ export class WritePath {
     this.#o = options
   }
 
-  /** Stores a new version of `held.key`. */
-  async store(held: HeldKey, data: StoreData, signal: AbortSignal | undefined): Promise<StoreResult> {
-    const { local, cipher, catalogue, placement, replicator, log } = this.#o
+  /** Stores `data` as a new version of `held.key`. */
+  store(held: HeldKey, data: StoreData, options: StoreOptions): Promise<StoreResult> {
+    return this.#write(held, options, (draft, session) => this.#chunksOf(data, draft, session, options.signal))
+  }
+
+  /** Makes a new version of `held.key` from the chunks of the current versions of `sources`. */
+  compose(held: HeldKey, sources: ComposeSource[], options: StoreOptions): Promise<StoreResult> {
+    return this.#write(held, options, (draft, session) => this.#chunksFrom(held, sources, draft, session, options.signal))
+  }
+
+  /** One write: `fill` puts down the chunks, then the manifest, the local commit, the peers' acknowledgements. */
+  async #write(held: HeldKey, options: StoreOptions, fill: (draft: Draft, session: StoreReplication) => Promise<void>): Promise<StoreResult> {
+    const { keys, local, cipher, catalogue, placement, replicator, log } = this.#o
     const key = held.key
+    this.#check(key, options.precondition)
     const refId = catalogue.refIdOf(key)
     const version = catalogue.nextVersion(key, refId)
     // The ref's placed holders, dialled as needed: too few within reach and nothing is stored.
-    const reached = await placement.reach(refId, signal)
+    const reached = await placement.reach(refId, options.signal)
     const quorum = this.#o.writeQuorum === 'all' ? reached.placed.length : this.#o.writeQuorum
     if (reached.conns.length < quorum) {
       throw new QuorumError({ key, needed: quorum, replicas: [], reachable: reached.conns.length, placed: reached.placed.length, committed: false, failed: reached.unreachable })
     }
-    const session = replicator.session(key, reached.conns, signal)
-    const draft: Draft = { chunks: [], newChunks: new Map(), pins: [], size: 0, sha256: '' }
+    const session = replicator.session(key, reached.conns, quorum, options.signal)
+    const draft: Draft = { key, chunks: [], newChunks: new Map(), pins: [], size: 0, whole: createHash('sha256'), batch: local.batch(), staged: new Set() }
     let committed = false
     try {
-      await this.#writeChunks(key, data, draft, session, signal)
+      await fill(draft, session)
+      const sha256 = draft.whole.digest('hex')
+      const metadata = typeof options.metadata === 'function' ? options.metadata() : (options.metadata ?? {})
+      assertValidMetadata(metadata)
 
       // The manifest: plaintext locally, encrypted for peers; then the local commit.
       const { recipients, recipientsId } = cipher.current
-      const manifest: Manifest = { key, size: draft.size, sha256: draft.sha256, version, createdAt: Date.now(), recipients, chunks: draft.chunks }
-      const manifestBytes = encodeManifest(manifest)
-      const manifestId = sha256Hex(manifestBytes)
+      const manifest: Manifest = { key, size: draft.size, sha256, version, createdAt: Date.now(), recipients, chunks: draft.chunks, metadata }
+      const manifestBlob = hashBlob(encodeManifest(manifest, keys.manifestKey))
+      const manifestBytes = manifestBlob.pieces[0]!
+      const manifestId = manifestBlob.id
       this.#pin(draft, manifestId)
-      await local.put(manifestId, manifestBytes)
+      await draft.batch.put(manifestBlob)
       const { cipher: manifestCipher, cipherId: manifestCipherId } = await cipher.encrypt(manifestBytes, manifestId)
-      const meta: RefMeta = { refId, manifestCipherId, chunkCount: draft.chunks.length, recipientsId }
+      const meta: RefMeta = { refId, manifestCipherId, chunkCount: draft.chunks.length, recipientsId, ...(Object.keys(metadata).length === 0 ? {} : { metadata }) }
+      this.#check(key, options.precondition)
+      // The chunks and the manifest made durable together, then counted.
+      await draft.batch.commit()
       await local.commit(key, {
-        record: { manifestId, size: draft.size, sha256: draft.sha256, version, updatedAt: manifest.createdAt, meta: { ...meta } },
+        record: { manifestId, size: draft.size, sha256, version, updatedAt: manifest.createdAt, meta: { ...meta } },
         blobIds: [...new Set([...draft.chunks.map((c) => c.plainId), manifestId])],
         recipients: { id: recipientsId, list: recipients },
         chunks: { records: draft.newChunks, replace: true },
@@ -89,7 +118,7 @@ export class WritePath {
       // Each peer: every chunk sent, then the manifest, then the ref; acknowledged only when all are durable there.
       const cipherIds = [...new Set(draft.chunks.map((c) => c.cipherId))]
       const plainOf = new Map(draft.chunks.map((c) => [c.cipherId, c.plainId]))
-      const ref: RefPut = { refId, version, manifestCipherId, size: draft.size, writtenAt: manifest.createdAt, cipherIds }
+      const ref: RefPut = { refId, version, manifestCipherId, cipherIds }
       const replicas = await session.finish(ref, manifestCipher, (cipherId) => {
         const plainId = plainOf.get(cipherId)
         return plainId === undefined ? Promise.resolve(manifestCipher) : cipher.cipherOf(plainId, cipherId, recipientsId)
@@ -109,12 +138,18 @@ export class WritePath {
         throw new QuorumError({ key, needed: quorum, replicas, reachable: reached.conns.length, placed: reached.placed.length, committed: true, failed })
       }
       log.info({ key, size: draft.size, version, replicas: replicas.length }, 'stored')
-      return { key, size: draft.size, sha256: draft.sha256, version, replicas, placed: reached.placed }
+      return { key, size: draft.size, sha256, version, replicas, placed: reached.placed }
     } finally {
       await session.drain()
+      if (!committed) await draft.batch.abort().catch(() => {})
       for (const id of draft.pins) local.unpin(id)
       if (!committed) await this.#abandon(draft, session)
     }
+  }
+
+  /** Fails with ERR_PRECONDITION when `precondition` refuses the key's current state. */
+  #check(key: string, precondition: StoreOptions['precondition']): void {
+    if (precondition !== undefined && !precondition(this.#o.catalogue.stat(key))) throw new PreconditionError(`the precondition refused the current state of "${key}"`)
   }
 
   #pin(draft: Draft, id: string): void {
@@ -122,49 +157,79 @@ export class WritePath {
     draft.pins.push(id)
   }
 
-  /** Cuts the data into chunks: each one hashed, encrypted if new, written locally and sent to the session's peers. */
-  async #writeChunks(key: string, data: StoreData, draft: Draft, session: StoreReplication, signal: AbortSignal | undefined): Promise<void> {
-    const { local, cipher, chunker, concurrency, shutdown } = this.#o
+  /** Adds one chunk to the draft, encrypting it unless it was encrypted before for today's recipients, and sends it to the session's peers. */
+  async #add(draft: Draft, session: StoreReplication, chunk: Uint8Array, plainId: string): Promise<void> {
+    const { local, cipher } = this.#o
+    if (draft.chunks.length >= MAX_REF_CHUNKS) throw new TooLargeError(`"${draft.key}" needs more than ${MAX_REF_CHUNKS} chunks: store it with a larger chunkSize`)
+    draft.whole.update(chunk)
+    draft.size += chunk.length
     const { recipientsId } = cipher.current
+    const known = draft.newChunks.get(plainId) ?? local.tables.chunks.get(plainId)
+    let cipherId: string
+    let produce: () => Promise<Uint8Array>
+    let fresh = false
+    if (known !== undefined && known.recipientsId === recipientsId) {
+      // Encrypted before: only a peer that lacks it makes this write encrypt it again.
+      cipherId = known.cipherId
+      let made: Promise<Uint8Array> | undefined
+      produce = () => (made ??= cipher.encrypt(chunk, plainId).then((r) => r.cipher))
+    } else {
+      const sealed = await cipher.encrypt(chunk, plainId)
+      cipherId = sealed.cipherId
+      produce = () => Promise.resolve(sealed.cipher)
+      draft.newChunks.set(plainId, { cipherId, recipientsId })
+      fresh = true
+    }
+    draft.chunks.push({ plainId, cipherId, size: chunk.length })
+    await session.send(cipherId, produce, fresh)
+  }
+
+  /** Cuts the data into chunks: each one hashed, written locally and added. */
+  async #chunksOf(data: StoreData, draft: Draft, session: StoreReplication, signal: AbortSignal | undefined): Promise<void> {
+    const { local, chunker, concurrency, shutdown } = this.#o
     const writes = new InFlight(concurrency)
-    const whole = createHash('sha256')
     try {
       for await (const chunk of chunker.chunks(toByteStream(data))) {
         throwIfAborted(signal)
         if (shutdown.aborted) throw new ClosedError()
-        if (draft.chunks.length >= MAX_REF_CHUNKS) throw new InvalidOptionsError(`"${key}" needs more than ${MAX_REF_CHUNKS} chunks: store it with a larger chunkSize`)
-        whole.update(chunk)
-        draft.size += chunk.length
-        const plainId = sha256Hex(chunk)
-        this.#pin(draft, plainId)
-        const known = draft.newChunks.get(plainId) ?? local.tables.chunks.get(plainId)
-        let cipherId: string
-        let produce: () => Promise<Uint8Array>
-        if (known !== undefined && known.recipientsId === recipientsId) {
-          // Encrypted before: only a peer that lacks it makes this store encrypt it again.
-          cipherId = known.cipherId
-          let made: Promise<Uint8Array> | undefined
-          produce = () => (made ??= cipher.encrypt(chunk, plainId).then((r) => r.cipher))
-        } else {
-          const sealed = await cipher.encrypt(chunk, plainId)
-          cipherId = sealed.cipherId
-          produce = () => Promise.resolve(sealed.cipher)
-          draft.newChunks.set(plainId, { cipherId, recipientsId })
+        // One hash names the chunk and serves as the store's check.
+        const blob = hashBlob(chunk)
+        const plainId = blob.id
+        if (!draft.staged.has(plainId)) {
+          draft.staged.add(plainId)
+          this.#pin(draft, plainId)
+          await writes.add(() => local.stage(draft.batch, blob))
         }
-        draft.chunks.push({ plainId, cipherId, size: chunk.length })
-        await writes.add(() => local.ensure(plainId, chunk))
         if (writes.error !== undefined) throw writes.error
-        await session.send(cipherId, produce)
+        await this.#add(draft, session, chunk, plainId)
       }
       await writes.drain()
       if (writes.error !== undefined) throw writes.error
-      draft.sha256 = whole.digest('hex')
     } finally {
       await writes.drain()
     }
   }
 
-  /** A store that failed before its local commit leaves nothing behind: its blobs no ref uses, here and on peers. */
+  /** The chunks of each source's current version in turn, each read back verified (and healed if need be); none is copied. */
+  async #chunksFrom(held: HeldKey, sources: ComposeSource[], draft: Draft, session: StoreReplication, signal: AbortSignal | undefined): Promise<void> {
+    const { catalogue, retriever, shutdown } = this.#o
+    const combined = signal === undefined ? shutdown : AbortSignal.any([signal, shutdown])
+    for (const { key: source, version } of sources) {
+      const { manifest } = await catalogue.resolve(source, combined, source === held.key ? held : undefined)
+      if (version !== undefined && manifest.version !== version) throw new PreconditionError(`"${source}" is at version ${manifest.version}, not ${version}`)
+      const refId = catalogue.refIdOf(source)
+      for (const chunk of manifest.chunks) {
+        throwIfAborted(signal)
+        if (shutdown.aborted) throw new ClosedError()
+        // Pinned first: a concurrent write of the source cannot free it before this version holds it.
+        this.#pin(draft, chunk.plainId)
+        const bytes = await retriever.chunk(source, refId, chunk, combined)
+        await this.#add(draft, session, bytes, chunk.plainId)
+      }
+    }
+  }
+
+  /** A write that failed before its local commit leaves nothing behind: its blobs no ref uses, here and on peers. */
   async #abandon(draft: Draft, session: StoreReplication): Promise<void> {
     const { local, replicator, log } = this.#o
     await local.free(draft.pins).catch((err: unknown) => log.warn({ err: messageOf(err) }, 'freeing the blobs of a failed store failed'))

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createMemoryNetwork, loadOrCreateIdentity, memoryTransport, type MemoryNetwork } from '@dcas/p2p'
 import { afterEach, beforeEach } from 'vitest'
-import { createServer, type Server, type ServerEvents, type ServerOptions } from '../src/index.js'
+import { createServer, type Logger, type Server, type ServerEvents, type ServerOptions } from '../src/index.js'
 
 /** A temporary folder removed by `cleanup()`. */
 export async function tempDir(): Promise<{ path: string; cleanup: () => Promise<void> }> {
@@ -61,6 +61,12 @@ export async function exists(path: string): Promise<boolean> {
 /** Random bytes of a given size. */
 export const bytes = (n: number): Buffer => randomBytes(n)
 
+/** Prints a node's log lines, prefixed by its name: set DCAS_TEST_LOG=1 to see what the servers of a test did. */
+function consoleLogger(name: string): Logger {
+  const line = (level: string) => (fields: unknown, message?: string) => console.log(name, level, message ?? '', JSON.stringify(fields).slice(0, 300))
+  return { debug: () => {}, info: line('info'), warn: line('warn'), error: line('error') }
+}
+
 /** Server options plus how the in-memory transport identifies and admits the node. */
 export type NodeExtra = Partial<ServerOptions> & { nodeId?: string; clusterSecret?: string }
 
@@ -91,6 +97,7 @@ export class Cluster {
       bootstrap: dial.map((d) => `${d}:1`),
       transport: memoryTransport({ network: this.network, clusterSecret, ...(id === undefined ? {} : { nodeId: id }) }),
       chunkSize: 64 * 1024,
+      ...(process.env.DCAS_TEST_LOG === undefined ? {} : { logger: consoleLogger(name) }),
       ...options,
     })
     await server.start()

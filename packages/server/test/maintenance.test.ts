@@ -26,7 +26,7 @@ describe('scrub', () => {
     await writeFile(rotted, content)
 
     const result = await c.scrub()
-    expect(result).toEqual({ objects: 3, bytes: 150_000 + 70_000 + 10, healed: 2, failed: [] })
+    expect(result).toEqual({ objects: 3, bytes: 150_000 + 70_000 + 10, healed: 2, failed: [], audited: 6, lostCopies: [] })
     for (const f of [lost, rotted]) expect(sha256(await readFile(f))).toBe(f.split('/').pop())
     expect(await c.scrub()).toMatchObject({ objects: 3, healed: 0, failed: [] })
   })

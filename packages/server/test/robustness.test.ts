@@ -4,8 +4,9 @@ import { join } from 'node:path'
 import { memoryTransport, type Connection } from '@dcas/p2p'
 import { openIndex } from '@dcas/store'
 import { describe, expect, it } from 'vitest'
-import { MAX_REF_CHUNKS } from '../src/wire.js'
-import { holderTables, type ReplicaRef } from '../src/holder-requests.js'
+import { Exchange, MAX_LIST_PAGE, MAX_REF_CHUNKS } from '../src/wire.js'
+import { MAX_FRUITLESS_ENTRIES } from '../src/sync.js'
+import { holderTables, type ReplicaRef } from '../src/holder-state.js'
 import { createServer, type BehindEvent, type Server } from '../src/index.js'
 import { encodeHeader } from '../src/wire.js'
 import { bytes, codeOf, readAll, sha256, useCluster } from './helpers.js'
@@ -171,5 +172,42 @@ describe('local blobs', () => {
     await s.store('k2', data)
     expect(await readAll(s, 'k2')).toEqual(data)
     expect(await readAll(s, 'k1')).toEqual(data)
+  })
+})
+
+describe('a peer that lists without end', () => {
+  it('is read a bounded number of pages in catch-up, which still ends', async () => {
+    const evil = memoryTransport({ network: t.cluster.network, clusterSecret: 'test-cluster-secret' })
+    let pages = 0
+    let next = 0n
+    await evil.listen('evil:1', (conn) => {
+      void (async () => {
+        for await (const stream of conn.incoming) {
+          void (async () => {
+            const ex = new Exchange(stream)
+            const header = await ex.readHeader()
+            if (header?.op === 'ref.list') {
+              pages++
+              // A full page of made-up deletes, each refId above the last: it never ends.
+              const entries = Array.from({ length: MAX_LIST_PAGE }, () => ({ refId: (next++).toString(16).padStart(64, '0'), version: 1, deleted: true, writtenAt: 1 }))
+              await ex.send({ ok: true, entries })
+            } else {
+              await ex.send({ ok: false, code: 'ERR_NOPE', message: 'no' })
+            }
+            await ex.end()
+          })().catch(() => {})
+        }
+      })()
+    })
+    try {
+      const c = await t.cluster.add('c', ['evil'])
+      await c.store('mine', 'kept')
+      await c.waitForSync()
+      expect(pages).toBeGreaterThan(1)
+      expect(pages * MAX_LIST_PAGE).toBeLessThanOrEqual(MAX_FRUITLESS_ENTRIES + MAX_LIST_PAGE)
+      expect(String(await readAll(c, 'mine'))).toBe('kept')
+    } finally {
+      await evil.close({ signal: AbortSignal.timeout(1000) }).catch(() => {})
+    }
   })
 })

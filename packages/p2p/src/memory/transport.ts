@@ -17,7 +17,7 @@ import { Network, type MemoryListener, type MemoryNetwork, type MemoryPeer } fro
 
 /** Options of {@link memoryTransport}. */
 export interface MemoryTransportOptions
-  extends Pick<MuxerOptions, 'maxStreams' | 'keepAliveInterval' | 'deadPeerTimeout' | 'maxStreamWindow' | 'maxConnectionWindow'> {
+  extends Pick<MuxerOptions, 'maxStreams' | 'keepAliveInterval' | 'deadPeerTimeout' | 'maxStreamWindow' | 'maxConnectionWindow' | 'streamIdleTimeout'> {
   /** The network shared by the transports that should reach each other ({@link createMemoryNetwork}). */
   network: MemoryNetwork
   /** This node's id: 64 lowercase hex characters (default: random). */
@@ -65,8 +65,8 @@ class MemoryTransport implements Transport, MemoryListener, MemoryPeer {
     if (secret !== undefined && secret.length === 0) throw new TypeError('clusterSecret must not be empty')
     this.secretDigest = secret === undefined ? undefined : createHash('sha256').update(secret).digest()
     this.allowList = new Set([...(options.allowList ?? [])].map((id) => checkNodeId('allowList entry', id)))
-    const { maxStreams, keepAliveInterval, deadPeerTimeout, maxStreamWindow, maxConnectionWindow } = options
-    this.muxerOptions = { maxStreams, keepAliveInterval, deadPeerTimeout, maxStreamWindow, maxConnectionWindow }
+    const { maxStreams, keepAliveInterval, deadPeerTimeout, maxStreamWindow, maxConnectionWindow, streamIdleTimeout } = options
+    this.muxerOptions = { maxStreams, keepAliveInterval, deadPeerTimeout, maxStreamWindow, maxConnectionWindow, streamIdleTimeout }
   }
 
   get address(): string | undefined {

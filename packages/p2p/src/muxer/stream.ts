@@ -3,8 +3,10 @@
 import {
   AbortedError,
   FrameTooLargeError,
+  PeerTimeoutError,
   ProtocolError,
   StreamClosedError,
+  StreamRefusedError,
   StreamResetError,
 } from '../errors.js'
 import type { AbortOptions, Stream } from '../types.js'
@@ -68,6 +70,8 @@ export class MuxedStream implements Stream {
   recvWindow = INITIAL_STREAM_WINDOW
   /** `true` once the connection forgot this stream. */
   removed = false
+  /** What the connection granted beyond the initial window when the stream opened (see {@link takeInitialGrant}). */
+  initialGrant = 0
 
   // Send side.
   private sendWindow = INITIAL_STREAM_WINDOW
@@ -87,6 +91,10 @@ export class MuxedStream implements Stream {
   private iterated = false
   private discarding = false
   private readEnded = false
+
+  // Idle accounting: when bytes last moved, and since when the sweep saw us waiting on the remote.
+  private lastProgress = performance.now()
+  private waitingSince: number | undefined
 
   // Terminal state: reset by either side, or the connection died.
   private error: Error | undefined
@@ -156,6 +164,21 @@ export class MuxedStream implements Stream {
 
   // --- called by the connection -------------------------------------------
 
+  /**
+   * Raises the receive window of a new stream by `grant` bytes (before anything was received),
+   * which the connection took from its budget and announces to the remote.
+   */
+  takeInitialGrant(grant: number): void {
+    this.initialGrant += grant
+    this.recvWindow += grant
+    this.recvAvailable += grant
+  }
+
+  /** Acknowledges a new inbound stream at once with a window update of `delta`. */
+  acknowledge(delta: number): void {
+    this.host.sendWindowUpdate(this, this.takeFlags(0), delta)
+  }
+
   /** A data frame header for this stream: claims `length` bytes of the window granted. */
   beginData(length: number): void {
     if (this.readEnded && length > 0) throw new ProtocolError(`data on stream ${this.id} after its FIN`)
@@ -167,6 +190,7 @@ export class MuxedStream implements Stream {
 
   /** A piece of payload (a view of the socket's chunk, not copied). */
   receive(piece: Buffer): void {
+    this.lastProgress = performance.now()
     if (this.readError !== undefined) return
     if (this.discarding) {
       this.credit(piece.length)
@@ -187,6 +211,7 @@ export class MuxedStream implements Stream {
   remoteFin(): void {
     if (this.readEnded) return
     this.readEnded = true
+    this.lastProgress = performance.now()
     const reader = this.reader
     if (reader !== undefined) {
       this.reader = undefined
@@ -195,10 +220,28 @@ export class MuxedStream implements Stream {
     this.checkDone()
   }
 
-  /** The remote reset the stream. */
-  remoteReset(): void {
+  /** The remote reset the stream; `refused`: it refused it without processing any of it. */
+  remoteReset(refused: boolean): void {
     if (this.error !== undefined) return
-    this.fail(new StreamResetError('the stream was reset by the remote'), true)
+    this.fail(refused ? new StreamRefusedError() : new StreamResetError('the stream was reset by the remote'), true)
+    this.host.streamDone(this)
+  }
+
+  /**
+   * Called by the connection a few times per `idle` ms: a stream that has waited on the
+   * remote (a pending read, or writes the remote's window or socket holds back) with no
+   * byte moving for `idle` ms fails with `ERR_PEER_TIMEOUT` and is reset.
+   */
+  checkIdle(now: number, idle: number): void {
+    const waiting = this.reader !== undefined || this.pendingWrites.length > 0 || this.finWaiters.length > 0
+    if (!waiting || this.error !== undefined) {
+      this.waitingSince = undefined
+      return
+    }
+    this.waitingSince ??= now
+    if (now - Math.max(this.waitingSince, this.lastProgress) < idle) return
+    if (!this.removed) this.host.sendReset(this, this.takeFlags(0))
+    this.fail(new PeerTimeoutError(`the remote moved no byte of stream ${this.id} for ${idle} ms (streamIdleTimeout)`), true)
     this.host.streamDone(this)
   }
 
@@ -207,6 +250,7 @@ export class MuxedStream implements Stream {
     const window = this.sendWindow + delta
     if (window > 0xffffffff) throw new ProtocolError(`a window update overflows the send window of stream ${this.id}`)
     this.sendWindow = window
+    this.lastProgress = performance.now()
     this.pump()
   }
 

@@ -12,7 +12,11 @@ export interface MuxerOptions {
   remoteNodeId: string
   /** The remote's address, for `Connection.remoteAddress`. */
   remoteAddress: string
-  /** Most concurrent streams the remote may open (default chosen by the muxer). */
+  /**
+   * Most concurrent streams the remote may open (default 256); more are refused with
+   * a reset the remote sees as `ERR_STREAM_REFUSED`, and the connection stays up. The
+   * same bound applies to the streams we open (`openStream` fails with `ERR_TOO_MANY_STREAMS`).
+   */
   maxStreams?: number
   /** Keep-alive ping interval in ms. */
   keepAliveInterval?: number
@@ -20,16 +24,27 @@ export interface MuxerOptions {
   deadPeerTimeout?: number
   /**
    * Largest receive window (bytes) one stream may grow to while its reader keeps
-   * up (default 16 MiB). Windows start at yamux's 256 KiB; a reader that stops
-   * reading holds the remote within the window granted so far.
+   * up (default 16 MiB). Windows start at yamux's 256 KiB, raised at once to
+   * 1 MiB while the grants of open streams fit in an eighth of `maxConnectionWindow`;
+   * a reader that stops reading holds the remote within the window granted so far.
    */
   maxStreamWindow?: number
   /**
-   * Windows stop growing once the receive windows of all streams of the
-   * connection add up to this many bytes (default 64 MiB); every stream keeps
-   * at least its initial 256 KiB.
+   * The connection's receive budget (default 64 MiB, at least 512 KiB): the receive
+   * windows of all its streams, each stream's initial 256 KiB included, never add up
+   * to more, so neither does what the remote can make us buffer. Windows grow into
+   * half of it at most, the 1 MiB initial grants into an eighth of it; the other half
+   * keeps room for new streams. A stream the budget cannot cover is refused
+   * (`ERR_STREAM_REFUSED` on the remote's side) or, opened by us, fails with
+   * `ERR_TOO_MANY_STREAMS`.
    */
   maxConnectionWindow?: number
+  /**
+   * A stream that waits on the remote (a pending read, or writes held back by the
+   * remote's window) with no byte moving for this many ms fails with `ERR_PEER_TIMEOUT`
+   * and is reset (default 30 000). Streams the application is not waiting on never time out.
+   */
+  streamIdleTimeout?: number
 }
 
 /**

@@ -1,29 +1,37 @@
 // Admission: right after the TLS 1.3 handshake and before any application byte,
-// each side sends a hello (protocol versions, proof of the cluster secret over
-// this session) and then a verdict. Every read here is bounded in size; the
-// caller bounds it in time through `signal`.
+// each side sends a hello (protocol versions, its CPace share), then a confirmation
+// of the key CPace gave (only once it holds the other's share), then a verdict.
+// Every read here is bounded in size; the caller bounds it in time through `signal`.
 //
-//   hello   = "dcas" | 0x01 | n (1..16) | n × version (u16 BE) | proofLength (0 or 32) | proof
+//   hello   = "dcas" | 0x01 | n (1..16) | n × version (u16 BE) | 0x00 | shareLength (0 or 32) | share
+//   confirm = "dcas" | 0x03 | tagLength (0 or 32) | tag
 //   verdict = "dcas" | 0x02 | status (0 ok, 1 unauthorized, 2 no common version) | version (u16 BE)
 //
-// proof = HMAC-SHA256(clusterSecret, role label | exportKeyingMaterial(32, EXPORTER_LABEL)).
-// The role label (the sender's role) keeps a proof from being reflected back.
-import { createHmac, timingSafeEqual } from 'node:crypto'
+// The 0x00 is where protocol 1 put the length of its proof, HMAC(secret, role | keying
+// material): a verifier anyone who completed TLS could test guesses of the secret
+// against offline. Protocol 2 never sends one and refuses a peer that speaks only 1.
+// With CPace (./cpace.ts) a share reveals nothing about the secret, and a confirmation
+// can be checked only by whoever holds the shared point: an attacker gets one online
+// guess per connection, the guess its own share committed to.
+import { timingSafeEqual } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import { type P2PError, PeerUnauthorizedError, ProtocolError, ProtocolVersionError } from '../errors.js'
 import { nodeIdFromPublicKey } from '../identity/identity.js'
+import { confirmation, SHARE_BYTES, startCpace, TAG_BYTES, transcriptOf } from './cpace.js'
 
-/** Protocol versions this implementation speaks, oldest first. */
-export const PROTOCOL_VERSIONS: readonly number[] = [1]
+/** Protocol versions this implementation speaks, oldest first. Version 1 (an HMAC proof in the hello) is refused. */
+export const PROTOCOL_VERSIONS: readonly number[] = [2]
 
 const MAGIC = Buffer.from('dcas', 'latin1')
 const HELLO = 0x01
 const VERDICT = 0x02
+const CONFIRM = 0x03
 const MAX_VERSIONS = 16
-const PROOF_LENGTH = 32
+/** The only version whose hello carries a proof instead of a share. */
+const LEGACY_VERSION = 1
+const LEGACY_PROOF_LENGTH = 32
 const EXPORTER_LABEL = 'EXPORTER-dcas-admission'
-const ROLE_LABEL = { outbound: 'dcas admission: dialler', inbound: 'dcas admission: listener' } as const
 
 /** A verdict's status byte. */
 export const Status = { Ok: 0, Unauthorized: 1, NoCommonVersion: 2 } as const
@@ -35,9 +43,9 @@ export type Role = 'inbound' | 'outbound'
 
 /** What a side requires of its peer. */
 export interface AdmissionPolicy {
-  /** The cluster secret; absent, only the allow-list admits. */
-  secret?: Uint8Array
-  /** Node ids admitted without a proof. */
+  /** The cluster secret, stretched (`stretchSecret`); absent, only the allow-list admits. */
+  prs?: Uint8Array
+  /** Node ids admitted without the cluster secret. */
   allowList: ReadonlySet<string>
   /** Protocol versions we speak. */
   versions: readonly number[]
@@ -49,25 +57,39 @@ export interface AdmissionPolicy {
 export interface Admitted {
   remoteNodeId: string
   version: number
+  /** How the remote was admitted: it proved the cluster secret, or its node id is on the allow-list. */
+  by: 'secret' | 'allow-list'
 }
 
 /** A hello as read off the wire. */
 export interface Hello {
   versions: number[]
-  proof: Buffer | undefined
+  /** The sender's CPace share; absent when it holds no cluster secret (or speaks only protocol 1). */
+  share: Buffer | undefined
 }
 
 /** Encodes a hello message. */
 export function encodeHello(hello: Hello): Buffer {
-  const { versions, proof } = hello
-  const out = Buffer.alloc(6 + 2 * versions.length + 1 + (proof?.length ?? 0))
+  const { versions, share } = hello
+  const out = Buffer.alloc(6 + 2 * versions.length + 2 + (share?.length ?? 0))
   MAGIC.copy(out, 0)
   out[4] = HELLO
   out[5] = versions.length
   versions.forEach((v, i) => out.writeUInt16BE(v, 6 + 2 * i))
   const at = 6 + 2 * versions.length
-  out[at] = proof?.length ?? 0
-  proof?.copy(out, at + 1)
+  out[at] = 0
+  out[at + 1] = share?.length ?? 0
+  share?.copy(out, at + 2)
+  return out
+}
+
+/** Encodes a confirmation message (no tag: we hold no key to confirm). */
+export function encodeConfirm(tag: Buffer | undefined): Buffer {
+  const out = Buffer.alloc(6 + (tag?.length ?? 0))
+  MAGIC.copy(out, 0)
+  out[4] = CONFIRM
+  out[5] = tag?.length ?? 0
+  tag?.copy(out, 6)
   return out
 }
 
@@ -125,7 +147,11 @@ export function readExactly(socket: Duplex, n: number, signal: AbortSignal): Pro
   })
 }
 
-/** Reads one hello; malformed or out-of-bounds input fails with `ERR_PROTOCOL`. */
+/**
+ * Reads one hello; malformed or out-of-bounds input fails with `ERR_PROTOCOL`. A hello
+ * that lists no version above 1 is a protocol-1 hello: it is returned without its proof
+ * (never read), for the caller to refuse on versions.
+ */
 export async function readHello(socket: Duplex, signal: AbortSignal): Promise<Hello> {
   const header = await readExactly(socket, 6, signal)
   checkMagic(header, HELLO, 'hello')
@@ -134,9 +160,24 @@ export async function readHello(socket: Duplex, signal: AbortSignal): Promise<He
   const body = await readExactly(socket, 2 * count + 1, signal)
   const versions = Array.from({ length: count }, (_, i) => body.readUInt16BE(2 * i))
   const proofLength = body[2 * count]!
-  if (proofLength !== 0 && proofLength !== PROOF_LENGTH) throw new ProtocolError(`a hello proof of ${proofLength} bytes`)
-  const proof = proofLength === 0 ? undefined : await readExactly(socket, proofLength, signal)
-  return { versions, proof }
+  if (versions.every((v) => v <= LEGACY_VERSION)) {
+    if (proofLength !== 0 && proofLength !== LEGACY_PROOF_LENGTH) throw new ProtocolError(`a protocol-1 hello proof of ${proofLength} bytes`)
+    return { versions, share: undefined }
+  }
+  if (proofLength !== 0) throw new ProtocolError('a protocol-2 hello carries a protocol-1 proof')
+  const shareLength = (await readExactly(socket, 1, signal))[0]!
+  if (shareLength !== 0 && shareLength !== SHARE_BYTES) throw new ProtocolError(`a hello share of ${shareLength} bytes`)
+  const share = shareLength === 0 ? undefined : await readExactly(socket, shareLength, signal)
+  return { versions, share }
+}
+
+/** Reads one confirmation: its tag, or `undefined` when the peer had no key to confirm. */
+export async function readConfirm(socket: Duplex, signal: AbortSignal): Promise<Buffer | undefined> {
+  const header = await readExactly(socket, 6, signal)
+  checkMagic(header, CONFIRM, 'confirmation')
+  const tagLength = header[5]!
+  if (tagLength !== 0 && tagLength !== TAG_BYTES) throw new ProtocolError(`a confirmation tag of ${tagLength} bytes`)
+  return tagLength === 0 ? undefined : readExactly(socket, tagLength, signal)
 }
 
 async function readVerdict(socket: Duplex, signal: AbortSignal): Promise<{ status: number; version: number }> {
@@ -145,10 +186,9 @@ async function readVerdict(socket: Duplex, signal: AbortSignal): Promise<{ statu
   return { status: data[5]!, version: data.readUInt16BE(6) }
 }
 
-/** The proof that the side playing `role` knows `secret`, bound to this TLS session. */
-export function admissionProof(socket: TLSSocket, role: Role, secret: Uint8Array): Buffer {
-  const keyingMaterial = socket.exportKeyingMaterial(32, EXPORTER_LABEL, Buffer.alloc(0))
-  return createHmac('sha256', secret).update(ROLE_LABEL[role]).update(keyingMaterial).digest()
+/** The session id both sides of this TLS session derive: its exported keying material. */
+export function sessionIdOf(socket: TLSSocket): Buffer {
+  return socket.exportKeyingMaterial(32, EXPORTER_LABEL, Buffer.alloc(0))
 }
 
 /** The remote's node id from the certificate it presented, or `undefined` when it presented no Ed25519 certificate. */
@@ -169,6 +209,15 @@ function write(socket: Duplex, data: Buffer): void {
   socket.write(data)
 }
 
+function versionRefusal(ours: readonly number[], theirs: readonly number[]): ProtocolVersionError {
+  if (theirs.every((v) => v <= LEGACY_VERSION)) {
+    return new ProtocolVersionError(
+      `the peer speaks only admission protocol ${theirs.join(',')}, whose proof lets anyone who connects test guesses of the cluster secret offline; upgrade it (we speak ${ours.join(',')})`,
+    )
+  }
+  return new ProtocolVersionError(`no common protocol version: we speak ${ours.join(',')}, the peer ${theirs.join(',')}`)
+}
+
 /**
  * Runs admission on a TLS socket whose handshake has completed. Resolves when
  * both sides admitted each other; otherwise rejects with `ERR_PEER_UNAUTHORIZED`,
@@ -178,36 +227,46 @@ function write(socket: Duplex, data: Buffer): void {
 export async function admit(socket: TLSSocket, role: Role, policy: AdmissionPolicy, signal: AbortSignal): Promise<Admitted> {
   const remoteRole: Role = role === 'inbound' ? 'outbound' : 'inbound'
   const remoteNodeId = peerNodeId(socket)
-  const ourProof = policy.secret === undefined ? undefined : admissionProof(socket, role, policy.secret)
-  write(socket, encodeHello({ versions: [...policy.versions], proof: ourProof }))
+  const cpace = policy.prs === undefined ? undefined : startCpace(policy.prs, sessionIdOf(socket))
+  const ourHello = encodeHello({ versions: [...policy.versions], share: cpace?.share })
+  write(socket, ourHello)
 
   const hello = await readHello(socket, signal)
   const version = highestCommonVersion(policy.versions, hello.versions)
+  if (version === undefined) {
+    write(socket, encodeVerdict(Status.NoCommonVersion, 0))
+    throw versionRefusal(policy.versions, hello.versions)
+  }
+
+  // Only now, holding the peer's share, do we confirm: our tag commits to the key its share gives.
+  let expectedTag: Buffer | undefined
+  let ourTag: Buffer | undefined
+  if (cpace !== undefined && hello.share !== undefined) {
+    const theirHello = encodeHello(hello)
+    const transcript = role === 'outbound' ? transcriptOf(ourHello, theirHello) : transcriptOf(theirHello, ourHello)
+    const key = cpace.sharedKey(hello.share, transcript)
+    if (key === undefined) throw new ProtocolError('the peer sent a share that is not a valid ristretto255 element')
+    ourTag = confirmation(key, role)
+    expectedTag = confirmation(key, remoteRole)
+  }
+  write(socket, encodeConfirm(ourTag))
+  const theirTag = await readConfirm(socket, signal)
+  const provedSecret = expectedTag !== undefined && theirTag !== undefined && timingSafeEqual(theirTag, expectedTag)
+
   let refusal: P2PError | undefined
   if (remoteNodeId === undefined) {
     refusal = new PeerUnauthorizedError('the peer presented no Ed25519 certificate')
   } else if (policy.expectedNodeId !== undefined && remoteNodeId !== policy.expectedNodeId) {
     refusal = new PeerUnauthorizedError(`the peer is ${remoteNodeId}, not the expected ${policy.expectedNodeId}`)
-  } else if (!isAdmitted(socket, remoteRole, remoteNodeId, hello.proof, policy)) {
+  } else if (!provedSecret && !policy.allowList.has(remoteNodeId)) {
     refusal = new PeerUnauthorizedError(`the peer ${remoteNodeId} proved no cluster secret and is not on the allow-list`)
-  } else if (version === undefined) {
-    refusal = new ProtocolVersionError(`no common protocol version: we speak ${policy.versions.join(',')}, the peer ${hello.versions.join(',')}`)
   }
-  const status = refusal === undefined ? Status.Ok : refusal.code === 'ERR_PROTOCOL_VERSION' ? Status.NoCommonVersion : Status.Unauthorized
-  write(socket, encodeVerdict(status, version ?? 0))
+  write(socket, encodeVerdict(refusal === undefined ? Status.Ok : Status.Unauthorized, version))
   if (refusal !== undefined) throw refusal
 
   const verdict = await readVerdict(socket, signal)
   if (verdict.status === Status.NoCommonVersion) throw new ProtocolVersionError('the peer found no common protocol version')
   if (verdict.status !== Status.Ok) throw new PeerUnauthorizedError('the peer refused us')
   if (verdict.version !== version) throw new ProtocolError(`the peer chose version ${verdict.version}, we chose ${version}`)
-  return { remoteNodeId: remoteNodeId!, version: version }
-}
-
-function isAdmitted(socket: TLSSocket, remoteRole: Role, remoteNodeId: string, proof: Buffer | undefined, policy: AdmissionPolicy): boolean {
-  if (policy.secret !== undefined && proof !== undefined) {
-    const expected = admissionProof(socket, remoteRole, policy.secret)
-    if (proof.length === expected.length && timingSafeEqual(proof, expected)) return true
-  }
-  return policy.allowList.has(remoteNodeId)
+  return { remoteNodeId: remoteNodeId!, version, by: provedSecret ? 'secret' : 'allow-list' }
 }

@@ -7,6 +7,7 @@ import {
   AddressInUseError,
   ConnectionClosedError,
   DialFailedError,
+  HandshakeLimitError,
   InvalidOptionsError,
   ListenFailedError,
   P2PError,
@@ -19,7 +20,21 @@ import type { CreateMuxedConnection, MuxerOptions } from '../muxer/types.js'
 import type { AbortOptions, Connection, ConnectionHandler, Transport } from '../types.js'
 import { formatAddress, parseAddress } from '../address.js'
 import { admit, type AdmissionPolicy, PROTOCOL_VERSIONS, type Role } from './admission.js'
+import { clusterSecretBytes, stretchClusterSecret } from './cluster-secret.js'
+import { InboundReporter } from './inbound-reporter.js'
+import { sourceOf } from './source.js'
 import { tlsCredentials } from './tls.js'
+
+/** Defaults of the admission limits of {@link TcpTransportInit}. */
+export const TCP_DEFAULTS = {
+  handshakeTimeout: 10_000,
+  firstByteTimeout: 3_000,
+  maxPendingHandshakes: 256,
+  maxPendingHandshakesPerSource: 16,
+  closeTimeout: 2_000,
+  inboundErrorInterval: 10_000,
+  inboundErrorBurst: 10,
+} as const
 
 /** Options of {@link tcpTransport}. The muxer options apply to every connection. */
 export interface TcpTransportInit extends Omit<MuxerOptions, 'direction' | 'remoteNodeId' | 'remoteAddress'> {
@@ -27,31 +42,53 @@ export interface TcpTransportInit extends Omit<MuxerOptions, 'direction' | 'remo
   identity: NodeIdentity
   /**
    * The cluster secret (a string is taken as UTF-8). A peer that proves it over
-   * the session is admitted. Without it only the allow-list admits.
+   * the session (CPace, see the README) is admitted. Without it only the allow-list
+   * admits. It is stretched with scrypt once, when the transport is created; a
+   * secret under 16 bytes works but is weak (`clusterSecretWarning` says why).
    */
   clusterSecret?: string | Uint8Array
   /** Node ids (lowercase hex) admitted without proving the cluster secret. */
   allowList?: Iterable<string>
   /**
    * Bound (ms) on connect + TLS handshake + admission, for dials and for
-   * accepted connections alike; a peer that sends nothing or too little is
-   * dropped after it. Default 10 000.
+   * accepted connections alike; a peer that sends too little is dropped after
+   * it. Default 10 000.
    */
   handshakeTimeout?: number
-  /** Most inbound connections in handshake or admission at once; more are dropped at accept. Default 64. */
+  /** An inbound connection that sends no byte at all within this (ms) is dropped. Default 3 000 (at most `handshakeTimeout`). */
+  firstByteTimeout?: number
+  /**
+   * Most inbound connections in handshake or admission at once. When one more
+   * arrives, the oldest pending connection that has sent nothing (else the oldest)
+   * is dropped to make room (`ERR_HANDSHAKE_LIMIT`), so idle sockets cannot lock
+   * peers out. Default 256.
+   */
   maxPendingHandshakes?: number
+  /**
+   * Most inbound connections in handshake at once from one source (an IPv4
+   * address, an IPv6 /64); more are dropped at accept (`ERR_HANDSHAKE_LIMIT`).
+   * Default 16.
+   */
+  maxPendingHandshakesPerSource?: number
   /** How long (ms) `close()` lets connections finish gracefully before aborting them. Default 2 000. */
   closeTimeout?: number
   /** Protocol versions offered at admission (the highest common one is used). Default: all this version speaks. */
   protocolVersions?: readonly number[]
   /**
-   * Called for each inbound connection that fails before reaching the handler:
+   * Called for inbound connections that fail before reaching the handler:
    * a failed TLS handshake (a plain TCP client, garbage), a refused admission
    * (`ERR_PEER_UNAUTHORIZED`, `ERR_PROTOCOL_VERSION`), a malformed hello
-   * (`ERR_PROTOCOL`), or a handshake timeout (`ERR_PEER_TIMEOUT`). For logs;
-   * the listener carries on regardless.
+   * (`ERR_PROTOCOL`), a handshake timeout (`ERR_PEER_TIMEOUT`), or a limit
+   * (`ERR_HANDSHAKE_LIMIT`). For logs, so rate-limited: at most
+   * `inboundErrorBurst` calls per `inboundErrorInterval`; the failures past that
+   * are counted and reported once when the interval ends, as one
+   * `ERR_SUPPRESSED` summary (remote address `*`). The listener carries on regardless.
    */
   onInboundError?: (error: P2PError, remoteAddress: string) => void
+  /** The interval (ms) of the `onInboundError` rate limit. Default 10 000. */
+  inboundErrorInterval?: number
+  /** Inbound failures reported one by one per interval. Default 10. */
+  inboundErrorBurst?: number
 }
 
 /** Options of {@link TcpTransport.dial}. */
@@ -76,6 +113,12 @@ const NODE_ID = /^[0-9a-f]{64}$/
 function positive(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback
   if (!Number.isFinite(value) || value <= 0) throw new InvalidOptionsError(`${name} must be a positive number, not ${value}`)
+  return value
+}
+
+function positiveInteger(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  if (!Number.isSafeInteger(value) || value <= 0) throw new InvalidOptionsError(`${name} must be a positive integer, not ${value}`)
   return value
 }
 
@@ -121,26 +164,37 @@ function isRefusal(err: unknown): boolean {
 
 interface PendingInbound {
   raw: Socket
-  /** Aborted when the accept-time deadline passes. */
+  /** `sourceOf(remoteAddress)`: what the per-source cap counts. */
+  source: string
+  /** Aborted when a deadline passes or a limit drops the connection. */
   admission: AbortController
   deadline: NodeJS.Timeout
+  /** Dropped by a deadline or a limit, and not closed yet. */
+  dropped: boolean
 }
 
 class TcpTransportImpl implements TcpTransport {
   readonly nodeId: string
   #address: string | undefined
-  readonly #init: TcpTransportInit
   readonly #credentials: ReturnType<typeof tlsCredentials>
-  readonly #policy: AdmissionPolicy
+  /** The admission policy, once the cluster secret is stretched. */
+  readonly #policy: Promise<AdmissionPolicy>
   readonly #handshakeTimeout: number
+  readonly #firstByteTimeout: number
   readonly #maxPendingHandshakes: number
+  readonly #maxPendingPerSource: number
   readonly #closeTimeout: number
+  readonly #reporter: InboundReporter
   readonly #muxerOptions: Omit<MuxerOptions, 'direction' | 'remoteNodeId' | 'remoteAddress'>
   readonly #createMuxedConnection: CreateMuxedConnection
   #server: Server | undefined
   #closed = false
-  /** Inbound sockets between accept and admission, by `remoteAddress|remotePort`. */
+  /** Inbound sockets between accept and admission, by `remoteAddress|remotePort`, oldest first. */
   readonly #pending = new Map<string, PendingInbound>()
+  /** How many of them each source has. */
+  readonly #pendingBySource = new Map<string, number>()
+  /** How many of them were dropped and are not closed yet: they no longer count against the global cap. */
+  #dropping = 0
   /** Outbound sockets between connect and admission. */
   readonly #dialling = new Set<TLSSocket>()
   /** Every inbound socket until it closes (pending, refused and lingering, or muxed), so close() leaves none behind. */
@@ -153,10 +207,14 @@ class TcpTransportImpl implements TcpTransport {
       clusterSecret,
       allowList,
       handshakeTimeout,
+      firstByteTimeout,
       maxPendingHandshakes,
+      maxPendingHandshakesPerSource,
       closeTimeout,
       protocolVersions,
-      onInboundError: _onInboundError,
+      onInboundError,
+      inboundErrorInterval,
+      inboundErrorBurst,
       ...muxerOptions
     } = init
     if (typeof identity?.nodeId !== 'string' || typeof identity.certificate !== 'string' || identity.privateKey === undefined) {
@@ -164,7 +222,10 @@ class TcpTransportImpl implements TcpTransport {
     }
     let secret: Uint8Array | undefined
     if (clusterSecret !== undefined) {
-      secret = typeof clusterSecret === 'string' ? new TextEncoder().encode(clusterSecret) : Uint8Array.from(clusterSecret)
+      if (typeof clusterSecret !== 'string' && !(clusterSecret instanceof Uint8Array)) {
+        throw new InvalidOptionsError('clusterSecret must be a string or a Uint8Array')
+      }
+      secret = clusterSecretBytes(clusterSecret)
       if (secret.length === 0) throw new InvalidOptionsError('clusterSecret must not be empty')
     }
     const allowed = new Set<string>()
@@ -174,8 +235,8 @@ class TcpTransportImpl implements TcpTransport {
       allowed.add(nodeId)
     }
     const versions = [...(protocolVersions ?? PROTOCOL_VERSIONS)]
-    if (versions.length === 0 || versions.length > 16 || !versions.every((v) => Number.isInteger(v) && v >= 0 && v <= 0xffff)) {
-      throw new InvalidOptionsError('protocolVersions must list 1 to 16 integers in 0..65535')
+    if (versions.length === 0 || !versions.every((v) => PROTOCOL_VERSIONS.includes(v))) {
+      throw new InvalidOptionsError(`protocolVersions must list versions this transport speaks (${PROTOCOL_VERSIONS.join(', ')})`)
     }
     try {
       this.#credentials = tlsCredentials(identity)
@@ -184,11 +245,20 @@ class TcpTransportImpl implements TcpTransport {
       throw new InvalidOptionsError('identity does not hold a usable key and certificate', { cause })
     }
     if (this.nodeId !== identity.nodeId) throw new InvalidOptionsError('identity.nodeId is not the node id of identity.certificate')
-    this.#init = init
-    this.#policy = { ...(secret === undefined ? {} : { secret }), allowList: allowed, versions }
-    this.#handshakeTimeout = positive('handshakeTimeout', handshakeTimeout, 10_000)
-    this.#maxPendingHandshakes = positive('maxPendingHandshakes', maxPendingHandshakes, 64)
-    this.#closeTimeout = positive('closeTimeout', closeTimeout, 2_000)
+    this.#handshakeTimeout = positive('handshakeTimeout', handshakeTimeout, TCP_DEFAULTS.handshakeTimeout)
+    this.#firstByteTimeout = Math.min(this.#handshakeTimeout, positive('firstByteTimeout', firstByteTimeout, TCP_DEFAULTS.firstByteTimeout))
+    this.#maxPendingHandshakes = positiveInteger('maxPendingHandshakes', maxPendingHandshakes, TCP_DEFAULTS.maxPendingHandshakes)
+    this.#maxPendingPerSource = positiveInteger('maxPendingHandshakesPerSource', maxPendingHandshakesPerSource, TCP_DEFAULTS.maxPendingHandshakesPerSource)
+    this.#closeTimeout = positive('closeTimeout', closeTimeout, TCP_DEFAULTS.closeTimeout)
+    this.#reporter = new InboundReporter(
+      onInboundError,
+      positive('inboundErrorInterval', inboundErrorInterval, TCP_DEFAULTS.inboundErrorInterval),
+      positiveInteger('inboundErrorBurst', inboundErrorBurst, TCP_DEFAULTS.inboundErrorBurst),
+    )
+    const policy = { allowList: allowed, versions }
+    this.#policy = secret === undefined ? Promise.resolve(policy) : stretchClusterSecret(secret).then((prs) => ({ ...policy, prs }))
+    // A failure surfaces at the first admission that awaits it.
+    this.#policy.catch(noop)
     this.#muxerOptions = muxerOptions
     this.#createMuxedConnection = createMuxedConnection
     // Let the muxer check its options now, not on the first connection.
@@ -266,7 +336,8 @@ class TcpTransportImpl implements TcpTransport {
     this.#dialling.add(socket)
     try {
       await secureConnect(socket, remoteAddress, deadline.signal)
-      const policy = expectedNodeId === undefined ? this.#policy : { ...this.#policy, expectedNodeId }
+      const base = await this.#policy
+      const policy = expectedNodeId === undefined ? base : { ...base, expectedNodeId }
       const { remoteNodeId } = await admit(socket, 'outbound', policy, deadline.signal)
       if (this.#closed) throw new DialFailedError('the transport closed during the dial')
       return this.#connect(socket, 'outbound', remoteNodeId, remoteAddress)
@@ -315,6 +386,7 @@ class TcpTransportImpl implements TcpTransport {
       for (const raw of this.#inbound) raw.destroy()
       await serverClosed
     } finally {
+      this.#reporter.close()
       clearTimeout(timer)
       if (onAbort !== undefined) options.signal?.removeEventListener('abort', onAbort)
     }
@@ -330,34 +402,84 @@ class TcpTransportImpl implements TcpTransport {
 
   #onRawConnection(raw: Socket): void {
     const key = `${raw.remoteAddress}|${raw.remotePort}`
-    if (this.#pending.size >= this.#maxPendingHandshakes) {
+    const source = sourceOf(raw.remoteAddress)
+    const fromSource = this.#pendingBySource.get(source) ?? 0
+    if (fromSource >= this.#maxPendingPerSource) {
       raw.destroy()
-      this.#report(new ConnectionClosedError('too many connections in handshake; dropped at accept'), this.#remoteOf(raw))
+      this.#report(new HandshakeLimitError(`${source} already has ${fromSource} connections in handshake; dropped at accept`), this.#remoteOf(raw))
       return
     }
+    if (this.#pending.size - this.#dropping >= this.#maxPendingHandshakes) this.#evictOne()
     this.#inbound.add(raw)
-    const admission = new AbortController()
+    // First the first-byte deadline; a connection that sent something gets the rest of the handshake deadline.
     const deadline = setTimeout(() => {
-      admission.abort(new PeerTimeoutError(`no admission within ${this.#handshakeTimeout} ms`))
-      raw.destroy()
-    }, this.#handshakeTimeout)
-    this.#pending.set(key, { raw, admission, deadline })
+      if (raw.bytesRead === 0) {
+        this.#drop(entry, new PeerTimeoutError(`no byte within ${this.#firstByteTimeout} ms`))
+        return
+      }
+      entry.deadline = setTimeout(
+        () => this.#drop(entry, new PeerTimeoutError(`no admission within ${this.#handshakeTimeout} ms`)),
+        this.#handshakeTimeout - this.#firstByteTimeout,
+      )
+    }, this.#firstByteTimeout)
+    const entry: PendingInbound = { raw, source, admission: new AbortController(), deadline, dropped: false }
+    this.#pending.set(key, entry)
+    this.#pendingBySource.set(source, fromSource + 1)
     raw.once('close', () => {
       this.#inbound.delete(raw)
-      clearTimeout(deadline)
-      if (this.#pending.get(key)?.raw === raw) this.#pending.delete(key)
+      this.#release(key, entry)
     })
   }
 
+  /**
+   * Drops a pending connection and reports why (the TLS error or the failed admission
+   * that follows is not reported again). It stays pending until it closes.
+   */
+  #drop(entry: PendingInbound, reason: P2PError): void {
+    if (entry.dropped) return
+    entry.dropped = true
+    this.#dropping++
+    clearTimeout(entry.deadline)
+    this.#report(reason, this.#remoteOf(entry.raw))
+    entry.admission.abort(reason)
+    entry.raw.destroy()
+  }
+
+  /** Forgets a pending connection (admitted, refused or closed); idempotent. */
+  #release(key: string, entry: PendingInbound): void {
+    clearTimeout(entry.deadline)
+    if (this.#pending.get(key) !== entry) return
+    this.#pending.delete(key)
+    if (entry.dropped) this.#dropping--
+    const left = (this.#pendingBySource.get(entry.source) ?? 1) - 1
+    if (left === 0) this.#pendingBySource.delete(entry.source)
+    else this.#pendingBySource.set(entry.source, left)
+  }
+
+  /** Makes room for one more pending connection: drops the oldest that sent nothing, else the oldest. */
+  #evictOne(): void {
+    let victim: PendingInbound | undefined
+    for (const pending of this.#pending.values()) {
+      if (pending.dropped) continue
+      victim ??= pending
+      if (pending.raw.bytesRead === 0) {
+        victim = pending
+        break
+      }
+    }
+    if (victim === undefined) return
+    this.#drop(victim, new HandshakeLimitError(`${this.#maxPendingHandshakes} connections in handshake; the oldest was dropped to make room`))
+  }
+
   #onTlsClientError(cause: Error, socket: TLSSocket): void {
-    const pending = this.#pending.get(`${socket.remoteAddress}|${socket.remotePort}`)
-    const timedOut = pending?.admission.signal.reason as unknown
+    // No address left: the socket was destroyed before its error surfaced, by one of our
+    // drops (reported there) or by a client that hung up during the TLS handshake.
+    if (socket.remoteAddress === undefined) return
+    if (this.#pending.get(`${socket.remoteAddress}|${socket.remotePort}`)?.dropped === true) return
     const error =
-      timedOut instanceof P2PError
-        ? timedOut
-        : (cause as NodeJS.ErrnoException).code === 'ERR_TLS_HANDSHAKE_TIMEOUT'
-          ? new PeerTimeoutError(`no TLS handshake within ${this.#handshakeTimeout} ms`, { cause })
-          : new ProtocolError(`TLS handshake failed: ${cause.message}`, { cause })
+      (cause as NodeJS.ErrnoException).code === 'ERR_TLS_HANDSHAKE_TIMEOUT'
+        ? new PeerTimeoutError(`no TLS handshake within ${this.#handshakeTimeout} ms`, { cause })
+        : new ProtocolError(`TLS handshake failed: ${cause.message}`, { cause })
     this.#report(error, this.#remoteOf(socket))
   }
 
@@ -372,19 +494,18 @@ class TcpTransportImpl implements TcpTransport {
     }
     let connection: Connection
     try {
-      const { remoteNodeId } = await admit(socket, 'inbound', this.#policy, pending.admission.signal)
+      const { remoteNodeId } = await admit(socket, 'inbound', await this.#policy, pending.admission.signal)
       if (this.#closed) throw new ConnectionClosedError('the transport is closing')
       connection = this.#connect(socket, 'inbound', remoteNodeId, remoteAddress)
     } catch (err) {
       if (isRefusal(err)) endRefused(socket, this.#handshakeTimeout)
       else socket.destroy()
       const error = err instanceof P2PError ? err : new ProtocolError('admission failed', { cause: err })
-      this.#report(error, remoteAddress)
+      if (!pending.dropped) this.#report(error, remoteAddress)
       return
     } finally {
       // Admitted or refused, the accept-time deadline no longer applies (endRefused bounds a refused socket).
-      clearTimeout(pending.deadline)
-      this.#pending.delete(key)
+      this.#release(key, pending)
     }
     try {
       handler(connection)
@@ -398,11 +519,7 @@ class TcpTransportImpl implements TcpTransport {
   }
 
   #report(error: P2PError, remoteAddress: string): void {
-    try {
-      this.#init.onInboundError?.(error, remoteAddress)
-    } catch {
-      // A logging callback must not take the listener down.
-    }
+    this.#reporter.report(error, remoteAddress)
   }
 }
 

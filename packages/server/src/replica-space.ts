@@ -1,0 +1,131 @@
+// The holder's disk: one blob store per owner under `replicas/<owner>/`, made on the owner's first
+// accepted blob, and the limits of what owners may hold here (bytes and refs per owner, how many
+// owners, and free space kept for this node's own data), with the accounting they need.
+import { readdir, statfs } from 'node:fs/promises'
+import { join } from 'node:path'
+import { openBlobStore, type BlobStore } from '@dcas/store'
+import { InvalidOptionsError } from './errors.js'
+import { isHex64 } from './wire.js'
+
+/** What other owners may hold on this node. */
+export interface HolderLimits {
+  /** Bytes of replicas one owner may hold here (default: no limit but the free-space reserve). */
+  bytesPerOwner?: number
+  /** Refs (live or deleted) one owner may keep here (default 1,000,000). */
+  refsPerOwner?: number
+  /** Owners whose replicas this node holds (default 1024). */
+  owners?: number
+  /** Free bytes kept on the data directory's file system for this node's own data (default: 5% of it, at most 1 GiB). */
+  reserveBytes?: number
+}
+
+export const DEFAULT_REFS_PER_OWNER = 1_000_000
+export const DEFAULT_OWNERS = 1024
+
+interface Usage {
+  bytes: number
+  refs: number
+}
+
+/** Checks limits given as options. */
+export function assertValidLimits(limits: HolderLimits | undefined): void {
+  for (const [name, value] of Object.entries(limits ?? {})) {
+    if (value !== undefined && (typeof value !== 'number' || !(value >= 0))) throw new InvalidOptionsError(`holderLimits.${name} must be a non-negative number, got ${String(value)}`)
+  }
+}
+
+/** The owners' replica stores on this node, and what they use of it. */
+export class ReplicaSpace {
+  readonly #dir: string
+  readonly #limits: Required<Omit<HolderLimits, 'reserveBytes'>> & { reserveBytes: number | undefined }
+  readonly #stores = new Map<string, Promise<BlobStore>>()
+  readonly #usage = new Map<string, Usage>()
+
+  constructor(root: string, limits: HolderLimits = {}) {
+    this.#dir = join(root, 'replicas')
+    this.#limits = {
+      bytesPerOwner: limits.bytesPerOwner ?? Number.POSITIVE_INFINITY,
+      refsPerOwner: limits.refsPerOwner ?? DEFAULT_REFS_PER_OWNER,
+      owners: limits.owners ?? DEFAULT_OWNERS,
+      reserveBytes: limits.reserveBytes,
+    }
+  }
+
+  /** The owners that have a replica store on disk. */
+  async owners(): Promise<string[]> {
+    return (await readdir(this.#dir).catch(() => [] as string[])).filter((name) => isHex64(name))
+  }
+
+  /** The owner's store if it has one (opened on first use), else `undefined`: reads never make one. */
+  async existing(owner: string): Promise<BlobStore | undefined> {
+    const open = this.#stores.get(owner)
+    if (open !== undefined) return open
+    if (!(await this.owners()).includes(owner)) return undefined
+    return this.store(owner)
+  }
+
+  /** The owner's store, made if it has none: for a blob that was accepted. */
+  store(owner: string): Promise<BlobStore> {
+    if (!isHex64(owner)) throw new InvalidOptionsError('owner ids are 64 lowercase hex characters')
+    let store = this.#stores.get(owner)
+    if (store === undefined) {
+      store = openBlobStore({ root: join(this.#dir, owner) })
+      this.#stores.set(owner, store)
+    }
+    return store
+  }
+
+  #usageOf(owner: string): Usage {
+    let usage = this.#usage.get(owner)
+    if (usage === undefined) {
+      usage = { bytes: 0, refs: 0 }
+      this.#usage.set(owner, usage)
+    }
+    return usage
+  }
+
+  /** Why the owner may not put one more blob here now, or `undefined` when it may. */
+  async blobRefusal(owner: string): Promise<string | undefined> {
+    const usage = this.#usage.get(owner)
+    if (usage === undefined && this.#usage.size >= this.#limits.owners) return `this node holds replicas for ${this.#limits.owners} owners already`
+    if ((usage?.bytes ?? 0) >= this.#limits.bytesPerOwner) return `this owner's replicas here reached their quota of ${this.#limits.bytesPerOwner} bytes`
+    const fs = await statfs(this.#dir)
+    const reserve = this.#limits.reserveBytes ?? Math.min(1024 ** 3, 0.05 * fs.blocks * fs.bsize)
+    if (fs.bavail * fs.bsize <= reserve) return `this node keeps its last ${reserve} bytes of disk for its own data`
+    return undefined
+  }
+
+  /** Why the owner may not keep one more ref here, or `undefined` when it may. */
+  refRefusal(owner: string): string | undefined {
+    const usage = this.#usage.get(owner)
+    if (usage === undefined && this.#usage.size >= this.#limits.owners) return `this node holds replicas for ${this.#limits.owners} owners already`
+    if ((usage?.refs ?? 0) >= this.#limits.refsPerOwner) return `this owner keeps ${this.#limits.refsPerOwner} refs here already`
+    return undefined
+  }
+
+  /** Counts bytes of the owner's blobs put (or, negative, freed). */
+  bytes(owner: string, delta: number): void {
+    this.#usageOf(owner).bytes += delta
+  }
+
+  /** Counts refs of the owner's recorded (or, negative, dropped). */
+  refs(owner: string, delta: number): void {
+    this.#usageOf(owner).refs += delta
+  }
+
+  /** What the owner holds here. */
+  usage(owner: string): Usage {
+    return { ...(this.#usage.get(owner) ?? { bytes: 0, refs: 0 }) }
+  }
+
+  /** Deletes one of the owner's blobs, keeping the count of its bytes. */
+  async remove(store: BlobStore, owner: string, id: string): Promise<void> {
+    const info = await store.stat(id)
+    if ((await store.delete(id)) && info !== undefined) this.bytes(owner, -info.size)
+  }
+
+  /** Closes every store. */
+  async close(): Promise<void> {
+    for (const store of this.#stores.values()) await (await store).close()
+  }
+}

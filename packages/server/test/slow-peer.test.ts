@@ -1,0 +1,112 @@
+// A slow peer: a store does not wait on a peer the quorum can do without, and background work toward
+// a slow peer holds no key lock, so the owner's own writes go on.
+import { memoryTransport } from '@dcas/p2p'
+import { describe, expect, it } from 'vitest'
+import { Exchange, type Header } from '../src/wire.js'
+import { bytes, readAll, useCluster } from './helpers.js'
+
+const t = useCluster()
+
+/**
+ * A holder at `evil:1` that takes every blob but each one only after `holdMs` (under the request timeout),
+ * and acknowledges them as late; it answers everything else at once. `acked` counts its acknowledgements;
+ * `replicating` tells when background replication sent it a blob.
+ */
+async function slowHolder(holdMs: number): Promise<{ nodeId: string; acked: () => number; replicating: () => boolean; close: () => Promise<void> }> {
+  const transport = memoryTransport({ network: t.cluster.network, clusterSecret: 'test-cluster-secret' })
+  let acked = 0
+  // Background replication asks which blobs it lacks first, then sends them.
+  let asked = false
+  let replicating = false
+  const timers = new Set<NodeJS.Timeout>()
+  const hold = (): Promise<void> => new Promise<void>((resolve) => timers.add(setTimeout(resolve, holdMs)))
+  const answer = async (ex: Exchange, header: Header): Promise<void> => {
+    switch (header.op) {
+      case 'ref.list':
+        return ex.send({ ok: true, entries: [] })
+      case 'blob.has':
+        asked = true
+        return ex.send({ ok: true, missing: header.cipherIds })
+      case 'ref.get':
+        return ex.send({ ok: true })
+      case 'blob.put': {
+        await ex.send({ ok: true, have: false })
+        const size = (await ex.requireHeader()).size as number
+        for await (const _ of ex.body(size)) void _
+        if (asked) replicating = true
+        await hold()
+        acked++
+        return ex.send({ ok: true })
+      }
+      case 'ref.store': {
+        // Each blob read only after a wait: its writer stalls once the stream's window is full.
+        for (let item = await ex.requireHeader(); item.end !== true; item = await ex.requireHeader()) {
+          await hold()
+          if (typeof item.size === 'number') for await (const _ of ex.part(item.size)) void _
+        }
+        await hold()
+        acked++
+        return ex.send({ ok: true })
+      }
+      default:
+        return ex.send({ ok: true })
+    }
+  }
+  await transport.listen('evil:1', (conn) => {
+    void (async () => {
+      for await (const stream of conn.incoming) {
+        const ex = new Exchange(stream)
+        void ex
+          .readHeader()
+          .then(async (header) => {
+            if (header !== undefined) await answer(ex, header)
+            await ex.end()
+          })
+          .catch(() => {})
+      }
+    })()
+  })
+  return {
+    nodeId: transport.nodeId,
+    acked: () => acked,
+    replicating: () => replicating,
+    close: async () => {
+      for (const timer of timers) clearTimeout(timer)
+      await transport.close({ signal: AbortSignal.timeout(1000) }).catch(() => {})
+    },
+  }
+}
+
+describe('a slow peer', () => {
+  it('is left behind by a store whose quorum the other peers meet', async () => {
+    const slow = await slowHolder(20_000)
+    try {
+      await t.cluster.add('a')
+      const c = await t.cluster.add('c', ['a', 'evil'], { writeQuorum: 1 })
+      await c.waitForPeers(2)
+      const data = bytes(5 * 64 * 1024)
+      const result = await c.store('k', data)
+      expect(result.replicas).toEqual([t.cluster.servers[0]!.nodeId])
+      expect(slow.acked()).toBe(0)
+      expect((await readAll(c, 'k')).equals(data)).toBe(true)
+    } finally {
+      await slow.close()
+    }
+  })
+
+  it('holds no key lock over a transfer in background replication: the owner deletes the key meanwhile', async () => {
+    const slow = await slowHolder(20_000)
+    try {
+      const c = await t.cluster.add('c', ['evil'], { writeQuorum: 0 })
+      await c.waitForPeers(1)
+      // Left behind by the store: background replication then sends it the blobs it lacks, and waits on it.
+      expect((await c.store('k', bytes(3 * 64 * 1024))).replicas).toEqual([])
+      await expect.poll(() => slow.replicating(), { timeout: 30_000 }).toBe(true)
+      expect((await c.delete('k')).acknowledged).toEqual([slow.nodeId])
+      expect(slow.acked()).toBe(0)
+      expect(await c.has('k')).toBe(false)
+    } finally {
+      await slow.close()
+    }
+  })
+})
