@@ -125,8 +125,8 @@ async function startNode(root: string, extra: string[]): Promise<Node> {
   // Its output is piped through this process, never handed its file descriptors: a node that outlived
   // this script would otherwise hold the caller's pipe open.
   const child = spawn(process.execPath, [BIN, 'serve', '--root', root, '--log-level', 'warn', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] })
-  child.stdout!.pipe(process.stdout, { end: false })
-  child.stderr!.pipe(process.stderr, { end: false })
+  child.stdout.pipe(process.stdout, { end: false })
+  child.stderr.pipe(process.stderr, { end: false })
   started.push({ root, child })
   const deadline = Date.now() + 60_000
   for (;;) {
