@@ -86,7 +86,7 @@ const profiles = keep ?? join(dir, 'profiles')
 const nodes: NodeHandle[] = []
 try {
   const start = async (name: string, bootstrap: NodeHandle[]): Promise<NodeHandle> => {
-    const node = await spawnNode({ root: join(dir, name), clusterSecret: 'profile', bootstrap: bootstrap.map((n) => n.address) }, { execArgv: ['--cpu-prof', '--cpu-prof-dir', profiles] })
+    const node = await spawnNode({ root: join(dir, name), clusterSecret: 'profile', bootstrap: bootstrap.map((n) => n.address), writeQuorum: 'all' }, { execArgv: ['--cpu-prof', '--cpu-prof-dir', profiles] })
     nodes.push(node)
     return node
   }

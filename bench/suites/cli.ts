@@ -110,7 +110,7 @@ async function text(res: IncomingMessage): Promise<string> {
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'dcas-bench-cli-'))
   const children: ChildProcess[] = []
-  const direct = createServer({ root: join(dir, 'direct') })
+  const direct = createServer({ root: join(dir, 'direct'), writeQuorum: 0 })
   try {
     // The raw server.
     const raw = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--raw-server'], { stdio: ['ignore', 'pipe', 'inherit'] })
@@ -119,7 +119,7 @@ async function main(): Promise<void> {
 
     // The daemon: `dcas init`, then `dcas serve` until its `ready` line.
     const root = join(dir, 'node')
-    const init = spawn(process.execPath, [BIN, 'init', '--root', root, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0'], { stdio: 'ignore' })
+    const init = spawn(process.execPath, [BIN, 'init', '--root', root, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0', '--write-quorum', '0'], { stdio: 'ignore' })
     const initCode = await new Promise((resolve) => init.once('exit', resolve))
     if (initCode !== 0) throw new Error(`dcas init exited ${String(initCode)}`)
     const daemon = spawn(process.execPath, [BIN, 'serve', '--root', root], { stdio: ['ignore', 'pipe', 'inherit'] })

@@ -132,7 +132,7 @@ async function main(): Promise<void> {
 
     // The daemon with its S3 gateway: `dcas init`, then `dcas serve --s3` until its `ready` line.
     const root = join(dir, 'node')
-    const init = spawn(process.execPath, [BIN, 'init', '--root', root, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0'], { stdio: 'ignore' })
+    const init = spawn(process.execPath, [BIN, 'init', '--root', root, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0', '--write-quorum', '0'], { stdio: 'ignore' })
     const initCode = await new Promise((resolve) => init.once('exit', resolve))
     if (initCode !== 0) throw new Error(`dcas init exited ${String(initCode)}`)
     const daemon = spawn(process.execPath, [BIN, 'serve', '--root', root, '--s3', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] })

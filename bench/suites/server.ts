@@ -70,7 +70,7 @@ const profileFlags = profiling ? process.execArgv.slice(process.execArgv.indexOf
 
 async function startDcas(dir: string): Promise<{ system: System; nodes: NodeHandle[] }> {
   const start = (name: string, bootstrap: NodeHandle[]) =>
-    spawnNode({ root: join(dir, name), clusterSecret: 'bench cluster secret', bootstrap: bootstrap.map((n) => n.address) }, { execArgv: profileFlags })
+    spawnNode({ root: join(dir, name), clusterSecret: 'bench cluster secret', bootstrap: bootstrap.map((n) => n.address), writeQuorum: 'all' }, { execArgv: profileFlags })
   const a = await start('a', [])
   const b = await start('b', [a])
   const c = await start('c', [a, b])

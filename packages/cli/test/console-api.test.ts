@@ -13,7 +13,7 @@ let daemon: Daemon
 beforeEach(async () => {
   dir = await tempDir()
   const root = join(dir.path, 'node')
-  await initNode({ root, listen: '127.0.0.1:0', http: '127.0.0.1:0' })
+  await initNode({ root, listen: '127.0.0.1:0', http: '127.0.0.1:0', writeQuorum: 0 })
   daemon = await startDaemon({ root })
 })
 

@@ -21,7 +21,7 @@ afterEach(async () => {
 describe('dcas serve --s3', () => {
   it('serves S3 with the access key dcas init made, written to api.json and printed by dcas s3 credentials', async () => {
     const root = join(dir.path, 'a')
-    const init = await initNode({ root, listen: '127.0.0.1:0', http: '127.0.0.1:0' })
+    const init = await initNode({ root, listen: '127.0.0.1:0', http: '127.0.0.1:0', writeQuorum: 0 })
     expect((await stat(init.files.s3Credentials)).mode & 0o777).toBe(0o600)
     const key = JSON.parse(await readFile(init.files.s3Credentials, 'utf8')) as { accessKeyId: string; secretAccessKey: string }
     expect(key.accessKeyId).toMatch(/^DC[A-Z2-7]{18}$/)

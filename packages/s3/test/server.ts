@@ -6,7 +6,7 @@ import { createServer, type Server, type ServerOptions } from '@dcas/server'
 
 export async function makeServer(options: Partial<ServerOptions> = {}): Promise<{ server: Server; root: string; close: () => Promise<void> }> {
   const root = await mkdtemp(join(tmpdir(), 'dcas-s3-test-'))
-  const server = createServer({ ...options, root })
+  const server = createServer({ writeQuorum: 0, ...options, root })
   await server.start()
   return {
     server,
