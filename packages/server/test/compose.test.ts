@@ -24,7 +24,7 @@ describe('metadata', () => {
   })
 
   it('can be computed after the data has been read to its end', async () => {
-    const s = await t.cluster.add('solo')
+    const s = await t.cluster.add('solo', [], { writeQuorum: 0 })
     let seen = 0
     const data = (function* () {
       for (let i = 0; i < 3; i++) {
@@ -37,7 +37,7 @@ describe('metadata', () => {
   })
 
   it('that is malformed or too large fails the store with ERR_INVALID_OPTIONS and leaves nothing', async () => {
-    const s = await t.cluster.add('solo')
+    const s = await t.cluster.add('solo', [], { writeQuorum: 0 })
     expect(await codeOf(s.store('k', bytes(100_000), { metadata: { Upper: 'x' } }))).toBe('ERR_INVALID_OPTIONS')
     expect(await codeOf(s.store('k', bytes(100_000), { metadata: { big: 'x'.repeat(9000) } }))).toBe('ERR_INVALID_OPTIONS')
     expect(await s.has('k')).toBe(false)
@@ -92,7 +92,7 @@ describe('compose', () => {
   })
 
   it('of a key with itself appends to it', async () => {
-    const s = await t.cluster.add('solo')
+    const s = await t.cluster.add('solo', [], { writeQuorum: 0 })
     await s.store('log', 'one,')
     await s.store('more', 'two')
     await s.compose('log', ['log', 'more'])
@@ -101,7 +101,7 @@ describe('compose', () => {
   })
 
   it('fails with ERR_NOT_FOUND for a missing source and ERR_PRECONDITION when refused, leaving the key as it was', async () => {
-    const s = await t.cluster.add('solo')
+    const s = await t.cluster.add('solo', [], { writeQuorum: 0 })
     await s.store('a', 'A')
     expect(await codeOf(s.compose('x', ['a', 'missing']))).toBe('ERR_NOT_FOUND')
     expect(await s.has('x')).toBe(false)

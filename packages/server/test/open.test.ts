@@ -6,7 +6,7 @@ const t = useCluster()
 
 describe('open', () => {
   it('reads the version it opened after the key was overwritten and deleted, then lets its chunks go', async () => {
-    const s = await t.cluster.add('solo')
+    const s = await t.cluster.add('solo', [], { writeQuorum: 0 })
     const first = bytes(300_000)
     await s.store('k', first)
     const opened = await s.open('k')
@@ -24,7 +24,7 @@ describe('open', () => {
   })
 
   it('fails with ERR_NOT_FOUND for a key with no object', async () => {
-    const s = await t.cluster.add('solo')
+    const s = await t.cluster.add('solo', [], { writeQuorum: 0 })
     expect(await codeOf(s.open('nothing'))).toBe('ERR_NOT_FOUND')
   })
 })

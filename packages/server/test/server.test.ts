@@ -275,6 +275,8 @@ describe('catch-up', () => {
     const a2 = await t.cluster.add('a2', [], { root: t.cluster.roots[0]!, listen: 'a:1' })
     await a2.waitForPeers(2)
     await c.waitForSync()
+    // What C stored while A was away reaches it by catch-up or by repair, whichever comes first.
+    await c.waitForPlacement()
     // A holds exactly the blobs of "kept" and "late": 2 + 2 chunks and 2 manifests
     const held = await replicaFiles(t.cluster.roots[0]!, c.nodeId)
     const onB = await replicaFiles(t.cluster.roots[1]!, c.nodeId)
