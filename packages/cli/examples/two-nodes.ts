@@ -23,6 +23,7 @@ for await (const chunk of (await client.get('notes/hello.txt')).body) text += Bu
 console.log(`read back: ${text}`)
 for await (const entry of client.listAll({ prefix: 'notes/' })) console.log(`listed: ${entry.key} (${entry.size} bytes)`)
 
+await a.server.waitForPlacement() // every object on its placed holders, checked and counted
 const status = await client.status()
 console.log(`A sees ${status.peers.filter((p) => p.connected).length} connected peer; ${status.objects.replicated} of ${status.objects.objects} objects with all their copies`)
 console.log(`placement: ${status.replication.target} copy per object, settled: ${status.replication.repair.settled}`)

@@ -7,7 +7,7 @@ import { createServer } from '@dcas/server'
 import { createS3Gateway, generateCredentials } from '@dcas/s3'
 
 const dir = await mkdtemp(join(tmpdir(), 'dcas-s3-example-'))
-const server = createServer({ root: dir })
+const server = createServer({ root: dir, writeQuorum: 0 }) // alone: stores need no peer
 await server.start()
 const credentials = generateCredentials()
 const gateway = createS3Gateway({ server, credentials })

@@ -18,7 +18,8 @@ afterEach(async () => {
 })
 
 async function node(dir: string, name: string, bootstrap: string[] = []): Promise<Server> {
-  const server = createServer({ root: join(dir, name), clusterSecret: 'the s3 tests share this secret', bootstrap })
+  // A node alone stores on itself only (the default waits for one placed peer).
+  const server = createServer({ root: join(dir, name), clusterSecret: 'the s3 tests share this secret', bootstrap, writeQuorum: bootstrap.length === 0 ? 0 : 1 })
   await server.start()
   cleanups.push(() => server.close())
   return server

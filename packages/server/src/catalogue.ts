@@ -1,6 +1,7 @@
 // The catalogue of the owner's keys and their versions: resolving a key to its ref and manifest,
 // recovering refs this node lost from the copies its peers hold (checked against the owner's own
 // keys), the deletes peers report, and the version floors that keep new versions above them.
+import { setTimeout as delay } from 'node:timers/promises'
 import type { Connection } from '@dcas/p2p'
 import type { RefRecord } from '@dcas/store'
 import { maxCipherBytes, recipientsIdOf, type BlobCipher } from './cipher.js'
@@ -16,6 +17,9 @@ import type { Placement } from './placement.js'
 import type { Retriever } from './retriever.js'
 import { isOwnTombstone, refIdOf, type OwnerKeys, type Tombstone } from './secrets.js'
 import type { ObjectStat } from './types.js'
+
+/** Times a recovery asks the peers when some could not answer at all (a connection replaced, a timeout). */
+const RECOVER_ATTEMPTS = 3
 
 /** A peer's copy of one of this node's manifests, decrypted and checked. */
 export interface RemoteManifest {
@@ -89,12 +93,28 @@ export class Catalogue {
   async recover(key: string, signal: AbortSignal, held?: HeldKey): Promise<RefRecord> {
     const refId = this.refIdOf(key)
     const { placement, deadlines } = this.#o
-    // The peers it is placed on are asked first; the others (a copy may have stayed there) only if none of them knows it.
-    const placed = new Set(placement.placed(refId))
-    const order = await placement.readOrder(refId, { signal })
-    const ask = (conns: typeof order): Promise<Array<RemoteRef | undefined>> => Promise.all(conns.map((conn) => getRef(conn, refId, deadlines.request(signal)).catch(() => undefined)))
-    let answers = await ask(order.filter((c) => placed.has(c.remoteNodeId)))
-    if (answers.every((a) => a === undefined)) answers = await ask(order.filter((c) => !placed.has(c.remoteNodeId)))
+    let answers: Array<RemoteRef | undefined> = []
+    for (let attempt = 1; ; attempt++) {
+      let failed = 0
+      // The peers it is placed on are asked first; the others (a copy may have stayed there) only if none of them knows it.
+      const placed = new Set(placement.placed(refId))
+      const order = await placement.readOrder(refId, { signal })
+      const ask = (conns: typeof order): Promise<Array<RemoteRef | undefined>> =>
+        Promise.all(
+          conns.map((conn) =>
+            getRef(conn, refId, deadlines.request(signal)).catch(() => {
+              failed++
+              return undefined
+            }),
+          ),
+        )
+      answers = await ask(order.filter((c) => placed.has(c.remoteNodeId)))
+      if (answers.every((a) => a === undefined)) answers = await ask(order.filter((c) => !placed.has(c.remoteNodeId)))
+      // A peer that could not answer (its connection replaced by a newer one meanwhile, a timeout) is asked
+      // again, a few times, before the key counts as unknown to every peer.
+      if (answers.some((a) => a !== undefined) || failed === 0 || attempt >= RECOVER_ATTEMPTS) break
+      await delay(250 * attempt, undefined, { signal })
+    }
     const live: RemoteRef[] = []
     for (const ref of answers) {
       if (ref === undefined) continue
