@@ -61,6 +61,8 @@ async function handle(request: RequestMessage['request']): Promise<unknown> {
       return server.waitForSync()
     case 'usage':
       return { rss: process.memoryUsage().rss, maxRss: process.resourceUsage().maxRSS * 1024, heapUsed: process.memoryUsage().heapUsed }
+    case 'scrub':
+      return server.scrub(request.audit === undefined ? {} : { audit: request.audit })
     case 'close':
       await server.close()
       setImmediate(() => process.exit(0))

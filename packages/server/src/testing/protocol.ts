@@ -19,6 +19,7 @@ export type Request =
   | { op: 'waitForPeers'; count: number; timeout?: number }
   | { op: 'waitForSync' }
   | { op: 'usage' }
+  | { op: 'scrub'; audit?: number }
   | { op: 'close' }
 
 export interface RequestMessage {

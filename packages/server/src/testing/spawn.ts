@@ -1,7 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import type { DeleteResult, ListEntry, ObjectStat, PeerInfo, StoreResult } from '../server.js'
+import type { DeleteResult, ListEntry, ObjectStat, PeerInfo, ScrubResult, StoreResult } from '../server.js'
 import type { ChildLogLevel, ChildServerOptions, EventMessage, Request, ResponseMessage } from './protocol.js'
 
 /** An error a node child process answered with, keeping its `code` (and `details` for `ERR_QUORUM`). */
@@ -44,6 +44,8 @@ export interface NodeHandle {
   waitForPeers(count: number, timeoutMs?: number): Promise<void>
   waitForSync(): Promise<void>
   usage(): Promise<NodeUsage>
+  /** Runs the server's scrub: every local object read back verified, then `audit` copies on peers challenged (default: the server's). */
+  scrub(options?: { audit?: number }): Promise<ScrubResult>
   /** Graceful: closes the server, then the process exits. */
   close(): Promise<void>
   /** Sends `signal` (default SIGKILL) and waits for the process to exit. */
@@ -130,6 +132,7 @@ export async function spawnNode(options: ChildServerOptions, spawnOptions: Spawn
     waitForPeers: (count, timeout) => call({ op: 'waitForPeers', count, ...(timeout === undefined ? {} : { timeout }) }),
     waitForSync: () => call({ op: 'waitForSync' }),
     usage: () => call({ op: 'usage' }),
+    scrub: (opts = {}) => call({ op: 'scrub', ...(opts.audit === undefined ? {} : { audit: opts.audit }) }),
     close: async () => {
       await call({ op: 'close' }).catch(() => {})
       await exited
