@@ -10,13 +10,18 @@
 // median over the runs, and the ratio of each run to its ceiling in that same run.
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 
 /** One measurement printed by a suite. */
 export interface BenchResult {
   /** What was measured, e.g. `crypto: encrypt 1 GiB`. */
   name: string
-  /** `MB/s` (10^6 bytes per second), `ops/s`, or `MiB` (a memory figure, no ceiling). */
-  unit: 'MB/s' | 'ops/s' | 'MiB'
+  /**
+   * `MB/s` (10^6 bytes per second), `ops/s`, `MiB` (a memory figure, no ceiling), or `CPU s/GB`
+   * (CPU seconds, user + system, per 10^9 bytes: lower is better, so its ratio to a ceiling is
+   * how many times the ceiling's CPU it costs).
+   */
+  unit: 'MB/s' | 'ops/s' | 'MiB' | 'CPU s/GB'
   value: number
   /** Peak resident set size of the measuring process(es), in MiB: one entry per process. */
   peakRssMiB: number[]
@@ -147,6 +152,39 @@ export function rssSampler(): { start(): void; stop(): number } {
       return peak / MiB
     },
   }
+}
+
+/** Clock ticks per second of `/proc/<pid>/stat` (USER_HZ: 100 on every Linux architecture Node runs on). */
+const CLOCK_TICKS = 100
+
+/**
+ * CPU seconds (user + system, all threads) a running process has used so far, from
+ * `/proc/<pid>/stat`: readable for any child, whatever it runs (a dcas node, a worker, restic).
+ * Linux only; elsewhere it throws.
+ */
+export function cpuSecondsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // Fields after the command name (which may hold spaces, in parentheses): state is the first; utime, stime the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+}
+
+/**
+ * CPU seconds of the children a process has waited for (`cutime` + `cstime` of `/proc/<pid>/stat`):
+ * what a shell's finished commands cost.
+ */
+export function childCpuSecondsOf(pid: number | 'self'): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS
+}
+
+/** Runs `fn` and returns its result with the CPU seconds the processes `pids` used meanwhile, summed. */
+export async function withCpu<T>(pids: readonly number[], fn: () => Promise<T>): Promise<{ result: T; cpuSeconds: number }> {
+  const before = pids.map(cpuSecondsOf)
+  const result = await fn()
+  const cpuSeconds = pids.reduce((sum, pid, i) => sum + cpuSecondsOf(pid) - before[i]!, 0)
+  return { result, cpuSeconds }
 }
 
 /** Anything that reports its memory, in bytes (a dcas node handle, a {@link Worker}). */

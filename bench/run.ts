@@ -165,7 +165,7 @@ rows.forEach((r, i) => {
 const failed = done.filter((d) => d.status !== 0)
 console.log(
   `\n${rows.length} benchmarks from ${done.length} suites in ${totalSeconds.toFixed(0)} s; median of ${Math.max(0, ...rows.map((r) => r.runs))} runs after a warm-up; ` +
-    `ratio = run ÷ its ceiling in the same run; peak RSS per process (max over runs).` +
+    `ratio = run ÷ its ceiling in the same run (for CPU s/GB rows: how many times the ceiling's CPU); peak RSS per process (max over runs).` +
     (failed.length > 0 ? `\nFAILED: ${failed.map((f) => f.suite).join(', ')}` : ''),
 )
 

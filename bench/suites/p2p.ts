@@ -9,7 +9,7 @@ import { once } from 'node:events'
 import { connect, createServer, type TLSSocket } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { createIdentity, tcpTransport, type Connection, type Stream } from '@dcas/p2p'
-import { GiB, inTurn, MiB, record, rounds, rssSampler, size, type Round } from '../lib.js'
+import { GiB, inTurn, MiB, record, rounds, rssSampler, size, withCpu, type Round } from '../lib.js'
 
 const CHUNK = 64 * 1024
 /** The raw socket keeps up to this much queued, as the muxer does (its send buffer limit). */
@@ -61,6 +61,8 @@ async function child(): Promise<void> {
       for await (const stream of connection.incoming) {
         void (async () => {
           for await (const chunk of stream) count(chunk.length)
+          // The answer: our half-close, once every byte was read.
+          await stream.closeWrite()
         })()
       }
     })()
@@ -91,8 +93,10 @@ async function parent(): Promise<void> {
     const done = once(receiver, 'message') as Promise<[FromChild]>
     rss.start()
     const started = performance.now()
-    await bench.send(bytes)
-    const [report] = await done
+    const { result: report, cpuSeconds } = await withCpu([process.pid, receiver.pid!], async () => {
+      await bench.send(bytes)
+      return (await done)[0]
+    })
     const seconds = (performance.now() - started) / 1000
     const senderPeakRssMiB = rss.stop()
     if (report.type !== 'received' || report.bytes !== bytes) throw new Error(`the receiver got ${JSON.stringify(report)}`)
@@ -100,6 +104,8 @@ async function parent(): Promise<void> {
     const peakRssMiB = [senderPeakRssMiB, report.peakRssMiB]
     const processes = ['sender', 'receiver']
     record(round, { name, unit: 'MB/s', value: bytes / 1e6 / seconds, peakRssMiB, processes, ...(ceiling === undefined ? { isCeiling: true } : { ceiling }) })
+    const cpuName = (of: string): string => `${of}: CPU per GB, sender + receiver`
+    record(round, { name: cpuName(name), unit: 'CPU s/GB', value: cpuSeconds / (bytes / 1e9), peakRssMiB, processes, ...(ceiling === undefined ? { isCeiling: true } : { ceiling: cpuName(ceiling) }) })
   }
 
   async function writeSocket(socket: TLSSocket, bytes: number): Promise<void> {
@@ -129,6 +135,25 @@ async function parent(): Promise<void> {
       name: `p2p: TCP transport, 1 stream of ${label}`,
       ceiling,
       send: async (bytes) => writeStream(await connection.openStream(), bytes),
+    },
+    {
+      // As a store sends chunks: one stream per 1 MiB, answered once read, four at a time.
+      name: `p2p: TCP transport, a stream per 1 MiB answered when read (4 in flight), ${label} in all`,
+      ceiling,
+      send: async (bytes) => {
+        let next = 0
+        await Promise.all(
+          Array.from({ length: 4 }, async () => {
+            while (next < bytes / MiB) {
+              next++
+              const stream = await connection.openStream()
+              for (let sent = 0; sent < MiB; sent += CHUNK) await stream.write(block)
+              await stream.closeWrite()
+              for await (const _ of stream);
+            }
+          }),
+        )
+      },
     },
     {
       name: `p2p: TCP transport, 8 concurrent streams, ${label} in all`,

@@ -22,6 +22,9 @@ const PAGE = 1_000
 
 const CEILING_WRITE = 'ceiling: fs write + fsync + sha256, 1 MiB files'
 const CEILING_READ = 'ceiling: fs readFile + sha256, 1 MiB files'
+/** Blobs per batch in the batched put, and the ceiling it is compared with. */
+const GROUP = 64
+const CEILING_GROUP = `ceiling: fs write + sha256 of ${GROUP} × 1 MiB files, then their fsyncs at once`
 const CEILING_INSERT = 'ceiling: lmdb put, 10,000 per transaction'
 const CEILING_LIST = 'ceiling: lmdb range read'
 const sizeLabel = bytesLabel(total)
@@ -107,6 +110,38 @@ async function blobRound(dir: string, round: Round, blobs: number): Promise<void
   const rss = [peakRssMiB()]
   record(round, { name: CEILING_WRITE, unit: 'MB/s', value: total / 1e6 / put.ceiling, peakRssMiB: rss, isCeiling: true })
   record(round, { name: `store: put ${sizeLabel} as 1 MiB blobs`, unit: 'MB/s', value: total / 1e6 / put.subject, peakRssMiB: rss, ceiling: CEILING_WRITE })
+
+  // The same bytes again (stamped apart), put in batches: written, then made durable together.
+  const grouped = new Interleaved()
+  const groupIds: string[] = []
+  for (let first = 0; first < blobs; first += GROUP) {
+    const last = Math.min(first + GROUP, blobs)
+    await grouped.step(
+      async () => {
+        const files = []
+        for (let n = first; n < last; n++) {
+          const bytes = stamp(block, blobs + n)
+          createHash('sha256').update(bytes).digest('hex')
+          const file = await open(join(raw, `g${n}`), 'wx')
+          await file.write(bytes)
+          files.push(file)
+        }
+        await Promise.all(files.map(async (file) => {
+          await file.sync()
+          await file.close()
+        }))
+      },
+      async () => {
+        const batch = store.batch()
+        for (let n = first; n < last; n++) groupIds.push((await batch.put(stamp(block, blobs + n))).id)
+        await batch.commit()
+      },
+    )
+  }
+  const rssGrouped = [peakRssMiB()]
+  record(round, { name: CEILING_GROUP, unit: 'MB/s', value: total / 1e6 / grouped.ceiling, peakRssMiB: rssGrouped, isCeiling: true })
+  record(round, { name: `store: put ${sizeLabel} as 1 MiB blobs, ${GROUP} per batch`, unit: 'MB/s', value: total / 1e6 / grouped.subject, peakRssMiB: rssGrouped, ceiling: CEILING_GROUP })
+  for (const id of groupIds) await store.delete(id)
 
   const get = new Interleaved()
   let read = 0

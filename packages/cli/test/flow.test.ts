@@ -151,7 +151,7 @@ describe('two nodes through the dcas command line', { timeout: 240_000 }, () => 
 
     const scrub = await dcas(['scrub', '--root', rootA, '--json'])
     expect(scrub.code).toBe(0)
-    expect(JSON.parse(scrub.stdout)).toEqual({ objects: 1, bytes: 3 * 1024 * 1024, healed: 1, failed: [] })
+    expect(JSON.parse(scrub.stdout)).toEqual({ objects: 1, bytes: 3 * 1024 * 1024, healed: 1, failed: [], audited: 1, lostCopies: [] })
     expect(sha256(await readFile(victim))).toBe(victim.split('/').pop())
   })
 })

@@ -253,7 +253,7 @@ describe('/metrics', () => {
   it('counts scrubs, and the chunks they heal or cannot', async () => {
     await put('s', Buffer.alloc(2 * 1024 * 1024 + 1, 9))
     const scrub = await api('/v1/scrub', { method: 'POST' })
-    expect(await scrub.json()).toEqual({ objects: 1, bytes: 2 * 1024 * 1024 + 1, healed: 0, failed: [] })
+    expect(await scrub.json()).toEqual({ objects: 1, bytes: 2 * 1024 * 1024 + 1, healed: 0, failed: [], audited: 0, lostCopies: [] })
     const metrics = parseExposition(await (await api('/metrics')).text())
     expect(metrics.value('dcas_scrubs_total')).toBe(1)
     expect(metrics.value('dcas_scrub_objects_total')).toBe(1)

@@ -1,4 +1,5 @@
 // encrypt / decrypt: header, file key, payload, armor.
+import type { Hash, KeyObject } from 'node:crypto'
 import { MAX_ARMOR_WHITESPACE, armor, dearmor, isWhitespace } from './armor.js'
 import { InvalidArgumentError, TruncatedError } from './errors.js'
 import { encodeHeader, headerLimits, readHeader, verifyHeaderMac, type Header, type Stanza } from './header.js'
@@ -16,7 +17,7 @@ import {
   wrapScrypt,
   wrapX25519,
 } from './stanzas.js'
-import { PAYLOAD_NONCE_SIZE, openPayload, payloadKey, sealPayload } from './stream.js'
+import { PAYLOAD_NONCE_SIZE, openPayload, payloadKey, sealInto, sealPayload, sealedSize } from './stream.js'
 import type {
   AbortOptions,
   ByteSource,
@@ -28,10 +29,25 @@ import type {
 
 const ARMOR_DASHES = Buffer.from('-----', 'latin1')
 
+type MakeStanzas = (fileKey: Uint8Array, random: EncryptionRandomness) => Promise<Stanza[]> | Stanza[]
+
+/** The start of a new file (header and payload nonce) and its payload key; the file key is wiped. */
+async function beginFile(stanzas: MakeStanzas, random: EncryptionRandomness, signal: AbortSignal | undefined): Promise<{ prefix: Buffer; key: KeyObject }> {
+  const fileKey = random.fileKey()
+  try {
+    const header = encodeHeader(await stanzas(fileKey, random), fileKey)
+    throwIfAborted(signal)
+    const nonce = random.payloadNonce()
+    return { prefix: Buffer.concat([header, nonce]), key: payloadKey(fileKey, nonce) }
+  } finally {
+    fileKey.fill(0)
+  }
+}
+
 /** Header, payload nonce, then the sealed chunks. */
 async function* encryptWith(
   source: ByteSource,
-  stanzas: (fileKey: Uint8Array, random: EncryptionRandomness) => Promise<Stanza[]> | Stanza[],
+  stanzas: MakeStanzas,
   options: AbortOptions,
   pickRandomness: () => EncryptionRandomness,
 ): AsyncGenerator<Uint8Array> {
@@ -39,19 +55,23 @@ async function* encryptWith(
   throwIfAborted(signal)
   const random = pickRandomness()
   const reader = new ByteReader(source, signal)
-  let fileKey: Buffer | undefined
   try {
-    fileKey = random.fileKey()
-    const header = encodeHeader(await stanzas(fileKey, random), fileKey)
-    throwIfAborted(signal)
-    const nonce = random.payloadNonce()
-    const key = payloadKey(fileKey, nonce)
-    fileKey.fill(0)
-    yield Buffer.concat([header, nonce])
+    const { prefix, key } = await beginFile(stanzas, random, signal)
+    yield prefix
     yield* sealPayload(reader, key, signal)
   } finally {
-    fileKey?.fill(0)
     await reader.close()
+  }
+}
+
+/** The stanzas of `recipients` (checked when called, so that errors surface where encryption starts). */
+function x25519Stanzas(recipients: readonly string[]): MakeStanzas {
+  return (fileKey, random) => {
+    if (!Array.isArray(recipients) || recipients.length === 0) {
+      throw new InvalidArgumentError('encrypt needs at least one recipient')
+    }
+    const keys = recipients.map(parseRecipient)
+    return keys.map((key, index) => wrapX25519(fileKey, key, random.ephemeral(index)))
   }
 }
 
@@ -73,21 +93,31 @@ function armored(output: AsyncGenerator<Uint8Array>, options: { armor?: boolean 
  * read {@link EncryptOptions.seed} for what that reveals and how to pick the seed.
  */
 export function encrypt(source: ByteSource, recipients: readonly string[], options: EncryptOptions = {}): AsyncGenerator<Uint8Array> {
-  return armored(
-    encryptWith(
-      source,
-      (fileKey, random) => {
-        if (!Array.isArray(recipients) || recipients.length === 0) {
-          throw new InvalidArgumentError('encrypt needs at least one recipient')
-        }
-        const keys = recipients.map(parseRecipient)
-        return keys.map((key, index) => wrapX25519(fileKey, key, random.ephemeral(index)))
-      },
-      options,
-      () => randomnessFor(options.seed),
-    ),
-    options,
-  )
+  return armored(encryptWith(source, x25519Stanzas(recipients), options, () => randomnessFor(options.seed)), options)
+}
+
+/**
+ * Encrypts a plaintext held in memory to `recipients` as one binary age file, written
+ * straight into a single array of its exact size: the same bytes as {@link encrypt}
+ * (deterministic with the same seed), without a stream, pieces or a final join. When
+ * `hash` is given, every byte of the file goes through it as it is written.
+ */
+export async function encryptInMemory(
+  plaintext: Uint8Array,
+  recipients: readonly string[],
+  options: Omit<EncryptOptions, 'armor'>,
+  hash?: Hash,
+): Promise<Uint8Array> {
+  const { signal } = options
+  throwIfAborted(signal)
+  const random = randomnessFor(options.seed)
+  const { prefix, key } = await beginFile(x25519Stanzas(recipients), random, signal)
+  // Not from the shared pool: the result belongs to the caller. Every byte is written, so no zero-fill.
+  const out = Buffer.allocUnsafeSlow(prefix.length + sealedSize(plaintext.length))
+  prefix.copy(out, 0)
+  hash?.update(prefix)
+  sealInto(plaintext, key, out, prefix.length, hash)
+  return out
 }
 
 /**

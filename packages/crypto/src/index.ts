@@ -21,14 +21,17 @@
 export type {
   AbortOptions,
   ByteSource,
+  DecryptedBlob,
   DecryptOptions,
+  EncryptBlobOptions,
+  EncryptedBlob,
   EncryptOptions,
   PassphraseDecryptOptions,
   PassphraseEncryptOptions,
   WriteIdentityFileOptions,
 } from './types.js'
 export { decrypt, decryptWithPassphrase, encrypt, encryptWithPassphrase } from './age.js'
-export { decryptBytes, decryptBytesWithPassphrase, encryptBytes, encryptBytesWithPassphrase } from './bytes.js'
+export { decryptBlob, decryptBytes, decryptBytesWithPassphrase, encryptBlob, encryptBytes, encryptBytesWithPassphrase } from './bytes.js'
 export { assertRecipient, generateIdentity, identityToRecipient } from './identity.js'
 export {
   formatIdentityFile,

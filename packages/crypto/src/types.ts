@@ -77,3 +77,22 @@ export interface WriteIdentityFileOptions extends AbortOptions {
   /** Time written in the `# created:` comment. Default: now. */
   created?: Date
 }
+
+/** Options of `encryptBlob`: those of `encryptBytes` but `armor` (a blob is the binary file). */
+export type EncryptBlobOptions = Omit<EncryptOptions, 'armor'>
+
+/** What `encryptBlob` returns: an age file held in memory and its content address. */
+export interface EncryptedBlob {
+  /** The whole binary age file. */
+  ciphertext: Uint8Array
+  /** Lowercase hex SHA-256 of `ciphertext`, computed while it was sealed. */
+  sha256: string
+}
+
+/** What `decryptBlob` returns: the plaintext and its content address. */
+export interface DecryptedBlob {
+  /** The decrypted bytes, every chunk verified. */
+  plaintext: Uint8Array
+  /** Lowercase hex SHA-256 of `plaintext`, computed while it was copied out. */
+  sha256: string
+}

@@ -6,7 +6,7 @@ import {
   FLAG_SYN,
   GO_AWAY_NORMAL,
   GO_AWAY_PROTOCOL_ERROR,
-  INITIAL_STREAM_WINDOW,
+  INITIAL_STREAM_GRANT,
   RESET_REFUSED,
   TYPE_DATA,
   TYPE_GO_AWAY,
@@ -97,7 +97,8 @@ describe('muxer bounds on what it reads', () => {
   })
 
   it('closes the connection with ERR_FRAME_TOO_LARGE on a data frame beyond the window granted', async () => {
-    const payload = Buffer.alloc(INITIAL_STREAM_WINDOW, 1)
+    // The stream was granted INITIAL_STREAM_GRANT bytes with its ACK; 'hello' used five of them.
+    const payload = Buffer.alloc(INITIAL_STREAM_GRANT, 1)
     await expectViolation([dataFrame(0, 1, payload)], 'ERR_FRAME_TOO_LARGE')
   })
 

@@ -1,9 +1,10 @@
 // What a remote can make a connection hold: streams beyond maxStreams or the receive
 // budget are refused (typed, the connection stays up), every window counts against
 // the budget, and a stream left waiting on a silent remote times out.
+import { once } from 'node:events'
 import { describe, expect, it } from 'vitest'
 import { createMemoryDuplexPair, createMuxedConnection, type Stream } from '../src/index.js'
-import { FLAG_RST, FLAG_SYN, INITIAL_STREAM_WINDOW, RESET_REFUSED, TYPE_WINDOW_UPDATE } from '../src/muxer/frame.js'
+import { FLAG_RST, FLAG_SYN, INITIAL_STREAM_GRANT, INITIAL_STREAM_WINDOW, RESET_REFUSED, TYPE_WINDOW_UPDATE } from '../src/muxer/frame.js'
 import {
   abortedAfterEach,
   accept,
@@ -43,6 +44,32 @@ describe('muxer limits on what the remote can make us hold', () => {
     expect(await readText(await accept(peer.connection))).toBe('after')
   })
 
+  it('stops reading a remote that floods refused streams without reading the refusals', async () => {
+    const peer = rawPeer({ read: false, maxStreams: 1 })
+    track(peer.connection)
+    const paused = once(peer.socket, 'pause')
+    let nextId = 1
+    // Up to 800 000 SYNs: 9.6 MB of refusals, more than the 4 MiB of answers the muxer lets pile up.
+    while (nextId < 1_600_000 && !peer.socket.isPaused()) {
+      const syns = Buffer.concat(Array.from({ length: 512 }, (_, i) => frame(TYPE_WINDOW_UPDATE, FLAG_SYN, nextId + 2 * i, 0)))
+      nextId += 1024
+      peer.raw.write(syns)
+      if (peer.raw.writableNeedDrain) await Promise.race([once(peer.raw, 'drain'), paused])
+    }
+    await paused
+    const pending = (peer.connection as unknown as { pendingBytes(): number }).pendingBytes()
+    expect(pending).toBeLessThan(4 * MiB + 128 * KiB)
+    // Reading the answers lets it go on: the first stream is acknowledged (with its grant), every other one refused.
+    const opened = (nextId - 1) / 2
+    let answered = 0
+    peer.raw.on('data', (chunk: Buffer) => {
+      answered += chunk.length
+    })
+    while (answered < opened * 12) await once(peer.raw, 'data')
+    expect(answered).toBe(opened * 12)
+    expect(peer.connection.open).toBe(true)
+  })
+
   it('fails a refused stream on the opening side with ERR_STREAM_REFUSED, and later streams work', async () => {
     // The dialler allows itself 8 streams; the listener takes 2.
     const [a, b] = createMemoryDuplexPair()
@@ -66,6 +93,23 @@ describe('muxer limits on what the remote can make us hold', () => {
     for (let i = 0; i < 4; i++) taken.push(await accept(peer.connection))
     const buffered = taken.reduce((sum, stream) => sum + internals(stream).bufferedBytes, 0)
     expect(buffered).toBe(4 * INITIAL_STREAM_WINDOW)
+    expect(peer.connection.open).toBe(true)
+  })
+
+  it('fits 226 streams beside ten 1 MiB grants with the defaults, refuses the rest, and never grants more than the budget', async () => {
+    const peer = rawPeer()
+    track(peer.connection)
+    const ids = Array.from({ length: 256 }, (_, i) => 2 * i + 1)
+    peer.raw.write(Buffer.concat(ids.map((id) => frame(TYPE_WINDOW_UPDATE, FLAG_SYN, id, 0))))
+    // 64 MiB = 226 initial windows of 256 KiB + ten grants of 768 KiB; the 30 streams beyond are refused.
+    for (const id of ids.slice(226)) {
+      expect(await peer.next((f) => f.streamId === id && (f.flags & FLAG_RST) !== 0)).toMatchObject({ length: RESET_REFUSED })
+    }
+    const taken: Stream[] = []
+    while (taken.length < 226) taken.push(await accept(peer.connection))
+    const windows = taken.map((stream) => internals(stream).recvWindow)
+    expect(windows.reduce((sum, window) => sum + window, 0)).toBeLessThanOrEqual(64 * MiB)
+    expect(windows.filter((window) => window === INITIAL_STREAM_GRANT)).toHaveLength(10)
     expect(peer.connection.open).toBe(true)
   })
 
@@ -117,7 +161,8 @@ describe('muxer limits on what the remote can make us hold', () => {
     const { dialler, listener } = track(muxedPair({ streamIdleTimeout: 100 }))
     const stream = await dialler.openStream()
     await accept(listener) // accepted, never read
-    const writing = errorOf(stream.write(Buffer.alloc(INITIAL_STREAM_WINDOW + 1)))
+    // Beyond the 1 MiB the listener granted with its acknowledgement.
+    const writing = errorOf(stream.write(Buffer.alloc(INITIAL_STREAM_GRANT + 1)))
     expect(await writing).toMatchObject({ code: 'ERR_PEER_TIMEOUT' })
   })
 

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { describe, expect, it } from 'vitest'
-import type { Connection, Stream } from '../src/index.js'
-import { FLAG_ACK, FLAG_SYN, INITIAL_STREAM_WINDOW, TYPE_DATA, TYPE_PING, TYPE_WINDOW_UPDATE } from '../src/muxer/frame.js'
+import type { Duplex } from 'node:stream'
+import { createMemoryDuplexPair, type Connection, type Stream } from '../src/index.js'
+import { FLAG_ACK, FLAG_SYN, INITIAL_STREAM_GRANT, INITIAL_STREAM_WINDOW, TYPE_DATA, TYPE_PING, TYPE_WINDOW_UPDATE } from '../src/muxer/frame.js'
 import { abortedAfterEach, accept, errorOf, frame, internals, muxedPair, rawPeer, readText, send } from './mux-helpers.js'
 
 const MiB = 1024 * 1024
@@ -34,14 +35,53 @@ describe('muxer streams', () => {
     expect(ids).toEqual([1, 3, 2, 4])
   })
 
-  it('acknowledges an inbound stream with the first frame it sends on it', async () => {
+  it('acknowledges an inbound stream at once, granting it a 1 MiB window for the request body', async () => {
     const peer = rawPeer()
+    track(peer.connection)
+    peer.raw.write(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0))
+    const ack = await peer.next((f) => f.streamId === 1)
+    expect(ack).toMatchObject({ type: TYPE_WINDOW_UPDATE, flags: FLAG_ACK, length: INITIAL_STREAM_GRANT - INITIAL_STREAM_WINDOW })
+    const stream = await accept(peer.connection)
+    await stream.write(Buffer.from('hi'))
+    const reply = await peer.next((f) => f.type === TYPE_DATA)
+    expect(reply).toMatchObject({ streamId: 1, flags: 0, payload: Buffer.from('hi') })
+  })
+
+  it('acknowledges an inbound stream with the first frame it sends on it when the connection has no window to grant', async () => {
+    // The smallest budget allowed, 512 KiB, leaves no eighth for a grant.
+    const peer = rawPeer({ maxConnectionWindow: 2 * INITIAL_STREAM_WINDOW })
     track(peer.connection)
     peer.raw.write(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0))
     const stream = await accept(peer.connection)
     await stream.write(Buffer.from('hi'))
-    const reply = await peer.next((f) => f.type === TYPE_DATA)
-    expect(reply).toMatchObject({ streamId: 1, flags: FLAG_ACK, payload: Buffer.from('hi') })
+    const reply = await peer.next((f) => f.streamId === 1)
+    expect(reply).toMatchObject({ type: TYPE_DATA, flags: FLAG_ACK, payload: Buffer.from('hi') })
+  })
+
+  it('grants the answer to a stream it opens a 1 MiB window in the SYN', async () => {
+    const peer = rawPeer()
+    track(peer.connection)
+    const stream = await peer.connection.openStream()
+    const syn = await peer.next((f) => f.streamId === stream.id)
+    expect(syn).toMatchObject({ type: TYPE_WINDOW_UPDATE, flags: FLAG_SYN, length: INITIAL_STREAM_GRANT - INITIAL_STREAM_WINDOW })
+  })
+
+  it('grants 1 MiB to new streams only while the grants of open streams fit in an eighth of the budget', async () => {
+    // The default 64 MiB: ten grants of 768 KiB above the initial window fit in 8 MiB, an eleventh does not.
+    const peer = rawPeer()
+    track(peer.connection)
+    const ids = Array.from({ length: 12 }, (_, i) => 2 * i + 1)
+    for (const id of ids) peer.raw.write(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, id, 0))
+    const streams: Stream[] = []
+    while (streams.length < ids.length) streams.push(await accept(peer.connection))
+    for (const id of ids.slice(0, 10)) {
+      expect(await peer.next((f) => f.streamId === id)).toMatchObject({ flags: FLAG_ACK, length: INITIAL_STREAM_GRANT - INITIAL_STREAM_WINDOW })
+    }
+    expect(streams.map((stream) => internals(stream).recvWindow)).toEqual([...Array<number>(10).fill(INITIAL_STREAM_GRANT), INITIAL_STREAM_WINDOW, INITIAL_STREAM_WINDOW])
+    // A stream that is done gives its grant back: the next new stream is granted again.
+    streams[0]!.reset()
+    peer.raw.write(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 25, 0))
+    expect(await peer.next((f) => f.streamId === 25)).toMatchObject({ flags: FLAG_ACK, length: INITIAL_STREAM_GRANT - INITIAL_STREAM_WINDOW })
   })
 
   it('answers a ping with the same opaque value', async () => {
@@ -95,13 +135,13 @@ describe('muxer streams', () => {
 })
 
 describe('muxer flow control', () => {
-  it('holds a writer whose reader reads nothing to the initial 256 KiB window', async () => {
+  it('holds a writer whose reader reads nothing to the initial 1 MiB window', async () => {
     const { dialler, listener } = track(muxedPair())
     const stream = await dialler.openStream()
     let accepted = 0
     const writing = (async () => {
       const chunk = Buffer.alloc(32 * 1024, 2)
-      for (let i = 0; i < 32; i++) {
+      for (let i = 0; i < 40; i++) {
         await stream.write(chunk)
         accepted += chunk.length
       }
@@ -110,10 +150,10 @@ describe('muxer flow control', () => {
     const remote = await accept(listener)
     await settle(dialler, listener)
     await settle(dialler, listener)
-    expect(accepted).toBe(INITIAL_STREAM_WINDOW)
-    expect(internals(remote).bufferedBytes).toBe(INITIAL_STREAM_WINDOW)
-    expect(internals(remote).recvWindow).toBe(INITIAL_STREAM_WINDOW)
-    expect((await readText(remote)).length).toBe(32 * 32 * 1024)
+    expect(accepted).toBe(INITIAL_STREAM_GRANT)
+    expect(internals(remote).bufferedBytes).toBe(INITIAL_STREAM_GRANT)
+    expect(internals(remote).recvWindow).toBe(INITIAL_STREAM_GRANT)
+    expect((await readText(remote)).length).toBe(40 * 32 * 1024)
     await writing
   })
 
@@ -149,17 +189,17 @@ describe('muxer flow control', () => {
     expect(Math.max(...windows)).toBeGreaterThan(INITIAL_STREAM_WINDOW)
   })
 
-  it('keeps at most about 1 MiB in the socket buffer when the remote stops reading its socket', async () => {
+  it('keeps at most about 1 MiB queued for the socket when the remote stops reading it', async () => {
     const peer = rawPeer({ read: false })
     track(peer.connection)
     for (let id = 1; id <= 15; id += 2) peer.raw.write(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, id, 0))
     const streams: Stream[] = []
     while (streams.length < 8) streams.push(await accept(peer.connection))
-    // Eight windows of 256 KiB allow 2 MiB; the socket's limit stops the writers first.
+    // Eight windows of 256 KiB allow 2 MiB; the send limit stops the writers first.
     const writes = streams.map((stream) => stream.write(Buffer.alloc(INITIAL_STREAM_WINDOW, 5)))
-    const buffered = peer.socket.writableLength
-    expect(buffered).toBeGreaterThanOrEqual(MiB)
-    expect(buffered).toBeLessThan(MiB + 256 * 1024 + 1024)
+    const pending = (peer.connection as unknown as { pendingBytes(): number }).pendingBytes()
+    expect(pending).toBeGreaterThanOrEqual(MiB)
+    expect(pending).toBeLessThan(MiB + 256 * 1024 + 1024)
     peer.raw.resume()
     await Promise.all(writes)
   })
@@ -235,5 +275,74 @@ describe('muxer integrity', () => {
     expect((await errorOf(readText(stream))).code).toBe('ERR_STREAM_RESET')
     expect((await errorOf(stream.write(Buffer.from('y')))).code).toBe('ERR_STREAM_RESET')
     expect((await errorOf(stream.closeWrite())).code).toBe('ERR_STREAM_RESET')
+  })
+})
+
+/** A duplex pair whose first end records every write it is given, and whether one was given before the last was taken. */
+function recordedPair(): { sockets: [Duplex, Duplex]; writes: number[]; overlapped: () => boolean } {
+  const sockets = createMemoryDuplexPair()
+  const writes: number[] = []
+  let inFlight = 0
+  let overlap = false
+  const socket = sockets[0]
+  const write = socket.write.bind(socket) as (chunk: Uint8Array, callback?: (err?: Error | null) => void) => boolean
+  socket.write = ((chunk: Uint8Array, callback?: (err?: Error | null) => void) => {
+    writes.push(chunk.length)
+    if (inFlight > 0) overlap = true
+    inFlight++
+    return write(chunk, (err) => {
+      inFlight--
+      callback?.(err)
+    })
+  }) as typeof socket.write
+  return { sockets, writes, overlapped: () => overlap }
+}
+
+describe('muxer writes', () => {
+  it('sends the frames of one tick in one write', async () => {
+    const { sockets, writes } = recordedPair()
+    const { dialler, listener } = track(muxedPair({}, sockets))
+    const streams = await Promise.all([dialler.openStream(), dialler.openStream(), dialler.openStream()])
+    await streams[0].write(Buffer.from('open'))
+    const remotes = await Promise.all([accept(listener), accept(listener), accept(listener)])
+    const readers = remotes.map((remote) => remote[Symbol.asyncIterator]())
+    await readers[0]!.next()
+    writes.length = 0
+    await Promise.all(streams.map((stream, i) => stream.write(Buffer.from(`message ${i}`))))
+    const got = await Promise.all(readers.map(async (reader) => Buffer.from((await reader.next()).value as Uint8Array).toString()))
+    expect(got).toEqual(['message 0', 'message 1', 'message 2'])
+    // Three data frames of 9 bytes, each with its 12-byte header, in one write.
+    expect(writes).toEqual([3 * (12 + 9)])
+  })
+
+  it('cuts a large write into send buffers of at most 256 KiB, given to the socket one at a time, and delivers it whole', async () => {
+    const { sockets, writes, overlapped } = recordedPair()
+    const { dialler, listener } = track(muxedPair({}, sockets))
+    const stream = await dialler.openStream()
+    const body = Buffer.allocUnsafe(3 * MiB + 5)
+    for (let i = 0; i < body.length; i++) body[i] = (i * 7) & 0xff
+    const writing = (async () => {
+      await stream.write(body)
+      await stream.closeWrite()
+    })()
+    const remote = await accept(listener)
+    const pieces: Uint8Array[] = []
+    for await (const piece of remote) pieces.push(piece)
+    await writing
+    expect(Buffer.concat(pieces).equals(body)).toBe(true)
+    expect(Math.max(...writes)).toBeLessThanOrEqual(256 * 1024)
+    expect(writes.reduce((a, b) => a + b, 0)).toBeGreaterThan(body.length)
+    expect(overlapped()).toBe(false)
+  })
+
+  it('copies what a stream writes: changing the buffer after write() resolved changes nothing that arrives', async () => {
+    const { dialler, listener } = track(muxedPair())
+    const stream = await dialler.openStream()
+    const body = Buffer.alloc(100_000, 1)
+    await stream.write(body)
+    body.fill(2)
+    await stream.closeWrite()
+    const got = Buffer.from(await readText(await accept(listener)), 'latin1')
+    expect(got.equals(Buffer.alloc(100_000, 1))).toBe(true)
   })
 })

@@ -103,7 +103,7 @@ const REASONS: Record<number, string> = { 400: 'Bad Request', 408: 'Request Time
  */
 export function createS3Gateway(options: S3GatewayOptions): S3Gateway {
   const { server } = options
-  if (typeof server?.store !== 'function' || typeof server.compose !== 'function') throw new InvalidOptionsError('server must be a dcas Server (with store, compose, read, stat, list, delete)')
+  if (typeof server?.store !== 'function' || typeof server.compose !== 'function' || typeof server.open !== 'function') throw new InvalidOptionsError('server must be a dcas Server (with store, compose, open, stat, has, list, delete)')
   const credentials = Array.isArray(options.credentials) ? (options.credentials as readonly S3Credentials[]) : [options.credentials as S3Credentials]
   if (credentials.length === 0) throw new InvalidOptionsError('credentials: give at least one access key')
   const secrets = new Map<string, string>()

@@ -12,10 +12,19 @@ export const ETAG = 'etag'
 export const MAX_USER_METADATA_BYTES = 2048
 /** Most bytes of one standard header's value kept. */
 const MAX_STANDARD_VALUE_BYTES = 1024
+/** Most bytes of metadata, as JSON, a dcas server keeps with an object (`@dcas/server` refuses more with ERR_INVALID_OPTIONS). */
+export const MAX_STORED_METADATA_BYTES = 8 * 1024
+/** Longest metadata name a dcas server keeps, in bytes (`x-amz-meta-` included). */
+const MAX_STORED_NAME_BYTES = 256
+/** Room kept in {@link MAX_STORED_METADATA_BYTES} for what the gateway adds to a request's metadata: the ETag and checksums. */
+const GATEWAY_METADATA_BYTES = 512
 /** The content type an object stored without one is served with. */
 export const DEFAULT_CONTENT_TYPE = 'binary/octet-stream'
 
-/** The object's metadata from a request's headers (the standard ones and `x-amz-meta-*`). */
+/**
+ * The object's metadata from a request's headers (the standard ones and `x-amz-meta-*`), checked before
+ * any body is read: `MetadataTooLarge` beyond S3's limits or what a dcas server keeps.
+ */
 export function metadataFromHeaders(header: (name: string) => string | undefined, names: Iterable<string>): ObjectMetadata {
   const metadata: ObjectMetadata = {}
   for (const name of STANDARD_HEADERS) {
@@ -37,10 +46,14 @@ export function metadataFromHeaders(header: (name: string) => string | undefined
   for (const name of names) {
     if (!name.startsWith('x-amz-meta-')) continue
     const value = header(name) ?? ''
+    if (Buffer.byteLength(name) > MAX_STORED_NAME_BYTES) throw new S3Error('MetadataTooLarge', `The metadata name ${name.slice(0, 64)}… is too long: at most ${MAX_STORED_NAME_BYTES - 'x-amz-meta-'.length} bytes follow x-amz-meta-.`)
     userBytes += Buffer.byteLength(name.slice('x-amz-meta-'.length)) + Buffer.byteLength(value)
     metadata[name] = value
   }
   if (userBytes > MAX_USER_METADATA_BYTES) throw new S3Error('MetadataTooLarge', `Your metadata headers exceed the maximum allowed metadata size: ${userBytes} bytes of x-amz-meta-* names and values, at most ${MAX_USER_METADATA_BYTES}.`)
+  // Many short x-amz-meta-* headers fit S3's limit and not a dcas manifest: refused now, not after the body.
+  const stored = Buffer.byteLength(JSON.stringify(metadata))
+  if (stored + GATEWAY_METADATA_BYTES > MAX_STORED_METADATA_BYTES) throw new S3Error('MetadataTooLarge', `Your metadata headers exceed the maximum allowed metadata size: ${stored} bytes as stored, at most ${MAX_STORED_METADATA_BYTES - GATEWAY_METADATA_BYTES}.`)
   return metadata
 }
 

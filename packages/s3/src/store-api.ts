@@ -34,12 +34,30 @@ export interface GatewayStoreOptions {
   precondition?: (current: GatewayObject | undefined) => boolean
 }
 
+/** Options of {@link GatewayOpenObject.read}: a byte range (default: the whole version). */
+export interface GatewayReadOptions {
+  offset?: number
+  length?: number
+  signal?: AbortSignal
+}
+
+/** One version of an object, from {@link GatewayServer.open}: its stat, and reads of exactly that version. */
+export interface GatewayOpenObject {
+  /** That version's state. */
+  readonly stat: GatewayObject
+  /** A `Readable` of that version, or of a range of it, however the key changed since it was opened. */
+  read(options?: GatewayReadOptions): Readable
+  /** Lets that version's chunks go; called once its reads are over. */
+  close(): void
+}
+
 /** The dcas server methods the gateway calls. */
 export interface GatewayServer {
   store(key: string, data: AsyncIterable<Uint8Array>, options?: GatewayStoreOptions): Promise<GatewayStoreResult>
   /** A new version of `key` made of the chunks of `sources`' current versions, in order: no chunk bytes copied. */
   compose(key: string, sources: string[], options?: GatewayStoreOptions): Promise<GatewayStoreResult>
-  read(key: string, options?: { offset?: number; length?: number; signal?: AbortSignal }): Readable
+  /** Resolves `key` once, to its current version: an answer's headers and body come from the same version. */
+  open(key: string, options?: { signal?: AbortSignal }): Promise<GatewayOpenObject>
   stat(key: string): Promise<GatewayObject>
   has(key: string): Promise<boolean>
   list(options?: { prefix?: string; limit?: number; after?: string }): Promise<GatewayObject[]>

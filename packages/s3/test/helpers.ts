@@ -5,7 +5,7 @@ import { S3Client } from '@aws-sdk/client-s3'
 import { Hash } from '@smithy/hash-node'
 import { SignatureV4 } from '@smithy/signature-v4'
 import { createS3Gateway, type S3Gateway, type S3GatewayOptions } from '../src/index.js'
-import type { GatewayServer } from '../src/store-api.js'
+import type { GatewayOpenObject, GatewayServer } from '../src/store-api.js'
 
 export const credentials = { accessKeyId: 'DCTESTACCESSKEY00001', secretAccessKey: 'test-secret-key-0123456789abcdefghij' }
 
@@ -77,4 +77,66 @@ export async function text(body: AsyncIterable<Uint8Array> | undefined): Promise
   const pieces: Buffer[] = []
   for await (const p of body ?? []) pieces.push(Buffer.from(p))
   return Buffer.concat(pieces)
+}
+
+/** The bytes of `key`'s current version on `server`, read through one opened version. */
+export async function readAll(server: GatewayServer, key: string): Promise<Buffer> {
+  const object = await server.open(key)
+  try {
+    return await text(object.read())
+  } finally {
+    object.close()
+  }
+}
+
+/** `server` as the gateway sees it, with some of its methods replaced (to inject a failure or a race). */
+export function over(server: GatewayServer, replaced: Partial<GatewayServer>): GatewayServer {
+  return {
+    store: (key, data, options) => server.store(key, data, options),
+    compose: (key, sources, options) => server.compose(key, sources, options),
+    open: (key, options) => server.open(key, options),
+    stat: (key) => server.stat(key),
+    has: (key) => server.has(key),
+    list: (options) => server.list(options),
+    delete: (key, options) => server.delete(key, options),
+    ...replaced,
+  }
+}
+
+/** Counts the versions the gateway opens and closes over `server`. */
+export class OpenTracker {
+  opened = 0
+  closed = 0
+  #idle: Array<() => void> = []
+
+  constructor(readonly server: GatewayServer) {}
+
+  /** `server` whose open() is counted, and then handed to `then` (which may delay, race, or wrap it). */
+  wrap(then: (object: GatewayOpenObject, key: string) => Promise<GatewayOpenObject> | GatewayOpenObject = (o) => o): GatewayServer {
+    return over(this.server, {
+      open: async (key, options) => {
+        const object = await this.server.open(key, options)
+        this.opened++
+        let open = true
+        const counted: GatewayOpenObject = {
+          stat: object.stat,
+          read: (o) => object.read(o),
+          close: () => {
+            object.close()
+            if (!open) return
+            open = false
+            this.closed++
+            if (this.opened === this.closed) for (const resolve of this.#idle.splice(0)) resolve()
+          },
+        }
+        return then(counted, key)
+      },
+    })
+  }
+
+  /** Resolves once every version opened so far is closed. */
+  idle(): Promise<void> {
+    if (this.opened === this.closed) return Promise.resolve()
+    return new Promise((resolve) => this.#idle.push(resolve))
+  }
 }

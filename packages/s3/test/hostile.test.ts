@@ -1,13 +1,15 @@
 // Hostile and broken requests: each gets S3's XML error and stores nothing (an earlier version stays).
 import { createHash, randomBytes } from 'node:crypto'
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { CreateBucketCommand, CreateMultipartUploadCommand, GetObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { TooLargeError } from '@dcas/server'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { readdir } from 'node:fs/promises'
+import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { crc32, crc32c } from '../src/checksum.js'
-import { credentials, errorCode, send, signatureOf, signer, signHeaders, startGateway, text, type Harness } from './helpers.js'
+import { credentials, errorCode, over, readAll, send, signatureOf, signer, signHeaders, startGateway, text, type Harness } from './helpers.js'
 import { makeServer } from './server.js'
 
 let h: Harness
@@ -47,7 +49,7 @@ async function blobFiles(): Promise<string[]> {
 /** What the bucket holds: key → content. */
 async function contents(): Promise<Record<string, string>> {
   const out: Record<string, string> = {}
-  for (const e of await h.server.list({ prefix: 'safe/' })) out[e.key.slice(5)] = (await text(h.server.read(e.key))).toString()
+  for (const e of await h.server.list({ prefix: 'safe/' })) out[e.key.slice(5)] = (await readAll(h.server, e.key)).toString()
   return out
 }
 const untouched = { kept: 'version one' }
@@ -232,8 +234,63 @@ describe('malformed requests', () => {
     expect(await contents()).toEqual(untouched)
   })
 
+  it('refuse, before the body, metadata within S3\'s limits that a dcas object cannot keep', async () => {
+    // Quotes count once against S3's limits and twice in the manifest's JSON: 2 KiB of user metadata and two 1000-byte headers fit S3, not 8 KiB.
+    const metadata = { 'x-amz-meta-a': '"'.repeat(2040), 'cache-control': '"'.repeat(1020), 'content-disposition': '"'.repeat(1020) }
+    expect(Buffer.byteLength(JSON.stringify(metadata))).toBeGreaterThan(8192)
+    const path = '/safe/kept'
+    const headers = await signHeaders(h.port, 'PUT', path, { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', 'content-length': '11', expect: '100-continue', ...metadata })
+    let continued = false
+    const res = await new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port: h.port, method: 'PUT', path, headers }, (r) => {
+        void text(r).then((body) => resolve({ status: r.statusCode ?? 0, body }), reject)
+      })
+      req.on('continue', () => {
+        continued = true
+        req.end('overwritten')
+      })
+      req.on('error', reject)
+    })
+    expect([res.status, errorCode(res.body), continued]).toEqual([400, 'MetadataTooLarge', false])
+    expect(await contents()).toEqual(untouched)
+  })
+
   it('refuse a key too long for a dcas key', async () => {
     const res = await h.client.send(new PutObjectCommand({ Bucket: 'safe', Key: 'k'.repeat(1020), Body: 'x' })).catch((err: unknown) => err)
     expect(res).toMatchObject({ name: 'KeyTooLongError' })
+  })
+})
+
+describe('what the dcas server refuses', () => {
+  it('an object with more chunks than the node allows (ERR_TOO_LARGE) is EntityTooLarge, and the earlier version stays', async () => {
+    // The real limit takes 131 073 chunks to reach: the server's own error stands in for it, after the body is read as a store reads it.
+    const server = over(h.server, {
+      store: async (key, data) => {
+        for await (const piece of data) void piece
+        throw new TooLargeError(`"${key}" needs more than 131072 chunks: store it with a larger chunkSize`)
+      },
+    })
+    const other = await startGateway(server)
+    try {
+      const res = await other.client.send(new PutObjectCommand({ Bucket: 'safe', Key: 'kept', Body: randomBytes(100_000) })).catch((err: unknown) => err)
+      expect(res).toMatchObject({ name: 'EntityTooLarge', $metadata: { httpStatusCode: 400 } })
+    } finally {
+      other.client.destroy()
+      await other.gateway.close()
+    }
+    expect(await contents()).toEqual(untouched)
+  })
+
+  it('metadata the server will not keep (ERR_INVALID_OPTIONS) is MetadataTooLarge, and nothing is stored', async () => {
+    // Within what the gateway checks before a body (it leaves room for an ETag and checksums), but an upload's record
+    // adds the object's key, here 400 quotes: 800 bytes of JSON, over the server's 8 KiB.
+    const Key = '"'.repeat(400)
+    const request = { 'x-amz-meta-a': '"'.repeat(1800), 'cache-control': '"'.repeat(1000), 'content-disposition': '"'.repeat(900) }
+    const checked = Buffer.byteLength(JSON.stringify(request))
+    expect(checked).toBeLessThanOrEqual(8192 - 512)
+    expect(checked + Buffer.byteLength(JSON.stringify({ 'upload-key': Key }))).toBeGreaterThan(8192)
+    const res = await h.client.send(new CreateMultipartUploadCommand({ Bucket: 'safe', Key, Metadata: { a: request['x-amz-meta-a'] }, CacheControl: request['cache-control'], ContentDisposition: request['content-disposition'] })).catch((err: unknown) => err)
+    expect(res).toMatchObject({ name: 'MetadataTooLarge', $metadata: { httpStatusCode: 400 } })
+    expect((await h.client.send(new ListMultipartUploadsCommand({ Bucket: 'safe' }))).Uploads ?? []).toEqual([])
   })
 })

@@ -2,11 +2,11 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createServer, type Server } from '@dcas/server'
+import { createServer, type Server, type ServerOptions } from '@dcas/server'
 
-export async function makeServer(): Promise<{ server: Server; root: string; close: () => Promise<void> }> {
+export async function makeServer(options: Partial<ServerOptions> = {}): Promise<{ server: Server; root: string; close: () => Promise<void> }> {
   const root = await mkdtemp(join(tmpdir(), 'dcas-s3-test-'))
-  const server = createServer({ root })
+  const server = createServer({ ...options, root })
   await server.start()
   return {
     server,

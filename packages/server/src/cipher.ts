@@ -1,7 +1,8 @@
 // Encryption of the owner's blobs for its peers: each blob is encrypted deterministically (the same
 // plaintext and recipients always give the same ciphertext, so peers deduplicate), and whatever comes
 // back is decrypted with the owner's identity and checked against the id it was asked for.
-import { decryptBytes, encryptBytes } from '@dcas/crypto'
+import { decryptBytes, encryptBlob } from '@dcas/crypto'
+import { hashBlob, type HashedBlob } from '@dcas/store'
 import { UnavailableError } from './errors.js'
 import { asBuffer, type LocalStore } from './local.js'
 import { sha256Hex } from './manifest.js'
@@ -39,16 +40,19 @@ export class BlobCipher {
     return this.#current
   }
 
-  /** The ciphertext of a blob and its cipherId. */
+  /** The ciphertext of a blob and its cipherId (hashed while sealing). */
   async encrypt(plain: Uint8Array, plainId: string, set: RecipientSet = this.#current): Promise<{ cipher: Buffer; cipherId: string }> {
-    const cipher = asBuffer(await encryptBytes(plain, set.recipients, { seed: seedOf(this.#keys, plainId, set.recipientsId) }))
-    return { cipher, cipherId: sha256Hex(cipher) }
+    const { ciphertext, sha256 } = await encryptBlob(plain, set.recipients, { seed: seedOf(this.#keys, plainId, set.recipientsId) })
+    return { cipher: asBuffer(ciphertext), cipherId: sha256 }
   }
 
-  /** Decrypts a blob with the owner's identity; the plaintext must hash to `plainId`. */
-  async decrypt(cipher: Uint8Array, plainId: string): Promise<Buffer> {
-    const plain = await this.open(cipher)
-    if (sha256Hex(plain) !== plainId) throw new UnavailableError(`decrypted bytes do not hash to ${plainId}`)
+  /**
+   * Decrypts a blob with the owner's identity; the plaintext must hash to `plainId`. The one hash of it serves
+   * the check and, for the local store, the write-back.
+   */
+  async decrypt(cipher: Uint8Array, plainId: string): Promise<HashedBlob> {
+    const plain = hashBlob(await decryptBytes(cipher, [this.#keys.identity]))
+    if (plain.id !== plainId) throw new UnavailableError(`decrypted bytes do not hash to ${plainId}`)
     return plain
   }
 

@@ -111,6 +111,56 @@ export interface RefPut {
   cipherIds: string[]
 }
 
+/**
+ * One store's blobs and ref sent to a holder on one stream (`ref.store`): blobs as they are made, the ref at
+ * the end, one answer for all of it once it is durable there. No round trip per blob.
+ */
+export class RefStream {
+  readonly #ex: Exchange
+
+  private constructor(ex: Exchange) {
+    this.#ex = ex
+  }
+
+  /** Opens the stream (the request header goes out at once). */
+  static async open(conn: Connection, signal?: AbortSignal): Promise<RefStream> {
+    const ex = new Exchange(await conn.openStream(signal === undefined ? undefined : { signal }))
+    try {
+      await ex.send({ v: PROTOCOL_VERSION, op: 'ref.store' }, signal)
+    } catch (err) {
+      ex.reset(err instanceof Error ? err : undefined)
+      throw err
+    }
+    return new RefStream(ex)
+  }
+
+  /** Sends one blob's bytes; without `bytes`, names a blob the holder should have already (it is listed missing at the end if not). */
+  async blob(cipherId: string, bytes: Uint8Array | undefined, signal?: AbortSignal): Promise<void> {
+    if (bytes === undefined) return this.#ex.send({ cipherId }, signal)
+    await this.#ex.send({ cipherId, size: bytes.length }, signal)
+    await this.#ex.sendBytes(bytes, signal)
+  }
+
+  /** Sends the ref and waits for the one answer. */
+  async end(ref: RefPut, signal?: AbortSignal): Promise<RefPutResult> {
+    const body = Buffer.from(JSON.stringify(ref.cipherIds), 'utf8')
+    try {
+      await this.#ex.send({ end: true, refId: ref.refId, version: ref.version, manifestCipherId: ref.manifestCipherId, count: ref.cipherIds.length, bodySize: body.length }, signal)
+      await this.#ex.sendBytes(body, signal)
+      await this.#ex.end()
+      return await readRefAnswer(this.#ex)
+    } catch (err) {
+      this.abort(err instanceof Error ? err : undefined)
+      throw err
+    }
+  }
+
+  /** Abandons the stream (the holder keeps none of it past the connection's sweep). */
+  abort(err?: Error): void {
+    this.#ex.reset(err)
+  }
+}
+
 /** The outcome of {@link putRef}: stored, stale (the holder knows a newer version or a later delete), or blobs missing. */
 export type RefPutResult = { ok: true } | { ok: false; stale: true; version: number } | { ok: false; stale: false; missing: string[] }
 
@@ -122,14 +172,19 @@ export async function putRef(conn: Connection, ref: RefPut, signal?: AbortSignal
   return exchange(conn, header, signal, async (ex) => {
     await ex.sendBytes(body, signal)
     await ex.end()
-    const res = await ex.requireHeader()
-    await ex.expectEnd()
-    if (res.ok === true) return { ok: true }
-    if (res.code === 'ERR_STALE') return { ok: false, stale: true, version: uint(res, 'version') }
-    if (res.code === 'ERR_MISSING') return { ok: false, stale: false, missing: hex64List(res.missing, 'missing', MAX_HAS_IDS) }
-    checkResponse(res)
-    throw new PeerError('unreachable')
+    return readRefAnswer(ex)
   })
+}
+
+/** The holder's answer to a ref: stored, stale, or blobs missing; any other error throws. */
+async function readRefAnswer(ex: Exchange): Promise<RefPutResult> {
+  const res = await ex.requireHeader()
+  await ex.expectEnd()
+  if (res.ok === true) return { ok: true }
+  if (res.code === 'ERR_STALE') return { ok: false, stale: true, version: uint(res, 'version') }
+  if (res.code === 'ERR_MISSING') return { ok: false, stale: false, missing: hex64List(res.missing, 'missing', MAX_HAS_IDS) }
+  checkResponse(res)
+  throw new PeerError('unreachable')
 }
 
 /** The holder's record of a ref, if any. */

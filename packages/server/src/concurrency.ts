@@ -47,6 +47,61 @@ export class InFlight {
   }
 }
 
+/** Tasks run one at a time, in the order added, at most `limit` queued (running included); the first failure is kept and the rest are skipped. */
+export class SerialQueue {
+  #tail: Promise<void> = Promise.resolve()
+  #size = 0
+  readonly #freed = new Set<() => void>()
+  error: Error | undefined
+
+  constructor(readonly limit: number) {}
+
+  /** Whether `limit` tasks are queued (an {@link SerialQueue.add} would wait). */
+  get full(): boolean {
+    return this.#size >= this.limit
+  }
+
+  /** Queues `fn` once fewer than `limit` are queued. */
+  async add(fn: () => Promise<void>): Promise<void> {
+    while (this.#size >= this.limit) await new Promise<void>((resolve) => this.#freed.add(resolve))
+    this.#size++
+    this.#tail = this.#tail
+      .then(() => (this.error === undefined ? fn() : undefined))
+      .catch((err: unknown) => {
+        this.error ??= err instanceof Error ? err : new Error(String(err))
+      })
+      .finally(() => {
+        this.#size--
+        for (const wake of [...this.#freed]) wake()
+        this.#freed.clear()
+      })
+  }
+
+  /** Resolves to `true` once fewer than `limit` are queued, or to `false` if that takes more than `ms`. */
+  async slot(ms: number): Promise<boolean> {
+    if (this.#size < this.limit) return true
+    let timer: NodeJS.Timeout | undefined
+    const freed = new Promise<boolean>((resolve) => {
+      const wake = (): void => resolve(true)
+      this.#freed.add(wake)
+      timer = setTimeout(() => {
+        this.#freed.delete(wake)
+        resolve(false)
+      }, ms)
+    })
+    try {
+      return (await freed) || this.#size < this.limit
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /** Resolves once every queued task has run. */
+  async drain(): Promise<void> {
+    while (this.#size > 0) await this.#tail
+  }
+}
+
 /** `promise`, or an {@link AbortedError} as soon as `signal` aborts; the listener is removed either way. */
 export async function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (signal === undefined) return promise

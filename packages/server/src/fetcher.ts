@@ -23,12 +23,12 @@ export class Fetcher {
 
   /**
    * Fetches blob `cipherId` of ref `refId` from its peers in turn, each answer at most `maxSize` bytes and
-   * checked against `cipherId`, then by `open`.
+   * checked against `cipherId`, then by `open`. `spread` picks which of the peers that hold it is asked first.
    */
-  async fetch<T>(cipherId: string, maxSize: number, refId: string, open: (cipher: Uint8Array) => Promise<T>, signal: AbortSignal): Promise<{ value: T; from: string }> {
+  async fetch<T>(cipherId: string, maxSize: number, refId: string, open: (cipher: Uint8Array) => Promise<T>, signal: AbortSignal, spread = 0): Promise<{ value: T; from: string }> {
     const errors: string[] = []
     const bad: Connection[] = []
-    for (const conn of this.#placement.readOrder(refId)) {
+    for (const conn of this.#placement.readOrder(refId, spread)) {
       throwIfAborted(signal)
       try {
         const cipher = await getBlob(conn, cipherId, maxSize, this.#deadlines.request(signal))

@@ -5,13 +5,14 @@ import type { Connection } from '@dcas/p2p'
 import type { Index } from '@dcas/store'
 import { InFlight } from './concurrency.js'
 import { messageOf } from './errors.js'
-import { holderTables, serveRequest, sweepReceived, type HolderContext, type HolderTables } from './holder-requests.js'
+import { serveRequest, sweepReceived } from './holder-requests.js'
+import { holderTables, type HolderContext, type HolderTables } from './holder-state.js'
 import { KeyedLocks } from './locks.js'
 import type { Logger } from './logger.js'
 import { ReplicaSpace, type HolderLimits } from './replica-space.js'
 import { Exchange } from './wire.js'
 
-export type { HolderTables, ReplicaRef } from './holder-requests.js'
+export type { HolderTables, ReplicaRef } from './holder-state.js'
 
 /** Requests from one peer served at once; the rest wait in the muxer, under its flow control. */
 const MAX_REQUESTS_PER_PEER = 16

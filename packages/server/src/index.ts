@@ -25,6 +25,7 @@ export type {
   HealedEvent,
   ListEntry,
   ListOptions,
+  ComposeSource,
   ObjectStat,
   OpenObject,
   PeerInfo,
@@ -39,6 +40,7 @@ export type {
   StoreResult,
 } from './server.js'
 export type { ObjectMetadata } from './manifest.js'
+export { MAX_METADATA_BYTES, MAX_METADATA_NAME_BYTES } from './manifest.js'
 export type { HolderLimits } from './replica-space.js'
 export type { StoreData } from './source.js'
 export { everyPeer } from './placement.js'

@@ -1,7 +1,7 @@
 // The owner's local storage: its plaintext blobs (chunks and manifests) and the index tables that
 // say which key holds which blobs. Every change of a key's blobs goes through one refcount commit;
 // blobs whose count reaches zero are freed unless an in-flight store pinned them.
-import type { BlobStore, Index, IndexTable, IndexTransaction, RefRecord } from '@dcas/store'
+import type { BlobBatch, BlobStore, HashedBlob, Index, IndexTable, IndexTransaction, RefRecord } from '@dcas/store'
 import { InFlight } from './concurrency.js'
 import { codeOf, messageOf } from './errors.js'
 import { KeyedLocks } from './locks.js'
@@ -120,23 +120,37 @@ export class LocalStore {
    * Makes blob `id` hold `bytes`: an intact copy already there is kept, a missing or damaged one
    * is (re)written (`damaged`: known to be bad, so not worth checking).
    */
-  async ensure(id: string, bytes: Uint8Array, damaged = false): Promise<void> {
+  async ensure(id: string, bytes: Uint8Array | HashedBlob, damaged = false): Promise<void> {
     await this.#locks.run(id, async () => {
-      if (!damaged && (await this.#blobs.has(id))) {
-        try {
-          for await (const _ of this.#blobs.get(id));
-          return
-        } catch (err) {
-          if (!isLocalMiss(err)) throw err
-        }
-      }
+      if (!damaged && (await this.#intact(id))) return
       await this.#blobs.putExpected(id, bytes)
     })
   }
 
-  /** Writes blob `id` (its bytes must hash to it), replacing whatever is there. */
-  async put(id: string, bytes: Uint8Array): Promise<void> {
-    await this.#locks.run(id, async () => void (await this.#blobs.putExpected(id, bytes)))
+  /** Whether blob `id` is here and reads back whole under its id. */
+  async #intact(id: string): Promise<boolean> {
+    if (!(await this.#blobs.has(id))) return false
+    try {
+      for await (const _ of this.#blobs.get(id));
+      return true
+    } catch (err) {
+      if (!isLocalMiss(err)) throw err
+      return false
+    }
+  }
+
+  /** A batch of blob writes made durable and visible together by its `commit()` (see {@link LocalStore.stage}). */
+  batch(): BlobBatch {
+    return this.#blobs.batch()
+  }
+
+  /**
+   * As {@link LocalStore.ensure}, but into `batch`: a blob missing or damaged here is written there, durable and
+   * visible once the batch is committed (before the index commit that counts it).
+   */
+  async stage(batch: BlobBatch, blob: HashedBlob): Promise<void> {
+    if (await this.#locks.run(blob.id, () => this.#intact(blob.id))) return
+    await batch.putExpected(blob.id, blob)
   }
 
   /** Keeps blob `id` from being freed until {@link LocalStore.unpin}: an in-flight store relies on it. */

@@ -16,6 +16,8 @@ export const MANIFEST_FORMAT = 'dcas-manifest-v2'
 export const MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 /** Largest object metadata, as JSON bytes. */
 export const MAX_METADATA_BYTES = 8 * 1024
+/** Longest metadata name, in bytes of UTF-8. */
+export const MAX_METADATA_NAME_BYTES = 256
 
 /** Object metadata kept inside the encrypted manifest: lowercase names to string values. */
 export type ObjectMetadata = Record<string, string>
@@ -62,7 +64,7 @@ export function paddedSize(bytes: number): number {
 export function assertValidMetadata(metadata: unknown): asserts metadata is ObjectMetadata {
   if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) throw new InvalidOptionsError('metadata must be an object of string values')
   for (const [name, value] of Object.entries(metadata)) {
-    if (name.length === 0 || Buffer.byteLength(name) > 256 || name !== name.toLowerCase()) throw new InvalidOptionsError(`metadata name "${name.slice(0, 64)}" must be 1 to 256 bytes, lowercase`)
+    if (name.length === 0 || Buffer.byteLength(name) > MAX_METADATA_NAME_BYTES || name !== name.toLowerCase()) throw new InvalidOptionsError(`metadata name "${name.slice(0, 64)}" must be 1 to ${MAX_METADATA_NAME_BYTES} bytes, lowercase`)
     if (typeof value !== 'string') throw new InvalidOptionsError(`metadata "${name}" must be a string`)
   }
   const bytes = Buffer.byteLength(JSON.stringify(metadata))

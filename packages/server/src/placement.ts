@@ -64,17 +64,22 @@ export class Placement {
 
   /**
    * The connected peers to ask for `refId`'s blobs, in order: peers that acknowledged a copy, then the
-   * others it is placed on, then every other connected peer (a copy may have stayed there).
+   * others it is placed on, then every other connected peer (a copy may have stayed there). `spread` rotates
+   * the peers that acknowledged a copy, so that successive blobs are asked of different ones first.
    */
-  readOrder(refId: string): Connection[] {
+  readOrder(refId: string, spread = 0): Connection[] {
     const placed = this.placed(refId)
     const rank = (c: Connection): number => (this.#holds(refId, c.remoteNodeId) ? 0 : placed.includes(c.remoteNodeId) ? 1 : 2)
     const order = new Map(placed.map((id, i) => [id, i]))
-    return this.#membership
+    const sorted = this.#membership
       .connections()
       .map((c) => ({ c, rank: rank(c), at: order.get(c.remoteNodeId) ?? Infinity }))
       .sort((x, y) => x.rank - y.rank || x.at - y.at)
       .map((x) => x.c)
+    const holders = sorted.filter((c) => this.#holds(refId, c.remoteNodeId)).length
+    if (holders < 2 || spread % holders === 0) return sorted
+    const at = spread % holders
+    return [...sorted.slice(at, holders), ...sorted.slice(0, at), ...sorted.slice(holders)]
   }
 
   /** The peers a delete of `refId` must reach, connected or not: those it is placed on and those that acknowledged a copy. */

@@ -10,13 +10,14 @@ import type { HealObserver, Retriever } from './retriever.js'
 export class ReadPath {
   readonly #catalogue: Catalogue
   readonly #retriever: Retriever
-  readonly #concurrency: number
+  /** Chunks read ahead of the one being served. */
+  readonly #readAhead: number
   readonly #shutdown: AbortSignal
 
   constructor(options: { catalogue: Catalogue; retriever: Retriever; concurrency: number; shutdown: AbortSignal }) {
     this.#catalogue = options.catalogue
     this.#retriever = options.retriever
-    this.#concurrency = options.concurrency
+    this.#readAhead = 2 * options.concurrency
     this.#shutdown = options.shutdown
   }
 
@@ -31,21 +32,30 @@ export class ReadPath {
     const signal = this.#signal(userSignal)
     const end = length === undefined ? manifest.size : Math.min(manifest.size, offset + length)
     const parts = offset >= end ? [] : chunksInRange(manifest.chunks, offset, end - offset)
-    const queue: Array<Promise<Buffer>> = []
+    // Chunks are read ahead, those lost here from several peers at once; each is served once verified, while
+    // its write-back goes on behind it: the read ends once those are durable.
+    const queue: Array<Promise<{ plain: Buffer; healing: Promise<void> | undefined }>> = []
+    const healing: Array<Promise<void>> = []
     let next = 0
     const fill = (): void => {
-      while (queue.length < this.#concurrency && next < parts.length) {
-        const p = this.#retriever.chunk(key, refId, parts[next++]!.chunk, signal, observer)
+      while (queue.length < this.#readAhead && next < parts.length) {
+        const at = next++
+        const p = this.#retriever.chunkAhead(key, refId, parts[at]!.chunk, signal, observer, at)
         p.catch(() => {})
         queue.push(p)
       }
     }
-    fill()
-    for (const part of parts) {
-      const bytes = await queue.shift()!
+    try {
       fill()
-      if (signal.aborted) throw this.#shutdown.aborted ? new ClosedError() : new AbortedError(undefined, { cause: userSignal?.reason })
-      yield part.start === 0 && part.end === bytes.length ? bytes : bytes.subarray(part.start, part.end)
+      for (const part of parts) {
+        const { plain: bytes, healing: heal } = await queue.shift()!
+        if (heal !== undefined) healing.push(heal)
+        fill()
+        if (signal.aborted) throw this.#shutdown.aborted ? new ClosedError() : new AbortedError(undefined, { cause: userSignal?.reason })
+        yield part.start === 0 && part.end === bytes.length ? bytes : bytes.subarray(part.start, part.end)
+      }
+    } finally {
+      await Promise.all(healing)
     }
   }
 

@@ -6,8 +6,8 @@ import type { Connection } from '@dcas/p2p'
 import type { Background } from './background.js'
 import type { BlobCipher } from './cipher.js'
 import type { Catalogue } from './catalogue.js'
-import { missingBlobs, putBlob, putRef, releaseBlobs, type RefPut } from './client.js'
-import { InFlight } from './concurrency.js'
+import { missingBlobs, putBlob, putRef, RefStream, releaseBlobs, type RefPut, type RefPutResult } from './client.js'
+import { SerialQueue } from './concurrency.js'
 import type { Deadlines } from './deadlines.js'
 import { messageOf, UnavailableError } from './errors.js'
 import { metaOf, type LocalStore } from './local.js'
@@ -73,11 +73,15 @@ export class Replicator {
     return new StoreReplication({ replicator: this, key, peers, quorum, concurrency: this.#o.concurrency, deadlines: this.#o.deadlines, log: this.#o.log, signal })
   }
 
-  /** `ref.put`, sending whatever blobs the holder reports missing (a few rounds at most). */
-  async putRef(conn: Connection, ref: RefPut, cipherFor: CipherSource, signal?: AbortSignal, background = false): Promise<void> {
+  /**
+   * `ref.put`, sending whatever blobs the holder reports missing (a few rounds at most); `first`: the answer to
+   * a ref already sent another way (a `ref.store`), taken as the first round's.
+   */
+  async putRef(conn: Connection, ref: RefPut, cipherFor: CipherSource, signal?: AbortSignal, background = false, first?: RefPutResult): Promise<void> {
     const { deadlines, catalogue } = this.#o
+    let res: RefPutResult | undefined
     for (let round = 0; round < 4; round++) {
-      const res = await putRef(conn, ref, deadlines.request(signal, background))
+      res = round === 0 && first !== undefined ? first : await putRef(conn, ref, deadlines.request(signal, background))
       if (res.ok) return
       if (res.stale) {
         const version = await catalogue.verifiedVersion(conn, ref.refId, signal ?? deadlines.shutdown)
@@ -162,23 +166,27 @@ const LAG_MIN_MS = 1000
 /** One peer in a store's replication. */
 interface PeerSend {
   conn: Connection
-  sends: InFlight
+  /** Its blobs, written in order on one `ref.store` stream. */
+  queue: SerialQueue
+  stream: Promise<RefStream> | undefined
   /** Cipher blobs already handed to it. */
   queued: Set<string>
   /** Ends its requests when it is left behind. */
   abort: AbortController
-  /** Its acknowledgements' typical latency in ms (a moving average), once it acknowledged one. */
+  /** Its writes' typical latency in ms (a moving average), once one went out. */
   latency: number | undefined
   /** Why it failed (or was left behind), if it did. */
   failed?: string
+  /** It acknowledged the ref, or its stream was ended otherwise. */
   done: boolean
 }
 
 /**
- * One store's replication: each chunk's ciphertext goes to each peer once, a bounded number in flight
- * per peer. A peer that fails is left out of the rest and reported. A peer the quorum can do without is
- * not waited for beyond a deadline made from the others' latency: it is left behind (its requests
- * ended), reported as failed, and gets the object from background replication.
+ * One store's replication: each chunk's ciphertext goes to each peer once, on one stream per peer with
+ * the ref at its end and one acknowledgement for all of it, a bounded number of blobs queued per peer. A
+ * peer that fails is left out of the rest and reported. A peer the quorum can do without is not waited
+ * for beyond a deadline made from the others' latency: it is left behind (its stream reset), reported as
+ * failed, and gets the object from background replication.
  */
 export class StoreReplication {
   readonly #replicator: Replicator
@@ -196,7 +204,7 @@ export class StoreReplication {
     this.#deadlines = o.deadlines
     this.#log = o.log
     this.#signal = o.signal
-    this.#peers = o.peers.map((conn) => ({ conn, sends: new InFlight(o.concurrency), queued: new Set<string>(), abort: new AbortController(), latency: undefined, done: false }))
+    this.#peers = o.peers.map((conn) => ({ conn, queue: new SerialQueue(o.concurrency), stream: undefined, queued: new Set<string>(), abort: new AbortController(), latency: undefined, done: false }))
   }
 
   /** The peers this store goes to. */
@@ -210,7 +218,7 @@ export class StoreReplication {
   }
 
   #live(p: PeerSend): boolean {
-    return p.failed === undefined && p.sends.error === undefined
+    return p.failed === undefined && p.queue.error === undefined
   }
 
   /** Whether the quorum can be met without `p`. */
@@ -225,11 +233,13 @@ export class StoreReplication {
     return Math.max(LAG_MIN_MS, LAG_FACTOR * median)
   }
 
-  /** Leaves `p` behind: its requests end, and it gets the object later in the background. */
+  /** Leaves `p` behind: its stream ends, and it gets the object later in the background. */
   #leaveBehind(p: PeerSend, waited: number): void {
     if (p.failed !== undefined || p.done) return
-    p.failed = `left behind after ${waited} ms without an acknowledgement, while the others kept up; it gets the object in the background`
-    p.abort.abort(new UnavailableError(p.failed))
+    const why = `left behind after ${waited} ms without progress, while the others kept up; it gets the object in the background`
+    p.failed = why
+    p.abort.abort(new UnavailableError(why))
+    void p.stream?.then((s) => s.abort(new UnavailableError(why)), () => {})
     this.#log.warn({ key: this.#key, peer: p.conn.remoteNodeId, waited }, 'a slow peer was left behind by a store')
   }
 
@@ -237,21 +247,32 @@ export class StoreReplication {
     return this.#signal === undefined ? p.abort.signal : AbortSignal.any([this.#signal, p.abort.signal])
   }
 
-  /** Sends a blob to every peer still in the session that was not sent it yet; waits while a needed peer has too many in flight. */
-  async send(cipherId: string, produce: () => Promise<Uint8Array>): Promise<void> {
+  /** The peer's `ref.store` stream, opened on first use. */
+  #streamOf(p: PeerSend): Promise<RefStream> {
+    p.stream ??= RefStream.open(p.conn, this.#deadlines.request(this.#signalOf(p)))
+    return p.stream
+  }
+
+  /**
+   * Sends a blob to every peer still in the session that was not sent it yet: its bytes when `fresh` (made by
+   * this store, so no peer has it), else only its id (the holder says at the end if it lacks it). Waits while
+   * a needed peer has too many queued.
+   */
+  async send(cipherId: string, produce: () => Promise<Uint8Array>, fresh: boolean): Promise<void> {
     for (const p of this.#peers) {
       if (!this.#live(p) || p.queued.has(cipherId)) continue
       p.queued.add(cipherId)
-      if (p.sends.full && this.#spare(p)) {
+      if (p.queue.full && this.#spare(p)) {
         const deadline = this.#lagDeadline(p)
-        if (!(await p.sends.slot(deadline))) {
+        if (!(await p.queue.slot(deadline))) {
           this.#leaveBehind(p, deadline)
           continue
         }
       }
-      await p.sends.add(async () => {
+      await p.queue.add(async () => {
         const started = Date.now()
-        await putBlob(p.conn, cipherId, produce, this.#deadlines.request(this.#signalOf(p)))
+        const stream = await this.#streamOf(p)
+        await stream.blob(cipherId, fresh ? await produce() : undefined, this.#deadlines.request(this.#signalOf(p)))
         const took = Date.now() - started
         p.latency = p.latency === undefined ? took : 0.7 * p.latency + 0.3 * took
       })
@@ -259,9 +280,9 @@ export class StoreReplication {
   }
 
   /**
-   * Each peer: its blobs acknowledged, then the manifest, then the ref; resolves to the peers that
-   * acknowledged all of it, the others in {@link StoreReplication.failed}. Once the quorum has, the rest get
-   * a deadline made from the others' latency.
+   * Each peer: its queued blobs sent, then the manifest and the ref on the same stream, and the one answer;
+   * blobs it turned out to lack are sent then. Resolves to the peers that acknowledged all of it, the others
+   * in {@link StoreReplication.failed}. Once the quorum has, the rest get a deadline made from the time it took.
    */
   async finish(ref: RefPut, manifestCipher: Uint8Array, cipherFor: CipherSource): Promise<string[]> {
     const replicas: string[] = []
@@ -283,12 +304,14 @@ export class StoreReplication {
           const nodeId = p.conn.remoteNodeId
           try {
             if (p.failed !== undefined) return
-            await p.sends.drain()
-            if (p.sends.error !== undefined) throw p.sends.error
+            await p.queue.drain()
+            if (p.queue.error !== undefined) throw p.queue.error
             const signal = this.#signalOf(p)
-            await putBlob(p.conn, ref.manifestCipherId, () => manifestCipher, this.#deadlines.request(signal))
-            await this.#replicator.putRef(p.conn, ref, cipherFor, signal)
+            const stream = await this.#streamOf(p)
+            await stream.blob(ref.manifestCipherId, manifestCipher, this.#deadlines.request(signal))
+            const answer = await stream.end(ref, this.#deadlines.request(signal))
             p.done = true
+            await this.#replicator.putRef(p.conn, ref, cipherFor, signal, false, answer)
             replicas.push(nodeId)
             quorumMet()
           } catch (err) {
@@ -303,8 +326,13 @@ export class StoreReplication {
     return replicas
   }
 
-  /** Waits for every send still in flight. */
+  /** Waits for every queued send; then ends the streams not ended (a store that failed sends no ref). */
   async drain(): Promise<void> {
-    for (const p of this.#peers) await p.sends.drain()
+    for (const p of this.#peers) await p.queue.drain()
+    for (const p of this.#peers) {
+      if (p.done || p.stream === undefined) continue
+      p.done = true
+      void p.stream.then((s) => s.abort(), () => {})
+    }
   }
 }

@@ -2,9 +2,9 @@
 // a peer, verified twice (cipherId, then plainId after decryption) and written back locally.
 import type { RefRecord } from '@dcas/store'
 import { maxCipherBytes, type BlobCipher } from './cipher.js'
-import { codeOf } from './errors.js'
+import { codeOf, messageOf } from './errors.js'
 import type { Fetcher } from './fetcher.js'
-import { isLocalMiss, metaOf, type LocalStore } from './local.js'
+import { asBuffer, isLocalMiss, metaOf, type LocalStore } from './local.js'
 import type { Logger } from './logger.js'
 import { decodeManifest, MAX_MANIFEST_BYTES, type Manifest, type ManifestChunk } from './manifest.js'
 import type { HealedEvent } from './types.js'
@@ -33,20 +33,37 @@ export class Retriever {
 
   /** A chunk's verified plaintext: local, else from a peer, healed locally. `observer` is told too if it is healed. */
   async chunk(key: string, refId: string, chunk: ManifestChunk, signal: AbortSignal, observer?: HealObserver): Promise<Buffer> {
+    const { plain, healing } = await this.chunkAhead(key, refId, chunk, signal, observer)
+    await healing
+    return plain
+  }
+
+  /**
+   * A chunk's verified plaintext, as soon as it is verified: local, else from a peer (the `spread`-th of the
+   * peers that hold it first, so that reads ahead ask several at once). `healing` settles once a chunk from a
+   * peer is written back locally, durably (it never rejects: a chunk that cannot be written back is still
+   * served, and logged).
+   */
+  async chunkAhead(key: string, refId: string, chunk: ManifestChunk, signal: AbortSignal, observer?: HealObserver, spread = 0): Promise<{ plain: Buffer; healing: Promise<void> | undefined }> {
     let damaged = false
     try {
-      return await this.#local.read(chunk.plainId, signal)
+      return { plain: await this.#local.read(chunk.plainId, signal), healing: undefined }
     } catch (err) {
       if (!isLocalMiss(err)) throw err
       damaged = codeOf(err) === 'ERR_INTEGRITY'
     }
-    const { value: plain, from } = await this.#fetcher.fetch(chunk.cipherId, maxCipherBytes(chunk.size), refId, (cipher) => this.#cipher.decrypt(cipher, chunk.plainId), signal)
-    await this.#local.ensure(chunk.plainId, plain, damaged)
-    const event = { key, plainId: chunk.plainId, from }
-    this.#onHealed(event)
-    observer?.(event)
-    this.#log.info(event, 'healed chunk from peer')
-    return plain
+    const { value: hashed, from } = await this.#fetcher.fetch(chunk.cipherId, maxCipherBytes(chunk.size), refId, (cipher) => this.#cipher.decrypt(cipher, chunk.plainId), signal, spread)
+    const plain = asBuffer(hashed.pieces[0]!)
+    const healing = this.#local.ensure(chunk.plainId, hashed, damaged).then(
+      () => {
+        const event = { key, plainId: chunk.plainId, from }
+        this.#onHealed(event)
+        observer?.(event)
+        this.#log.info(event, 'healed chunk from peer')
+      },
+      (err: unknown) => this.#log.warn({ key, plainId: chunk.plainId, err: messageOf(err) }, 'a chunk fetched from a peer could not be written back here'),
+    )
+    return { plain, healing }
   }
 
   /**
@@ -59,9 +76,9 @@ export class Retriever {
     } catch (err) {
       if (!isLocalMiss(err)) throw err
       const meta = metaOf(record)
-      const { value: plain } = await this.#fetcher.fetch(meta.manifestCipherId, maxCipherBytes(MAX_MANIFEST_BYTES), meta.refId, (cipher) => this.#cipher.decrypt(cipher, record.manifestId), signal)
-      const { manifest } = decodeManifest(plain, this.#macKey)
-      await this.#local.ensure(record.manifestId, plain, codeOf(err) === 'ERR_INTEGRITY')
+      const { value: hashed } = await this.#fetcher.fetch(meta.manifestCipherId, maxCipherBytes(MAX_MANIFEST_BYTES), meta.refId, (cipher) => this.#cipher.decrypt(cipher, record.manifestId), signal)
+      const { manifest } = decodeManifest(hashed.pieces[0]!, this.#macKey)
+      await this.#local.ensure(record.manifestId, hashed, codeOf(err) === 'ERR_INTEGRITY')
       return manifest
     }
   }

@@ -31,7 +31,7 @@ import { Auditor } from './audit.js'
 import { loadClusterSecret, loadOwnerKeys } from './secrets.js'
 import type { StoreData } from './source.js'
 import { CatchUp } from './sync.js'
-import type { DeleteResult, ListEntry, ListOptions, ObjectStat, OpenObject, PeerInfo, ReadOptions, ScrubOptions, ScrubResult, Server, ServerEvents, ServerOptions, SignalOptions, StoreOptions, StoreResult } from './types.js'
+import type { ComposeSource, DeleteResult, ListEntry, ListOptions, ObjectStat, OpenObject, PeerInfo, ReadOptions, ScrubOptions, ScrubResult, Server, ServerEvents, ServerOptions, SignalOptions, StoreOptions, StoreResult } from './types.js'
 import { WritePath } from './write.js'
 
 export type * from './types.js'
@@ -241,12 +241,16 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     return this.#track((parts) => this.#keyLocks.run(key, (held) => parts.writes.store(held, data, options)))
   }
 
-  async compose(key: string, sources: string[], options: StoreOptions = {}): Promise<StoreResult> {
+  async compose(key: string, sources: Array<string | ComposeSource>, options: StoreOptions = {}): Promise<StoreResult> {
     assertValidKey(key)
     if (!Array.isArray(sources) || sources.length === 0) throw new InvalidOptionsError('compose needs at least one source key')
-    for (const source of sources) assertValidKey(source)
+    const wanted = sources.map((s) => (typeof s === 'string' ? { key: s } : s))
+    for (const source of wanted) {
+      assertValidKey(source.key)
+      if (source.version !== undefined && (!Number.isSafeInteger(source.version) || source.version < 1)) throw new InvalidOptionsError(`a source's version must be a positive integer, got ${source.version}`)
+    }
     throwIfAborted(options.signal)
-    return this.#track((parts) => this.#keyLocks.run(key, (held) => parts.writes.compose(held, sources, options)))
+    return this.#track((parts) => this.#keyLocks.run(key, (held) => parts.writes.compose(held, wanted, options)))
   }
 
   read(key: string, options: ReadOptions = {}): Readable {

@@ -107,6 +107,13 @@ export interface ListEntry {
   metadata: ObjectMetadata
 }
 
+/** A source of {@link Server.compose}: a key, and the version it must be at (else `ERR_PRECONDITION`). */
+export interface ComposeSource {
+  key: string
+  /** The version the source must be at, e.g. the one an {@link OpenObject} was checked at. */
+  version?: number
+}
+
 /** One version of an object, from {@link Server.open}. */
 export interface OpenObject {
   /** That version's state (as {@link Server.stat} gave it when it was opened). */
@@ -237,9 +244,10 @@ export interface Server extends EventEmitter<ServerEvents> {
   /**
    * Makes a new version of `key` from the current versions of `sources`, in order, sharing their chunks: no
    * chunk is copied (the sources are read once, verified, to compute the whole object's SHA-256). A missing
-   * source fails with `ERR_NOT_FOUND`. `sources` may name `key` itself.
+   * source fails with `ERR_NOT_FOUND`, a source not at the version asked for with `ERR_PRECONDITION`. `sources`
+   * may name `key` itself.
    */
-  compose(key: string, sources: string[], options?: StoreOptions): Promise<StoreResult>
+  compose(key: string, sources: Array<string | ComposeSource>, options?: StoreOptions): Promise<StoreResult>
   /** A `Readable` of the object's current version, or of a range of it; it never yields unverified bytes. */
   read(key: string, options?: ReadOptions): Readable
   /**

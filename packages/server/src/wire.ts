@@ -108,6 +108,17 @@ export class StreamReader {
     await this.expectEnd()
   }
 
+  /** The next `size` bytes of the stream as they arrive; more may follow. */
+  async *part(size: number): AsyncGenerator<Uint8Array> {
+    let remaining = size
+    while (remaining > 0) {
+      const piece = await this.#next(remaining)
+      if (piece === undefined) throw new PeerError(`stream ended ${remaining} bytes short of ${size}`)
+      remaining -= piece.length
+      yield piece
+    }
+  }
+
   /** The rest of the stream as one buffer of exactly `size` bytes (for bounded bodies only). */
   async readBody(size: number): Promise<Uint8Array> {
     if (size === 0) {
@@ -182,6 +193,11 @@ export class Exchange {
   /** The rest of the stream as one buffer of exactly `size` bytes (bounded bodies only). */
   readBody(size: number): Promise<Uint8Array> {
     return this.#reader.readBody(size)
+  }
+
+  /** The next `size` bytes as they arrive (a body that more messages follow). */
+  part(size: number): AsyncGenerator<Uint8Array> {
+    return this.#reader.part(size)
   }
 
   /** Checks that the other side sends nothing more. */

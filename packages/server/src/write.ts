@@ -12,13 +12,14 @@ import { ClosedError, messageOf, PreconditionError, QuorumError, throwIfAborted,
 import type { ChunkRecord, LocalStore, RefMeta } from './local.js'
 import type { HeldKey } from './locks.js'
 import type { Logger } from './logger.js'
-import { assertValidMetadata, encodeManifest, sha256Hex, type Manifest, type ManifestChunk } from './manifest.js'
+import { hashBlob, type BlobBatch } from '@dcas/store'
+import { assertValidMetadata, encodeManifest, type Manifest, type ManifestChunk } from './manifest.js'
 import type { Placement } from './placement.js'
 import type { Replicator, StoreReplication } from './replication.js'
 import type { Retriever } from './retriever.js'
 import type { OwnerKeys } from './secrets.js'
 import { toByteStream, type StoreData } from './source.js'
-import type { StoreOptions, StoreResult } from './types.js'
+import type { ComposeSource, StoreOptions, StoreResult } from './types.js'
 import { MAX_REF_CHUNKS } from './wire.js'
 
 export interface WritePathOptions {
@@ -47,6 +48,10 @@ interface Draft {
   pins: string[]
   size: number
   whole: Hash
+  /** The local blobs it writes, made durable together before the commit. */
+  batch: BlobBatch
+  /** Chunks put into the batch (or found intact here) by this write. */
+  staged: Set<string>
 }
 
 /** Stores objects, and makes objects of other objects' chunks. */
@@ -63,7 +68,7 @@ export class WritePath {
   }
 
   /** Makes a new version of `held.key` from the chunks of the current versions of `sources`. */
-  compose(held: HeldKey, sources: string[], options: StoreOptions): Promise<StoreResult> {
+  compose(held: HeldKey, sources: ComposeSource[], options: StoreOptions): Promise<StoreResult> {
     return this.#write(held, options, (draft, session) => this.#chunksFrom(held, sources, draft, session, options.signal))
   }
 
@@ -77,7 +82,7 @@ export class WritePath {
     const targets = placement.targets(refId)
     const quorum = this.#o.writeQuorum === 'all' ? targets.length : this.#o.writeQuorum
     const session = replicator.session(key, targets, quorum, options.signal)
-    const draft: Draft = { key, chunks: [], newChunks: new Map(), pins: [], size: 0, whole: createHash('sha256') }
+    const draft: Draft = { key, chunks: [], newChunks: new Map(), pins: [], size: 0, whole: createHash('sha256'), batch: local.batch(), staged: new Set() }
     let committed = false
     try {
       await fill(draft, session)
@@ -88,13 +93,16 @@ export class WritePath {
       // The manifest: plaintext locally, encrypted for peers; then the local commit.
       const { recipients, recipientsId } = cipher.current
       const manifest: Manifest = { key, size: draft.size, sha256, version, createdAt: Date.now(), recipients, chunks: draft.chunks, metadata }
-      const manifestBytes = encodeManifest(manifest, keys.manifestKey)
-      const manifestId = sha256Hex(manifestBytes)
+      const manifestBlob = hashBlob(encodeManifest(manifest, keys.manifestKey))
+      const manifestBytes = manifestBlob.pieces[0]!
+      const manifestId = manifestBlob.id
       this.#pin(draft, manifestId)
-      await local.put(manifestId, manifestBytes)
+      await draft.batch.put(manifestBlob)
       const { cipher: manifestCipher, cipherId: manifestCipherId } = await cipher.encrypt(manifestBytes, manifestId)
       const meta: RefMeta = { refId, manifestCipherId, chunkCount: draft.chunks.length, recipientsId, ...(Object.keys(metadata).length === 0 ? {} : { metadata }) }
       this.#check(key, options.precondition)
+      // The chunks and the manifest made durable together, then counted.
+      await draft.batch.commit()
       await local.commit(key, {
         record: { manifestId, size: draft.size, sha256, version, updatedAt: manifest.createdAt, meta: { ...meta } },
         blobIds: [...new Set([...draft.chunks.map((c) => c.plainId), manifestId])],
@@ -128,6 +136,7 @@ export class WritePath {
       return { key, size: draft.size, sha256, version, replicas }
     } finally {
       await session.drain()
+      if (!committed) await draft.batch.abort().catch(() => {})
       for (const id of draft.pins) local.unpin(id)
       if (!committed) await this.#abandon(draft, session)
     }
@@ -153,6 +162,7 @@ export class WritePath {
     const known = draft.newChunks.get(plainId) ?? local.tables.chunks.get(plainId)
     let cipherId: string
     let produce: () => Promise<Uint8Array>
+    let fresh = false
     if (known !== undefined && known.recipientsId === recipientsId) {
       // Encrypted before: only a peer that lacks it makes this write encrypt it again.
       cipherId = known.cipherId
@@ -163,9 +173,10 @@ export class WritePath {
       cipherId = sealed.cipherId
       produce = () => Promise.resolve(sealed.cipher)
       draft.newChunks.set(plainId, { cipherId, recipientsId })
+      fresh = true
     }
     draft.chunks.push({ plainId, cipherId, size: chunk.length })
-    await session.send(cipherId, produce)
+    await session.send(cipherId, produce, fresh)
   }
 
   /** Cuts the data into chunks: each one hashed, written locally and added. */
@@ -176,9 +187,14 @@ export class WritePath {
       for await (const chunk of chunker.chunks(toByteStream(data))) {
         throwIfAborted(signal)
         if (shutdown.aborted) throw new ClosedError()
-        const plainId = sha256Hex(chunk)
-        this.#pin(draft, plainId)
-        await writes.add(() => local.ensure(plainId, chunk))
+        // One hash names the chunk and serves as the store's check.
+        const blob = hashBlob(chunk)
+        const plainId = blob.id
+        if (!draft.staged.has(plainId)) {
+          draft.staged.add(plainId)
+          this.#pin(draft, plainId)
+          await writes.add(() => local.stage(draft.batch, blob))
+        }
         if (writes.error !== undefined) throw writes.error
         await this.#add(draft, session, chunk, plainId)
       }
@@ -190,11 +206,12 @@ export class WritePath {
   }
 
   /** The chunks of each source's current version in turn, each read back verified (and healed if need be); none is copied. */
-  async #chunksFrom(held: HeldKey, sources: string[], draft: Draft, session: StoreReplication, signal: AbortSignal | undefined): Promise<void> {
+  async #chunksFrom(held: HeldKey, sources: ComposeSource[], draft: Draft, session: StoreReplication, signal: AbortSignal | undefined): Promise<void> {
     const { catalogue, retriever, shutdown } = this.#o
     const combined = signal === undefined ? shutdown : AbortSignal.any([signal, shutdown])
-    for (const source of sources) {
+    for (const { key: source, version } of sources) {
       const { manifest } = await catalogue.resolve(source, combined, source === held.key ? held : undefined)
+      if (version !== undefined && manifest.version !== version) throw new PreconditionError(`"${source}" is at version ${manifest.version}, not ${version}`)
       const refId = catalogue.refIdOf(source)
       for (const chunk of manifest.chunks) {
         throwIfAborted(signal)

@@ -109,5 +109,10 @@ describe('compose', () => {
     expect(await codeOf(s.compose('x', ['a'], { precondition: (current) => current === undefined }))).toBe('ERR_PRECONDITION')
     expect(String(await readAll(s, 'x'))).toBe('X')
     expect(await codeOf(s.compose('x', []))).toBe('ERR_INVALID_OPTIONS')
+    // A source at another version than the one asked for.
+    await s.store('a', 'A again')
+    expect(await codeOf(s.compose('y', [{ key: 'a', version: 1 }]))).toBe('ERR_PRECONDITION')
+    expect(String(await readAll(s, 'y').catch(() => 'none'))).toBe('none')
+    expect((await s.compose('y', [{ key: 'a', version: 2 }])).size).toBe(7)
   })
 })

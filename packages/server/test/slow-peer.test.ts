@@ -8,8 +8,8 @@ import { bytes, readAll, useCluster } from './helpers.js'
 const t = useCluster()
 
 /**
- * A holder at `evil:1` that takes every blob but acknowledges each one only after `holdMs` (under the
- * request timeout), and answers everything else at once. `acked` counts its acknowledgements;
+ * A holder at `evil:1` that takes every blob but each one only after `holdMs` (under the request timeout),
+ * and acknowledges them as late; it answers everything else at once. `acked` counts its acknowledgements;
  * `replicating` tells when background replication sent it a blob.
  */
 async function slowHolder(holdMs: number): Promise<{ nodeId: string; acked: () => number; replicating: () => boolean; close: () => Promise<void> }> {
@@ -19,6 +19,7 @@ async function slowHolder(holdMs: number): Promise<{ nodeId: string; acked: () =
   let asked = false
   let replicating = false
   const timers = new Set<NodeJS.Timeout>()
+  const hold = (): Promise<void> => new Promise<void>((resolve) => timers.add(setTimeout(resolve, holdMs)))
   const answer = async (ex: Exchange, header: Header): Promise<void> => {
     switch (header.op) {
       case 'ref.list':
@@ -33,7 +34,17 @@ async function slowHolder(holdMs: number): Promise<{ nodeId: string; acked: () =
         const size = (await ex.requireHeader()).size as number
         for await (const _ of ex.body(size)) void _
         if (asked) replicating = true
-        await new Promise<void>((resolve) => timers.add(setTimeout(resolve, holdMs)))
+        await hold()
+        acked++
+        return ex.send({ ok: true })
+      }
+      case 'ref.store': {
+        // Each blob read only after a wait: its writer stalls once the stream's window is full.
+        for (let item = await ex.requireHeader(); item.end !== true; item = await ex.requireHeader()) {
+          await hold()
+          if (typeof item.size === 'number') for await (const _ of ex.part(item.size)) void _
+        }
+        await hold()
         acked++
         return ex.send({ ok: true })
       }

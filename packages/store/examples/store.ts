@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { openBlobStore, openIndex } from '@dcas/store'
+import { hashBlob, openBlobStore, openIndex } from '@dcas/store'
 
 const dataDir = await mkdtemp(join(tmpdir(), 'dcas-example-'))
 const blobs = await openBlobStore({ root: dataDir }) // blobs in dataDir/blobs/ab/cd/<id>
@@ -29,6 +29,15 @@ try {
 
   // Bytes that do not match the id they are sent under are refused, and nothing is kept.
   await blobs.putExpected(id, 'tampered').catch((err: { code: string }) => console.log(`putExpected: ${err.code}`))
+
+  // Many blobs made durable together: their fsyncs at once, each directory once, then visible.
+  const batch = blobs.batch()
+  const chunk = hashBlob(Buffer.from('a chunk, hashed once: its id names it and checks it'))
+  await batch.put(chunk)
+  await batch.put('another blob of the same batch')
+  console.log(`before commit: ${await blobs.has(chunk.id)}`)
+  await batch.commit()
+  console.log(`after commit: ${await blobs.has(chunk.id)}`)
 } finally {
   await blobs.close()
   await index.close()

@@ -23,14 +23,17 @@
 
 export type {
   AbortOptions,
+  BlobBatch,
   BlobInfo,
   BlobLayout,
+  BlobSource,
   BlobStore,
   BlobStoreFs,
   BlobStoreOptions,
   ByteSource,
   FsBlobStore,
   GetOptions,
+  HashedBlob,
   Index,
   IndexOptions,
   IndexTable,
@@ -65,3 +68,4 @@ export { createMemoryBlobStore } from './blob/memory-blob-store.js'
 export { openIndex } from './db/lmdb-index.js'
 export { createMemoryIndex } from './db/memory-index.js'
 export { isBlobId } from './internal/validate.js'
+export { hashBlob } from './internal/hashed.js'

@@ -1,3 +1,4 @@
+import type * as nodeFs from 'node:fs'
 import type * as fsPromises from 'node:fs/promises'
 
 /** Options accepted by every asynchronous call. */
@@ -8,6 +9,24 @@ export interface AbortOptions {
 
 /** Bytes to store: one buffer, a string (UTF-8), or an (async) iterable of buffers. */
 export type ByteSource = Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>
+
+/**
+ * Bytes held in memory together with their id, made by `hashBlob`: the one SHA-256 pass that
+ * names them also serves as the store's integrity check, so `put` and `putExpected` take them
+ * without hashing again. Only `hashBlob` makes them (an object of the same shape made otherwise
+ * is refused with `ERR_INVALID_ARGUMENT`). The bytes must not change after `hashBlob`.
+ */
+export interface HashedBlob {
+  /** Lowercase hex SHA-256 of the bytes. */
+  readonly id: string
+  /** Size in bytes. */
+  readonly size: number
+  /** The bytes: the array, or the pieces, given to `hashBlob` (never joined). */
+  readonly pieces: readonly Uint8Array[]
+}
+
+/** What a put takes: bytes to hash on the way, or bytes already hashed by `hashBlob`. */
+export type BlobSource = ByteSource | HashedBlob
 
 /** A stored blob: its id (lowercase hex SHA-256 of its bytes) and size in bytes. */
 export interface BlobInfo {
@@ -40,10 +59,19 @@ export interface ScrubResult {
  * Reads re-hash and never return bytes that were not verified.
  */
 export interface BlobStore {
-  /** Stores bytes, hashing while streaming; resolves to their id and size. Idempotent. */
-  put(source: ByteSource, options?: AbortOptions): Promise<BlobInfo>
+  /**
+   * Stores bytes, hashing while streaming (or taking the id of a {@link HashedBlob}); resolves to
+   * their id and size once the blob is durable and visible. Idempotent.
+   */
+  put(source: BlobSource, options?: AbortOptions): Promise<BlobInfo>
   /** As {@link BlobStore.put}, but fails with `ERR_INTEGRITY` and keeps nothing unless the bytes hash to `id`. */
-  putExpected(id: string, source: ByteSource, options?: AbortOptions): Promise<BlobInfo>
+  putExpected(id: string, source: BlobSource, options?: AbortOptions): Promise<BlobInfo>
+  /**
+   * Starts a group of puts that become durable, then visible, together at `commit()`: their
+   * files are written at once and fsynced as a group, each touched directory once, instead of
+   * one fsync, rename and directory fsync after the other per blob.
+   */
+  batch(): BlobBatch
   /** Streams a blob (or a range of it), verified against its id; fails with `ERR_NOT_FOUND` or `ERR_INTEGRITY`. */
   get(id: string, options?: GetOptions): AsyncGenerator<Uint8Array>
   /** Whether a blob with this id is stored (not verified). */
@@ -56,8 +84,31 @@ export interface BlobStore {
   list(options?: AbortOptions): AsyncIterable<string>
   /** Re-hashes every blob and reports each. */
   scrub(options?: AbortOptions): AsyncIterable<ScrubResult>
-  /** Releases resources; later calls fail with `ERR_CLOSED`. */
+  /** Waits for the puts and commits in flight, drops the batches not committed; later calls fail with `ERR_CLOSED`. */
   close(): Promise<void>
+}
+
+/**
+ * Puts made durable and visible together (from {@link BlobStore.batch}). A blob put into a
+ * batch is written but neither durable nor visible (`has` is `false`, `get` fails with
+ * `ERR_NOT_FOUND`) until a `commit()` that covers it resolves; a crash before then leaves
+ * nothing of it under its id. Puts may run concurrently; a batch may be committed again
+ * for the puts made after the previous commit.
+ */
+export interface BlobBatch {
+  /** Writes bytes toward the next commit; resolves to their id and size once written (not yet durable or visible). */
+  put(source: BlobSource, options?: AbortOptions): Promise<BlobInfo>
+  /** As {@link BlobBatch.put}, but fails with `ERR_INTEGRITY` and keeps nothing unless the bytes hash to `id`. */
+  putExpected(id: string, source: BlobSource, options?: AbortOptions): Promise<BlobInfo>
+  /**
+   * Waits for the puts in flight, then makes every blob put (and not yet committed) durable
+   * and visible under its id: resolves once all are. A put that failed is simply not part of
+   * it. When a commit fails (or its signal fires before the blobs are placed) it rejects,
+   * and the batch is aborted: what it had not placed is dropped.
+   */
+  commit(options?: AbortOptions): Promise<void>
+  /** Drops every blob put and not committed; later calls fail with `ERR_CLOSED`. */
+  abort(): Promise<void>
 }
 
 /** Options of {@link IndexTable.entries}: ordered listing by prefix with a cursor. */
@@ -158,8 +209,15 @@ export interface Index {
  */
 export type BlobLayout = (id: string) => string
 
-/** The `node:fs/promises` functions the disk store calls; replace them to inject faults in tests. */
-export type BlobStoreFs = Pick<typeof fsPromises, 'open' | 'mkdir' | 'readdir' | 'rename' | 'rm' | 'stat' | 'unlink'>
+/**
+ * The file system functions the disk store calls; replace some to inject faults in tests. The
+ * default is `{ ...fs, ...fs.promises }` (`node:fs` and `node:fs/promises` in one object): the
+ * write path calls the synchronous `openSync`, `writevSync`, `closeSync`, `renameSync` and
+ * `unlinkSync` (page-cache work, with no thread-pool round trip) and the callback `fsync`;
+ * reads, listings, deletes and directory creation call the promise functions.
+ */
+export type BlobStoreFs = Pick<typeof fsPromises, 'open' | 'mkdir' | 'readdir' | 'rm' | 'stat' | 'unlink'> &
+  Pick<typeof nodeFs, 'openSync' | 'writevSync' | 'closeSync' | 'renameSync' | 'unlinkSync' | 'fsync'>
 
 /** Options of `openBlobStore`. */
 export interface BlobStoreOptions extends AbortOptions {
@@ -173,7 +231,7 @@ export interface BlobStoreOptions extends AbortOptions {
    * same open file. This bounds the memory of one `get`.
    */
   maxBufferedRead?: number
-  /** File system functions (default `node:fs/promises`), for fault injection in tests. */
+  /** File system functions (default `node:fs` with `node:fs/promises`), for fault injection in tests. */
   fs?: BlobStoreFs
 }
 

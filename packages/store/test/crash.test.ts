@@ -59,6 +59,32 @@ describe('crash safety (SIGKILL at random moments; DCAS_CRASH_SEED replays a run
     expect(acknowledged.size).toBeGreaterThan(KILLS / 2)
   }, 300_000)
 
+  it(`leaves only whole blobs, an empty tmp/ and every committed batch after ${KILLS} kills of a batch writer`, async () => {
+    const random = seededRandom(seed + 2)
+    const committed = new Set<string>()
+    for (let kill = 0; kill < KILLS; kill++) {
+      // Dies after a random number of lines: inside a put, before or inside a commit, between commits.
+      const { lines } = await runUntilKilled('batch-writer.ts', [dir, String(kill % 7), String(kill)], 1 + random(40))
+      for (const line of lines) if (line.startsWith('committed ')) for (const id of line.slice(10).split(' ')) committed.add(id)
+
+      const store = await openBlobStore({ root: dir })
+      try {
+        expect(await readdir(join(dir, 'tmp')), `seed ${seed}, kill ${kill}`).toEqual([])
+        for (const file of (await readdir(join(dir, 'blobs'), { recursive: true, withFileTypes: true })).filter((e) => e.isFile())) {
+          const bytes = await readFile(join(file.parentPath, file.name))
+          expect(createHash('sha256').update(bytes).digest('hex'), `seed ${seed}, kill ${kill}: ${file.name}`).toBe(file.name)
+        }
+        for (const id of committed) {
+          const bytes = await collect(store.get(id))
+          expect(createHash('sha256').update(bytes).digest('hex'), `seed ${seed}, kill ${kill}: committed ${id}`).toBe(id)
+        }
+      } finally {
+        await store.close()
+      }
+    }
+    expect(committed.size).toBeGreaterThan(KILLS)
+  }, 300_000)
+
   it('never leaves half of a multi-record transaction when a writer is killed inside one', async () => {
     const random = seededRandom(seed + 1)
     const path = join(dir, 'index')

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process'
+import * as nodeFs from 'node:fs'
 import * as fsPromises from 'node:fs/promises'
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -27,31 +28,47 @@ async function canMountTmpfs(): Promise<boolean> {
 /** A `node:fs/promises` whose files together may hold at most `limit` bytes; writes past it fail with ENOSPC. */
 function smallDisk(limit: number): BlobStoreFs {
   const used = new Map<string, number>()
+  const pathOf = new Map<number, string>()
   const total = () => [...used.values()].reduce((a, b) => a + b, 0)
-  const open = (async (path: string, flags?: string | number, mode?: number) => {
-    const handle = await fsPromises.open(path, flags, mode)
-    if (flags !== 'wx') return handle
-    used.set(path, 0)
-    const write = async (buffer: Uint8Array, offset = 0, length = buffer.byteLength - offset) => {
-      const room = limit - total()
-      if (room <= 0) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' })
-      const result = await handle.write(buffer, offset, Math.min(length, room))
-      used.set(path, (used.get(path) ?? 0) + result.bytesWritten)
-      return result
+  const openSync = ((path: string, flags: string | number, mode?: number) => {
+    const fd = nodeFs.openSync(path, flags, mode)
+    if (flags === 'wx') {
+      used.set(path, 0)
+      pathOf.set(fd, path)
     }
-    return new Proxy(handle, {
-      get: (target, key) => (key === 'write' ? write : (Reflect.get(target, key) as unknown)),
-    })
-  }) as unknown as BlobStoreFs['open']
+    return fd
+  }) as BlobStoreFs['openSync']
+  const writevSync = ((fd: number, buffers: readonly NodeJS.ArrayBufferView[]) => {
+    const path = pathOf.get(fd)
+    if (path === undefined) return nodeFs.writevSync(fd, buffers)
+    const room = limit - total()
+    if (room <= 0) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' })
+    // A short write up to the room left, as a real disk gives, then ENOSPC on the next call.
+    const first = buffers[0]!
+    const piece = new Uint8Array(first.buffer, first.byteOffset, Math.min(first.byteLength, room))
+    const written = nodeFs.writevSync(fd, [piece])
+    used.set(path, (used.get(path) ?? 0) + written)
+    return written
+  }) as BlobStoreFs['writevSync']
   return {
+    ...nodeFs,
     ...fsPromises,
-    open,
+    openSync,
+    writevSync,
+    closeSync: (fd) => {
+      pathOf.delete(fd)
+      nodeFs.closeSync(fd)
+    },
+    unlinkSync: (path) => {
+      nodeFs.unlinkSync(path)
+      used.delete(String(path))
+    },
     unlink: async (path) => {
       await fsPromises.unlink(path)
       used.delete(String(path))
     },
-    rename: async (from, to) => {
-      await fsPromises.rename(from, to)
+    renameSync: (from, to) => {
+      nodeFs.renameSync(from, to)
       used.set(String(to), used.get(String(from)) ?? 0)
       used.delete(String(from))
     },

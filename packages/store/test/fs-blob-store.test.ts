@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import * as nodeFs from 'node:fs'
 import * as fsPromises from 'node:fs/promises'
 import { mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -143,7 +144,13 @@ describe('disk BlobStore', () => {
   })
 
   it('turns an I/O failure into ERR_IO with its cause, keeping no partial blob and serving reads', async () => {
-    const fs: BlobStoreFs = { ...fsPromises, rename: () => Promise.reject(failing('EIO')) }
+    const fs: BlobStoreFs = {
+      ...nodeFs,
+      ...fsPromises,
+      renameSync: () => {
+        throw failing('EIO')
+      },
+    }
     const good = await openBlobStore({ root })
     const kept = await good.put('already stored')
     await good.close()
@@ -165,7 +172,7 @@ describe('disk BlobStore', () => {
     const realOpen = fsPromises.open as (path: string, ...rest: unknown[]) => Promise<fsPromises.FileHandle>
     const open = (path: string, ...rest: unknown[]) =>
       path === writer.path(id) ? Promise.reject(failing('EACCES')) : realOpen(path, ...rest)
-    store = await openBlobStore({ root, fs: { ...fsPromises, open: open as BlobStoreFs['open'] } })
+    store = await openBlobStore({ root, fs: { ...nodeFs, ...fsPromises, open: open as BlobStoreFs['open'] } })
     await expect(collect(store.get(id))).rejects.toMatchObject({ code: 'ERR_IO', cause: { code: 'EACCES' } })
   })
 })

@@ -16,7 +16,7 @@ describe('README', () => {
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', example], {
       cwd: fileURLToPath(new URL('..', import.meta.url)),
     })
-    expect(stdout).toMatch(/^stored 30 bytes as [0-9a-f]{16}…\nrange: content-addressed\ngreetings\/en -> [0-9a-f]{16}… \(refcount 1\)\nputExpected: ERR_INTEGRITY\n$/)
+    expect(stdout).toMatch(/^stored 30 bytes as [0-9a-f]{16}…\nrange: content-addressed\ngreetings\/en -> [0-9a-f]{16}… \(refcount 1\)\nputExpected: ERR_INTEGRITY\nbefore commit: false\nafter commit: true\n$/)
     expect(readme).toContain('```text\n' + stdout + '```')
   })
 })

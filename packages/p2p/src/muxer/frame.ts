@@ -33,6 +33,12 @@ export const INITIAL_STREAM_WINDOW = 256 * 1024
  * that do not know this code see an ordinary reset.
  */
 export const RESET_REFUSED = 1
+/**
+ * The receive window a new stream is granted at once, in its first frame (the opener's SYN,
+ * the listener's ACK), while the grants of the connection's open streams fit in an eighth of
+ * its budget: a 1 MiB body and its header then flow without waiting for a window update.
+ */
+export const INITIAL_STREAM_GRANT = 1024 * 1024
 
 /** Encodes one frame header into a fresh 12-byte buffer (from Node's shared pool: no per-frame slab). */
 export function encodeHeader(type: number, flags: number, streamId: number, length: number): Buffer {

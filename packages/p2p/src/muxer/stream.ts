@@ -70,6 +70,8 @@ export class MuxedStream implements Stream {
   recvWindow = INITIAL_STREAM_WINDOW
   /** `true` once the connection forgot this stream. */
   removed = false
+  /** What the connection granted beyond the initial window when the stream opened (see {@link takeInitialGrant}). */
+  initialGrant = 0
 
   // Send side.
   private sendWindow = INITIAL_STREAM_WINDOW
@@ -161,6 +163,21 @@ export class MuxedStream implements Stream {
   }
 
   // --- called by the connection -------------------------------------------
+
+  /**
+   * Raises the receive window of a new stream by `grant` bytes (before anything was received),
+   * which the connection took from its budget and announces to the remote.
+   */
+  takeInitialGrant(grant: number): void {
+    this.initialGrant += grant
+    this.recvWindow += grant
+    this.recvAvailable += grant
+  }
+
+  /** Acknowledges a new inbound stream at once with a window update of `delta`. */
+  acknowledge(delta: number): void {
+    this.host.sendWindowUpdate(this, this.takeFlags(0), delta)
+  }
 
   /** A data frame header for this stream: claims `length` bytes of the window granted. */
   beginData(length: number): void {

@@ -24,17 +24,19 @@ export interface MuxerOptions {
   deadPeerTimeout?: number
   /**
    * Largest receive window (bytes) one stream may grow to while its reader keeps
-   * up (default 16 MiB). Windows start at yamux's 256 KiB; a reader that stops
-   * reading holds the remote within the window granted so far.
+   * up (default 16 MiB). Windows start at yamux's 256 KiB, raised at once to
+   * 1 MiB while the grants of open streams fit in an eighth of `maxConnectionWindow`;
+   * a reader that stops reading holds the remote within the window granted so far.
    */
   maxStreamWindow?: number
   /**
    * The connection's receive budget (default 64 MiB, at least 512 KiB): the receive
    * windows of all its streams, each stream's initial 256 KiB included, never add up
    * to more, so neither does what the remote can make us buffer. Windows grow into
-   * half of it at most; the other half keeps room for new streams. A stream the
-   * budget cannot cover is refused (`ERR_STREAM_REFUSED` on the remote's side) or,
-   * opened by us, fails with `ERR_TOO_MANY_STREAMS`.
+   * half of it at most, the 1 MiB initial grants into an eighth of it; the other half
+   * keeps room for new streams. A stream the budget cannot cover is refused
+   * (`ERR_STREAM_REFUSED` on the remote's side) or, opened by us, fails with
+   * `ERR_TOO_MANY_STREAMS`.
    */
   maxConnectionWindow?: number
   /**

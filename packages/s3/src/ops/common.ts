@@ -3,7 +3,7 @@
 import type { Logger } from '@dcas/server'
 import { S3Error, codeOf, messageOf, s3ErrorIn, type S3ErrorCode } from '../errors.js'
 import { bucketRecordKey } from '../layout.js'
-import type { GatewayServer } from '../store-api.js'
+import type { GatewayObject, GatewayOpenObject, GatewayServer } from '../store-api.js'
 
 /** The settings and services each operation runs with. */
 export interface Deps {
@@ -34,27 +34,59 @@ const STATUS_CODES: Record<string, S3ErrorCode> = {
   ERR_INVALID_KEY: 'KeyTooLongError',
 }
 
+const noSuchKey = (): S3Error => new S3Error('NoSuchKey', 'The specified key does not exist.')
+
 /**
  * The {@link S3Error} for anything an operation threw: an S3Error (maybe thrown by a data source
  * and wrapped by the server) as it is, a server error by its code (`notFound` for ERR_NOT_FOUND),
  * anything else `InternalError`.
  */
-export function toS3Error(err: unknown, notFound: () => S3Error = () => new S3Error('NoSuchKey', 'The specified key does not exist.')): S3Error {
+export function toS3Error(err: unknown, notFound: () => S3Error = noSuchKey): S3Error {
   const s3 = s3ErrorIn(err)
   if (s3 !== undefined) return s3
   const code = codeOf(err)
   if (code === 'ERR_NOT_FOUND') return notFound()
   if (code === 'ERR_QUORUM') return new S3Error('ServiceUnavailable', `The object was stored on this node, but fewer peers than the write quorum acknowledged it: ${messageOf(err)}. Retry when the peers are back.`, { cause: err })
   if (code === 'ERR_PRECONDITION') return new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold.', { cause: err })
-  if (code === 'ERR_INVALID_OPTIONS') {
-    const message = messageOf(err)
-    if (/chunk/i.test(message)) return new S3Error('EntityTooLarge', `Your object is larger than this node can hold in one object: ${message}`, { cause: err })
-    if (/metadata/i.test(message)) return new S3Error('MetadataTooLarge', message, { cause: err })
-    return new S3Error('InvalidRequest', message, { cause: err })
-  }
+  if (code === 'ERR_TOO_LARGE') return new S3Error('EntityTooLarge', `Your object is larger than this node can hold in one object: ${messageOf(err)}`, { cause: err })
   const mapped = code === undefined ? undefined : STATUS_CODES[code]
   if (mapped !== undefined) return new S3Error(mapped, messageOf(err), { cause: err })
   return new S3Error('InternalError', 'We encountered an internal error. Please try again.', { cause: err })
+}
+
+/**
+ * {@link toS3Error} for a store or compose. Its one option a client shapes is the metadata (the gateway
+ * makes the data, keys and sources itself), so the server's ERR_INVALID_OPTIONS there is metadata it
+ * refused: S3's `MetadataTooLarge`, as the gateway checks names and form before (see `metadata.ts`).
+ */
+export function toS3WriteError(err: unknown): S3Error {
+  if (s3ErrorIn(err) === undefined && codeOf(err) === 'ERR_INVALID_OPTIONS') {
+    return new S3Error('MetadataTooLarge', `Your metadata is larger than a dcas object keeps: ${messageOf(err)}`, { cause: err })
+  }
+  return toS3Error(err)
+}
+
+/**
+ * Opens the current version of `dcasKey`, whose stat and reads then agree whatever happens to the key;
+ * the caller closes it. A key this node does not hold is `notFound()` at once, as `stat` answers: a
+ * probe for a missing key (clients send many) does not ask the peers.
+ */
+export async function openObject(deps: Deps, dcasKey: string, signal: AbortSignal, notFound: () => S3Error = noSuchKey): Promise<GatewayOpenObject> {
+  if (!(await deps.server.has(dcasKey))) throw notFound()
+  try {
+    return await deps.server.open(dcasKey, { signal })
+  } catch (err) {
+    throw toS3Error(err, notFound)
+  }
+}
+
+/** The current version's stat of `dcasKey`, or `notFound()`. */
+export async function statObject(deps: Deps, dcasKey: string, notFound: () => S3Error = noSuchKey): Promise<GatewayObject> {
+  try {
+    return await deps.server.stat(dcasKey)
+  } catch (err) {
+    throw toS3Error(err, notFound)
+  }
 }
 
 /** `Wed, 12 Oct 2009 17:50:00 GMT`. */

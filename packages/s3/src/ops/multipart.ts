@@ -9,10 +9,10 @@ import { S3Error, messageOf } from '../errors.js'
 import { LAST_CHAR, MAX_PART_NUMBER, PARTS_PREFIX, UPLOADS_PREFIX, checkObjectKey, isUploadId, newUploadId, objectKey, partKey, partsPrefix, uploadKey, uploadsPrefix } from '../layout.js'
 import { ETAG, describingMetadata, etagOf, metadataFromHeaders } from '../metadata.js'
 import { verifiedPayload } from '../payload.js'
-import type { GatewayObject, ObjectMetadata } from '../store-api.js'
+import type { GatewayObject, GatewayOpenObject, ObjectMetadata } from '../store-api.js'
 import { S3_NAMESPACE, childText, childrenNamed, el, parseXml, type Xml } from '../xml.js'
-import { eachLimited, isoDate, requireBucket, toS3Error, type Deps } from './common.js'
-import { composeFrom, copySource, deleteKey, parseRange, refuseUnsupportedHeaders, writePrecondition } from './objects.js'
+import { eachLimited, isoDate, requireBucket, toS3Error, toS3WriteError, type Deps } from './common.js'
+import { copySourceOf, copyVersion, deleteKey, openCopySource, parseRange, refuseUnsupportedHeaders, writePrecondition } from './objects.js'
 
 /** The upload record's metadata names for the object's key and checksum algorithm (beside the object's own metadata). */
 const UPLOAD_KEY = 'upload-key'
@@ -100,7 +100,7 @@ export async function createMultipartUpload(deps: Deps, ctx: S3Context, bucket: 
       metadata: { ...metadata, [UPLOAD_KEY]: key, ...(algorithm === undefined ? {} : { [UPLOAD_CHECKSUM]: algorithm }) },
     })
   } catch (err) {
-    throw toS3Error(err)
+    throw toS3WriteError(err)
   }
   ctx.sendXml(200, el('InitiateMultipartUploadResult', [el('Bucket', bucket), el('Key', key), el('UploadId', uploadId)], { xmlns: S3_NAMESPACE }), algorithm === undefined ? {} : { 'x-amz-checksum-algorithm': algorithm })
 }
@@ -121,7 +121,7 @@ export async function uploadPart(deps: Deps, ctx: S3Context, bucket: string, key
   try {
     await deps.server.store(part, payload.data, { signal: ctx.signal, metadata: () => ({ [ETAG]: payload.info.md5, ...payload.info.checksums }) })
   } catch (err) {
-    throw toS3Error(err)
+    throw toS3WriteError(err)
   }
   await keepPartIfUploadLives(deps, upload, part)
   ctx.sendEmpty(200, { etag: `"${payload.info.md5}"`, ...payload.info.checksums })
@@ -131,57 +131,70 @@ export async function uploadPartCopy(deps: Deps, ctx: S3Context, bucket: string,
   checkObjectKey(bucket, key)
   const partNumber = partNumberOf(ctx)
   const upload = await getUpload(deps, bucket, key, ctx.param('uploadId'))
-  const source = await copySource(deps, ctx)
+  const source = await copySourceOf(deps, ctx)
+  // One version of the source: the one whose conditions were checked is the one copied.
+  const object = await openCopySource(deps, ctx, source)
   const part = partKey(bucket, upload.uploadId, partNumber)
   const rangeHeader = ctx.header('x-amz-copy-source-range')
-  const plainMd5 = /^[0-9a-f]{32}$/.test(source.stat.metadata[ETAG] ?? '')
   let etag: string
-  if (rangeHeader === undefined && plainMd5) {
+  if (rangeHeader === undefined && /^[0-9a-f]{32}$/.test(object.stat.metadata[ETAG] ?? '')) {
     // The whole source, whose ETag is its MD5: its chunks are shared, no byte copied.
-    const { stat } = await composeFrom(deps, part, source, (s) => ({ [ETAG]: s.metadata[ETAG] ?? '' }), { signal: ctx.signal, precondition: { failure: () => new S3Error('PreconditionFailed', '') } })
+    const stat = await copyVersion(deps, ctx, part, source, object, (s) => ({ [ETAG]: s.metadata[ETAG] ?? '' }), { failure: () => new S3Error('PreconditionFailed', '') })
     etag = etagOf(stat)
   } else {
-    // A range (or a source without an MD5): its bytes pass through to compute the part's MD5; chunks
-    // that line up with the source's are stored once anyway (dcas keeps each distinct chunk once).
-    let offset = 0
-    let length = source.stat.size
-    if (rangeHeader !== undefined) {
-      if (!/^bytes=\d+-\d+$/.test(rangeHeader.trim())) throw new S3Error('InvalidArgument', 'The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy')
-      let range: { start: number; end: number } | undefined
-      try {
-        range = parseRange(rangeHeader, source.stat.size)
-      } catch {
-        range = undefined
-      }
-      const last = Number(rangeHeader.trim().split('-')[1])
-      if (range === undefined || last >= source.stat.size) throw new S3Error('InvalidArgument', `Range specified is not valid for source object of size: ${source.stat.size}`)
-      offset = range.start
-      length = range.end - range.start + 1
-    }
-    if (length > deps.maxPutSize) throw new S3Error('EntityTooLarge', `Your proposed upload exceeds the maximum allowed size of ${deps.maxPutSize} bytes.`)
-    const md5 = createHash('md5')
-    const bytes = deps.server.read(source.dcasKey, { offset, length, signal: ctx.signal })
-    const data = (async function* (): AsyncGenerator<Uint8Array> {
-      for await (const piece of bytes as AsyncIterable<Buffer>) {
-        md5.update(piece)
-        yield piece
-      }
-    })()
-    let digest = ''
     try {
-      await deps.server.store(part, data, {
-        signal: ctx.signal,
-        metadata: () => ({ [ETAG]: (digest = md5.digest('hex')) }),
-      })
-    } catch (err) {
-      throw toS3Error(err)
+      etag = await copyPartBytes(deps, ctx, part, object, rangeHeader)
     } finally {
-      bytes.destroy()
+      object.close()
     }
-    etag = `"${digest}"`
   }
   await keepPartIfUploadLives(deps, upload, part)
   ctx.sendXml(200, el('CopyPartResult', [el('ETag', etag), el('LastModified', isoDate(Date.now()))], { xmlns: S3_NAMESPACE }))
+}
+
+/**
+ * Stores a range of the opened source version (all of it without `rangeHeader`) as `part`; its bytes pass
+ * through to compute the part's MD5, and chunks that line up with the source's are stored once anyway
+ * (dcas keeps each distinct chunk once). Resolves to the part's ETag.
+ */
+async function copyPartBytes(deps: Deps, ctx: S3Context, part: string, object: GatewayOpenObject, rangeHeader: string | undefined): Promise<string> {
+  const { size } = object.stat
+  let offset = 0
+  let length = size
+  if (rangeHeader !== undefined) {
+    if (!/^bytes=\d+-\d+$/.test(rangeHeader.trim())) throw new S3Error('InvalidArgument', 'The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy')
+    let range: { start: number; end: number } | undefined
+    try {
+      range = parseRange(rangeHeader, size)
+    } catch {
+      range = undefined
+    }
+    const last = Number(rangeHeader.trim().split('-')[1])
+    if (range === undefined || last >= size) throw new S3Error('InvalidArgument', `Range specified is not valid for source object of size: ${size}`)
+    offset = range.start
+    length = range.end - range.start + 1
+  }
+  if (length > deps.maxPutSize) throw new S3Error('EntityTooLarge', `Your proposed upload exceeds the maximum allowed size of ${deps.maxPutSize} bytes.`)
+  const md5 = createHash('md5')
+  const bytes = object.read({ offset, length, signal: ctx.signal })
+  const data = (async function* (): AsyncGenerator<Uint8Array> {
+    for await (const piece of bytes as AsyncIterable<Buffer>) {
+      md5.update(piece)
+      yield piece
+    }
+  })()
+  let digest = ''
+  try {
+    await deps.server.store(part, data, {
+      signal: ctx.signal,
+      metadata: () => ({ [ETAG]: (digest = md5.digest('hex')) }),
+    })
+  } catch (err) {
+    throw toS3WriteError(err)
+  } finally {
+    bytes.destroy()
+  }
+  return `"${digest}"`
 }
 
 /** The stored parts of an upload, by part number. */
@@ -254,7 +267,7 @@ export async function completeMultipartUpload(deps: Deps, ctx: S3Context, bucket
     try {
       await composing
     } catch (err) {
-      throw (err as { code?: string }).code === 'ERR_PRECONDITION' ? precondition.failure() : toS3Error(err)
+      throw (err as { code?: string }).code === 'ERR_PRECONDITION' ? precondition.failure() : toS3WriteError(err)
     }
     await finishUpload(deps, upload, background)
     ctx.sendXml(200, result)
@@ -269,7 +282,7 @@ export async function completeMultipartUpload(deps: Deps, ctx: S3Context, bucket
     await finishUpload(deps, upload, background)
     outcome = result
   } catch (err) {
-    const s3 = (err as { code?: string }).code === 'ERR_PRECONDITION' ? precondition.failure() : toS3Error(err)
+    const s3 = (err as { code?: string }).code === 'ERR_PRECONDITION' ? precondition.failure() : toS3WriteError(err)
     outcome = el('Error', [el('Code', s3.code), el('Message', s3.message), el('Resource', ctx.resource), el('RequestId', ctx.requestId)])
   } finally {
     clearInterval(keepalive)

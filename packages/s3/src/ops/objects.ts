@@ -6,9 +6,9 @@ import { S3Error, codeOf } from '../errors.js'
 import { checkObjectKey, objectKey } from '../layout.js'
 import { ETAG, describingMetadata, etagOf, metadataFromHeaders, metadataHeaders } from '../metadata.js'
 import { verifiedPayload } from '../payload.js'
-import type { GatewayObject, ObjectMetadata } from '../store-api.js'
+import type { GatewayObject, GatewayOpenObject, ObjectMetadata } from '../store-api.js'
 import { S3_NAMESPACE, childText, childrenNamed, el, parseXml, type Xml } from '../xml.js'
-import { eachLimited, etagMatches, httpDate, isoDate, parseHttpDate, requireBucket, toS3Error, type Deps } from './common.js'
+import { eachLimited, etagMatches, httpDate, isoDate, openObject, parseHttpDate, requireBucket, statObject, toS3Error, toS3WriteError, type Deps } from './common.js'
 
 /** Most keys one DeleteObjects may name, as S3. */
 const MAX_DELETE_KEYS = 1000
@@ -51,7 +51,7 @@ async function committing<T>(write: Promise<T>, precondition: ReturnType<typeof 
     return await write
   } catch (err) {
     if (codeOf(err) === 'ERR_PRECONDITION') throw precondition.failure()
-    throw toS3Error(err)
+    throw toS3WriteError(err)
   }
 }
 
@@ -126,12 +126,19 @@ export async function getObject(deps: Deps, ctx: S3Context, bucket: string, key:
   if (ctx.has('partNumber')) throw new S3Error('NotImplemented', 'GetObject and HeadObject by partNumber are not supported; use Range.')
   await requireBucket(deps, bucket)
   const dcasKey = objectKey(bucket, key)
-  let stat: GatewayObject
+  // A HEAD answers from one stat; a GET from one opened version, so that its headers (the ETag above
+  // all) and its body agree whatever happens to the key meanwhile.
+  if (ctx.method === 'HEAD') return answerObject(deps, ctx, await statObject(deps, dcasKey), undefined)
+  const object = await openObject(deps, dcasKey, ctx.signal)
   try {
-    stat = await deps.server.stat(dcasKey)
-  } catch (err) {
-    throw toS3Error(err, noSuchKey)
+    await answerObject(deps, ctx, object.stat, object)
+  } finally {
+    object.close()
   }
+}
+
+/** Answers a GET or HEAD for the version `stat` describes: its conditions, range, headers, and the body from `object` (none for a HEAD). */
+async function answerObject(deps: Deps, ctx: S3Context, stat: GatewayObject, object: GatewayOpenObject | undefined): Promise<void> {
   const etag = etagOf(stat)
   const base = { etag, 'last-modified': httpDate(stat.updatedAt) }
   const condition = readCondition(ctx, etag, stat.updatedAt)
@@ -160,9 +167,9 @@ export async function getObject(deps: Deps, ctx: S3Context, bucket: string, key:
   headers['content-length'] = String(length)
   if (range !== undefined) headers['content-range'] = `bytes ${range.start}-${range.end}/${stat.size}`
   const status = range === undefined ? 200 : 206
-  if (ctx.method === 'HEAD' || length === 0) return ctx.sendEmpty(status, headers)
+  if (object === undefined || length === 0) return ctx.sendEmpty(status, headers)
 
-  const source = deps.server.read(dcasKey, { offset, length, signal: ctx.signal })
+  const source = object.read({ offset, length, signal: ctx.signal })
   const pieces = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>
   // The first piece is read before the status goes out, so a read that fails at once gets its own error.
   let first: IteratorResult<Buffer>
@@ -170,7 +177,7 @@ export async function getObject(deps: Deps, ctx: S3Context, bucket: string, key:
     first = await pieces.next()
   } catch (err) {
     source.destroy()
-    throw toS3Error(err, noSuchKey)
+    throw toS3Error(err)
   }
   ctx.writeHead(status, headers)
   async function* body(): AsyncGenerator<Buffer> {
@@ -184,8 +191,11 @@ export async function getObject(deps: Deps, ctx: S3Context, bucket: string, key:
     await pipeline(body(), ctx.res)
   } catch (err) {
     // The status is gone: the connection is cut, so the client sees a short body, never a clean end.
-    if (!ctx.signal.aborted) deps.log.warn({ bucket, key, err: err instanceof Error ? err.message : String(err) }, 's3: read failed mid-transfer')
+    if (!ctx.signal.aborted) deps.log.warn({ key: stat.key, err: err instanceof Error ? err.message : String(err) }, 's3: read failed mid-transfer')
     ctx.res.destroy()
+  } finally {
+    // A client gone mid-body leaves body() waiting on a piece: the read ends here, before its version is closed.
+    source.destroy()
   }
 }
 
@@ -259,18 +269,25 @@ export function parseCopySource(header: string): { bucket: string; key: string }
   return { bucket: decoded.slice(0, slash), key: decoded.slice(slash + 1) }
 }
 
-/** The source of a copy, its current stat, after its `x-amz-copy-source-if-*` conditions. */
-export async function copySource(deps: Deps, ctx: S3Context): Promise<{ bucket: string; key: string; dcasKey: string; stat: GatewayObject }> {
+/** A copy's source: its bucket and key, and its dcas key. */
+export interface CopySource {
+  bucket: string
+  key: string
+  dcasKey: string
+}
+
+/** The source `x-amz-copy-source` names, in a bucket that exists. */
+export async function copySourceOf(deps: Deps, ctx: S3Context): Promise<CopySource> {
   const { bucket, key } = parseCopySource(ctx.header('x-amz-copy-source')!)
   checkObjectKey(bucket, key)
   await requireBucket(deps, bucket)
-  const dcasKey = objectKey(bucket, key)
-  let stat: GatewayObject
-  try {
-    stat = await deps.server.stat(dcasKey)
-  } catch (err) {
-    throw toS3Error(err, noSuchKey)
-  }
+  return { bucket, key, dcasKey: objectKey(bucket, key) }
+}
+
+/** Opens the source's current version and checks its `x-amz-copy-source-if-*` conditions against that version; the caller closes it. */
+export async function openCopySource(deps: Deps, ctx: S3Context, source: CopySource): Promise<GatewayOpenObject> {
+  const object = await openObject(deps, source.dcasKey, ctx.signal)
+  const { stat } = object
   const etag = etagOf(stat)
   const modified = Math.floor(stat.updatedAt / 1000) * 1000
   const ifMatch = ctx.header('x-amz-copy-source-if-match')
@@ -282,33 +299,79 @@ export async function copySource(deps: Deps, ctx: S3Context): Promise<{ bucket: 
     (ifMatch === undefined && ifUnmodified !== undefined && modified > ifUnmodified) ||
     (ifNoneMatch !== undefined && etagMatches(ifNoneMatch, etag)) ||
     (ifNoneMatch === undefined && ifModified !== undefined && modified <= ifModified)
-  if (failed) throw new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold.')
-  return { bucket, key, dcasKey, stat }
+  if (failed) {
+    object.close()
+    throw new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold.')
+  }
+  return object
 }
 
+/** Times a copy onto its own source is tried when the source keeps changing under it. */
+const SAME_KEY_ATTEMPTS = 3
+
 /**
- * Composes `target` from `source`'s chunks with metadata made from the source's stat; when the
- * source changed between its stat and the compose (its SHA-256 differs), composes again from the new stat.
+ * Makes `target` a copy of the source version `object` (opened by {@link openCopySource}, closed here),
+ * sharing its chunks, with the metadata `metadataFor` makes from that version's stat; resolves to that
+ * stat. A compose takes the source key's version current when it runs, which may be newer than the
+ * opened one; so that the copy's bytes, metadata and checked conditions are of one version:
+ * - onto its own source, the compose runs under the key's lock and commits only while the key still
+ *   has the opened version; else the source is opened and checked again;
+ * - onto another key, a compose that took another version (its SHA-256 differs) is replaced by the
+ *   opened version's bytes, read and stored (unless the target was written again since).
  */
-export async function composeFrom(
+export async function copyVersion(
   deps: Deps,
+  ctx: S3Context,
   target: string,
-  source: { dcasKey: string; stat: GatewayObject },
+  source: CopySource,
+  object: GatewayOpenObject,
   metadataFor: (stat: GatewayObject) => ObjectMetadata,
-  options: { signal: AbortSignal; precondition: ReturnType<typeof writePrecondition> },
-): Promise<{ stat: GatewayObject; result: { sha256: string } }> {
-  let stat = source.stat
-  for (let attempt = 0; ; attempt++) {
-    const result = await committing(
-      deps.server.compose(target, [source.dcasKey], { signal: options.signal, metadata: metadataFor(stat), ...(options.precondition.check === undefined ? {} : { precondition: options.precondition.check }) }),
-      options.precondition,
-    )
-    if (result.sha256 === stat.sha256 || attempt >= 2) return { stat, result }
+  precondition: ReturnType<typeof writePrecondition>,
+): Promise<GatewayObject> {
+  for (let attempt = 1; ; attempt++) {
+    const { stat } = object
     try {
-      stat = await deps.server.stat(source.dcasKey)
-    } catch (err) {
-      throw toS3Error(err, noSuchKey)
+      if (target === source.dcasKey) {
+        let moved = false
+        const check = (current: GatewayObject | undefined): boolean => {
+          moved = current?.version !== stat.version || current.sha256 !== stat.sha256
+          return !moved && (precondition.check?.(current) ?? true)
+        }
+        try {
+          await deps.server.compose(target, [source.dcasKey], { signal: ctx.signal, metadata: metadataFor(stat), precondition: check })
+          return stat
+        } catch (err) {
+          if (codeOf(err) !== 'ERR_PRECONDITION') throw toS3WriteError(err)
+          if (!moved) throw precondition.failure()
+          if (attempt >= SAME_KEY_ATTEMPTS) throw new S3Error('ServiceUnavailable', 'The source object changed during the copy each time it was tried; please try again.', { cause: err })
+        }
+      } else {
+        const composed = await committing(
+          deps.server.compose(target, [source.dcasKey], { signal: ctx.signal, metadata: metadataFor(stat), ...(precondition.check === undefined ? {} : { precondition: precondition.check }) }),
+          precondition,
+        )
+        if (composed.sha256 !== stat.sha256) await restoreVersion(deps, ctx, target, object, metadataFor(stat), composed.version)
+        return stat
+      }
+    } finally {
+      object.close()
     }
+    object = await openCopySource(deps, ctx, source)
+  }
+}
+
+/** Stores the bytes of `object` with `metadata` as `target`, in place of the version `replacing` a compose just made of another version. */
+async function restoreVersion(deps: Deps, ctx: S3Context, target: string, object: GatewayOpenObject, metadata: ObjectMetadata, replacing: number): Promise<void> {
+  deps.log.info({ target, source: object.stat.key }, 's3: the copy source changed during the copy; storing the checked version\'s bytes')
+  const bytes = object.read({ signal: ctx.signal })
+  try {
+    const stored = await deps.server.store(target, bytes as AsyncIterable<Uint8Array>, { signal: ctx.signal, metadata, precondition: (current) => current?.version === replacing })
+    if (stored.sha256 !== object.stat.sha256) throw new Error(`the restored copy of ${object.stat.key} has SHA-256 ${stored.sha256}, not ${object.stat.sha256}`)
+  } catch (err) {
+    // Written again since the compose: that later version stands, as it would after this copy.
+    if (codeOf(err) !== 'ERR_PRECONDITION') throw toS3WriteError(err)
+  } finally {
+    bytes.destroy()
   }
 }
 
@@ -316,7 +379,7 @@ export async function copyObject(deps: Deps, ctx: S3Context, bucket: string, key
   checkObjectKey(bucket, key)
   refuseUnsupportedHeaders(ctx)
   await requireBucket(deps, bucket)
-  const source = await copySource(deps, ctx)
+  const source = await copySourceOf(deps, ctx)
   const directive = (ctx.header('x-amz-metadata-directive') ?? 'COPY').toUpperCase()
   if (directive !== 'COPY' && directive !== 'REPLACE') throw new S3Error('InvalidArgument', 'Unknown metadata directive: use COPY or REPLACE.')
   const target = objectKey(bucket, key)
@@ -330,6 +393,7 @@ export async function copyObject(deps: Deps, ctx: S3Context, bucket: string, key
     ...(stat.metadata[ETAG] === undefined ? {} : { [ETAG]: stat.metadata[ETAG] }),
     ...checksumHeaders(stat.metadata),
   })
-  const { stat } = await composeFrom(deps, target, source, metadataFor, { signal: ctx.signal, precondition: writePrecondition(ctx) })
+  const precondition = writePrecondition(ctx)
+  const stat = await copyVersion(deps, ctx, target, source, await openCopySource(deps, ctx, source), metadataFor, precondition)
   ctx.sendXml(200, el('CopyObjectResult', [el('ETag', etagOf(stat)), el('LastModified', isoDate(Date.now()))], { xmlns: S3_NAMESPACE }))
 }

@@ -1,65 +1,46 @@
-import { createHash, randomBytes } from 'node:crypto'
-import { constants } from 'node:fs'
+// The disk BlobStore: reads (verified), deletes, listing and scrubbing; writes go through DiskWriter.
+import { createHash } from 'node:crypto'
+import * as nodeFs from 'node:fs'
 import * as fsPromises from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
-import {
-  ClosedError,
-  DiskFullError,
-  IntegrityError,
-  InvalidArgumentError,
-  InvalidPathError,
-  IoError,
-  NotFoundError,
-  StoreError,
-} from '../errors.js'
+import { ClosedError, IntegrityError, InvalidArgumentError, InvalidPathError, NotFoundError, StoreError } from '../errors.js'
 import { throwIfAborted } from '../internal/abort.js'
-import { assertExpected, hashThrough } from '../internal/hash.js'
 import { assertBlobId, assertRangeOptions, isBlobId, resolveRange } from '../internal/validate.js'
 import type {
   AbortOptions,
+  BlobBatch,
   BlobInfo,
+  BlobSource,
   BlobStoreFs,
   BlobStoreOptions,
-  ByteSource,
   FsBlobStore,
   GetOptions,
   ScrubResult,
 } from '../types.js'
+import { StagedBatch, type Stager } from './batch.js'
+import { errnoOf, io, syncDirectory, toStoreError } from './disk-io.js'
+import { DiskWriter, type StagedFile } from './disk-writer.js'
+
+/** The file system functions a store calls unless told otherwise. */
+const DEFAULT_FS: BlobStoreFs = {
+  open: fsPromises.open,
+  mkdir: fsPromises.mkdir,
+  readdir: fsPromises.readdir,
+  rm: fsPromises.rm,
+  stat: fsPromises.stat,
+  unlink: fsPromises.unlink,
+  openSync: nodeFs.openSync,
+  writevSync: nodeFs.writevSync,
+  closeSync: nodeFs.closeSync,
+  renameSync: nodeFs.renameSync,
+  unlinkSync: nodeFs.unlinkSync,
+  fsync: nodeFs.fsync,
+}
 
 /** Size of the pieces `get` yields and `scrub` hashes. */
 const PIECE = 1024 * 1024
 const DEFAULT_MAX_BUFFERED_READ = 4 * 1024 * 1024
-
-function errnoOf(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined
-}
-
-/** Maps a file system failure to the store's typed errors (typed errors pass through). */
-function toStoreError(err: unknown, what: string): StoreError {
-  if (err instanceof StoreError) return err
-  const code = errnoOf(err)
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new DiskFullError(`disk full while trying to ${what}`, { cause: err })
-  return new IoError(`I/O error while trying to ${what}${code === undefined ? '' : ` (${code})`}`, { cause: err })
-}
-
-/** Awaits a file system call and turns its failure into a typed error. */
-async function io<T>(promise: Promise<T>, what: string): Promise<T> {
-  try {
-    return await promise
-  } catch (err) {
-    throw toStoreError(err, what)
-  }
-}
-
-/** Writes the whole chunk, looping over short writes. */
-async function writeAll(file: FileHandle, chunk: Uint8Array): Promise<void> {
-  let done = 0
-  while (done < chunk.byteLength) {
-    const { bytesWritten } = await io(file.write(chunk, done, chunk.byteLength - done), 'write a temp file')
-    done += bytesWritten
-  }
-}
 
 /** Fills `target` from `position`; throws `ERR_INTEGRITY` when the file ends first (it was truncated). */
 async function readExactly(file: FileHandle, target: Uint8Array, position: number, id: string): Promise<void> {
@@ -98,15 +79,6 @@ async function makeFanOut(fs: BlobStoreFs, root: string): Promise<void> {
   await syncDirectory(fs, root)
 }
 
-async function syncDirectory(fs: BlobStoreFs, dir: string): Promise<void> {
-  const handle = await io(fs.open(dir, 'r'), 'open a directory')
-  try {
-    await io(handle.sync(), 'fsync a directory')
-  } finally {
-    await handle.close().catch(() => undefined)
-  }
-}
-
 function defaultLayout(id: string): string {
   return join('blobs', id.slice(0, 2), id.slice(2, 4), id)
 }
@@ -130,7 +102,7 @@ export async function openBlobStore(options: BlobStoreOptions): Promise<FsBlobSt
   if (!Number.isSafeInteger(maxBufferedRead) || maxBufferedRead < 0) {
     throw new InvalidArgumentError('maxBufferedRead must be a non-negative integer')
   }
-  const fs: BlobStoreFs = options.fs ?? fsPromises
+  const fs: BlobStoreFs = options.fs ?? DEFAULT_FS
   const root = resolve(options.root)
   const tmp = join(root, 'tmp')
   await io(fs.mkdir(tmp, { recursive: true, mode: 0o700 }), 'create the store directories')
@@ -142,15 +114,16 @@ export async function openBlobStore(options: BlobStoreOptions): Promise<FsBlobSt
   return new DiskBlobStore(root, fs, options.layout, maxBufferedRead)
 }
 
-class DiskBlobStore implements FsBlobStore {
+class DiskBlobStore implements FsBlobStore, Stager<StagedFile> {
   readonly root: string
   readonly #fs: BlobStoreFs
   readonly #tmp: string
   readonly #layout: ((id: string) => string) | undefined
   readonly #maxBufferedRead: number
-  /** Blob directories made durable (or being made so) by this store; fan-out dirs are never removed. */
-  readonly #dirs = new Map<string, Promise<void>>()
-  readonly #writes = new Set<Promise<unknown>>()
+  readonly #writer: DiskWriter
+  readonly #operations = new Set<Promise<unknown>>()
+  /** Batches holding blobs not yet committed, dropped at close. */
+  readonly #batches = new Set<StagedBatch<StagedFile>>()
   #closed = false
 
   constructor(root: string, fs: BlobStoreFs, layout: ((id: string) => string) | undefined, maxBufferedRead: number) {
@@ -159,6 +132,7 @@ class DiskBlobStore implements FsBlobStore {
     this.#tmp = join(root, 'tmp')
     this.#layout = layout
     this.#maxBufferedRead = maxBufferedRead
+    this.#writer = new DiskWriter(fs, root, (id) => this.path(id))
   }
 
   path(id: string): string {
@@ -181,90 +155,52 @@ class DiskBlobStore implements FsBlobStore {
     return path
   }
 
-  put(source: ByteSource, options: AbortOptions = {}): Promise<BlobInfo> {
-    return this.#track(this.#write(source, undefined, options))
+  put(source: BlobSource, options: AbortOptions = {}): Promise<BlobInfo> {
+    return this.track(this.#putNow(source, undefined, options))
   }
 
-  putExpected(id: string, source: ByteSource, options: AbortOptions = {}): Promise<BlobInfo> {
-    return this.#track(this.#write(source, id, options))
+  putExpected(id: string, source: BlobSource, options: AbortOptions = {}): Promise<BlobInfo> {
+    return this.track(this.#putNow(source, id, options))
   }
 
-  async #track<T>(write: Promise<T>): Promise<T> {
-    this.#writes.add(write)
+  /** A put on its own: staged, then placed as a commit of one. */
+  async #putNow(source: BlobSource, expected: string | undefined, options: AbortOptions): Promise<BlobInfo> {
+    const staged = await this.stage(source, expected, options)
+    await this.place([staged], options)
+    return { id: staged.id, size: staged.size }
+  }
+
+  batch(): BlobBatch {
+    this.assertOpen()
+    return new StagedBatch<StagedFile>(this, this.#batches)
+  }
+
+  // --- Stager: how this store writes (see DiskWriter) --------------------------------
+
+  stage(source: BlobSource, expected: string | undefined, options: AbortOptions): Promise<StagedFile> {
+    this.assertOpen()
+    return this.#writer.stage(source, expected, options)
+  }
+
+  place(staged: readonly StagedFile[], options: AbortOptions): Promise<void> {
+    return this.#writer.place(staged, options)
+  }
+
+  discard(staged: readonly StagedFile[]): Promise<void> {
+    return this.#writer.discard(staged)
+  }
+
+  assertOpen(): void {
+    if (this.#closed) throw new ClosedError('the blob store is closed')
+  }
+
+  async track<T>(operation: Promise<T>): Promise<T> {
+    this.#operations.add(operation)
     try {
-      return await write
+      return await operation
     } finally {
-      this.#writes.delete(write)
+      this.#operations.delete(operation)
     }
-  }
-
-  async #write(source: ByteSource, expected: string | undefined, options: AbortOptions): Promise<BlobInfo> {
-    const { signal } = options
-    throwIfAborted(signal)
-    this.#assertOpen()
-    if (expected !== undefined) this.path(expected)
-    const fs = this.#fs
-    const tmpPath = join(this.#tmp, `${randomBytes(12).toString('hex')}.tmp`)
-    let file: FileHandle | undefined
-    let placed = false
-    try {
-      // Read-only from birth, like git's objects: a blob is never written in place.
-      file = await io(fs.open(tmpPath, 'wx', 0o400), 'create a temp file')
-      const opened = file
-      const info = await hashThrough(source, signal, (chunk) => writeAll(opened, chunk))
-      assertExpected(expected, info.id)
-      const path = this.path(info.id)
-      // The file's fsync and the making of its directory overlap: both must be durable before the rename.
-      const [synced, dirReady] = await Promise.allSettled([io(file.sync(), 'fsync a temp file'), this.#durableDir(dirname(path))])
-      if (synced.status === 'rejected') throw synced.reason
-      if (dirReady.status === 'rejected') throw dirReady.reason
-      await io(file.close(), 'close a temp file')
-      file = undefined
-      throwIfAborted(signal)
-      await this.#place(tmpPath, path)
-      placed = true
-      await this.#syncDir(dirname(path))
-      return info
-    } catch (err) {
-      await file?.close().catch(() => undefined)
-      if (!placed) await fs.unlink(tmpPath).catch(() => undefined)
-      throw err
-    }
-  }
-
-  /** Renames a complete temp file to its final name; an existing copy is replaced by the fresh, verified one. */
-  async #place(tmpPath: string, path: string): Promise<void> {
-    try {
-      await this.#fs.rename(tmpPath, path)
-    } catch (err) {
-      if (errnoOf(err) !== 'ENOENT') throw toStoreError(err, 'rename a blob into place')
-      // Someone removed the directory behind our back: make it again, once.
-      this.#dirs.delete(dirname(path))
-      await this.#durableDir(dirname(path))
-      await io(this.#fs.rename(tmpPath, path), 'rename a blob into place')
-    }
-  }
-
-  /**
-   * Makes sure `dir` exists and its entry is durable: the first time this store touches it, it
-   * is created and its parent fsynced (every created ancestor too). Concurrent puts share one
-   * promise, so none renames into a directory whose entry is not yet durable.
-   */
-  #durableDir(dir: string): Promise<void> {
-    let ready = this.#dirs.get(dir)
-    if (ready === undefined) {
-      ready = (async () => {
-        const first = await io(this.#fs.mkdir(dir, { recursive: true, mode: 0o700 }), 'create a blob directory')
-        const top = dirname(first ?? dir)
-        for (let current = dirname(dir); ; current = dirname(current)) {
-          await this.#syncDir(current)
-          if (current === top || current === this.root || dirname(current) === current) break
-        }
-      })()
-      this.#dirs.set(dir, ready)
-      ready.catch(() => this.#dirs.delete(dir))
-    }
-    return ready
   }
 
   #syncDir(dir: string): Promise<void> {
@@ -274,7 +210,7 @@ class DiskBlobStore implements FsBlobStore {
   async *get(id: string, options: GetOptions = {}): AsyncGenerator<Uint8Array> {
     const { signal, offset, length } = options
     throwIfAborted(signal)
-    this.#assertOpen()
+    this.assertOpen()
     assertRangeOptions(offset, length)
     const path = this.path(id)
     const file = await this.#openBlob(path, id)
@@ -310,7 +246,7 @@ class DiskBlobStore implements FsBlobStore {
 
   async #openBlob(path: string, id: string): Promise<FileHandle> {
     try {
-      return await this.#fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+      return await this.#fs.open(path, nodeFs.constants.O_RDONLY | nodeFs.constants.O_NOFOLLOW)
     } catch (err) {
       const code = errnoOf(err)
       if (code === 'ENOENT' || code === 'ENOTDIR') throw new NotFoundError(`no blob ${id}`, { cause: err })
@@ -324,7 +260,7 @@ class DiskBlobStore implements FsBlobStore {
 
   async stat(id: string, options: AbortOptions = {}): Promise<BlobInfo | undefined> {
     throwIfAborted(options.signal)
-    this.#assertOpen()
+    this.assertOpen()
     const path = this.path(id)
     try {
       const stats = await this.#fs.stat(path)
@@ -338,7 +274,7 @@ class DiskBlobStore implements FsBlobStore {
 
   async delete(id: string, options: AbortOptions = {}): Promise<boolean> {
     throwIfAborted(options.signal)
-    this.#assertOpen()
+    this.assertOpen()
     const path = this.path(id)
     try {
       await this.#fs.unlink(path)
@@ -354,7 +290,7 @@ class DiskBlobStore implements FsBlobStore {
 
   async *list(options: AbortOptions = {}): AsyncGenerator<string> {
     throwIfAborted(options.signal)
-    this.#assertOpen()
+    this.assertOpen()
     const start = this.#layout === undefined ? join(this.root, 'blobs') : this.root
     yield* this.#walk(start, options.signal)
   }
@@ -412,10 +348,8 @@ class DiskBlobStore implements FsBlobStore {
 
   async close(): Promise<void> {
     this.#closed = true
-    await Promise.allSettled([...this.#writes])
-  }
-
-  #assertOpen(): void {
-    if (this.#closed) throw new ClosedError('the blob store is closed')
+    await Promise.allSettled([...this.#operations])
+    // Batches not committed by now never will be: their temp files go.
+    await Promise.allSettled([...this.#batches].map((batch) => batch.abort()))
   }
 }

@@ -1,8 +1,16 @@
+// The in-memory BlobStore: the disk store's semantics (ids, ranges, integrity checks, batches) without a disk.
 import { ClosedError, IntegrityError, InvalidRangeError, NotFoundError } from '../errors.js'
 import { throwIfAborted } from '../internal/abort.js'
-import { assertExpected, hashThrough, sha256Hex } from '../internal/hash.js'
+import { assertExpected, sha256Hex } from '../internal/hash.js'
+import { assertSource, hashPieces, isHashedBlob } from '../internal/hashed.js'
 import { assertBlobId, assertRangeOptions, resolveRange } from '../internal/validate.js'
-import type { AbortOptions, BlobInfo, ByteSource, GetOptions, MemoryBlobStore, ScrubResult } from '../types.js'
+import type { AbortOptions, BlobBatch, BlobInfo, BlobSource, GetOptions, MemoryBlobStore, ScrubResult } from '../types.js'
+import { StagedBatch, type Stager } from './batch.js'
+
+/** A blob staged in memory: its own copy of the bytes. */
+interface StagedBytes extends BlobInfo {
+  readonly bytes: Uint8Array
+}
 
 /** Answers on a later tick, as the disk store does, so callers cannot come to rely on synchronous answers. */
 function settled(): Promise<void> {
@@ -27,39 +35,78 @@ export function createMemoryBlobStore(): MemoryBlobStore {
   return new InMemoryBlobStore()
 }
 
-class InMemoryBlobStore implements MemoryBlobStore {
+class InMemoryBlobStore implements MemoryBlobStore, Stager<StagedBytes> {
   readonly #blobs = new Map<string, Uint8Array>()
+  /** Batches holding blobs not yet committed, dropped at close. */
+  readonly #batches = new Set<StagedBatch<StagedBytes>>()
+  readonly #operations = new Set<Promise<unknown>>()
   #closed = false
 
-  put(source: ByteSource, options: AbortOptions = {}): Promise<BlobInfo> {
-    return this.#write(source, undefined, options)
+  put(source: BlobSource, options: AbortOptions = {}): Promise<BlobInfo> {
+    return this.track(this.#putNow(source, undefined, options))
   }
 
-  putExpected(id: string, source: ByteSource, options: AbortOptions = {}): Promise<BlobInfo> {
-    return this.#write(source, id, options)
+  putExpected(id: string, source: BlobSource, options: AbortOptions = {}): Promise<BlobInfo> {
+    return this.track(this.#putNow(source, id, options))
   }
 
-  async #write(source: ByteSource, expected: string | undefined, options: AbortOptions): Promise<BlobInfo> {
+  async #putNow(source: BlobSource, expected: string | undefined, options: AbortOptions): Promise<BlobInfo> {
+    const staged = await this.stage(source, expected, options)
+    await this.place([staged], options)
+    return { id: staged.id, size: staged.size }
+  }
+
+  batch(): BlobBatch {
+    this.assertOpen()
+    return new StagedBatch<StagedBytes>(this, this.#batches)
+  }
+
+  async stage(source: BlobSource, expected: string | undefined, options: AbortOptions): Promise<StagedBytes> {
     throwIfAborted(options.signal)
-    this.#assertOpen()
+    this.assertOpen()
     if (expected !== undefined) assertBlobId(expected)
-    // A memory store holds the whole blob by nature; chunks are copied since callers may reuse them.
-    const chunks: Uint8Array[] = []
-    const info = await hashThrough(source, options.signal, (chunk) => {
-      chunks.push(Uint8Array.prototype.slice.call(chunk))
+    assertSource(source)
+    if (isHashedBlob(source)) assertExpected(expected, source.id)
+    // A memory store holds the whole blob by nature; pieces are copied since callers may reuse them.
+    const pieces: Uint8Array[] = []
+    const info = await hashPieces(source, options.signal, (piece) => {
+      pieces.push(Uint8Array.prototype.slice.call(piece))
     })
     assertExpected(expected, info.id)
     throwIfAborted(options.signal)
-    this.#assertOpen()
-    this.#blobs.set(info.id, Buffer.concat(chunks, info.size))
-    return info
+    this.assertOpen()
+    return { ...info, bytes: Buffer.concat(pieces, info.size) }
+  }
+
+  async place(staged: readonly StagedBytes[], options: AbortOptions): Promise<void> {
+    await settled()
+    throwIfAborted(options.signal)
+    this.assertOpen()
+    for (const s of staged) this.#blobs.set(s.id, s.bytes)
+  }
+
+  discard(): Promise<void> {
+    return Promise.resolve()
+  }
+
+  assertOpen(): void {
+    if (this.#closed) throw new ClosedError('the blob store is closed')
+  }
+
+  async track<T>(operation: Promise<T>): Promise<T> {
+    this.#operations.add(operation)
+    try {
+      return await operation
+    } finally {
+      this.#operations.delete(operation)
+    }
   }
 
   async *get(id: string, options: GetOptions = {}): AsyncGenerator<Uint8Array> {
     const { signal, offset, length } = options
     await settled()
     throwIfAborted(signal)
-    this.#assertOpen()
+    this.assertOpen()
     assertRangeOptions(offset, length)
     assertBlobId(id)
     const blob = this.#blobs.get(id)
@@ -80,7 +127,7 @@ class InMemoryBlobStore implements MemoryBlobStore {
   async stat(id: string, options: AbortOptions = {}): Promise<BlobInfo | undefined> {
     await settled()
     throwIfAborted(options.signal)
-    this.#assertOpen()
+    this.assertOpen()
     assertBlobId(id)
     const blob = this.#blobs.get(id)
     return blob === undefined ? undefined : { id, size: blob.byteLength }
@@ -89,7 +136,7 @@ class InMemoryBlobStore implements MemoryBlobStore {
   async delete(id: string, options: AbortOptions = {}): Promise<boolean> {
     await settled()
     throwIfAborted(options.signal)
-    this.#assertOpen()
+    this.assertOpen()
     assertBlobId(id)
     return this.#blobs.delete(id)
   }
@@ -97,7 +144,7 @@ class InMemoryBlobStore implements MemoryBlobStore {
   async *list(options: AbortOptions = {}): AsyncGenerator<string> {
     await settled()
     throwIfAborted(options.signal)
-    this.#assertOpen()
+    this.assertOpen()
     for (const id of [...this.#blobs.keys()]) {
       throwIfAborted(options.signal)
       if (this.#blobs.has(id)) yield id
@@ -126,10 +173,8 @@ class InMemoryBlobStore implements MemoryBlobStore {
 
   async close(): Promise<void> {
     this.#closed = true
+    await Promise.allSettled([...this.#operations])
+    await Promise.allSettled([...this.#batches].map((batch) => batch.abort()))
     await settled()
-  }
-
-  #assertOpen(): void {
-    if (this.#closed) throw new ClosedError('the blob store is closed')
   }
 }

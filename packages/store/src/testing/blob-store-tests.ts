@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { hashBlob } from '../internal/hashed.js'
 import type { BlobStore } from '../types.js'
 import { collect, patternBytes, sha256, siblingContents, toArray } from './helpers.js'
 
@@ -242,6 +243,157 @@ export function blobStoreTests<S extends BlobStore>(options: BlobStoreTestOption
       await expect(collect(store.get(id))).rejects.toMatchObject({ code: 'ERR_CLOSED' })
       await expect(store.has(id)).rejects.toMatchObject({ code: 'ERR_CLOSED' })
       await expect(toArray(store.list())).rejects.toMatchObject({ code: 'ERR_CLOSED' })
+    })
+
+    describe('hashBlob', () => {
+      it('stores a hashed blob under the id hashBlob gave it', async () => {
+        const bytes = patternBytes(200_000, 21)
+        const hashed = hashBlob(bytes)
+        expect(hashed).toMatchObject({ id: sha256(bytes), size: bytes.byteLength })
+        expect(await store.put(hashed)).toEqual({ id: sha256(bytes), size: bytes.byteLength })
+        expect((await collect(store.get(hashed.id))).equals(bytes)).toBe(true)
+      })
+
+      it('hashes pieces as one blob, the empty blob and exact multiples of 64 KiB', async () => {
+        const bytes = patternBytes(3 * 64 * 1024, 22)
+        const pieces = [bytes.subarray(0, 1), bytes.subarray(1, 64 * 1024 + 5), bytes.subarray(64 * 1024 + 5)]
+        for (const hashed of [hashBlob(pieces), hashBlob(bytes), hashBlob([]), hashBlob(new Uint8Array(0)), hashBlob(bytes.subarray(0, 64 * 1024))]) {
+          const info = await store.putExpected(hashed.id, hashed)
+          expect(info).toEqual({ id: hashed.id, size: hashed.size })
+          expect(sha256(await collect(store.get(info.id)))).toBe(info.id)
+        }
+        expect(hashBlob(pieces).id).toBe(sha256(bytes))
+        expect(hashBlob([]).id).toBe(EMPTY_ID)
+      })
+
+      it('refuses a hashed blob under another id with ERR_INTEGRITY and keeps nothing', async () => {
+        const hashed = hashBlob(Buffer.from('what was hashed'))
+        await expect(store.putExpected(sha256('something else'), hashed)).rejects.toMatchObject({ code: 'ERR_INTEGRITY' })
+        expect(await toArray(store.list())).toHaveLength(0)
+      })
+
+      it('refuses an object shaped like a hashed blob that hashBlob did not make, keeping nothing', async () => {
+        const forged = { id: sha256('claimed'), size: 5, pieces: [Buffer.from('other')] }
+        await expect(store.put(forged as unknown as Uint8Array)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
+        expect(() => hashBlob('text' as unknown as Uint8Array)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }))
+        expect(await toArray(store.list())).toHaveLength(0)
+      })
+    })
+
+    describe('batch', () => {
+      it('keeps its blobs invisible until commit, then durable and readable', async () => {
+        const batch = store.batch()
+        const a = await batch.put('first of the batch')
+        const b = await batch.put(patternBytes(100_000, 23))
+        expect(a).toEqual({ id: sha256('first of the batch'), size: 18 })
+        expect(await store.has(a.id)).toBe(false)
+        await expect(collect(store.get(b.id))).rejects.toMatchObject({ code: 'ERR_NOT_FOUND' })
+        expect(await toArray(store.list())).toHaveLength(0)
+        await batch.commit()
+        expect(await store.has(a.id)).toBe(true)
+        expect((await collect(store.get(b.id))).equals(patternBytes(100_000, 23))).toBe(true)
+        expect(new Set(await toArray(store.list()))).toEqual(new Set([a.id, b.id]))
+      })
+
+      it('takes every kind of source, concurrent puts, the empty blob and exact 64 KiB multiples', async () => {
+        const batch = store.batch()
+        const big = patternBytes(2 * 64 * 1024, 24)
+        const parts = [big.subarray(0, 100), big.subarray(100)]
+        const infos = await Promise.all([
+          batch.put(big),
+          batch.put(slowly(parts)),
+          batch.put(parts),
+          batch.put(hashBlob(parts)),
+          batch.put(new Uint8Array(0)),
+          batch.put(patternBytes(64 * 1024, 25)),
+          batch.putExpected(sha256('expected'), 'expected'),
+        ])
+        expect(infos.slice(0, 4).every((info) => info.id === sha256(big))).toBe(true)
+        await batch.commit()
+        expect(new Set(await toArray(store.list()))).toEqual(new Set([sha256(big), EMPTY_ID, sha256(patternBytes(64 * 1024, 25)), sha256('expected')]))
+        expect((await collect(store.get(sha256(big)))).equals(big)).toBe(true)
+      })
+
+      it('commits what was put since the previous commit, and an empty batch', async () => {
+        const batch = store.batch()
+        await batch.commit()
+        const first = await batch.put('round one')
+        await batch.commit()
+        const second = await batch.put('round two')
+        expect(await store.has(first.id)).toBe(true)
+        expect(await store.has(second.id)).toBe(false)
+        await batch.commit()
+        expect(await store.has(second.id)).toBe(true)
+      })
+
+      it('waits for the puts in flight before it commits, and commits in order', async () => {
+        const batch = store.batch()
+        const put = batch.put(slowly([Buffer.from('slow '), Buffer.from('source')]))
+        const committed = Promise.all([batch.commit(), batch.commit()])
+        const { id } = await put
+        await committed
+        expect((await collect(store.get(id))).toString()).toBe('slow source')
+      })
+
+      it('leaves a failed put out of the commit and commits the others', async () => {
+        const batch = store.batch()
+        const good = await batch.put('good')
+        await expect(batch.putExpected(sha256('promised'), 'sent')).rejects.toMatchObject({ code: 'ERR_INTEGRITY' })
+        await expect(batch.put(['ok', 42] as unknown as Uint8Array[])).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
+        const aborted = batch.put('aborted', { signal: AbortSignal.abort(new Error('stop')) })
+        await expect(aborted).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+        await batch.commit()
+        expect(await toArray(store.list())).toEqual([good.id])
+      })
+
+      it('aborts a put into a batch whose source stalls mid-way, keeping nothing of it', async () => {
+        const batch = store.batch()
+        const kept = await batch.put('kept')
+        const controller = new AbortController()
+        let pulled!: () => void
+        const secondPull = new Promise<void>((resolve) => (pulled = resolve))
+        async function* stalling(): AsyncGenerator<Uint8Array> {
+          yield patternBytes(100_000, 26)
+          pulled()
+          await new Promise<never>(() => undefined)
+        }
+        const put = batch.put(stalling(), { signal: controller.signal })
+        await secondPull
+        controller.abort()
+        await expect(put).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+        await batch.commit()
+        expect(await toArray(store.list())).toEqual([kept.id])
+      })
+
+      it('drops everything not committed on abort, and refuses further use with ERR_CLOSED', async () => {
+        const batch = store.batch()
+        const kept = await batch.put('committed')
+        await batch.commit()
+        const dropped = await batch.put('dropped')
+        await batch.abort()
+        expect(await store.has(dropped.id)).toBe(false)
+        expect(await store.has(kept.id)).toBe(true)
+        await expect(batch.put('later')).rejects.toMatchObject({ code: 'ERR_CLOSED' })
+        await expect(batch.commit()).rejects.toMatchObject({ code: 'ERR_CLOSED' })
+        await batch.abort()
+      })
+
+      it('fails a commit whose signal has fired with ERR_ABORTED and drops its blobs', async () => {
+        const batch = store.batch()
+        const { id } = await batch.put('never committed')
+        await expect(batch.commit({ signal: AbortSignal.abort(new Error('stop')) })).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+        expect(await store.has(id)).toBe(false)
+        await expect(batch.commit()).rejects.toMatchObject({ code: 'ERR_CLOSED' })
+      })
+
+      it('drops uncommitted blobs when the store closes', async () => {
+        const batch = store.batch()
+        const { id } = await batch.put('open at close')
+        await store.close()
+        await expect(batch.commit()).rejects.toMatchObject({ code: 'ERR_CLOSED' })
+        expect(() => store.batch()).toThrow(expect.objectContaining({ code: 'ERR_CLOSED' }))
+        expect(id).toBe(sha256('open at close'))
+      })
     })
 
     if (options.damage !== undefined) {

@@ -1,0 +1,92 @@
+// The holder's answers to the blob requests: put, get, prove, has, release.
+import { createHash } from 'node:crypto'
+import { freeUnreferenced, keep, markDamaged, missingIn, type Served } from './holder-state.js'
+import { hex64, hex64List, MAX_BLOB_BYTES, MAX_HAS_IDS, uint, type Exchange, type Header } from './wire.js'
+
+export async function blobPut(served: Served, h: Header, ex: Exchange): Promise<void> {
+  const { ctx, owner } = served
+  const cipherId = hex64(h, 'cipherId')
+  const existing = await ctx.space.existing(owner)
+  if (existing !== undefined && (await existing.has(cipherId))) {
+    await ex.send({ ok: true, have: true })
+    await ex.expectEnd()
+    return
+  }
+  // Refused before the bytes come (one blob may go past the quota: its size is told only next).
+  const refusal = await ctx.space.blobRefusal(owner)
+  if (refusal !== undefined) {
+    await ex.send({ ok: false, code: 'ERR_QUOTA', message: refusal })
+    return
+  }
+  await ex.send({ ok: true, have: false })
+  const size = uint(await ex.requireHeader(), 'size', MAX_BLOB_BYTES)
+  if (!(await keep(served, cipherId, ex.body(size), size))) {
+    await ex.send({ ok: false, code: 'ERR_INTEGRITY', message: 'the bytes do not hash to their cipherId' })
+    return
+  }
+  await ex.send({ ok: true })
+}
+
+export async function blobGet({ ctx, owner }: Served, h: Header, ex: Exchange): Promise<void> {
+  const cipherId = hex64(h, 'cipherId')
+  await ex.expectEnd()
+  const store = await ctx.space.existing(owner)
+  const info = await store?.stat(cipherId)
+  if (store === undefined || info === undefined) {
+    await ex.send({ ok: false, code: 'ERR_NOT_FOUND', message: 'no such blob' })
+    await markDamaged(ctx, owner, cipherId)
+    return
+  }
+  // The store verifies the blob before its first byte, so a damaged blob fails here, before the header.
+  const pieces = store.get(cipherId)[Symbol.asyncIterator]()
+  let first: IteratorResult<Uint8Array>
+  try {
+    first = await pieces.next()
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    if (code !== 'ERR_INTEGRITY' && code !== 'ERR_NOT_FOUND') throw err
+    await ex.send({ ok: false, code, message: 'blob is damaged or gone' })
+    await ctx.locks.run(`${owner}/${cipherId}`, () => ctx.space.remove(store, owner, cipherId))
+    await markDamaged(ctx, owner, cipherId)
+    return
+  }
+  await ex.send({ ok: true, size: info.size })
+  for (let r = first; r.done !== true; r = await pieces.next()) await ex.sendBytes(r.value)
+}
+
+/** Proves it holds a blob: SHA-256 of the owner's nonce and the blob's bytes, which it cannot compute without them. */
+export async function blobProve({ ctx, owner }: Served, h: Header, ex: Exchange): Promise<void> {
+  const cipherId = hex64(h, 'cipherId')
+  const nonce = hex64(h, 'nonce')
+  await ex.expectEnd()
+  const store = await ctx.space.existing(owner)
+  const hash = createHash('sha256').update(Buffer.from(nonce, 'hex'))
+  try {
+    if (store === undefined || (await store.stat(cipherId)) === undefined) throw Object.assign(new Error('no such blob'), { code: 'ERR_NOT_FOUND' })
+    // The store verifies the blob against its id as it reads it.
+    for await (const piece of store.get(cipherId)) hash.update(piece)
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    if (code !== 'ERR_INTEGRITY' && code !== 'ERR_NOT_FOUND') throw err
+    if (code === 'ERR_INTEGRITY' && store !== undefined) await ctx.locks.run(`${owner}/${cipherId}`, () => ctx.space.remove(store, owner, cipherId))
+    await markDamaged(ctx, owner, cipherId)
+    await ex.send({ ok: false, code, message: 'blob is damaged or gone' })
+    return
+  }
+  await ex.send({ ok: true, proof: hash.digest('hex') })
+}
+
+export async function blobHas({ ctx, owner }: Served, h: Header, ex: Exchange): Promise<void> {
+  const ids = hex64List(h.cipherIds, 'cipherIds', MAX_HAS_IDS)
+  await ex.expectEnd()
+  await ex.send({ ok: true, missing: await missingIn(await ctx.space.existing(owner), ids) })
+}
+
+/** Drops blobs of the owner's that no ref uses (sent for a store that failed before its ref). */
+export async function blobRelease({ ctx, owner, received }: Served, h: Header, ex: Exchange): Promise<void> {
+  const ids = hex64List(h.cipherIds, 'cipherIds', MAX_HAS_IDS)
+  await ex.expectEnd()
+  await ctx.locks.run(`owner:${owner}`, () => freeUnreferenced(ctx, owner, ids))
+  for (const id of ids) received.delete(id)
+  await ex.send({ ok: true })
+}

@@ -1,0 +1,212 @@
+// How the disk store makes blobs durable: each blob is written into its own temp file (in the
+// event loop: page-cache writes, no thread-pool round trip per call) and fsynced in the thread
+// pool right away; a commit waits for those fsyncs, renames the files into place and fsyncs
+// each directory it touched once. No blob is ever visible under its id before its bytes are durable.
+import { randomBytes } from 'node:crypto'
+import { dirname, join } from 'node:path'
+import { throwIfAborted } from '../internal/abort.js'
+import { assertExpected } from '../internal/hash.js'
+import { assertSource, hashPieces, isHashedBlob } from '../internal/hashed.js'
+import type { AbortOptions, BlobInfo, BlobSource, BlobStoreFs } from '../types.js'
+import type { Stager } from './batch.js'
+import { closeQuietly, errnoOf, fsyncFd, io, ioSync, syncDirectory, toStoreError, unlinkQuietly, writeAllSync } from './disk-io.js'
+
+/** Streamed pieces are copied into a reused buffer of this size and written when it is full. */
+const WRITE_BUFFER = 1024 * 1024
+/** Write buffers kept for reuse between puts. */
+const POOLED_BUFFERS = 4
+/** fsyncs in the thread pool at once (it has 4 threads by default: leave one for reads). */
+const FSYNCS_AT_ONCE = 3
+/** A put waits for its own fsync once this many files of the store wait for theirs: it bounds open files. */
+const MAX_UNSYNCED = 64
+
+/** A blob written to a temp file, its fsync under way. */
+export interface StagedFile extends BlobInfo {
+  readonly tmpPath: string
+  /** Settles when the file is durable (or its fsync failed) and closed. */
+  readonly synced: Promise<void>
+}
+
+/** Runs at most `limit` tasks at once, the others in arrival order. */
+class Limiter {
+  #running = 0
+  readonly #waiting: Array<() => void> = []
+
+  constructor(readonly limit: number) {}
+
+  /** Tasks started or waiting. */
+  get pending(): number {
+    return this.#running + this.#waiting.length
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#running >= this.limit) await new Promise<void>((resolve) => this.#waiting.push(resolve))
+    else this.#running++
+    try {
+      return await task()
+    } finally {
+      const next = this.#waiting.shift()
+      if (next === undefined) this.#running--
+      else next()
+    }
+  }
+}
+
+/** The {@link Stager} of the disk store. */
+export class DiskWriter implements Omit<Stager<StagedFile>, 'assertOpen' | 'track'> {
+  readonly #fs: BlobStoreFs
+  readonly #root: string
+  readonly #tmp: string
+  readonly #pathOf: (id: string) => string
+  /** Temp names: a prefix per store instance and a counter (one store per root at a time). */
+  readonly #prefix = randomBytes(6).toString('hex')
+  #counter = 0
+  readonly #fsyncs = new Limiter(FSYNCS_AT_ONCE)
+  readonly #buffers: Buffer[] = []
+  /** Blob directories made durable (or being made so) by this store; fan-out dirs are never removed. */
+  readonly #dirs = new Map<string, Promise<void>>()
+
+  constructor(fs: BlobStoreFs, root: string, pathOf: (id: string) => string) {
+    this.#fs = fs
+    this.#root = root
+    this.#tmp = join(root, 'tmp')
+    this.#pathOf = pathOf
+  }
+
+  async stage(source: BlobSource, expected: string | undefined, options: AbortOptions): Promise<StagedFile> {
+    const { signal } = options
+    throwIfAborted(signal)
+    if (expected !== undefined) this.#pathOf(expected)
+    assertSource(source)
+    // Bytes hashed beforehand are checked before anything is written.
+    if (isHashedBlob(source)) assertExpected(expected, source.id)
+    const fs = this.#fs
+    const tmpPath = join(this.#tmp, `${this.#prefix}-${this.#counter++}.tmp`)
+    // Read-only from birth, like git's objects: a blob is never written in place.
+    const fd = ioSync(() => fs.openSync(tmpPath, 'wx', 0o400), 'create a temp file')
+    let info: BlobInfo
+    try {
+      info = await this.#write(fd, source, signal)
+      assertExpected(expected, info.id)
+      throwIfAborted(signal)
+    } catch (err) {
+      closeQuietly(fs, fd)
+      unlinkQuietly(fs, tmpPath)
+      throw err
+    }
+    const synced = this.#fsyncs.run(() => fsyncFd(fs, fd, 'fsync a temp file')).finally(() => closeQuietly(fs, fd))
+    // Observed by the commit; until then a failure must not count as unhandled.
+    synced.catch(() => undefined)
+    if (this.#fsyncs.pending > MAX_UNSYNCED) await synced.catch(() => undefined)
+    return { ...info, tmpPath, synced }
+  }
+
+  /**
+   * Writes the blob into `fd` and returns its id and size. Bytes in memory go in one
+   * `writev`; streamed pieces are copied into a reused buffer and written 1 MiB at a time,
+   * synchronously as they arrive (so a source may reuse its buffers, and no piece is kept).
+   */
+  async #write(fd: number, source: BlobSource, signal: AbortSignal | undefined): Promise<BlobInfo> {
+    const fs = this.#fs
+    if (isHashedBlob(source) || source instanceof Uint8Array || typeof source === 'string') {
+      const pieces: Uint8Array[] = []
+      const info = await hashPieces(source, signal, (piece) => void pieces.push(piece))
+      writeAllSync(fs, fd, pieces)
+      return info
+    }
+    const buffer = this.#buffers.pop() ?? Buffer.allocUnsafeSlow(WRITE_BUFFER)
+    let filled = 0
+    try {
+      const info = await hashPieces(source, signal, (piece) => {
+        if (filled === 0 && piece.byteLength >= WRITE_BUFFER) {
+          writeAllSync(fs, fd, [piece])
+          return
+        }
+        let at = 0
+        while (at < piece.byteLength) {
+          const n = Math.min(WRITE_BUFFER - filled, piece.byteLength - at)
+          buffer.set(piece.subarray(at, at + n), filled)
+          filled += n
+          at += n
+          if (filled === WRITE_BUFFER) {
+            writeAllSync(fs, fd, [buffer])
+            filled = 0
+          }
+        }
+      })
+      writeAllSync(fs, fd, [buffer.subarray(0, filled)])
+      return info
+    } finally {
+      if (this.#buffers.length < POOLED_BUFFERS) this.#buffers.push(buffer)
+    }
+  }
+
+  async place(staged: readonly StagedFile[], options: AbortOptions): Promise<void> {
+    const fs = this.#fs
+    const left = new Set(staged)
+    try {
+      const synced = await Promise.allSettled(staged.map((s) => s.synced))
+      const failed = synced.find((r) => r.status === 'rejected')
+      if (failed !== undefined) throw (failed).reason
+      throwIfAborted(options.signal)
+      const paths = new Map<string, string>(staged.map((s) => [s.id, this.#pathOf(s.id)]))
+      const dirs = [...new Set([...paths.values()].map((path) => dirname(path)))]
+      await Promise.all(dirs.map((dir) => this.durableDir(dir)))
+      throwIfAborted(options.signal)
+      const placed = new Set<string>()
+      for (const s of staged) {
+        // The same bytes twice in one commit: one file is enough.
+        if (placed.has(s.id)) unlinkQuietly(fs, s.tmpPath)
+        else await this.#rename(s.tmpPath, paths.get(s.id)!)
+        left.delete(s)
+        placed.add(s.id)
+      }
+      await Promise.all(dirs.map((dir) => this.#fsyncs.run(() => syncDirectory(fs, dir))))
+    } catch (err) {
+      await this.discard([...left])
+      throw toStoreError(err, 'commit blobs')
+    }
+  }
+
+  async discard(staged: readonly StagedFile[]): Promise<void> {
+    // A file is removed once its fsync is over: it still holds the descriptor until then.
+    await Promise.allSettled(staged.map((s) => s.synced))
+    for (const s of staged) unlinkQuietly(this.#fs, s.tmpPath)
+  }
+
+  /** Renames a durable temp file to its final name; an existing copy is replaced by the fresh, verified one. */
+  async #rename(tmpPath: string, path: string): Promise<void> {
+    const fs = this.#fs
+    try {
+      fs.renameSync(tmpPath, path)
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOENT') throw toStoreError(err, 'rename a blob into place')
+      // Someone removed the directory behind our back: make it again, once.
+      this.#dirs.delete(dirname(path))
+      await this.durableDir(dirname(path))
+      ioSync(() => fs.renameSync(tmpPath, path), 'rename a blob into place')
+    }
+  }
+
+  /**
+   * Makes sure `dir` exists and its entry is durable: the first time this store touches it, it
+   * is created and its parent fsynced (every created ancestor too). Concurrent commits share one
+   * promise, so none renames into a directory whose entry is not yet durable.
+   */
+  durableDir(dir: string): Promise<void> {
+    let ready = this.#dirs.get(dir)
+    if (ready === undefined) {
+      ready = (async () => {
+        const first = await io(this.#fs.mkdir(dir, { recursive: true, mode: 0o700 }), 'create a blob directory')
+        const top = dirname(first ?? dir)
+        for (let current = dirname(dir); ; current = dirname(current)) {
+          await syncDirectory(this.#fs, current)
+          if (current === top || current === this.#root || dirname(current) === current) break
+        }
+      })()
+      this.#dirs.set(dir, ready)
+      ready.catch(() => this.#dirs.delete(dir))
+    }
+    return ready
+  }
+}
