@@ -156,7 +156,8 @@ async function badHolder(env: Env, canary: string): Promise<void> {
       env.fail(mode, `no manifest of ${key} on C's disk`)
       continue
     }
-    const chunk = m.chunks[1] ?? m.chunks[0]!
+    // A read asks for its i-th chunk first the (i mod holders)-th of the holders in order: the first chunk, H.
+    const chunk = m.chunks[0]!
     h.mode = mode
     await tryCase(`hostile holder: ${mode}`, key, chunk.plainId, chunk.cipherId)
   }
