@@ -231,6 +231,11 @@ async function badRequests(env: Env): Promise<void> {
     { what: 'ref.put with 2^21 chunks', bytes: [frame({ v: 1, op: 'ref.put', refId: id, version: 1, manifestCipherId: id, size: 1, count: 2 ** 21, bodySize: 2 })], expect: 'reject' },
     { what: 'ref.put body not JSON', bytes: [frame({ v: 1, op: 'ref.put', refId: id, version: 1, manifestCipherId: id, size: 1, count: 1, bodySize: 5 }), Buffer.from('nope!')], expect: 'reject' },
     { what: 'ref.put with a negative version', bytes: [frame({ v: 1, op: 'ref.put', refId: id, version: -1, manifestCipherId: id, size: 1, count: 0, bodySize: 2 }), Buffer.from('[]')], expect: 'reject' },
+    { what: 'ref.store of bytes that do not hash to the cipherId', bytes: [frame({ v: 1, op: 'ref.store' }), frame({ cipherId: id, size: 12 }), Buffer.from('other bytes!'), frame({ end: true, refId: id, version: 1, manifestCipherId: id, count: 0, bodySize: 2 }), Buffer.from('[]')], expect: 'reject' },
+    { what: 'ref.store of a blob of 2^40 bytes', bytes: [frame({ v: 1, op: 'ref.store' }), frame({ cipherId: id, size: 2 ** 40 }), randomBytes(100)], expect: 'reject' },
+    { what: 'ref.store with a blob shorter than announced', bytes: [frame({ v: 1, op: 'ref.store' }), frame({ cipherId: id, size: 1000 }), randomBytes(10)], expect: 'reject' },
+    { what: 'ref.store that ends before its ref', bytes: [frame({ v: 1, op: 'ref.store' }), frame({ cipherId: sha256(Buffer.alloc(11)), size: 11 }), Buffer.alloc(11)], expect: 'reject' },
+    { what: 'ref.store naming blobs never sent', bytes: [frame({ v: 1, op: 'ref.store' }), frame({ cipherId: id }), frame({ end: true, refId: id, version: 1, manifestCipherId: id, count: 1, bodySize: 68 }), Buffer.from(JSON.stringify([id]))], expect: 'reject' },
     { what: 'ref.list after a non-id, limit 10^9', bytes: [frame({ v: 1, op: 'ref.list', after: 'zz', limit: 1e9 })], expect: 'reject' },
   ]
   for (const r of reqs) {
@@ -247,7 +252,7 @@ async function badRequests(env: Env): Promise<void> {
   for (const f of await filesUnder(join(hostileDir, 'blobs'))) {
     if ((await sha256File(f)) !== f.slice(-64)) env.fail('hostile requests', `C keeps a damaged blob ${f}`)
   }
-  for (const bad of [id, sha256(Buffer.alloc(10))]) {
+  for (const bad of [id, sha256(Buffer.alloc(10)), sha256(Buffer.alloc(11))]) {
     if ((await filesUnder(hostileDir)).some((f) => f.endsWith(bad))) env.fail('hostile requests', `C kept a rejected blob ${bad.slice(0, 12)}`)
   }
 

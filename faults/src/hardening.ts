@@ -79,7 +79,7 @@ async function bounded<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
 
 /**
  * Stores `key` on `owner` and finds the ref the hostile peer `peer` was sent for it, as H would: the
- * ref.puts since, at the store's version, of a refId it had not seen before (a new key's).
+ * refs since (ref.put or ref.store), at the store's version, of a refId it had not seen before (a new key's).
  */
 async function storeSeen(env: Env, owner: NodeHandle, peer: HostilePeer, key: string, size: number): Promise<(RefSeen & { sha256: string }) | undefined> {
   const known = new Set(peer.refPuts.map((r) => r.refId))
@@ -165,9 +165,9 @@ function compareKeys(env: Env, what: string, before: ListEntry[], after: ListEnt
 // ---- C's cases ---------------------------------------------------------------------
 
 /**
- * Holders learn neither an object's size nor its write time: no `ref.put` H was sent carries them. Nor
- * its key's length: every manifest H holds is as long as one of the padded sizes, encrypted, whatever
- * the key's length (keys of 1 to 1,000 bytes are stored for it).
+ * Holders learn neither an object's size nor its write time: no ref H was sent (by `ref.put`, or at the
+ * end of a `ref.store`) carries them. Nor its key's length: every manifest H holds is as long as one of
+ * the padded sizes, encrypted, whatever the key's length (keys of 1 to 1,000 bytes are stored for it).
  */
 async function metadata(env: Env): Promise<void> {
   const { c, h } = env
@@ -197,15 +197,15 @@ async function metadata(env: Env): Promise<void> {
   if (off.length > 0) env.fail(what, `${off.length} of the ${held.length} manifests the hostile peer holds are not of a padded size (e.g. ${off[0]!.length} bytes)`)
   env.report.log(`${what}: ${seen.join('; ')}; ${held.length} manifests held by H, ${off.length} off the padded sizes`)
 
-  const what2 = 'metadata: ref.put headers'
+  const what2 = 'metadata: ref headers'
   env.report.extra.hostileCases++
   const fields = new Set(h.refPutHeaders.flatMap((header) => Object.keys(header)))
   for (const leak of ['size', 'writtenAt']) {
     const n = h.refPutHeaders.filter((header) => leak in header).length
-    if (n > 0) env.fail(what2, `${n} of the ${h.refPutHeaders.length} ref.put requests the hostile peer received carry ${leak}`)
+    if (n > 0) env.fail(what2, `${n} of the ${h.refPutHeaders.length} refs the hostile peer was sent (ref.put, ref.store) carry ${leak}`)
   }
-  if (h.refPutHeaders.length === 0) env.fail(what2, 'the hostile peer received no ref.put (set-up)')
-  env.report.log(`${what2}: ${h.refPutHeaders.length} ref.put requests, fields ${[...fields].sort().join(', ')}`)
+  if (h.refPutHeaders.length === 0) env.fail(what2, 'the hostile peer was sent no ref (set-up)')
+  env.report.log(`${what2}: ${h.refPutHeaders.length} refs (ref.put, ref.store), fields ${[...fields].sort().join(', ')}`)
 }
 
 /**

@@ -283,8 +283,8 @@ export type ListMode =
 
 /**
  * How it takes the blobs it is sent: keeps them; acknowledges them but keeps nothing (`drop`); keeps them
- * and acknowledges each only after {@link HostilePeer.slowAckMs} (`slow`); refuses them and any ref, as a
- * full holder would (`refuse`).
+ * and acknowledges each only after {@link HostilePeer.slowAckMs} (`slow`; on a `ref.store`, reads the next
+ * blob only then); refuses them and any ref, as a full holder would (`refuse`).
  */
 export type PutMode = 'keep' | 'drop' | 'slow' | 'refuse'
 
@@ -298,6 +298,9 @@ export interface ListedRef {
   deleted: boolean
   manifestCipherId?: string
 }
+
+/** How it refuses what it is sent when full (`refuse`). */
+const REFUSAL = { ok: false, code: 'ERR_QUOTA', message: 'this holder takes nothing more' }
 
 /** Entries of a `ref.list` page (the protocol's most). */
 const LIST_PAGE = 256
@@ -324,11 +327,11 @@ export interface RefSeen {
 export class HostilePeer {
   readonly blobs = new Map<string, Buffer>()
   readonly refs = new Map<string, RefSeen>()
-  /** Every `ref.put` in arrival order. */
+  /** Every ref it recorded (by `ref.put` or at the end of a `ref.store`), in arrival order. */
   readonly refPuts: RefSeen[] = []
   /** Every `blob.get` asked of it. */
   readonly gets: string[] = []
-  /** The header of every `ref.put`, as it came. */
+  /** The header of every ref it was sent (a `ref.put`'s, a `ref.store`'s closing one), as it came. */
   readonly refPutHeaders: Array<Record<string, unknown>> = []
   mode: ServeMode = 'honest'
   listMode: ListMode = 'honest'
@@ -427,7 +430,6 @@ export class HostilePeer {
     if (h === undefined) return void (await stream.closeWrite())
     this.events.emit('request', h.op, h)
     const send = (header: unknown): Promise<void> => stream.write(frame(header))
-    const refusal = { ok: false, code: 'ERR_QUOTA', message: 'this holder takes nothing more' }
     switch (h.op) {
       case 'blob.has': {
         const ids = h.cipherIds as string[]
@@ -437,7 +439,7 @@ export class HostilePeer {
       case 'blob.put': {
         const id = h.cipherId as string
         if (this.putMode === 'refuse') {
-          await send(refusal)
+          await send(REFUSAL)
           break
         }
         if (this.blobs.has(id)) {
@@ -466,18 +468,12 @@ export class HostilePeer {
       }
       case 'ref.put': {
         this.refPutHeaders.push(h)
-        const body = await reader.bytes(h.bodySize as number)
-        void body
-        if (this.putMode === 'refuse') {
-          await send(refusal)
-          break
-        }
-        const ref: RefSeen = { refId: h.refId as string, version: h.version as number, manifestCipherId: h.manifestCipherId as string }
-        this.refPuts.push(ref)
-        this.refs.set(ref.refId, ref)
-        await send({ ok: true })
+        await send(this.#commit(h, await reader.bytes(h.bodySize as number)))
         break
       }
+      case 'ref.store':
+        await send(await this.#store(reader))
+        break
       case 'ref.delete':
         this.refs.delete(h.refId as string)
         await send({ ok: true })
@@ -495,6 +491,49 @@ export class HostilePeer {
         await send({ ok: false, code: 'ERR_PROTOCOL', message: 'unknown' })
     }
     await stream.closeWrite()
+  }
+
+  /**
+   * A `ref.store`: the blobs as they come (`{ cipherId, size }` and the bytes; `{ cipherId }` alone names one it
+   * should have), kept as {@link HostilePeer.putMode} says (`slow`: each read only after {@link HostilePeer.slowAckMs}),
+   * then the ref (`{ end: true, … }` and its cipherIds), answered once as a `ref.put` is.
+   */
+  async #store(reader: Reader): Promise<Record<string, unknown>> {
+    for (;;) {
+      const item = await reader.header()
+      if (item === undefined) throw new Error('the ref.store ended before its ref')
+      if (item.end === true) {
+        this.refPutHeaders.push(item)
+        return this.#commit(item, await reader.bytes(item.bodySize as number))
+      }
+      if (item.size === undefined) continue
+      const bytes = await reader.bytes(item.size as number)
+      if (bytes === undefined) throw new Error('the ref.store ended inside a blob')
+      if (this.putMode === 'keep' || this.putMode === 'slow') this.blobs.set(item.cipherId as string, Buffer.from(bytes))
+      if (this.putMode === 'slow') await this.#sleep(this.slowAckMs)
+    }
+  }
+
+  /**
+   * The answer to a ref (`ref.put`, or a `ref.store`'s end; `body` its cipherIds as JSON): refused (`refuse`),
+   * recorded on trust (`drop`), or, as a holder does, recorded once it holds every blob the ref names.
+   */
+  #commit(h: Record<string, unknown>, body: Buffer | undefined): Record<string, unknown> {
+    if (this.putMode === 'refuse') return REFUSAL
+    const ref: RefSeen = { refId: h.refId as string, version: h.version as number, manifestCipherId: h.manifestCipherId as string }
+    if (this.putMode !== 'drop') {
+      let cipherIds: string[] = []
+      try {
+        cipherIds = JSON.parse(body?.toString('utf8') ?? '[]') as string[]
+      } catch {
+        return { ok: false, code: 'ERR_PROTOCOL', message: 'the cipherIds of a ref are not JSON' }
+      }
+      const missing = [ref.manifestCipherId, ...cipherIds].filter((id) => !this.blobs.has(id))
+      if (missing.length > 0) return { ok: false, code: 'ERR_MISSING', missing: missing.slice(0, 512) }
+    }
+    this.refPuts.push(ref)
+    this.refs.set(ref.refId, ref)
+    return { ok: true }
   }
 
   /** A full page of new refIds after `after` (the page's cursor), each from `entry`. */
