@@ -2,6 +2,7 @@
 // list. Tombstones are kept, so that a stale version never comes back.
 import { PeerError } from './errors.js'
 import { freeUnreferenced, keep, missingIn, refIdsOf, type HolderContext, type ReplicaRef, type Served } from './holder-state.js'
+import type { Refusal } from './replica-space.js'
 import { hex64, hex64List, MAX_BLOB_BYTES, MAX_HAS_IDS, MAX_LIST_PAGE, MAX_REF_CHUNKS, optionalHex64, uint, type Exchange, type Header } from './wire.js'
 
 /** A ref an owner asks to record: its id, version, manifest and the chunk cipherIds it uses. */
@@ -41,13 +42,13 @@ export async function refPut(served: Served, h: Header, ex: Exchange): Promise<v
  */
 export async function refStore(served: Served, _h: Header, ex: Exchange): Promise<void> {
   const { ctx, owner } = served
-  let refusal: string | undefined
+  let refusal: Refusal | undefined
   let items = 0
   for (;;) {
     const item = await ex.requireHeader()
     if (item.end === true) {
       const ref = await readRef(item, item, ex)
-      if (refusal !== undefined) await ex.send({ ok: false, code: 'ERR_QUOTA', message: refusal })
+      if (refusal !== undefined) await ex.send({ ok: false, ...refusal })
       else await commitRef(served, ref, ex)
       return
     }
