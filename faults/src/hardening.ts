@@ -479,7 +479,8 @@ async function audits(env: Env, d: NodeHandle, hd: HostilePeer): Promise<void> {
 /**
  * D loses everything but identity/ and restarts; H offers, for a key D stored and one it deleted, a newer
  * version whose manifest H made. A read right away (when D may know of the key only what its peers answer)
- * and D's catch-up must give back D's own object, and the deleted key must stay deleted.
+ * and D's catch-up must give back D's own object, and the deleted key must stay deleted (a read of it
+ * answers ERR_NOT_FOUND: its peers hold D's proven delete).
  */
 async function forgedAfterLoss(env: Env, d: NodeHandle, hd: HostilePeer): Promise<NodeHandle> {
   const what = 'recovery after local loss: manifests the hostile peer made itself'
@@ -513,9 +514,10 @@ async function forgedAfterLoss(env: Env, d: NodeHandle, hd: HostilePeer): Promis
     const got = await restarted.read('adv/loss/kept').catch(() => undefined)
     if (got?.sha256 !== kept.sha256) env.fail(what, 'D does not read adv/loss/kept back as it stored it')
     if (await restarted.has('adv/loss/deleted')) env.fail(what, 'the deleted adv/loss/deleted came back')
-    // D knows the delete only by its refId (the key's name went with the index): the read asks the peers again, and must fail.
+    // D knows the delete only by its refId (the key's name went with the index): the read asks the peers again, and must find it deleted.
     const gone = await restarted.read('adv/loss/deleted').then(() => undefined, (err: unknown) => codeOf(err) ?? messageOf(err))
     if (gone === undefined) env.fail(what, 'D read back the deleted adv/loss/deleted')
+    else if (gone !== 'ERR_NOT_FOUND') env.fail(what, `D's read of the deleted adv/loss/deleted failed with ${gone}, not ERR_NOT_FOUND (its peers hold its proven delete)`)
     env.report.log(
       `${what}: a read right after the restart ${early instanceof Error ? `failed (${codeOf(early) ?? early.message})` : early.sha256 === kept.sha256 ? "gave back D's own bytes" : 'gave back bytes D never stored'}; after catch-up D holds v${now?.version ?? '?'} of the key, ` +
         `and a read of the deleted key fails with ${gone ?? 'nothing'}`,
