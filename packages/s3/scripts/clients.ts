@@ -115,14 +115,26 @@ interface Node {
   child: ChildProcess
 }
 
+/** Every node started, so that each is stopped whatever fails, even on the way out. */
+const started: Node[] = []
+process.once('exit', () => {
+  for (const n of started) if (n.child.exitCode === null) n.child.kill('SIGKILL')
+})
+
 async function startNode(root: string, extra: string[]): Promise<Node> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--root', root, '--log-level', 'warn', ...extra], { stdio: ['ignore', 'inherit', 'inherit'] })
+  // Its output is piped through this process, never handed its file descriptors: a node that outlived
+  // this script would otherwise hold the caller's pipe open.
+  const child = spawn(process.execPath, [BIN, 'serve', '--root', root, '--log-level', 'warn', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] })
+  child.stdout.pipe(process.stdout, { end: false })
+  child.stderr.pipe(process.stderr, { end: false })
+  started.push({ root, child })
   const deadline = Date.now() + 60_000
   for (;;) {
     if (child.exitCode !== null) throw new Error(`dcas serve --root ${root} exited ${child.exitCode}`)
     try {
-      const api = JSON.parse(await readFile(join(root, 'api.json'), 'utf8')) as { pid: number }
-      if (api.pid === child.pid) return { root, child }
+      // api.json says `starting` until the node is up; then it has its address.
+      const api = JSON.parse(await readFile(join(root, 'api.json'), 'utf8')) as { pid: number; starting?: boolean; address?: string }
+      if (api.pid === child.pid && api.starting !== true && api.address !== undefined) return { root, child }
     } catch {
       // not yet written
     }
@@ -310,7 +322,7 @@ async function main(): Promise<number> {
   let nodes: Node[] = []
   const watchdog = setTimeout(() => {
     log(`the run took longer than ${RUN_TIMEOUT_MS / 60_000} minutes: stopping`)
-    for (const n of nodes) n.child.kill('SIGKILL')
+    for (const n of started) n.child.kill('SIGKILL')
     process.exit(1)
   }, RUN_TIMEOUT_MS)
   watchdog.unref()
@@ -347,7 +359,7 @@ async function main(): Promise<number> {
     log(`${checks.length - failed} of ${checks.length} clients passed`)
     return failed === 0 ? 0 : 1
   } finally {
-    for (const n of [...nodes].reverse()) await stopNode(n)
+    for (const n of [...started].reverse()) await stopNode(n)
     await rm(dir, { recursive: true, force: true })
   }
 }

@@ -1,6 +1,7 @@
 // The holder's answers to the blob requests: put, get, prove, has, release.
 import { createHash } from 'node:crypto'
-import { freeUnreferenced, keep, markDamaged, missingIn, type Served } from './holder-state.js'
+import { freeUnreferenced, markDamaged, missingIn, type Served } from './holder-state.js'
+import { IncomingBlobs } from './holder-writes.js'
 import { hex64, hex64List, MAX_BLOB_BYTES, MAX_HAS_IDS, uint, type Exchange, type Header } from './wire.js'
 
 export async function blobPut(served: Served, h: Header, ex: Exchange): Promise<void> {
@@ -20,9 +21,16 @@ export async function blobPut(served: Served, h: Header, ex: Exchange): Promise<
   }
   await ex.send({ ok: true, have: false })
   const size = uint(await ex.requireHeader(), 'size', MAX_BLOB_BYTES)
-  if (!(await keep(served, cipherId, ex.body(size), size))) {
-    await ex.send({ ok: false, code: 'ERR_INTEGRITY', message: 'the bytes do not hash to their cipherId' })
-    return
+  // A batch of one: the same writes, checks and counting as a ref.store's blobs.
+  const blobs = new IncomingBlobs(served)
+  try {
+    if (!(await blobs.add(cipherId, ex.body(size), size))) {
+      await ex.send({ ok: false, code: 'ERR_INTEGRITY', message: 'the bytes do not hash to their cipherId' })
+      return
+    }
+    await blobs.commit()
+  } finally {
+    await blobs.abort()
   }
   await ex.send({ ok: true })
 }

@@ -1,7 +1,8 @@
 // The holder's answers to the ref requests: put, store (blobs and ref on one stream), get, delete,
 // list. Tombstones are kept, so that a stale version never comes back.
 import { PeerError } from './errors.js'
-import { freeUnreferenced, keep, missingIn, refIdsOf, type HolderContext, type ReplicaRef, type Served } from './holder-state.js'
+import { freeUnreferenced, missingIn, refIdsOf, type HolderContext, type ReplicaRef, type Served } from './holder-state.js'
+import { IncomingBlobs } from './holder-writes.js'
 import type { Refusal } from './replica-space.js'
 import { hex64, hex64List, MAX_BLOB_BYTES, MAX_HAS_IDS, MAX_LIST_PAGE, MAX_REF_CHUNKS, optionalHex64, uint, type Exchange, type Header } from './wire.js'
 
@@ -38,35 +39,47 @@ export async function refPut(served: Served, h: Header, ex: Exchange): Promise<v
  * One store on one stream: its blobs as they come (`{ cipherId, size }` and the bytes, for each), then
  * `{ end: true, refId, version, manifestCipherId, count, bodySize }` and the ref's cipherIds; answered once, as `ref.put` is, when the
  * blobs and the ref are durable. A blob the owner believes this holder has comes as `{ cipherId }` alone
- * (no bytes): the answer lists it missing if it is not.
+ * (no bytes): the answer lists it missing if it is not. The blobs are written as they come and made durable
+ * together (a group at a time, see {@link IncomingBlobs}) before the ref is committed; a request refused or
+ * broken off keeps none of its uncommitted blobs.
  */
 export async function refStore(served: Served, _h: Header, ex: Exchange): Promise<void> {
   const { ctx, owner } = served
-  let refusal: Refusal | undefined
-  let items = 0
-  for (;;) {
-    const item = await ex.requireHeader()
-    if (item.end === true) {
-      const ref = await readRef(item, item, ex)
-      if (refusal !== undefined) await ex.send({ ok: false, ...refusal })
-      else await commitRef(served, ref, ex)
-      return
+  const blobs = new IncomingBlobs(served)
+  try {
+    let refusal: Refusal | undefined
+    let items = 0
+    for (;;) {
+      const item = await ex.requireHeader()
+      if (item.end === true) {
+        const ref = await readRef(item, item, ex)
+        if (refusal !== undefined) {
+          await ex.send({ ok: false, ...refusal })
+          return
+        }
+        await blobs.commit()
+        await commitRef(served, ref, ex)
+        return
+      }
+      if (++items > MAX_REF_CHUNKS + 1) throw new PeerError(`more than ${MAX_REF_CHUNKS + 1} blobs in one ref.store`)
+      const cipherId = hex64(item, 'cipherId')
+      if (item.size === undefined) continue
+      const size = uint(item, 'size', MAX_BLOB_BYTES)
+      refusal ??= await ctx.space.blobRefusal(owner)
+      if (refusal !== undefined) {
+        // Read and dropped: the answer at the end says why.
+        for await (const _ of ex.part(size)) void _
+        continue
+      }
+      if (!(await blobs.add(cipherId, ex.part(size), size))) {
+        await ex.send({ ok: false, code: 'ERR_INTEGRITY', message: 'the bytes do not hash to their cipherId' })
+        ex.reset()
+        return
+      }
     }
-    if (++items > MAX_REF_CHUNKS + 1) throw new PeerError(`more than ${MAX_REF_CHUNKS + 1} blobs in one ref.store`)
-    const cipherId = hex64(item, 'cipherId')
-    if (item.size === undefined) continue
-    const size = uint(item, 'size', MAX_BLOB_BYTES)
-    refusal ??= await ctx.space.blobRefusal(owner)
-    if (refusal !== undefined) {
-      // Read and dropped: the answer at the end says why.
-      for await (const _ of ex.part(size)) void _
-      continue
-    }
-    if (!(await keep(served, cipherId, ex.part(size), size))) {
-      await ex.send({ ok: false, code: 'ERR_INTEGRITY', message: 'the bytes do not hash to their cipherId' })
-      ex.reset()
-      return
-    }
+  } finally {
+    // Whatever was not committed goes, and is no longer counted.
+    await blobs.abort()
   }
 }
 

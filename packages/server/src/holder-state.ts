@@ -1,5 +1,5 @@
 // The holder's records (refs, reference counts, damage) and the storage steps its requests share:
-// keeping a blob an owner sent, telling which blobs are missing, freeing those no ref counts.
+// telling which blobs are missing, freeing those no ref counts.
 import type { BlobStore, Index, IndexTable } from '@dcas/store'
 import type { KeyedLocks } from './locks.js'
 import type { Logger } from './logger.js'
@@ -94,27 +94,4 @@ export async function freeUnreferenced(ctx: HolderContext, owner: string, ids: I
     }
   }
   await Promise.all(Array.from({ length: Math.min(FREE_CONCURRENCY, queue.length) }, worker))
-}
-
-/** Stores a blob the owner sent (or drops the bytes when it is here already); `false` when they do not hash to `cipherId`. */
-export async function keep({ ctx, owner, received }: Served, cipherId: string, bytes: AsyncIterable<Uint8Array>, size: number): Promise<boolean> {
-  const store = await ctx.space.store(owner)
-  const key = `${owner}/${cipherId}`
-  try {
-    const added = await ctx.locks.run(key, async () => {
-      if (await store.has(cipherId)) {
-        for await (const _ of bytes) void _
-        return false
-      }
-      await store.putExpected(cipherId, bytes)
-      return true
-    })
-    if (added) ctx.space.bytes(owner, size)
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'ERR_INTEGRITY') throw err
-    return false
-  }
-  received.add(cipherId)
-  if (ctx.tables.damaged.has(key)) await ctx.index.transaction((tx) => tx.delete(ctx.tables.damaged, key))
-  return true
 }

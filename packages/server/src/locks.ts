@@ -23,6 +23,16 @@ export class KeyedLocks {
     }
   }
 
+  /**
+   * Runs `fn` holding the locks of every key of `keys`, taken one after the other in sorted order, so that two
+   * callers holding several never wait on each other in a cycle.
+   */
+  runAll<T>(keys: Iterable<string>, fn: () => Promise<T>): Promise<T> {
+    const sorted = [...new Set(keys)].sort()
+    const hold = (at: number): Promise<T> => (at === sorted.length ? fn() : this.run(sorted[at]!, () => hold(at + 1)))
+    return hold(0)
+  }
+
   /** Marks `key` as relied upon until {@link KeyedLocks.unpin}. */
   pin(key: string): void {
     this.#pins.set(key, (this.#pins.get(key) ?? 0) + 1)

@@ -3,7 +3,7 @@
 // owners, and free space kept for this node's own data), with the accounting they need.
 import { readdir, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
-import { openBlobStore, type BlobStore } from '@dcas/store'
+import { openBlobStore, type BlobStore, type BlobStoreFs } from '@dcas/store'
 import { InvalidOptionsError } from './errors.js'
 import { isHex64 } from './wire.js'
 
@@ -46,9 +46,12 @@ export class ReplicaSpace {
   readonly #limits: Required<Omit<HolderLimits, 'reserveBytes'>> & { reserveBytes: number | undefined }
   readonly #stores = new Map<string, Promise<BlobStore>>()
   readonly #usage = new Map<string, Usage>()
+  readonly #fs: BlobStoreFs | undefined
 
-  constructor(root: string, limits: HolderLimits = {}) {
+  /** `fs` replaces the file system functions of the owners' stores (for fault injection in tests). */
+  constructor(root: string, limits: HolderLimits = {}, options: { fs?: BlobStoreFs } = {}) {
     this.#dir = join(root, 'replicas')
+    this.#fs = options.fs
     this.#limits = {
       bytesPerOwner: limits.bytesPerOwner ?? Number.POSITIVE_INFINITY,
       refsPerOwner: limits.refsPerOwner ?? DEFAULT_REFS_PER_OWNER,
@@ -75,7 +78,7 @@ export class ReplicaSpace {
     if (!isHex64(owner)) throw new InvalidOptionsError('owner ids are 64 lowercase hex characters')
     let store = this.#stores.get(owner)
     if (store === undefined) {
-      store = openBlobStore({ root: join(this.#dir, owner) })
+      store = openBlobStore({ root: join(this.#dir, owner), ...(this.#fs === undefined ? {} : { fs: this.#fs }) })
       this.#stores.set(owner, store)
     }
     return store
