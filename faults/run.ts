@@ -1,4 +1,4 @@
-// pnpm test:faults [--seed S] [--runs N] [--duration 30m] [--ops N] [--quick | --profile quick|full|seven] [--nodes 3] [--keep] [--verbose]
+// pnpm test:faults [--seed S] [--runs N] [--duration 30m] [--ops N] [--quick | --profile quick|full|seven] [--nodes 3] [--keep] [--verbose] [--no-adversarial | --adversarial-only]
 //
 // Real dcas nodes in child processes over TCP, a seeded random workload, and faults: kill -9 and
 // restart on the same data directory, network faults through a TCP fault proxy, bit rot at rest,
@@ -34,10 +34,12 @@ interface Args {
   keep: boolean
   verbose: boolean
   adversarial: boolean
+  /** Only the adversarial cases, in every run (no chaos cluster). */
+  adversarialOnly: boolean
 }
 
 function usage(message: string): never {
-  console.error(`${message}\nusage: pnpm test:faults [--seed S] [--runs N] [--duration 30m|90s] [--ops N] [--quick | --profile quick|full|seven] [--nodes 3] [--keep] [--verbose] [--no-adversarial]`)
+  console.error(`${message}\nusage: pnpm test:faults [--seed S] [--runs N] [--duration 30m|90s] [--ops N] [--quick | --profile quick|full|seven] [--nodes 3] [--keep] [--verbose] [--no-adversarial | --adversarial-only]`)
   process.exit(2)
 }
 
@@ -51,7 +53,7 @@ function parseDuration(text: string): number {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { seed: randomBytes(6).toString('hex'), runs: undefined, durationMs: undefined, ops: undefined, profile: 'full', nodes: undefined, keep: false, verbose: false, adversarial: true }
+  const args: Args = { seed: randomBytes(6).toString('hex'), runs: undefined, durationMs: undefined, ops: undefined, profile: 'full', nodes: undefined, keep: false, verbose: false, adversarial: true, adversarialOnly: false }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
     const value = (): string => argv[++i] ?? usage(`${a} needs a value`)
@@ -74,8 +76,10 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--keep') args.keep = true
     else if (a === '--verbose') args.verbose = true
     else if (a === '--no-adversarial') args.adversarial = false
+    else if (a === '--adversarial-only') args.adversarialOnly = true
     else usage(`unknown option ${a}`)
   }
+  if (!args.adversarial && args.adversarialOnly) usage('--no-adversarial and --adversarial-only exclude each other')
   return args
 }
 
@@ -135,7 +139,7 @@ const live = new Set<Cluster>()
 let currentDir: string | undefined
 
 function reproduce(seed: string): string {
-  return `pnpm test:faults --seed ${seed} --runs 1${args.profile === 'full' ? '' : ` --profile ${args.profile}`}${args.nodes === undefined ? '' : ` --nodes ${args.nodes}`}`
+  return `pnpm test:faults --seed ${seed} --runs 1${args.profile === 'full' ? '' : ` --profile ${args.profile}`}${args.nodes === undefined ? '' : ` --nodes ${args.nodes}`}${args.adversarialOnly ? ' --adversarial-only' : ''}`
 }
 
 process.on('unhandledRejection', (err) => {
@@ -192,96 +196,101 @@ async function runOnce(seed: string, index: number, withAdversarial: boolean): P
   const started = Date.now()
   let ok = false
   try {
-    await cluster.start()
-    // Each owner's keys and texts carry its own canary.
-    // With membership changes, the last node owns nothing: it is the one destroyed for good.
-    const owners = profile.membership === undefined ? nodes : nodes - 1
-    const workload = new Workload(cluster, rng.fork('workload'), report, { ...profile.workload, chunkSize, canaries, owners })
-    const replicas = profile.placement?.replicas
-    // A copy moved (a node unseen for longer than lostAfter) may release acknowledged ones: those no longer bind.
-    if (replicas !== undefined) cluster.onNodeLost = () => workload.forgetHolderAcks()
-    const rot = new RotTracker()
-    const chaos = new Chaos(cluster, workload, rng.fork('chaos'), report, profile.chaos, (node) => verifyDurable(cluster, workload, node, rot, report))
-    const rotRng = rng.fork('rot')
-    const lossRng = rng.fork('loss')
+    if (args.adversarialOnly) {
+      report.log('no chaos cluster (--adversarial-only)')
+      live.delete(cluster)
+    } else {
+      await cluster.start()
+      // Each owner's keys and texts carry its own canary.
+      // With membership changes, the last node owns nothing: it is the one destroyed for good.
+      const owners = profile.membership === undefined ? nodes : nodes - 1
+      const workload = new Workload(cluster, rng.fork('workload'), report, { ...profile.workload, chunkSize, canaries, owners })
+      const replicas = profile.placement?.replicas
+      // A copy moved (a node unseen for longer than lostAfter) may release acknowledged ones: those no longer bind.
+      if (replicas !== undefined) cluster.onNodeLost = () => workload.forgetHolderAcks()
+      const rot = new RotTracker()
+      const chaos = new Chaos(cluster, workload, rng.fork('chaos'), report, profile.chaos, (node) => verifyDurable(cluster, workload, node, rot, report))
+      const rotRng = rng.fork('rot')
+      const lossRng = rng.fork('loss')
 
-    const quiesce = async (phase: string): Promise<void> => {
-      await within(cluster.waitConnected(120_000), 130_000, `${phase}: reconnecting every node`)
-      await within(cluster.waitSynced(), 300_000, `${phase}: catch-up`)
-      if (replicas !== undefined) {
-        try {
-          await within(cluster.waitPlaced(300_000), 310_000, `${phase}: placement settling`)
-        } catch (err) {
-          // What each node still has to do, for the post-mortem.
-          for (const s of cluster.live) report.say(`${phase}: ${s.name} placement ${JSON.stringify(await s.handle?.placementStatus().catch((e: unknown) => String(e)))}`)
-          throw err
+      const quiesce = async (phase: string): Promise<void> => {
+        await within(cluster.waitConnected(120_000), 130_000, `${phase}: reconnecting every node`)
+        await within(cluster.waitSynced(), 300_000, `${phase}: catch-up`)
+        if (replicas !== undefined) {
+          try {
+            await within(cluster.waitPlaced(300_000), 310_000, `${phase}: placement settling`)
+          } catch (err) {
+            // What each node still has to do, for the post-mortem.
+            for (const s of cluster.live) report.say(`${phase}: ${s.name} placement ${JSON.stringify(await s.handle?.placementStatus().catch((e: unknown) => String(e)))}`)
+            throw err
+          }
         }
       }
+      for (let epoch = 0; epoch < profile.epochs; epoch++) {
+        if (args.ops !== undefined && report.ops >= args.ops) break
+        report.log(`epoch ${epoch + 1}: chaos for ${profile.chaosMs / 1000} s`)
+        workload.start()
+        await chaos.run(profile.chaosMs)
+        const stopped = workload.stop()
+        await chaos.settle()
+        await stopped
+        await quiesce(`epoch ${epoch + 1}`)
+        await verifyReads(cluster, workload, report, `epoch ${epoch + 1}`)
+        if (lossRng.chance(profile.lossChance)) {
+          const node = lossRng.int(0, owners - 1)
+          const loss = lossRng.chance(0.6) ? 'blobs' : 'all-but-identity'
+          report.log(`local loss: n${node} restarts without ${loss === 'blobs' ? 'its blobs' : 'anything but identity/'}`)
+          report.kills++
+          report.extra.localLosses++
+          await cluster.kill(node)
+          await verifyDurable(cluster, workload, node, rot, report)
+          cluster.slot(node).lossClock = workload.clock
+          if (loss === 'all-but-identity') workload.forgetUnsharedVersions(node)
+          await cluster.restart(node, loss)
+          await quiesce(`epoch ${epoch + 1} after local loss`)
+          await verifyReads(cluster, workload, report, `epoch ${epoch + 1} after local loss on n${node}`)
+        }
+        await rotRound(cluster, rotRng, rot, report, replicaRotNode)
+        if (profile.membership?.lose === epoch + 1) {
+          const victim = cluster.slot(nodes - 1)
+          report.log(`membership: ${victim.name} is destroyed for good`)
+          const lost = Promise.all(
+            cluster.live
+              .filter((s) => s !== victim)
+              .map(
+                (s) =>
+                  new Promise<void>((resolve) => {
+                    const seen = (e: { nodeId: string }): void => {
+                      if (e.nodeId !== victim.nodeId) return
+                      s.handle?.events.off('node:lost', seen)
+                      resolve()
+                    }
+                    s.handle?.events.on('node:lost', seen)
+                  }),
+              ),
+          )
+          await cluster.loseForGood(victim.index)
+          await within(lost, profile.placement!.lostAfter + 120_000, `membership: every node declaring ${victim.name} lost`)
+          workload.forgetHolderAcks()
+          await quiesce(`epoch ${epoch + 1} after ${victim.name} was lost`)
+          await verifyReads(cluster, workload, report, `epoch ${epoch + 1} after ${victim.name} was lost for good`)
+        }
+        if (profile.membership?.add === epoch + 1) {
+          const added = await cluster.addNode()
+          report.log(`membership: ${added.name} joins`)
+          workload.forgetHolderAcks()
+          await quiesce(`epoch ${epoch + 1} after ${added.name} joined`)
+          await verifyReads(cluster, workload, report, `epoch ${epoch + 1} after ${added.name} joined`)
+        }
+      }
+      await quiesce('final')
+      await verifyReads(cluster, workload, report, 'final')
+      await quiesce('final, after healing reads')
+      await verifyDisks(cluster, rot, canaries.map((c) => Buffer.from(c)), report, 'final', replicas)
+      for (const l of cluster.links) report.netfaults += l.proxy.stats.faults
+      await cluster.close(report.violations.length > violationsBefore)
+      live.delete(cluster)
     }
-    for (let epoch = 0; epoch < profile.epochs; epoch++) {
-      if (args.ops !== undefined && report.ops >= args.ops) break
-      report.log(`epoch ${epoch + 1}: chaos for ${profile.chaosMs / 1000} s`)
-      workload.start()
-      await chaos.run(profile.chaosMs)
-      const stopped = workload.stop()
-      await chaos.settle()
-      await stopped
-      await quiesce(`epoch ${epoch + 1}`)
-      await verifyReads(cluster, workload, report, `epoch ${epoch + 1}`)
-      if (lossRng.chance(profile.lossChance)) {
-        const node = lossRng.int(0, owners - 1)
-        const loss = lossRng.chance(0.6) ? 'blobs' : 'all-but-identity'
-        report.log(`local loss: n${node} restarts without ${loss === 'blobs' ? 'its blobs' : 'anything but identity/'}`)
-        report.kills++
-        report.extra.localLosses++
-        await cluster.kill(node)
-        await verifyDurable(cluster, workload, node, rot, report)
-        cluster.slot(node).lossClock = workload.clock
-        if (loss === 'all-but-identity') workload.forgetUnsharedVersions(node)
-        await cluster.restart(node, loss)
-        await quiesce(`epoch ${epoch + 1} after local loss`)
-        await verifyReads(cluster, workload, report, `epoch ${epoch + 1} after local loss on n${node}`)
-      }
-      await rotRound(cluster, rotRng, rot, report, replicaRotNode)
-      if (profile.membership?.lose === epoch + 1) {
-        const victim = cluster.slot(nodes - 1)
-        report.log(`membership: ${victim.name} is destroyed for good`)
-        const lost = Promise.all(
-          cluster.live
-            .filter((s) => s !== victim)
-            .map(
-              (s) =>
-                new Promise<void>((resolve) => {
-                  const seen = (e: { nodeId: string }): void => {
-                    if (e.nodeId !== victim.nodeId) return
-                    s.handle?.events.off('node:lost', seen)
-                    resolve()
-                  }
-                  s.handle?.events.on('node:lost', seen)
-                }),
-            ),
-        )
-        await cluster.loseForGood(victim.index)
-        await within(lost, profile.placement!.lostAfter + 120_000, `membership: every node declaring ${victim.name} lost`)
-        workload.forgetHolderAcks()
-        await quiesce(`epoch ${epoch + 1} after ${victim.name} was lost`)
-        await verifyReads(cluster, workload, report, `epoch ${epoch + 1} after ${victim.name} was lost for good`)
-      }
-      if (profile.membership?.add === epoch + 1) {
-        const added = await cluster.addNode()
-        report.log(`membership: ${added.name} joins`)
-        workload.forgetHolderAcks()
-        await quiesce(`epoch ${epoch + 1} after ${added.name} joined`)
-        await verifyReads(cluster, workload, report, `epoch ${epoch + 1} after ${added.name} joined`)
-      }
-    }
-    await quiesce('final')
-    await verifyReads(cluster, workload, report, 'final')
-    await quiesce('final, after healing reads')
-    await verifyDisks(cluster, rot, canaries.map((c) => Buffer.from(c)), report, 'final', replicas)
-    for (const l of cluster.links) report.netfaults += l.proxy.stats.faults
-    await cluster.close(report.violations.length > violationsBefore)
-    live.delete(cluster)
     if (withAdversarial) {
       report.log('adversarial cases')
       await adversarial(join(dir, 'adversarial'), `faults-adv-${seed}`, rng.fork('adversarial'), report, canaries[0]!)
@@ -318,8 +327,8 @@ async function main(): Promise<void> {
     if (args.durationMs !== undefined && Date.now() - started >= args.durationMs) break
     if (args.ops !== undefined && report.ops >= args.ops) break
     const seed = i === 0 ? args.seed : `${args.seed}.${i}`
-    // The adversarial cases run in the first run, then in every third.
-    await runOnce(seed, i, args.adversarial && i % 3 === 0)
+    // The adversarial cases run in the first run, then in every third (in every one with --adversarial-only).
+    await runOnce(seed, i, args.adversarial && (args.adversarialOnly || i % 3 === 0))
   }
   const minutes = ((Date.now() - started) / 60_000).toFixed(1)
   const e = report.extra

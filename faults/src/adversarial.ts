@@ -6,8 +6,9 @@
 // silence) must be closed before any application byte, and a stranger's recorded handshake must
 // confirm no guess of the secret offline; floods of idle sockets (from many addresses, or one)
 // must not lock honest peers out or flood C's log, and an admitted peer that opens streams
-// without end must not grow C's memory past its budget. After each case C must be up, still
-// connected to A and B, and serve the right bytes; H's own disk-equivalent must hold no canary.
+// without end must not grow C's memory past its budget; then the hardening cases (hardening.ts).
+// After each case C must be up, still connected to A and B, and serve the right bytes; H's own
+// disk-equivalent must hold no canary.
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { closeSync, openSync } from 'node:fs'
@@ -15,9 +16,11 @@ import { mkdir, readFile, rm } from 'node:fs/promises'
 import { connect as tcpConnect, type Socket } from 'node:net'
 import { confirmation, startCpace, transcriptOf } from '@dcas/p2p/testing/admission'
 import { join } from 'node:path'
-import { spawnNode, type NodeHandle } from '@dcas/server/testing'
+import { spawnNode, type ChildServerOptions, type NodeHandle } from '@dcas/server/testing'
+import { healthy, reconnected, REQUEST_TIMEOUT, type Env } from './adversarial-env.js'
 import { filesUnder, ownManifestIn, ownBlobFiles, replicaFiles, sha256File, type ManifestView } from './disk.js'
-import { admitTo, drain, frame, HostilePeer, rawClient, stretched, type ListMode, type ServeMode } from './hostile.js'
+import { hardening, HOLDER_LIMITS } from './hardening.js'
+import { admitTo, drain, frame, HostilePeer, parseResponses, rawClient, stretched, type ListMode, type ServeMode } from './hostile.js'
 import { splitAddress } from './proxy.js'
 import { digestOf, type Content } from './model.js'
 import type { Report } from './report.js'
@@ -38,21 +41,6 @@ function yamux(type: number, flags: number, streamId: number, length: number, pa
   return payload === undefined ? h : Buffer.concat([h, payload])
 }
 
-interface Env {
-  dir: string
-  /** The nodes' shared log (warn level and above). */
-  log: string
-  secret: string
-  report: Report
-  rng: Rng
-  a: NodeHandle
-  b: NodeHandle
-  c: NodeHandle
-  rootC: string
-  h: HostilePeer
-  fail: (what: string, detail: string) => void
-}
-
 /** Runs every adversarial case once; findings go to the report as violations. */
 export async function adversarial(dir: string, secret: string, rng: Rng, report: Report, canary: string): Promise<void> {
   await mkdir(dir, { recursive: true })
@@ -60,22 +48,25 @@ export async function adversarial(dir: string, secret: string, rng: Rng, report:
   const fd = openSync(logFd, 'a')
   const nodes: NodeHandle[] = []
   const expected = new Set<NodeHandle>()
-  const spawn = async (name: string, bootstrap: string[]): Promise<NodeHandle> => {
+  const spawn = async (name: string, options: Partial<ChildServerOptions> = {}): Promise<NodeHandle> => {
     // Every peer holds every object: the hostile peer among them.
-    const n = await spawnNode({ root: join(dir, name), clusterSecret: secret, bootstrap, chunkSize: 64 * KiB, requestTimeout: 2_000, replicas: 'all' }, { output: fd, logLevel: 'warn' })
+    const n = await spawnNode({ root: join(dir, name), clusterSecret: secret, chunkSize: 64 * KiB, requestTimeout: REQUEST_TIMEOUT, replicas: 'all', ...options }, { output: fd, logLevel: 'warn' })
     n.events.on('exit', (code: number | null, signal: string | null) => {
       if (!expected.has(n)) report.violation('crash', `adversarial: node ${name} exited (${signal ?? `code ${code}`}); see ${logFd}`)
     })
     nodes.push(n)
     return n
   }
-  const h = await HostilePeer.create()
+  let h: HostilePeer | undefined
   try {
-    // C first, then H, then A and B: C asks its holders in connection order, so H is asked first.
-    const c = await spawn('c', [])
+    // C holds little for other owners (H stores into it without end in one case).
+    const c = await spawn('c', { holderLimits: HOLDER_LIMITS })
+    const a = await spawn('a', { bootstrap: [c.address] })
+    const b = await spawn('b', { bootstrap: [c.address] })
+    // C asks the holders of a blob in the order of their node ids (every peer holds every ref), so H's
+    // id sorts first: H is asked first.
+    h = await HostilePeer.create((id) => id < a.nodeId && id < b.nodeId)
     await h.connect(c.address, secret)
-    const a = await spawn('a', [c.address])
-    const b = await spawn('b', [c.address])
     await c.waitForPeers(3, 30_000)
     await Promise.all([a.waitForPeers(1, 30_000), b.waitForPeers(1, 30_000)])
     await c.waitForSync()
@@ -91,6 +82,8 @@ export async function adversarial(dir: string, secret: string, rng: Rng, report:
       rootC: join(dir, 'c'),
       h,
       fail: (what, detail) => report.violation('adversarial', `${what}: ${detail}`),
+      spawn,
+      retire: (node) => void expected.add(node),
     }
     await badHolder(env, canary)
     await badCatchUp(env)
@@ -99,29 +92,12 @@ export async function adversarial(dir: string, secret: string, rng: Rng, report:
     await unknownClients(env)
     await socketFloods(env)
     await streamFlood(env)
+    await hardening(env)
   } finally {
-    await h.disconnect().catch(() => {})
+    await h?.disconnect().catch(() => {})
     for (const n of nodes) expected.add(n)
     await Promise.all(nodes.map((n) => n.close()))
     closeSync(fd)
-  }
-}
-
-/** C is up, still connected to A and B, and `key` reads back as `content`. */
-async function healthy(env: Env, what: string, key = 'adv/k0', content?: Content): Promise<void> {
-  try {
-    const peers = await env.c.peers()
-    for (const honest of [env.a, env.b]) {
-      if (!peers.some((p) => p.nodeId === honest.nodeId && p.connected)) env.fail(what, `C lost its connection to honest peer ${honest.nodeId.slice(0, 12)}`)
-    }
-    if (content !== undefined) {
-      const got = await env.c.read(key)
-      if (got.sha256 !== (await digestOf(content))) env.fail(what, `C read ${key} wrong afterwards`)
-    } else {
-      await env.c.has(key)
-    }
-  } catch (err) {
-    env.fail(what, `C is not healthy afterwards: ${err instanceof Error ? err.message : String(err)}`)
   }
 }
 
@@ -181,7 +157,8 @@ async function badHolder(env: Env, canary: string): Promise<void> {
       env.fail(mode, `no manifest of ${key} on C's disk`)
       continue
     }
-    const chunk = m.chunks[1] ?? m.chunks[0]!
+    // A read asks for its i-th chunk first the (i mod holders)-th of the holders in order: the first chunk, H.
+    const chunk = m.chunks[0]!
     h.mode = mode
     await tryCase(`hostile holder: ${mode}`, key, chunk.plainId, chunk.cipherId)
   }
@@ -255,6 +232,11 @@ async function badRequests(env: Env): Promise<void> {
     { what: 'ref.put with 2^21 chunks', bytes: [frame({ v: 1, op: 'ref.put', refId: id, version: 1, manifestCipherId: id, size: 1, count: 2 ** 21, bodySize: 2 })], expect: 'reject' },
     { what: 'ref.put body not JSON', bytes: [frame({ v: 1, op: 'ref.put', refId: id, version: 1, manifestCipherId: id, size: 1, count: 1, bodySize: 5 }), Buffer.from('nope!')], expect: 'reject' },
     { what: 'ref.put with a negative version', bytes: [frame({ v: 1, op: 'ref.put', refId: id, version: -1, manifestCipherId: id, size: 1, count: 0, bodySize: 2 }), Buffer.from('[]')], expect: 'reject' },
+    { what: 'ref.store of bytes that do not hash to the cipherId', bytes: [frame({ v: 1, op: 'ref.store' }), frame({ cipherId: id, size: 12 }), Buffer.from('other bytes!'), frame({ end: true, refId: id, version: 1, manifestCipherId: id, count: 0, bodySize: 2 }), Buffer.from('[]')], expect: 'reject' },
+    { what: 'ref.store of a blob of 2^40 bytes', bytes: [frame({ v: 1, op: 'ref.store' }), frame({ cipherId: id, size: 2 ** 40 }), randomBytes(100)], expect: 'reject' },
+    { what: 'ref.store with a blob shorter than announced', bytes: [frame({ v: 1, op: 'ref.store' }), frame({ cipherId: id, size: 1000 }), randomBytes(10)], expect: 'reject' },
+    { what: 'ref.store that ends before its ref', bytes: [frame({ v: 1, op: 'ref.store' }), frame({ cipherId: sha256(Buffer.alloc(11)), size: 11 }), Buffer.alloc(11)], expect: 'reject' },
+    { what: 'ref.store naming blobs never sent', bytes: [frame({ v: 1, op: 'ref.store' }), frame({ cipherId: id }), frame({ end: true, refId: id, version: 1, manifestCipherId: id, count: 1, bodySize: 68 }), Buffer.from(JSON.stringify([id]))], expect: 'reject' },
     { what: 'ref.list after a non-id, limit 10^9', bytes: [frame({ v: 1, op: 'ref.list', after: 'zz', limit: 1e9 })], expect: 'reject' },
   ]
   for (const r of reqs) {
@@ -271,7 +253,7 @@ async function badRequests(env: Env): Promise<void> {
   for (const f of await filesUnder(join(hostileDir, 'blobs'))) {
     if ((await sha256File(f)) !== f.slice(-64)) env.fail('hostile requests', `C keeps a damaged blob ${f}`)
   }
-  for (const bad of [id, sha256(Buffer.alloc(10))]) {
+  for (const bad of [id, sha256(Buffer.alloc(10)), sha256(Buffer.alloc(11))]) {
     if ((await filesUnder(hostileDir)).some((f) => f.endsWith(bad))) env.fail('hostile requests', `C kept a rejected blob ${bad.slice(0, 12)}`)
   }
 
@@ -322,34 +304,6 @@ async function badRequests(env: Env): Promise<void> {
   if ((await filesUnder(hostileDir)).some((f) => f.endsWith(sha256(Buffer.from('never'))))) env.fail('never-ending requests', 'C kept part of the endless blob')
 
   await env.h.disconnect()
-}
-
-/** Reconnects H if C closed its connection (C does after a malformed request), and waits until C counts it again. */
-async function reconnected(env: Env, what: string): Promise<void> {
-  if (env.h.connection?.open === true) return
-  try {
-    await env.h.disconnect()
-    await env.h.connect(env.c.address, env.secret)
-    await env.c.waitForPeers(3, 15_000)
-  } catch (err) {
-    env.fail(what, `reconnecting the hostile peer failed: ${err instanceof Error ? err.message : String(err)}`)
-    throw err
-  }
-}
-
-/** The headers of a response, in order (as far as they parse). */
-function parseResponses(bytes: Buffer): Array<Record<string, unknown>> {
-  const out: Array<Record<string, unknown>> = []
-  for (let at = 0; at + 4 <= bytes.length; ) {
-    const n = bytes.readUInt32BE(at)
-    try {
-      out.push(JSON.parse(bytes.subarray(at + 4, at + 4 + n).toString('utf8')) as Record<string, unknown>)
-    } catch {
-      break
-    }
-    at += 4 + n
-  }
-  return out
 }
 
 const parseResponse = (bytes: Buffer): Record<string, unknown> | undefined => parseResponses(bytes)[0]
@@ -532,6 +486,16 @@ async function socketFloods(env: Env): Promise<void> {
   }
 }
 
+/** Resolves once `socket` drains or closes, leaving no listener behind. */
+async function drainedOrClosed(socket: Socket): Promise<void> {
+  const done = new AbortController()
+  try {
+    await Promise.race([once(socket, 'drain', { signal: done.signal }), once(socket, 'close', { signal: done.signal })])
+  } finally {
+    done.abort()
+  }
+}
+
 /**
  * An admitted peer (a fresh identity: identities are free to make) opens 1,100 streams and
  * finishes none: the first 16 start a blob.put whose body never completes (C's request slots for
@@ -559,7 +523,7 @@ async function streamFlood(env: Env): Promise<void> {
     const stalled = Buffer.concat([frame({ v: 1, op: 'blob.put', cipherId: sha256(Buffer.from('never finished')) }), frame({ size: 60 * KiB }), randomBytes(KiB)])
     for (let i = 0; i < 1100 && !socket.destroyed; i++) {
       const payload = i < 16 ? stalled : randomBytes(256 * KiB)
-      if (!socket.write(yamux(0, 1, 2 * i + 1, payload.length, payload))) await Promise.race([once(socket, 'drain'), once(socket, 'close')])
+      if (!socket.write(yamux(0, 1, 2 * i + 1, payload.length, payload))) await drainedOrClosed(socket)
     }
     await Promise.race([answered, once(socket, 'close'), new Promise((r) => setTimeout(r, 20_000).unref())])
     const after = await env.c.usage()

@@ -59,11 +59,12 @@ export interface ManifestView {
   chunks: Array<{ plainId: string; cipherId: string; size: number }>
 }
 
-const MANIFEST_PREFIX = Buffer.from('{"format":"dcas-manifest-v1"')
+/** How a manifest starts: version 1 (no MAC), or version 2 (padded, with the owner's MAC). */
+const MANIFEST_PREFIXES = ['{"format":"dcas-manifest-v1"', '{"format":"dcas-manifest-v2"'].map((p) => Buffer.from(p))
 
 function parseManifest(id: string, bytes: Uint8Array): ManifestView | undefined {
   const buf = Buffer.from(bytes)
-  if (!buf.subarray(0, MANIFEST_PREFIX.length).equals(MANIFEST_PREFIX)) return undefined
+  if (!MANIFEST_PREFIXES.some((p) => buf.subarray(0, p.length).equals(p))) return undefined
   try {
     const m = JSON.parse(buf.toString('utf8')) as Omit<ManifestView, 'id'>
     return { id, key: m.key, version: m.version, size: m.size, sha256: m.sha256, chunks: m.chunks }

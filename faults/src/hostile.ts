@@ -2,8 +2,10 @@
 // certificate and dcas admission driven here message by message from the protocol's pieces
 // (`@dcas/p2p/testing/admission`), so a client can prove a wrong secret, none, present no
 // certificate, pipeline bytes, or keep the transcript), then either raw bytes or the p2p multiplexer on the admitted socket,
-// speaking the replication protocol as a scripted holder that lies in chosen ways.
+// speaking the replication protocol as a scripted holder that lies in chosen ways (and as an
+// owner that stores into the node).
 import { createHash, randomBytes } from 'node:crypto'
+import { EventEmitter } from 'node:events'
 import { connect as tcpConnect, type Socket } from 'node:net'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import { createIdentity, createMuxedConnection, type Connection, type NodeIdentity, type Stream } from '@dcas/p2p'
@@ -170,6 +172,24 @@ export function frame(header: unknown): Buffer {
   return out
 }
 
+/** The headers of a response, in order (as far as they parse). */
+export function parseResponses(bytes: Buffer): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = []
+  for (let at = 0; at + 4 <= bytes.length; ) {
+    const n = bytes.readUInt32BE(at)
+    try {
+      out.push(JSON.parse(bytes.subarray(at + 4, at + 4 + n).toString('utf8')) as Record<string, unknown>)
+    } catch {
+      break
+    }
+    at += 4 + n
+  }
+  return out
+}
+
+/** The code of a refusal (`no answer` when there was none). */
+const answerOf = (h: Record<string, unknown> | undefined): string => (typeof h?.code === 'string' ? h.code : 'no answer')
+
 /** Reads a stream as headers and bodies. */
 export class Reader {
   readonly #it: AsyncIterator<Uint8Array>
@@ -243,8 +263,47 @@ export type ServeMode =
   | 'trickle'
   | 'error'
 
-/** How it answers `ref.list` during catch-up. */
-export type ListMode = 'honest' | 'fake-newer' | 'fake-tombstones' | 'fake-tombstones-dated' | 'malformed' | 'backwards' | 'huge-page' | 'many-stanzas'
+/**
+ * How it answers `ref.list` during catch-up. `forged`: its refs with {@link HostilePeer.overrides} in their
+ * place (and added); `endless-tombstones` and `endless-garbage`: full pages of new refIds after the cursor, without
+ * end (deletes without a valid proof; live refs whose manifests are random bytes it holds, or blobs it lacks).
+ */
+export type ListMode =
+  | 'honest'
+  | 'fake-newer'
+  | 'fake-tombstones'
+  | 'fake-tombstones-dated'
+  | 'malformed'
+  | 'backwards'
+  | 'huge-page'
+  | 'many-stanzas'
+  | 'forged'
+  | 'endless-tombstones'
+  | 'endless-garbage'
+
+/**
+ * How it takes the blobs it is sent: keeps them; acknowledges them but keeps nothing (`drop`); keeps them
+ * and acknowledges each only after {@link HostilePeer.slowAckMs} (`slow`; on a `ref.store`, reads the next
+ * blob only then); refuses them and any ref, as a full holder would (`refuse`).
+ */
+export type PutMode = 'keep' | 'drop' | 'slow' | 'refuse'
+
+/** How it answers `blob.prove`: with the proof of what it holds, or a made-up one. */
+export type ProveMode = 'honest' | 'made-up'
+
+/** A ref as it lists it (and answers `ref.get` with). */
+export interface ListedRef {
+  refId: string
+  version: number
+  deleted: boolean
+  manifestCipherId?: string
+}
+
+/** How it refuses what it is sent when full (`refuse`). */
+const REFUSAL = { ok: false, code: 'ERR_QUOTA', message: 'this holder takes nothing more' }
+
+/** Entries of a `ref.list` page (the protocol's most). */
+const LIST_PAGE = 256
 
 /**
  * An age file whose header holds `count` well-formed X25519 stanzas (random shares, bad MAC):
@@ -262,29 +321,49 @@ export interface RefSeen {
   refId: string
   version: number
   manifestCipherId: string
-  size: number
 }
 
 /** A peer admitted with the cluster secret that holds what it is sent and answers as told. */
 export class HostilePeer {
   readonly blobs = new Map<string, Buffer>()
   readonly refs = new Map<string, RefSeen>()
-  /** Every `ref.put` in arrival order. */
+  /** Every ref it recorded (by `ref.put` or at the end of a `ref.store`), in arrival order. */
   readonly refPuts: RefSeen[] = []
   /** Every `blob.get` asked of it. */
   readonly gets: string[] = []
+  /** The header of every ref it was sent (a `ref.put`'s, a `ref.store`'s closing one), as it came. */
+  readonly refPutHeaders: Array<Record<string, unknown>> = []
   mode: ServeMode = 'honest'
   listMode: ListMode = 'honest'
+  putMode: PutMode = 'keep'
+  /** For `slow`: how long each blob's acknowledgement waits. */
+  slowAckMs = 0
+  proveMode: ProveMode = 'honest'
+  /** For `forged` (and `ref.get`): what it lists for these refIds instead of what it was sent. */
+  readonly overrides = new Map<string, ListedRef>()
+  /** `ref.list` pages answered. */
+  listPages = 0
+  /** `blob.prove` challenges answered. */
+  proves = 0
   /** For `substitute`: when asked for a key cipherId, send the value's bytes. */
   readonly substitutes = new Map<string, string>()
+  /** `request` (op, header) as each request arrives. */
+  readonly events = new EventEmitter()
   connection: Connection | undefined
   socket: TLSSocket | undefined
   readonly #timers = new Set<NodeJS.Timeout>()
+  readonly #sleepers = new Set<() => void>()
+  /** For `endless-garbage`: the random blob it holds as a manifest. */
+  #garbage: string | undefined
 
   constructor(readonly identity: NodeIdentity) {}
 
-  static async create(): Promise<HostilePeer> {
-    return new HostilePeer(await createIdentity())
+  /** A hostile peer with a fresh identity; with `accept`, the first fresh identity whose node id it accepts. */
+  static async create(accept: (nodeId: string) => boolean = () => true): Promise<HostilePeer> {
+    for (;;) {
+      const identity = await createIdentity()
+      if (accept(identity.nodeId)) return new HostilePeer(identity)
+    }
   }
 
   get nodeId(): string {
@@ -323,15 +402,33 @@ export class HostilePeer {
     this.connection = undefined
     for (const t of this.#timers) clearTimeout(t)
     this.#timers.clear()
+    for (const wake of this.#sleepers) wake()
+    this.#sleepers.clear()
     if (conn === undefined) return
     conn.abort(new Error('hostile peer leaves'))
     await conn.closed
+  }
+
+  /** Resolves after `ms`, or at once when the peer disconnects. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer)
+        this.#timers.delete(timer)
+        this.#sleepers.delete(wake)
+        resolve()
+      }
+      const timer = setTimeout(wake, ms)
+      this.#timers.add(timer)
+      this.#sleepers.add(wake)
+    })
   }
 
   async #serve(stream: Stream): Promise<void> {
     const reader = new Reader(stream)
     const h = await reader.header()
     if (h === undefined) return void (await stream.closeWrite())
+    this.events.emit('request', h.op, h)
     const send = (header: unknown): Promise<void> => stream.write(frame(header))
     switch (h.op) {
       case 'blob.has': {
@@ -341,6 +438,10 @@ export class HostilePeer {
       }
       case 'blob.put': {
         const id = h.cipherId as string
+        if (this.putMode === 'refuse') {
+          await send(REFUSAL)
+          break
+        }
         if (this.blobs.has(id)) {
           await send({ ok: true, have: true })
           break
@@ -349,30 +450,41 @@ export class HostilePeer {
         const sizeHeader = await reader.header()
         const size = sizeHeader?.size as number
         const body = await reader.bytes(size)
-        if (body !== undefined) this.blobs.set(id, Buffer.from(body))
+        if (body !== undefined && this.putMode !== 'drop') this.blobs.set(id, Buffer.from(body))
+        if (this.putMode === 'slow') await this.#sleep(this.slowAckMs)
         await send({ ok: true })
+        break
+      }
+      case 'blob.release':
+        await send({ ok: true })
+        break
+      case 'blob.prove': {
+        this.proves++
+        const bytes = this.blobs.get(h.cipherId as string)
+        if (this.proveMode === 'made-up') await send({ ok: true, proof: randomBytes(32).toString('hex') })
+        else if (bytes === undefined) await send({ ok: false, code: 'ERR_NOT_FOUND', message: 'no such blob' })
+        else await send({ ok: true, proof: createHash('sha256').update(Buffer.from(h.nonce as string, 'hex')).update(bytes).digest('hex') })
         break
       }
       case 'ref.put': {
-        const body = await reader.bytes(h.bodySize as number)
-        void body
-        const ref: RefSeen = { refId: h.refId as string, version: h.version as number, manifestCipherId: h.manifestCipherId as string, size: h.size as number }
-        this.refPuts.push(ref)
-        this.refs.set(ref.refId, ref)
-        await send({ ok: true })
+        this.refPutHeaders.push(h)
+        await send(this.#commit(h, await reader.bytes(h.bodySize as number)))
         break
       }
+      case 'ref.store':
+        await send(await this.#store(reader))
+        break
       case 'ref.delete':
         this.refs.delete(h.refId as string)
         await send({ ok: true })
         break
       case 'ref.get': {
-        const ref = this.refs.get(h.refId as string)
-        await send(ref === undefined ? { ok: true } : { ok: true, ref: { refId: ref.refId, version: ref.version, deleted: false, manifestCipherId: ref.manifestCipherId, size: ref.size } })
+        const ref = this.overrides.get(h.refId as string) ?? this.refs.get(h.refId as string)
+        await send(ref === undefined ? { ok: true } : { ok: true, ref: { refId: ref.refId, version: ref.version, deleted: 'deleted' in ref && ref.deleted, manifestCipherId: ref.manifestCipherId } })
         break
       }
       case 'ref.list':
-        return this.#list(stream, send)
+        return this.#list(stream, send, typeof h.after === 'string' ? h.after : undefined)
       case 'blob.get':
         return this.#get(stream, h.cipherId as string)
       default:
@@ -381,9 +493,59 @@ export class HostilePeer {
     await stream.closeWrite()
   }
 
-  async #list(stream: Stream, send: (h: unknown) => Promise<void>): Promise<void> {
+  /**
+   * A `ref.store`: the blobs as they come (`{ cipherId, size }` and the bytes; `{ cipherId }` alone names one it
+   * should have), kept as {@link HostilePeer.putMode} says (`slow`: each read only after {@link HostilePeer.slowAckMs}),
+   * then the ref (`{ end: true, … }` and its cipherIds), answered once as a `ref.put` is.
+   */
+  async #store(reader: Reader): Promise<Record<string, unknown>> {
+    for (;;) {
+      const item = await reader.header()
+      if (item === undefined) throw new Error('the ref.store ended before its ref')
+      if (item.end === true) {
+        this.refPutHeaders.push(item)
+        return this.#commit(item, await reader.bytes(item.bodySize as number))
+      }
+      if (item.size === undefined) continue
+      const bytes = await reader.bytes(item.size as number)
+      if (bytes === undefined) throw new Error('the ref.store ended inside a blob')
+      if (this.putMode === 'keep' || this.putMode === 'slow') this.blobs.set(item.cipherId as string, Buffer.from(bytes))
+      if (this.putMode === 'slow') await this.#sleep(this.slowAckMs)
+    }
+  }
+
+  /**
+   * The answer to a ref (`ref.put`, or a `ref.store`'s end; `body` its cipherIds as JSON): refused (`refuse`),
+   * recorded on trust (`drop`), or, as a holder does, recorded once it holds every blob the ref names.
+   */
+  #commit(h: Record<string, unknown>, body: Buffer | undefined): Record<string, unknown> {
+    if (this.putMode === 'refuse') return REFUSAL
+    const ref: RefSeen = { refId: h.refId as string, version: h.version as number, manifestCipherId: h.manifestCipherId as string }
+    if (this.putMode !== 'drop') {
+      let cipherIds: string[] = []
+      try {
+        cipherIds = JSON.parse(body?.toString('utf8') ?? '[]') as string[]
+      } catch {
+        return { ok: false, code: 'ERR_PROTOCOL', message: 'the cipherIds of a ref are not JSON' }
+      }
+      const missing = [ref.manifestCipherId, ...cipherIds].filter((id) => !this.blobs.has(id))
+      if (missing.length > 0) return { ok: false, code: 'ERR_MISSING', missing: missing.slice(0, 512) }
+    }
+    this.refPuts.push(ref)
+    this.refs.set(ref.refId, ref)
+    return { ok: true }
+  }
+
+  /** A full page of new refIds after `after` (the page's cursor), each from `entry`. */
+  #endlessPage(after: string | undefined, entry: (refId: string, i: number) => Record<string, unknown>): Array<Record<string, unknown>> {
+    const first = after === undefined ? 0n : BigInt(`0x${after}`) + 1n
+    return Array.from({ length: LIST_PAGE }, (_, i) => entry((first + BigInt(i)).toString(16).padStart(64, '0'), i))
+  }
+
+  async #list(stream: Stream, send: (h: unknown) => Promise<void>, after: string | undefined): Promise<void> {
+    this.listPages++
     const refs = [...this.refs.values()].sort((a, b) => (a.refId < b.refId ? -1 : 1))
-    const live = (r: RefSeen, version = r.version): Record<string, unknown> => ({ refId: r.refId, version, deleted: false, manifestCipherId: r.manifestCipherId, size: r.size })
+    const live = (r: RefSeen, version = r.version): Record<string, unknown> => ({ refId: r.refId, version, deleted: false, manifestCipherId: r.manifestCipherId })
     switch (this.listMode) {
       case 'honest':
         await send({ ok: true, entries: refs.map((r) => live(r)) })
@@ -414,6 +576,28 @@ export class HostilePeer {
         const id = createHash('sha256').update(file).digest('hex')
         this.blobs.set(id, file)
         await send({ ok: true, entries: refs.map((r) => ({ ...live(r, r.version + 5), manifestCipherId: id })) })
+        break
+      }
+      case 'forged': {
+        const listed = new Map<string, ListedRef>(refs.map((r) => [r.refId, { ...r, deleted: false }]))
+        for (const [refId, o] of this.overrides) listed.set(refId, o)
+        const entries = [...listed.values()].sort((a, b) => (a.refId < b.refId ? -1 : 1))
+        await send({ ok: true, entries: entries.filter((e) => after === undefined || e.refId > after).slice(0, LIST_PAGE) })
+        break
+      }
+      case 'endless-tombstones':
+        // Deletes claimed just now, without a proof or with a made-up one.
+        await send({ ok: true, entries: this.#endlessPage(after, (refId, i) => ({ refId, version: 1, deleted: true, writtenAt: Date.now(), ...(i % 2 === 0 ? {} : { proof: randomBytes(32).toString('hex') }) })) })
+        break
+      case 'endless-garbage': {
+        // Live refs whose manifests are random bytes it holds (they hash to their id but decrypt to nothing), or blobs it lacks.
+        if (this.#garbage === undefined) {
+          const bytes = randomBytes(4096)
+          this.#garbage = createHash('sha256').update(bytes).digest('hex')
+          this.blobs.set(this.#garbage, bytes)
+        }
+        const held = this.#garbage
+        await send({ ok: true, entries: this.#endlessPage(after, (refId, i) => ({ refId, version: 1, deleted: false, manifestCipherId: i % 2 === 0 ? held : randomBytes(32).toString('hex') })) })
         break
       }
     }
@@ -520,6 +704,55 @@ export class HostilePeer {
         return { reset: writeFailed, response: Buffer.alloc(0), timedOut: true }
       }
       return { reset: outcome.reset || writeFailed, response: outcome.bytes, timedOut: false }
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /**
+   * As an owner: stores a blob on the node, as an owner's `blob.put` does (the header, the node's go-ahead,
+   * then the size and the bytes). Resolves to `ok`, `have`, or the code the node answered with.
+   */
+  async putBlob(bytes: Buffer, timeoutMs = 10_000): Promise<string> {
+    const conn = this.connection
+    if (conn === undefined) throw new Error('not connected')
+    const stream = await conn.openStream()
+    const reader = new Reader(stream)
+    const exchange = async (): Promise<string> => {
+      await stream.write(frame({ v: 1, op: 'blob.put', cipherId: createHash('sha256').update(bytes).digest('hex') }))
+      const first = await reader.header()
+      if (first?.ok !== true) return answerOf(first)
+      if (first.have === true) {
+        await stream.closeWrite()
+        return 'have'
+      }
+      await stream.write(frame({ size: bytes.length }))
+      await stream.write(bytes)
+      await stream.closeWrite()
+      const second = await reader.header()
+      return second?.ok === true ? 'ok' : answerOf(second)
+    }
+    return this.#bounded(stream, reader, exchange(), timeoutMs)
+  }
+
+  /** As an owner: records a ref naming blobs it stored (`ref.put`). Resolves to `ok` or the code the node answered with. */
+  async putRef(ref: { refId: string; version: number; manifestCipherId: string; cipherIds: string[] }, timeoutMs = 10_000): Promise<string> {
+    const body = Buffer.from(JSON.stringify(ref.cipherIds))
+    const header = { v: 1, op: 'ref.put', refId: ref.refId, version: ref.version, manifestCipherId: ref.manifestCipherId, count: ref.cipherIds.length, bodySize: body.length }
+    const out = await this.request([frame(header), body], { timeoutMs })
+    if (out.timedOut) return 'no answer'
+    const h = parseResponses(out.response)[0]
+    return h?.ok === true ? 'ok' : h === undefined && out.reset ? 'reset' : answerOf(h)
+  }
+
+  /** `exchange`'s outcome, or `timeout` after `timeoutMs`; the stream is read to its end (so that it frees its slot), or reset. */
+  async #bounded(stream: Stream, reader: Reader, exchange: Promise<string>, timeoutMs: number): Promise<string> {
+    let timer: NodeJS.Timeout | undefined
+    try {
+      const outcome = await Promise.race([exchange.catch(() => 'reset'), new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)))])
+      if (outcome === 'timeout' || outcome === 'reset') stream.reset()
+      else await reader.rest(1024).catch(() => undefined)
+      return outcome
     } finally {
       clearTimeout(timer)
     }

@@ -18,14 +18,15 @@ const RETRY_AWAITED = 8
 /**
  * Whether a failure of background work toward a peer may pass by itself, so that the work is worth
  * running again: the peer reset or refused the stream (its disk was full, an I/O error, too many streams
- * at once), a stream stalled past its idle deadline, or a request timed out
- * (the stream is reset locally, or the request could not even start in time). Not: bytes nowhere to be
- * had, a newer version there, a peer breaking the protocol, a closed connection (it catches up when it
- * reconnects).
+ * at once), refused a blob while its disk is (nearly) full (`ERR_DISK_FULL`), a stream stalled past its
+ * idle deadline, or a request timed out (the stream is reset locally, or the request could not even start
+ * in time). Not: bytes nowhere to be had, a newer version there, a quota, a peer breaking the protocol, a
+ * closed connection (it catches up when it reconnects).
  */
 export function mayPass(err: unknown): boolean {
   const code = codeOf(err)
   if (code === 'ERR_STREAM_RESET' || code === 'ERR_TOO_MANY_STREAMS' || code === 'ERR_STREAM_REFUSED' || code === 'ERR_PEER_TIMEOUT') return true
+  if (code === 'ERR_PEER' && (err as { remoteCode?: unknown }).remoteCode === 'ERR_DISK_FULL') return true
   if (code !== 'ERR_ABORTED') return false
   for (let cause = (err as { cause?: unknown }).cause, depth = 0; cause instanceof Error && depth < 4; cause = cause.cause, depth++) {
     if (cause.name === 'TimeoutError') return true

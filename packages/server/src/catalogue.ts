@@ -89,7 +89,10 @@ export class Catalogue {
     return { record, manifest }
   }
 
-  /** Asks the peers for a ref this node lost; installs the newest live version unless a delete is newer. */
+  /**
+   * Asks the peers for a ref this node lost; installs the newest live version unless a delete is newer.
+   * Fails with ERR_NOT_FOUND when none could be installed and a peer holds this owner's proven delete.
+   */
   async recover(key: string, signal: AbortSignal, held?: HeldKey): Promise<RefRecord> {
     const refId = this.refIdOf(key)
     const { placement, deadlines } = this.#o
@@ -116,12 +119,14 @@ export class Catalogue {
       await delay(250 * attempt, undefined, { signal })
     }
     const live: RemoteRef[] = []
+    let deleted = false
     for (const ref of answers) {
       if (ref === undefined) continue
       if (!ref.deleted) live.push(ref)
       else {
         const tomb = this.ownTombstone(ref)
         if (tomb !== undefined) await this.noteRemoteTombstone(tomb)
+        deleted ||= tomb !== undefined
       }
     }
     // Newest first; a version no peer can back with its manifest (a lying peer) gives way to the next.
@@ -136,6 +141,8 @@ export class Catalogue {
         failure = err
       }
     }
+    // This owner's proven delete stands where no live version could be installed (a peer's forgery is no version).
+    if (deleted) throw new NotFoundError(`"${key}" was deleted`, failure === undefined ? undefined : { cause: failure })
     if (failure !== undefined) throw failure
     throw new NotFoundError(`no object is stored under "${key}"`)
   }

@@ -16,7 +16,7 @@ export async function blobPut(served: Served, h: Header, ex: Exchange): Promise<
   // Refused before the bytes come (one blob may go past the quota: its size is told only next).
   const refusal = await ctx.space.blobRefusal(owner)
   if (refusal !== undefined) {
-    await ex.send({ ok: false, code: 'ERR_QUOTA', message: refusal })
+    await ex.send({ ok: false, ...refusal })
     return
   }
   await ex.send({ ok: true, have: false })

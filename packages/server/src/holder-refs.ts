@@ -3,6 +3,7 @@
 import { PeerError } from './errors.js'
 import { freeUnreferenced, missingIn, refIdsOf, type HolderContext, type ReplicaRef, type Served } from './holder-state.js'
 import { IncomingBlobs } from './holder-writes.js'
+import type { Refusal } from './replica-space.js'
 import { hex64, hex64List, MAX_BLOB_BYTES, MAX_HAS_IDS, MAX_LIST_PAGE, MAX_REF_CHUNKS, optionalHex64, uint, type Exchange, type Header } from './wire.js'
 
 /** A ref an owner asks to record: its id, version, manifest and the chunk cipherIds it uses. */
@@ -46,14 +47,14 @@ export async function refStore(served: Served, _h: Header, ex: Exchange): Promis
   const { ctx, owner } = served
   const blobs = new IncomingBlobs(served)
   try {
-    let refusal: string | undefined
+    let refusal: Refusal | undefined
     let items = 0
     for (;;) {
       const item = await ex.requireHeader()
       if (item.end === true) {
         const ref = await readRef(item, item, ex)
         if (refusal !== undefined) {
-          await ex.send({ ok: false, code: 'ERR_QUOTA', message: refusal })
+          await ex.send({ ok: false, ...refusal })
           return
         }
         await blobs.commit()

@@ -22,6 +22,12 @@ export interface HolderLimits {
 export const DEFAULT_REFS_PER_OWNER = 1_000_000
 export const DEFAULT_OWNERS = 1024
 
+/** A holder's refusal of a blob, as it answers it. */
+export interface Refusal {
+  code: 'ERR_QUOTA' | 'ERR_DISK_FULL'
+  message: string
+}
+
 interface Usage {
   bytes: number
   refs: number
@@ -87,14 +93,17 @@ export class ReplicaSpace {
     return usage
   }
 
-  /** Why the owner may not put one more blob here now, or `undefined` when it may. */
-  async blobRefusal(owner: string): Promise<string | undefined> {
+  /**
+   * Why the owner may not put one more blob here now, or `undefined` when it may: a quota (`ERR_QUOTA`), or
+   * the free-space reserve (`ERR_DISK_FULL`, which passes once the disk has room again).
+   */
+  async blobRefusal(owner: string): Promise<Refusal | undefined> {
     const usage = this.#usage.get(owner)
-    if (usage === undefined && this.#usage.size >= this.#limits.owners) return `this node holds replicas for ${this.#limits.owners} owners already`
-    if ((usage?.bytes ?? 0) >= this.#limits.bytesPerOwner) return `this owner's replicas here reached their quota of ${this.#limits.bytesPerOwner} bytes`
+    if (usage === undefined && this.#usage.size >= this.#limits.owners) return { code: 'ERR_QUOTA', message: `this node holds replicas for ${this.#limits.owners} owners already` }
+    if ((usage?.bytes ?? 0) >= this.#limits.bytesPerOwner) return { code: 'ERR_QUOTA', message: `this owner's replicas here reached their quota of ${this.#limits.bytesPerOwner} bytes` }
     const fs = await statfs(this.#dir)
     const reserve = this.#limits.reserveBytes ?? Math.min(1024 ** 3, 0.05 * fs.blocks * fs.bsize)
-    if (fs.bavail * fs.bsize <= reserve) return `this node keeps its last ${reserve} bytes of disk for its own data`
+    if (fs.bavail * fs.bsize <= reserve) return { code: 'ERR_DISK_FULL', message: `this node keeps its last ${Math.round(reserve)} bytes of disk for its own data` }
     return undefined
   }
 

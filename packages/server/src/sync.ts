@@ -11,7 +11,7 @@ import type { Catalogue, RemoteManifest } from './catalogue.js'
 import { deleteRef, listRefs, type RemoteRef } from './client.js'
 import type { Deadlines } from './deadlines.js'
 import type { Deleter } from './delete.js'
-import { codeOf, messageOf, PeerError, throwIfAborted } from './errors.js'
+import { codeOf, messageOf, throwIfAborted } from './errors.js'
 import { metaOf, type LocalStore } from './local.js'
 import type { KeyLocks } from './locks.js'
 import type { Logger } from './logger.js'
@@ -248,7 +248,8 @@ export class CatchUp {
       try {
         await catalogue.install(r.refId, r, deadlines.shutdown)
       } catch (err) {
-        if (codeOf(err) === 'ERR_UNAUTHENTICATED' || err instanceof PeerError) {
+        // Whatever will not pass by itself (a forgery, garbage that does not decrypt, a blob nowhere to be had) led nowhere.
+        if (!mayPass(err)) {
           round.fruitless++
           round.fruitlessManifests++
         }

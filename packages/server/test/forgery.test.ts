@@ -106,4 +106,28 @@ describe('forged manifests', () => {
     await synced
     expect(await restored.has('doc')).toBe(false)
   })
+
+  it('leave a key the owner deleted before a loss of all but identity/ not found, where one holder forged a newer version', async () => {
+    const a = await t.cluster.add('a')
+    const c = await t.cluster.add('c', ['a'])
+    const b = await t.cluster.add('b', ['a', 'c'])
+    await c.waitForPeers(2)
+    await c.store('gone', bytes(1000))
+    await c.delete('gone')
+    await c.waitForSync()
+    const [refId] = await refIdsHeld(c)
+    await a.close()
+    await forge(c, refId!, 'gone', Buffer.from('the attacker wrote this'), MANIFEST_FORMAT)
+    await c.close()
+    const { rm } = await import('node:fs/promises')
+    for (const dir of ['blobs', 'index']) await rm(join(t.cluster.roots[1]!, dir), { recursive: true })
+    // B (which dials it again) holds the owner's proven delete; A, the forged version.
+    const restored = await t.cluster.add('c', [], { root: t.cluster.roots[1]! })
+    await t.cluster.add('a', ['c'])
+    await restored.waitForPeers(2)
+    await restored.waitForSync()
+    expect(b.peers().some((p) => p.nodeId === restored.nodeId && p.connected)).toBe(true)
+    expect(await restored.has('gone')).toBe(false)
+    expect(await codeOf(readAll(restored, 'gone'))).toBe('ERR_NOT_FOUND')
+  })
 })

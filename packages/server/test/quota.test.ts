@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { memoryTransport } from '@dcas/p2p'
 import { describe, expect, it } from 'vitest'
 import { Exchange } from '../src/wire.js'
+import type { BehindEvent } from '../src/index.js'
 import { bytes, codeOf, readAll, replicaFiles, useCluster } from './helpers.js'
 
 const t = useCluster()
@@ -23,6 +24,21 @@ describe('holder limits', () => {
     const held = await replicaFiles(t.cluster.roots[0]!, c.nodeId)
     expect(held.length).toBeLessThanOrEqual(4 + 1)
     expect((await readAll(c, 'first')).equals(first)).toBe(true)
+  })
+
+  it('refuse blobs with ERR_DISK_FULL while they keep their free-space reserve, which the owner tries again later', async () => {
+    const a = await t.cluster.add('a', [], { holderLimits: { reserveBytes: Number.MAX_SAFE_INTEGER } })
+    const c = await t.cluster.add('c', ['a'])
+    await c.waitForPeers(1)
+    const behind = new Promise<BehindEvent>((resolve) => c.once('peer:behind', resolve))
+    const err = await c.store('k', bytes(10_000)).catch((e: { code?: string; message: string }) => e)
+    expect(err).toMatchObject({ code: 'ERR_QUORUM' })
+    expect(String((err as Error).message)).toContain('ERR_DISK_FULL')
+    // Unlike a quota, a full disk may pass: the late replication that failed is scheduled again.
+    const event = await behind
+    expect(event).toMatchObject({ nodeId: a.nodeId })
+    expect(event.message).toContain('ERR_DISK_FULL')
+    expect(await replicaFiles(t.cluster.roots[0]!, c.nodeId)).toEqual([])
   })
 
   it('refuse a new owner once they hold replicas for as many owners as allowed', async () => {

@@ -5,7 +5,7 @@ import { memoryTransport, type Connection } from '@dcas/p2p'
 import { openIndex } from '@dcas/store'
 import { describe, expect, it } from 'vitest'
 import { Exchange, MAX_LIST_PAGE, MAX_REF_CHUNKS } from '../src/wire.js'
-import { MAX_FRUITLESS_ENTRIES } from '../src/sync.js'
+import { MAX_FRUITLESS_ENTRIES, MAX_FRUITLESS_MANIFESTS } from '../src/sync.js'
 import { holderTables, type ReplicaRef } from '../src/holder-state.js'
 import { createServer, type BehindEvent, type Server } from '../src/index.js'
 import { encodeHeader } from '../src/wire.js'
@@ -207,6 +207,59 @@ describe('a peer that lists without end', () => {
       await c.waitForSync()
       expect(pages).toBeGreaterThan(1)
       expect(pages * MAX_LIST_PAGE).toBeLessThanOrEqual(MAX_FRUITLESS_ENTRIES + MAX_LIST_PAGE)
+      expect(String(await readAll(c, 'mine'))).toBe('kept')
+    } finally {
+      await evil.close({ signal: AbortSignal.timeout(1000) }).catch(() => {})
+    }
+  })
+
+  it('fetches a bounded number of its garbage manifests in catch-up, which still ends', async () => {
+    const evil = memoryTransport({ network: t.cluster.network, clusterSecret: 'test-cluster-secret' })
+    // Random bytes it holds (they hash to their id, and decrypt to nothing), or blobs it lacks.
+    const garbage = bytes(4096)
+    const garbageId = sha256(garbage)
+    // It stops after this many pages, so that catch-up ends even if it were read to the end.
+    const lastPage = Math.ceil((2 * MAX_FRUITLESS_ENTRIES) / MAX_LIST_PAGE)
+    let pages = 0
+    let gets = 0
+    let next = 0n
+    await evil.listen('evil:1', (conn) => {
+      void (async () => {
+        for await (const stream of conn.incoming) {
+          void (async () => {
+            const ex = new Exchange(stream)
+            const header = await ex.readHeader()
+            if (header?.op === 'ref.list') {
+              pages++
+              // Full pages of live refs this owner never wrote, each refId above the last.
+              const entries =
+                pages > lastPage
+                  ? []
+                  : Array.from({ length: MAX_LIST_PAGE }, (_, i) => ({ refId: (next++).toString(16).padStart(64, '0'), version: 1, deleted: false, manifestCipherId: i % 2 === 0 ? garbageId : sha256(bytes(32)) }))
+              await ex.send({ ok: true, entries })
+            } else if (header?.op === 'blob.get') {
+              gets++
+              if (header.cipherId === garbageId) {
+                await ex.send({ ok: true, size: garbage.length })
+                await ex.sendBytes(garbage)
+              } else await ex.send({ ok: false, code: 'ERR_NOT_FOUND', message: 'no such blob' })
+            } else {
+              await ex.send({ ok: false, code: 'ERR_NOPE', message: 'no' })
+            }
+            await ex.end()
+          })().catch(() => {})
+        }
+      })()
+    })
+    try {
+      const c = await t.cluster.add('c', ['evil'], { writeQuorum: 0 })
+      await c.store('mine', 'kept')
+      await c.waitForPeers(1)
+      await c.waitForSync()
+      expect(gets).toBeLessThanOrEqual(MAX_FRUITLESS_MANIFESTS)
+      expect(pages).toBeLessThanOrEqual(lastPage)
+      expect(pages * MAX_LIST_PAGE).toBeLessThanOrEqual(MAX_FRUITLESS_ENTRIES + MAX_LIST_PAGE)
+      expect((await c.list()).map((e) => e.key)).toEqual(['mine'])
       expect(String(await readAll(c, 'mine'))).toBe('kept')
     } finally {
       await evil.close({ signal: AbortSignal.timeout(1000) }).catch(() => {})

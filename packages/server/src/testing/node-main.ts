@@ -67,6 +67,8 @@ async function handle(request: RequestMessage['request']): Promise<unknown> {
       return server.drain(request.timeout === undefined ? {} : { signal: AbortSignal.timeout(request.timeout) })
     case 'usage':
       return { rss: process.memoryUsage().rss, maxRss: process.resourceUsage().maxRSS * 1024, heapUsed: process.memoryUsage().heapUsed }
+    case 'scrub':
+      return server.scrub(request.audit === undefined ? {} : { audit: request.audit })
     case 'close':
       await server.close()
       setImmediate(() => process.exit(0))

@@ -22,6 +22,7 @@ export type Request =
   | { op: 'waitForPlacement'; timeout?: number }
   | { op: 'drain'; timeout?: number }
   | { op: 'usage' }
+  | { op: 'scrub'; audit?: number }
   | { op: 'close' }
 
 export interface RequestMessage {

@@ -1,7 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import type { DeleteResult, DrainResult, ListEntry, ObjectStat, PeerInfo, PlacementStatus, StoreResult } from '../server.js'
+import type { DeleteResult, DrainResult, ListEntry, ObjectStat, PeerInfo, PlacementStatus, ScrubResult, StoreResult } from '../server.js'
 import type { ChildLogLevel, ChildServerOptions, EventMessage, Request, ResponseMessage } from './protocol.js'
 
 /** An error a node child process answered with, keeping its `code` (and `details` for `ERR_QUORUM`). */
@@ -49,6 +49,8 @@ export interface NodeHandle {
   /** Drains the node (see `Server.drain`; rejects after `timeoutMs`, when given). */
   drain(timeoutMs?: number): Promise<DrainResult>
   usage(): Promise<NodeUsage>
+  /** Runs the server's scrub: every local object read back verified, then `audit` copies on peers challenged (default: the server's). */
+  scrub(options?: { audit?: number }): Promise<ScrubResult>
   /** Graceful: closes the server, then the process exits. */
   close(): Promise<void>
   /** Sends `signal` (default SIGKILL) and waits for the process to exit. */
@@ -145,6 +147,7 @@ export async function spawnNode(options: ChildServerOptions, spawnOptions: Spawn
     waitForPlacement: (timeout) => call({ op: 'waitForPlacement', ...(timeout === undefined ? {} : { timeout }) }),
     drain: (timeout) => call({ op: 'drain', ...(timeout === undefined ? {} : { timeout }) }),
     usage: () => call({ op: 'usage' }),
+    scrub: (opts = {}) => call({ op: 'scrub', ...(opts.audit === undefined ? {} : { audit: opts.audit }) }),
     close: async () => {
       await call({ op: 'close' }).catch(() => {})
       await exited
