@@ -134,8 +134,11 @@ export class Catalogue {
     for (const ref of live.sort((x, y) => y.version - x.version)) {
       try {
         const installed = await this.install(refId, ref, signal, held)
-        if (installed === undefined || installed.key !== key) throw new NotFoundError(`no object is stored under "${key}"`)
-        return installed.record
+        if (installed !== undefined && installed.key === key) return installed.record
+        // Installed meanwhile by catch-up with a peer (as new, or newer): that version is the key's now.
+        const meanwhile = this.#o.local.index.refs.get(key)
+        if (installed === undefined && meanwhile !== undefined) return meanwhile
+        throw new NotFoundError(`no object is stored under "${key}"`)
       } catch (err) {
         if (signal.aborted || !(err instanceof Error) || codeOf(err) === 'ERR_NOT_FOUND') throw err
         failure = err

@@ -264,6 +264,18 @@ describe('delete', () => {
 })
 
 describe('catch-up', () => {
+  it('serves every one of several reads of a key its index lost, whichever of them (or catch-up) installs it first', async () => {
+    const [, , c] = await t.cluster.triangle()
+    const body = bytes(200_000)
+    await c.store('k', body)
+    await c.close()
+    for (const dir of ['blobs', 'index']) await rm(join(t.cluster.roots[2]!, dir), { recursive: true })
+    const restored = await t.cluster.add('c', ['a', 'b'], { root: t.cluster.roots[2]! })
+    await restored.waitForPeers(2)
+    const reads = await Promise.all(Array.from({ length: 4 }, () => readAll(restored, 'k')))
+    for (const got of reads) expect(got.equals(body)).toBe(true)
+  })
+
   it('brings a peer that was away up to exactly the live replicas', async () => {
     const [a, , c] = await t.cluster.triangle()
     await c.store('kept', bytes(100_000))
