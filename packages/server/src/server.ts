@@ -101,6 +101,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   #emptyAtStart = false
   /** Catch-ups finished, per peer: when, and which run of the peer (its record's start time). */
   readonly #synced = new Map<string, { at: number; startedAt: number | undefined }>()
+  /** Connected peers not yet introduced (their catch-up starts once they are), for waitForSync. */
+  readonly #introducing = new Map<string, { conn: Connection; done: Promise<void>; resolve: () => void }>()
 
   constructor(options: ServerOptions) {
     super()
@@ -361,6 +363,14 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   #connected(conn: Connection): void {
     const { holder, membership, gossip } = this.#parts!
     const nodeId = conn.remoteNodeId
+    // Until it is introduced (or gone), waitForSync waits for it: its catch-up starts then.
+    const waiting = this.#introducing.get(nodeId)
+    if (waiting !== undefined) waiting.conn = conn
+    else {
+      let done!: () => void
+      this.#introducing.set(nodeId, { conn, done: new Promise<void>((resolve) => (done = resolve)), resolve: () => done() })
+    }
+    void conn.closed.then(() => this.#introductionEnded(nodeId, conn))
     // Served at once: its first request introduces it (its peer records).
     void holder.serve(conn)
     gossip.connected(conn)
@@ -373,6 +383,14 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   }
 
   /** A connected peer is a member: the public event, catch-up with it, and repairs that may have waited for it. */
+  /** A connected peer was introduced, or its connection closed: whoever waits for its introduction goes on. */
+  #introductionEnded(nodeId: string, conn?: Connection): void {
+    const waiting = this.#introducing.get(nodeId)
+    if (waiting === undefined || (conn !== undefined && waiting.conn !== conn)) return
+    this.#introducing.delete(nodeId)
+    waiting.resolve()
+  }
+
   #introduced(conn: Connection): void {
     const { peers, membership, background, catchUp } = this.#parts!
     const nodeId = conn.remoteNodeId
@@ -384,6 +402,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const synced = this.#synced.get(nodeId)
     const fresh = synced !== undefined && Date.now() - synced.at < this.#lostAfter && synced.startedAt === membership.record(nodeId)?.startedAt
     if (peers.meshed || !fresh) catchUp.schedule(conn)
+    this.#introductionEnded(nodeId)
   }
 
   async #tcpTransport(identityDir: string, identity: NodeIdentity): Promise<Transport> {
@@ -438,7 +457,10 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   }
 
   async waitForSync(options: SignalOptions = {}): Promise<void> {
-    await this.#started().background.waitForSync(options.signal)
+    const { background } = this.#started()
+    // A peer connected but not yet introduced gets its catch-up once it is: that catch-up counts too.
+    while (this.#introducing.size > 0) await raceAbort(Promise.all([...this.#introducing.values()].map((w) => w.done)), options.signal)
+    await background.waitForSync(options.signal)
   }
 
   async store(key: string, data: StoreData, options: StoreOptions = {}): Promise<StoreResult> {
