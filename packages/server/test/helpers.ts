@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createMemoryNetwork, loadOrCreateIdentity, memoryTransport, type MemoryNetwork } from '@dcas/p2p'
 import { afterEach, beforeEach } from 'vitest'
+import type { NodeHandle } from '@dcas/server/testing'
 import { createServer, type Logger, type Server, type ServerEvents, type ServerOptions } from '../src/index.js'
 
 /** A temporary folder removed by `cleanup()`. */
@@ -202,5 +203,36 @@ export async function until(servers: Server[], check: () => boolean | Promise<bo
     }
     for (const s of servers) for (const e of events) s.on(e, recheck)
     recheck()
+  })
+}
+
+/** The events of child nodes on which {@link untilNodes} checks again. */
+const NODE_EVENTS = ['node:joined', 'node:lost', 'node:returned', 'peer:connect', 'peer:disconnect', 'synced', 'repair:done']
+
+/** Resolves once `check` holds, checked at once and again on each event any of `nodes` passes on (one check at a time). */
+export function untilNodes(nodes: readonly NodeHandle[], check: () => Promise<boolean>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let busy = false
+    let again = false
+    const off = (): void => nodes.forEach((n) => NODE_EVENTS.forEach((e) => n.events.off(e, run)))
+    const run = (): void => {
+      if (busy) return void (again = true)
+      busy = true
+      void (async () => {
+        try {
+          do {
+            again = false
+            if (await check()) return resolve(off())
+          } while (again)
+        } catch (err) {
+          off()
+          reject(err instanceof Error ? err : new Error(String(err)))
+        } finally {
+          busy = false
+        }
+      })()
+    }
+    nodes.forEach((n) => NODE_EVENTS.forEach((e) => n.events.on(e, run)))
+    run()
   })
 }

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { dataDigest, spawnNode, type NodeHandle } from '@dcas/server/testing'
 import type { PeerInfo } from '../src/index.js'
-import { tempDir } from './helpers.js'
+import { tempDir, untilNodes } from './helpers.js'
 
 const has = (cmd: string, args: string[]): boolean => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0
 const runnable = process.getuid?.() === 0 && has('ip', ['-V'])
@@ -88,33 +88,7 @@ describe.skipIf(!runnable)('nodes in network namespaces of their own', () => {
     await dir?.cleanup()
   })
 
-  /** Resolves once `check` holds, re-checked on each event of any node. */
-  const until = (check: () => Promise<boolean>): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const events = ['node:joined', 'node:lost', 'node:returned', 'peer:connect', 'peer:disconnect', 'synced', 'repair:done']
-      let busy = false
-      let again = false
-      const off = (): void => nodes.forEach((n) => events.forEach((e) => n.events.off(e, run)))
-      const run = (): void => {
-        if (busy) return void (again = true)
-        busy = true
-        void (async () => {
-          try {
-            do {
-              again = false
-              if (await check()) return resolve(off())
-            } while (again)
-          } catch (err) {
-            off()
-            reject(err instanceof Error ? err : new Error(String(err)))
-          } finally {
-            busy = false
-          }
-        })()
-      }
-      nodes.forEach((n) => events.forEach((e) => n.events.on(e, run)))
-      run()
-    })
+  const until = (check: () => Promise<boolean>): Promise<void> => untilNodes(nodes, check)
 
   it('forms a cluster from one bootstrap address and survives a partition of one namespace', async () => {
     for (let i = 0; i < N; i++) {

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { dataDigest, spawnNode, type NodeHandle } from '@dcas/server/testing'
 import type { PlacementStatus } from '../src/index.js'
-import { filesUnder, tempDir } from './helpers.js'
+import { filesUnder, tempDir, untilNodes } from './helpers.js'
 
 let dir: { path: string; cleanup: () => Promise<void> }
 let nodes: NodeHandle[] = []
@@ -40,34 +40,7 @@ async function heldBytes(name: string): Promise<number> {
   return total
 }
 
-/** Resolves once `check` holds, re-checked on each event any node passes on. */
-async function until(check: () => Promise<boolean>): Promise<void> {
-  const events = ['node:joined', 'node:lost', 'node:returned', 'peer:connect', 'peer:disconnect', 'synced', 'repair:done']
-  await new Promise<void>((resolve, reject) => {
-    let busy = false
-    let again = false
-    const off = (): void => nodes.forEach((n) => events.forEach((e) => n.events.off(e, run)))
-    const run = (): void => {
-      if (busy) return void (again = true)
-      busy = true
-      void (async () => {
-        try {
-          do {
-            again = false
-            if (await check()) return resolve(off())
-          } while (again)
-        } catch (err) {
-          off()
-          reject(err instanceof Error ? err : new Error(String(err)))
-        } finally {
-          busy = false
-        }
-      })()
-    }
-    nodes.forEach((n) => events.forEach((e) => n.events.on(e, run)))
-    run()
-  })
-}
+const until = (check: () => Promise<boolean>): Promise<void> => untilNodes(nodes, check)
 
 const fewest = (s: PlacementStatus): number => Math.min(...Object.keys(s.objectsByCopies).map(Number))
 
