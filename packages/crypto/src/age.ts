@@ -3,7 +3,7 @@ import type { Hash, KeyObject } from 'node:crypto'
 import { MAX_ARMOR_WHITESPACE, armor, dearmor, isWhitespace } from './armor.js'
 import { InvalidArgumentError, TruncatedError } from './errors.js'
 import { encodeHeader, headerLimits, readHeader, verifyHeaderMac, type Header, type Stanza } from './header.js'
-import { parseIdentity, parseRecipient, type X25519Identity } from './keys.js'
+import { parseIdentity, recipientKey, type X25519Identity } from './keys.js'
 import { randomnessFor, type EncryptionRandomness } from './randomness.js'
 import { ByteReader, throwIfAborted } from './reader.js'
 import {
@@ -70,7 +70,7 @@ function x25519Stanzas(recipients: readonly string[]): MakeStanzas {
     if (!Array.isArray(recipients) || recipients.length === 0) {
       throw new InvalidArgumentError('encrypt needs at least one recipient')
     }
-    const keys = recipients.map(parseRecipient)
+    const keys = recipients.map(recipientKey)
     return keys.map((key, index) => wrapX25519(fileKey, key, random.ephemeral(index)))
   }
 }

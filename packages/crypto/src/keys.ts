@@ -80,6 +80,28 @@ export function parseRecipient(recipient: string): Uint8Array {
   return decoded.data
 }
 
+/** A parsed recipient: its raw public key and the KeyObject of it. Both are shared: never mutate `raw`. */
+export interface RecipientKey {
+  readonly raw: Uint8Array
+  readonly key: KeyObject
+}
+
+/** Recipients parsed lately, by their `age1…` string: an encryption per blob need not decode and import the same key each time. */
+const recipientKeys = new Map<string, RecipientKey>()
+const RECIPIENT_KEYS_KEPT = 256
+
+/** {@link parseRecipient} and the KeyObject of the result, remembered for the next call with the same string. */
+export function recipientKey(recipient: string): RecipientKey {
+  let known = recipientKeys.get(recipient)
+  if (known === undefined) {
+    const raw = parseRecipient(recipient)
+    known = { raw, key: publicKeyFromRaw(raw) }
+    if (recipientKeys.size >= RECIPIENT_KEYS_KEPT) recipientKeys.clear()
+    recipientKeys.set(recipient, known)
+  }
+  return known
+}
+
 /** An X25519 key pair: the private half as a KeyObject, the public half as raw bytes. */
 export interface X25519KeyPair {
   readonly privateKey: KeyObject

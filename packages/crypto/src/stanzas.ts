@@ -4,7 +4,7 @@ import { decodeBase64, encodeBase64 } from './base64.js'
 import { FormatError, InvalidArgumentError, NoMatchingIdentityError, WorkFactorError } from './errors.js'
 import type { Stanza } from './header.js'
 import { hkdfSha256 } from './hkdf.js'
-import { publicKeyFromRaw, type X25519Identity, type X25519KeyPair } from './keys.js'
+import { publicKeyFromRaw, type RecipientKey, type X25519Identity, type X25519KeyPair } from './keys.js'
 
 export const FILE_KEY_BYTES = 16
 const WRAPPED_KEY_BYTES = FILE_KEY_BYTES + 16
@@ -43,11 +43,11 @@ function x25519WrapKey(shared: Uint8Array, share: Uint8Array, recipient: Uint8Ar
   return hkdfSha256(shared, Buffer.concat([share, recipient]), X25519_INFO, 32)
 }
 
-/** An X25519 stanza wrapping `fileKey` to the raw public key `recipient`, with the share `ephemeral`. */
-export function wrapX25519(fileKey: Uint8Array, recipient: Uint8Array, ephemeral: X25519KeyPair): Stanza {
-  const shared = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: publicKeyFromRaw(recipient) })
+/** An X25519 stanza wrapping `fileKey` to the recipient's public key, with the share `ephemeral`. */
+export function wrapX25519(fileKey: Uint8Array, recipient: RecipientKey, ephemeral: X25519KeyPair): Stanza {
+  const shared = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: recipient.key })
   if (shared.every((b) => b === 0)) throw new FormatError('the recipient is a low-order point')
-  const body = wrap(x25519WrapKey(shared, ephemeral.publicKey, recipient), fileKey)
+  const body = wrap(x25519WrapKey(shared, ephemeral.publicKey, recipient.raw), fileKey)
   return { type: 'X25519', args: [encodeBase64(ephemeral.publicKey)], body }
 }
 
