@@ -11,12 +11,20 @@ export interface Chunker {
 /** The default chunk size: 1 MiB. */
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024
 
-/** A {@link Chunker} that cuts every `size` bytes (the last chunk may be shorter; an empty object has no chunk). */
+/** Staging buffers kept between stores, so that a store of a small object allocates only its own bytes. */
+const SPARE_BUFFERS = 8
+
+/**
+ * A {@link Chunker} that cuts every `size` bytes (the last chunk may be shorter; an empty object has no chunk).
+ * A short last chunk is handed out as a copy of its own size, and its chunk-sized staging buffer kept for the
+ * next store: a 64 KiB object costs 64 KiB, not a chunk's worth of memory.
+ */
 export function fixedSizeChunker(size: number = DEFAULT_CHUNK_SIZE): Chunker {
   if (!Number.isSafeInteger(size) || size < 1) throw new RangeError(`chunk size must be a positive integer, got ${size}`)
+  const spare: Buffer[] = []
   return {
     async *chunks(source) {
-      let buf = Buffer.allocUnsafe(size)
+      let buf: Buffer | undefined
       let filled = 0
       for await (const piece of source) {
         let at = 0
@@ -27,18 +35,34 @@ export function fixedSizeChunker(size: number = DEFAULT_CHUNK_SIZE): Chunker {
             at += size
             continue
           }
+          buf ??= spare.pop() ?? Buffer.allocUnsafe(size)
           const n = Math.min(size - filled, piece.length - at)
           buf.set(piece.subarray(at, at + n), filled)
           filled += n
           at += n
           if (filled === size) {
-            yield buf
-            buf = Buffer.allocUnsafe(size)
+            // Handed over: the next chunk is staged in another buffer.
+            const full = buf
+            buf = undefined
             filled = 0
+            yield full
           }
         }
       }
-      if (filled > 0) yield buf.subarray(0, filled)
+      if (buf === undefined) return
+      const tail = buf
+      buf = undefined
+      if (filled === 0) {
+        if (spare.length < SPARE_BUFFERS) spare.push(tail)
+        return
+      }
+      if (filled > size / 2) {
+        yield tail.subarray(0, filled)
+        return
+      }
+      const copy = Buffer.from(tail.subarray(0, filled))
+      if (spare.length < SPARE_BUFFERS) spare.push(tail)
+      yield copy
     },
   }
 }

@@ -37,6 +37,19 @@ describe('fixedSizeChunker', () => {
     expect(chunks.map((c) => [...c])).toEqual([[1, 2, 3, 4], [5, 6, 7, 8], [9]])
   })
 
+  it('hands out a short last chunk in memory of its own size, and keeps nothing a caller holds for the next input', async () => {
+    const size = 64 * 1024
+    const chunker = fixedSizeChunker(size)
+    const first: Uint8Array[] = []
+    for await (const c of chunker.chunks(pieces(new Uint8Array(10_000).fill(1), [10, 5000]))) first.push(c)
+    expect(first).toHaveLength(1)
+    expect(first[0]!.buffer.byteLength).toBeLessThan(size)
+    // The next inputs are staged in the buffer the first one used: what the caller holds stays as it was.
+    for await (const c of chunker.chunks(pieces(new Uint8Array(2 * size + 100).fill(2), [300, size + 7]))) expect(c.every((b) => b === 2)).toBe(true)
+    for await (const c of chunker.chunks(pieces(new Uint8Array(6000).fill(3), [7]))) expect(c.every((b) => b === 3) && c.length === 6000).toBe(true)
+    expect(first[0]!.every((b) => b === 1)).toBe(true)
+  })
+
   it('rejects a chunk size that is not a positive integer', () => {
     expect(() => fixedSizeChunker(0)).toThrow(RangeError)
     expect(() => fixedSizeChunker(1.5)).toThrow(RangeError)
