@@ -28,6 +28,9 @@ export interface Refusal {
   message: string
 }
 
+/** How long a reading of the file system's free space answers for (less what this node put since). */
+const FREE_SPACE_READING_MS = 1000
+
 interface Usage {
   bytes: number
   refs: number
@@ -47,6 +50,9 @@ export class ReplicaSpace {
   readonly #stores = new Map<string, Promise<BlobStore>>()
   readonly #usage = new Map<string, Usage>()
   readonly #fs: BlobStoreFs | undefined
+  /** The last reading of the free space beyond the reserve, and the bytes put here since. */
+  #room: { at: number; bytes: number; putSince: number } | undefined
+  #reserve: number | undefined
 
   /** `fs` replaces the file system functions of the owners' stores (for fault injection in tests). */
   constructor(root: string, limits: HolderLimits = {}, options: { fs?: BlobStoreFs } = {}) {
@@ -101,10 +107,24 @@ export class ReplicaSpace {
     const usage = this.#usage.get(owner)
     if (usage === undefined && this.#usage.size >= this.#limits.owners) return { code: 'ERR_QUOTA', message: `this node holds replicas for ${this.#limits.owners} owners already` }
     if ((usage?.bytes ?? 0) >= this.#limits.bytesPerOwner) return { code: 'ERR_QUOTA', message: `this owner's replicas here reached their quota of ${this.#limits.bytesPerOwner} bytes` }
+    const room = await this.#roomBeyondReserve()
+    if (room.bytes <= 0) return { code: 'ERR_DISK_FULL', message: `this node keeps its last ${Math.round(room.reserve)} bytes of disk for its own data` }
+    return undefined
+  }
+
+  /**
+   * Free bytes on the file system beyond the reserve. A reading stands for {@link FREE_SPACE_READING_MS}, less
+   * what owners put here since; a disk found short is read again at the next ask.
+   */
+  async #roomBeyondReserve(): Promise<{ bytes: number; reserve: number }> {
+    const now = performance.now()
+    const last = this.#room
+    if (last !== undefined && now - last.at < FREE_SPACE_READING_MS && last.bytes - last.putSince > 0) return { bytes: last.bytes - last.putSince, reserve: this.#reserve ?? 0 }
     const fs = await statfs(this.#dir)
     const reserve = this.#limits.reserveBytes ?? Math.min(1024 ** 3, 0.05 * fs.blocks * fs.bsize)
-    if (fs.bavail * fs.bsize <= reserve) return { code: 'ERR_DISK_FULL', message: `this node keeps its last ${Math.round(reserve)} bytes of disk for its own data` }
-    return undefined
+    this.#reserve = reserve
+    this.#room = { at: now, bytes: fs.bavail * fs.bsize - reserve, putSince: 0 }
+    return { bytes: this.#room.bytes, reserve }
   }
 
   /** Why the owner may not keep one more ref here, or `undefined` when it may. */
@@ -118,6 +138,7 @@ export class ReplicaSpace {
   /** Counts bytes of the owner's blobs put (or, negative, freed). */
   bytes(owner: string, delta: number): void {
     this.#usageOf(owner).bytes += delta
+    if (this.#room !== undefined && delta > 0) this.#room.putSince += delta
   }
 
   /** Counts refs of the owner's recorded (or, negative, dropped). */
