@@ -1,7 +1,7 @@
 // Encryption of the owner's blobs for its peers: each blob is encrypted deterministically (the same
 // plaintext and recipients always give the same ciphertext, so peers deduplicate), and whatever comes
 // back is decrypted with the owner's identity and checked against the id it was asked for.
-import { decryptBytes, encryptBlob } from '@dcas/crypto'
+import { decrypt, decryptBytes, encryptBlob } from '@dcas/crypto'
 import { hashBlob, type HashedBlob } from '@dcas/store'
 import { UnavailableError } from './errors.js'
 import { asBuffer, type LocalStore } from './local.js'
@@ -47,17 +47,20 @@ export class BlobCipher {
   }
 
   /**
-   * Decrypts a blob with the owner's identity; the plaintext must hash to `plainId`. The one hash of it serves
-   * the check and, for the local store, the write-back.
+   * Decrypts a blob (one array, or the pieces it arrived in) with the owner's identity; the plaintext must hash
+   * to `plainId`. It stays in the pieces each age record opened to (nothing joins them), and the one hash of
+   * them serves the check and, for the local store, the write-back.
    */
-  async decrypt(cipher: Uint8Array, plainId: string): Promise<HashedBlob> {
-    const plain = hashBlob(await decryptBytes(cipher, [this.#keys.identity]))
+  async decrypt(cipher: Uint8Array | Uint8Array[], plainId: string): Promise<HashedBlob> {
+    const pieces: Uint8Array[] = []
+    for await (const piece of decrypt(cipher, [this.#keys.identity])) pieces.push(piece)
+    const plain = hashBlob(pieces)
     if (plain.id !== plainId) throw new UnavailableError(`decrypted bytes do not hash to ${plainId}`)
     return plain
   }
 
   /** Decrypts bytes with the owner's identity, checking nothing else. */
-  async open(cipher: Uint8Array): Promise<Buffer> {
+  async open(cipher: Uint8Array | Uint8Array[]): Promise<Buffer> {
     return asBuffer(await decryptBytes(cipher, [this.#keys.identity]))
   }
 

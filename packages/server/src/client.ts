@@ -54,13 +54,16 @@ export async function putBlob(conn: Connection, cipherId: string, produce: () =>
   })
 }
 
-/** Fetches a blob's bytes (at most `maxSize`); the caller verifies them against `cipherId`. */
-export async function getBlob(conn: Connection, cipherId: string, maxSize: number, signal?: AbortSignal): Promise<Uint8Array> {
+/** Fetches a blob's bytes (at most `maxSize`), in the pieces they arrived in; the caller verifies them against `cipherId`. */
+export async function getBlob(conn: Connection, cipherId: string, maxSize: number, signal?: AbortSignal): Promise<Uint8Array[]> {
   return exchange(conn, { op: 'blob.get', cipherId }, signal, async (ex) => {
     await ex.end()
     const header = checkResponse(await ex.requireHeader())
     const size = uint(header, 'size', Math.min(maxSize, MAX_BLOB_BYTES))
-    return ex.readBody(size)
+    // Kept as the pieces they arrived in: the hash and the decryption take them so, and nothing joins them.
+    const pieces: Uint8Array[] = []
+    for await (const piece of ex.body(size)) pieces.push(piece)
+    return pieces
   })
 }
 

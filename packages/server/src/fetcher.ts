@@ -23,9 +23,10 @@ export class Fetcher {
 
   /**
    * Fetches blob `cipherId` of ref `refId` from its peers in turn, each answer at most `maxSize` bytes and
-   * checked against `cipherId`, then by `open`. `spread` picks which of the peers that hold it is asked first.
+   * checked against `cipherId`, then by `open` (given the pieces the bytes arrived in). `spread` picks which of
+   * the peers that hold it is asked first.
    */
-  async fetch<T>(cipherId: string, maxSize: number, refId: string, open: (cipher: Uint8Array) => Promise<T>, signal: AbortSignal, spread = 0): Promise<{ value: T; from: string }> {
+  async fetch<T>(cipherId: string, maxSize: number, refId: string, open: (cipher: Uint8Array[]) => Promise<T>, signal: AbortSignal, spread = 0): Promise<{ value: T; from: string }> {
     const errors: string[] = []
     const bad: Connection[] = []
     for (const conn of await this.#placement.readOrder(refId, { spread, signal })) {
@@ -34,7 +35,7 @@ export class Fetcher {
         const cipher = await getBlob(conn, cipherId, maxSize, this.#deadlines.request(signal))
         if (sha256Hex(cipher) !== cipherId) throw new UnavailableError('the bytes it sent do not hash to the cipherId')
         const value = await open(cipher)
-        for (const b of bad) this.#background.enqueue(b, { what: 'repairing a replica', run: async () => void (await putBlob(b, cipherId, () => cipher, this.#deadlines.background())) })
+        for (const b of bad) this.#background.enqueue(b, { what: 'repairing a replica', run: async () => void (await putBlob(b, cipherId, () => Buffer.concat(cipher), this.#deadlines.background())) })
         return { value, from: conn.remoteNodeId }
       } catch (err) {
         if (signal.aborted) throw this.#deadlines.shutdown.aborted ? new ClosedError() : new AbortedError(undefined, { cause: err })

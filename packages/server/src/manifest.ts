@@ -152,9 +152,11 @@ export function decodeManifest(bytes: Uint8Array, macKey: Uint8Array): DecodedMa
   return { manifest: { key: m.key, size: m.size, sha256: m.sha256, version: m.version, createdAt: m.createdAt, recipients: [...m.recipients], chunks, metadata }, authenticated }
 }
 
-/** Lowercase hex SHA-256 of some bytes. */
-export function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex')
+/** Lowercase hex SHA-256 of some bytes (one array, or the pieces of one). */
+export function sha256Hex(bytes: Uint8Array | readonly Uint8Array[]): string {
+  const hash = createHash('sha256')
+  for (const piece of bytes instanceof Uint8Array ? [bytes] : bytes) hash.update(piece)
+  return hash.digest('hex')
 }
 
 /** The chunks that hold bytes `[offset, offset + length)`, with where to cut each. */

@@ -34,7 +34,7 @@ export class ReadPath {
     const parts = offset >= end ? [] : chunksInRange(manifest.chunks, offset, end - offset)
     // Chunks are read ahead, those lost here from several peers at once; each is served once verified, while
     // its write-back goes on behind it: the read ends once those are durable.
-    const queue: Array<Promise<{ plain: Buffer; healing: Promise<void> | undefined }>> = []
+    const queue: Array<Promise<{ plain: readonly Uint8Array[]; healing: Promise<void> | undefined }>> = []
     const healing: Array<Promise<void>> = []
     let next = 0
     const fill = (): void => {
@@ -48,11 +48,11 @@ export class ReadPath {
     try {
       fill()
       for (const part of parts) {
-        const { plain: bytes, healing: heal } = await queue.shift()!
+        const { plain, healing: heal } = await queue.shift()!
         if (heal !== undefined) healing.push(heal)
         fill()
         if (signal.aborted) throw this.#shutdown.aborted ? new ClosedError() : new AbortedError(undefined, { cause: userSignal?.reason })
-        yield part.start === 0 && part.end === bytes.length ? bytes : bytes.subarray(part.start, part.end)
+        yield* piecesIn(plain, part.start, part.end)
       }
     } finally {
       await Promise.all(healing)
@@ -61,5 +61,17 @@ export class ReadPath {
 
   #signal(userSignal: AbortSignal | undefined): AbortSignal {
     return userSignal === undefined ? this.#shutdown : AbortSignal.any([userSignal, this.#shutdown])
+  }
+}
+
+/** Bytes `[start, end)` of a chunk held in pieces, as views of them. */
+function* piecesIn(pieces: readonly Uint8Array[], start: number, end: number): Generator<Uint8Array> {
+  let at = 0
+  for (const piece of pieces) {
+    const from = Math.max(start, at)
+    const to = Math.min(end, at + piece.length)
+    if (from < to) yield from === at && to === at + piece.length ? piece : piece.subarray(from - at, to - at)
+    at += piece.length
+    if (at >= end) return
   }
 }

@@ -31,29 +31,29 @@ export class Retriever {
     this.#onHealed = options.onHealed
   }
 
-  /** A chunk's verified plaintext: local, else from a peer, healed locally. `observer` is told too if it is healed. */
+  /** A chunk's verified plaintext, as one buffer: local, else from a peer, healed locally. `observer` is told too if it is healed. */
   async chunk(key: string, refId: string, chunk: ManifestChunk, signal: AbortSignal, observer?: HealObserver): Promise<Buffer> {
     const { plain, healing } = await this.chunkAhead(key, refId, chunk, signal, observer)
     await healing
-    return plain
+    return plain.length === 1 ? asBuffer(plain[0]!) : Buffer.concat(plain)
   }
 
   /**
-   * A chunk's verified plaintext, as soon as it is verified: local, else from a peer (the `spread`-th of the
-   * peers that hold it first, so that reads ahead ask several at once). `healing` settles once a chunk from a
-   * peer is written back locally, durably (it never rejects: a chunk that cannot be written back is still
-   * served, and logged).
+   * A chunk's verified plaintext, as soon as it is verified, in pieces (one when read here; those the age records
+   * opened to when fetched): local, else from a peer (the `spread`-th of the peers that hold it first, so that
+   * reads ahead ask several at once). `healing` settles once a chunk from a peer is written back locally, durably
+   * (it never rejects: a chunk that cannot be written back is still served, and logged).
    */
-  async chunkAhead(key: string, refId: string, chunk: ManifestChunk, signal: AbortSignal, observer?: HealObserver, spread = 0): Promise<{ plain: Buffer; healing: Promise<void> | undefined }> {
+  async chunkAhead(key: string, refId: string, chunk: ManifestChunk, signal: AbortSignal, observer?: HealObserver, spread = 0): Promise<{ plain: readonly Uint8Array[]; healing: Promise<void> | undefined }> {
     let damaged = false
     try {
-      return { plain: await this.#local.read(chunk.plainId, signal), healing: undefined }
+      return { plain: [await this.#local.read(chunk.plainId, signal)], healing: undefined }
     } catch (err) {
       if (!isLocalMiss(err)) throw err
       damaged = codeOf(err) === 'ERR_INTEGRITY'
     }
     const { value: hashed, from } = await this.#fetcher.fetch(chunk.cipherId, maxCipherBytes(chunk.size), refId, (cipher) => this.#cipher.decrypt(cipher, chunk.plainId), signal, spread)
-    const plain = asBuffer(hashed.pieces[0]!)
+    const plain = hashed.pieces
     const healing = this.#local.ensure(chunk.plainId, hashed, damaged).then(
       () => {
         const event = { key, plainId: chunk.plainId, from }
@@ -77,7 +77,7 @@ export class Retriever {
       if (!isLocalMiss(err)) throw err
       const meta = metaOf(record)
       const { value: hashed } = await this.#fetcher.fetch(meta.manifestCipherId, maxCipherBytes(MAX_MANIFEST_BYTES), meta.refId, (cipher) => this.#cipher.decrypt(cipher, record.manifestId), signal)
-      const { manifest } = decodeManifest(hashed.pieces[0]!, this.#macKey)
+      const { manifest } = decodeManifest(hashed.pieces.length === 1 ? hashed.pieces[0]! : Buffer.concat(hashed.pieces), this.#macKey)
       await this.#local.ensure(record.manifestId, hashed, codeOf(err) === 'ERR_INTEGRITY')
       return manifest
     }
