@@ -1,7 +1,7 @@
-import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { Readable } from 'node:stream'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import type { BehindEvent, HealedEvent, QuorumDetails } from '../src/index.js'
 import { bytes, codeOf, foundUnder, ownBlobFiles, readAll, replicaFiles, sha256, useCluster } from './helpers.js'
 
@@ -338,6 +338,39 @@ describe('quorum', () => {
     expect(err?.details.failed.map((f) => f.nodeId)).toEqual([b.nodeId])
     // committed locally all the same
     expect(await c.has('k')).toBe(true)
+  })
+
+  it('leaves its peers as they were after a store whose local commit failed, and nothing brings that store back', async () => {
+    const [, , c] = await t.cluster.triangle({ writeQuorum: 'all' })
+    const first = await c.store('k', 'first')
+    const holders = [t.cluster.roots[0]!, t.cluster.roots[1]!]
+    const held = (): Promise<string[][]> => Promise.all(holders.map((root) => heldBlobs(root, c.nodeId)))
+    const before = await held()
+    // Every empty fan-out directory of the owner's blobs is now a file: the local commit cannot place the new chunks.
+    const ownBlobs = join(t.cluster.roots[2]!, 'blobs')
+    const fanOut = (await readdir(ownBlobs)).map((d) => join(ownBlobs, d))
+    const blocked = (await Promise.all(fanOut.map(async (dir) => ((await readdir(dir)).length === 0 ? [dir] : [])))).flat()
+    for (const dir of blocked) {
+      await rmdir(dir)
+      await writeFile(dir, 'not a directory')
+    }
+    expect(await codeOf(c.store('k', bytes(3 * 64 * 1024)))).toBe('ERR_IO')
+    expect((await c.stat('k')).version).toBe(first.version)
+    // The peers got the new chunks, not the ref (it goes only after the local commit): they are told to drop them.
+    await vi.waitFor(async () => expect(await held()).toEqual(before), { timeout: 10_000 })
+    for (const dir of blocked) {
+      await rm(dir)
+      await mkdir(dir)
+    }
+    // Nothing brings it back: not catch-up after a restart, and the next store goes above it.
+    await c.close()
+    const again = await t.cluster.add('c', ['a', 'b'], { writeQuorum: 'all' })
+    await again.waitForPeers(2)
+    await again.waitForSync()
+    expect((await readAll(again, 'k')).toString()).toBe('first')
+    const next = await again.store('k', 'third')
+    expect(next.version).toBeGreaterThan(first.version)
+    expect((await readAll(again, 'k')).toString()).toBe('third')
   })
 
   it('stores nothing, and says how many placed holders it reached, when fewer than the quorum can be reached', async () => {
