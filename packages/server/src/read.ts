@@ -49,7 +49,12 @@ export class ReadPath {
       fill()
       for (const part of parts) {
         const { plain, healing: heal } = await queue.shift()!
-        if (heal !== undefined) healing.push(heal)
+        if (heal !== undefined) {
+          // Each write-back holds its chunk until it is durable: no more of them wait than chunks are read ahead.
+          const settled = heal.then(() => void healing.splice(healing.indexOf(settled), 1))
+          healing.push(settled)
+          if (healing.length > this.#readAhead) await healing[0]
+        }
         fill()
         if (signal.aborted) throw this.#shutdown.aborted ? new ClosedError() : new AbortedError(undefined, { cause: userSignal?.reason })
         yield* piecesIn(plain, part.start, part.end)
