@@ -17,7 +17,7 @@ import {
   wrapScrypt,
   wrapX25519,
 } from './stanzas.js'
-import { PAYLOAD_NONCE_SIZE, openPayload, payloadKey, sealInto, sealPayload, sealedSize } from './stream.js'
+import { PAYLOAD_NONCE_SIZE, openPayload, payloadKey, sealInto, sealPayload, sealPieces, sealedSize } from './stream.js'
 import type {
   AbortOptions,
   ByteSource,
@@ -118,6 +118,16 @@ export async function encryptInMemory(
   hash?.update(prefix)
   sealInto(plaintext, key, out, prefix.length, hash)
   return out
+}
+
+/** {@link encryptInMemory}, the file left in the pieces it was sealed into (header, then each chunk's ciphertext and tag). */
+export async function encryptInPieces(plaintext: Uint8Array, recipients: readonly string[], options: Omit<EncryptOptions, 'armor'>, hash?: Hash): Promise<Uint8Array[]> {
+  const { signal } = options
+  throwIfAborted(signal)
+  const random = randomnessFor(options.seed)
+  const { prefix, key } = await beginFile(x25519Stanzas(recipients), random, signal)
+  hash?.update(prefix)
+  return [prefix, ...sealPieces(plaintext, key, hash)]
 }
 
 /**

@@ -1,6 +1,6 @@
 // One-shot helpers for payloads already in memory (such as a 1 MiB chunk): one output array, no stream pieces kept.
 import { createHash } from 'node:crypto'
-import { decrypt, decryptWithPassphrase, encrypt, encryptInMemory, encryptWithPassphrase } from './age.js'
+import { decrypt, decryptWithPassphrase, encrypt, encryptInMemory, encryptInPieces, encryptWithPassphrase } from './age.js'
 import { InvalidArgumentError } from './errors.js'
 import { joinViews } from './reader.js'
 import type {
@@ -11,6 +11,7 @@ import type {
   EncryptOptions,
   PassphraseDecryptOptions,
   PassphraseEncryptOptions,
+  SealedBlob,
 } from './types.js'
 
 /** What the in-memory decryptors take: one array, a string (UTF-8, e.g. an armored file), or the pieces of one. */
@@ -108,6 +109,31 @@ export async function encryptBlob(
   const hash = createHash('sha256')
   const ciphertext = await encryptInMemory(plaintextBytes(plaintext), recipients, options, hash)
   return { ciphertext, sha256: hash.digest('hex') }
+}
+
+/**
+ * Encrypts an in-memory payload like {@link encryptBlob} (the same bytes, the same SHA-256), but
+ * returns the age file as the pieces it was sealed into: the header, then each 64 KiB chunk's
+ * ciphertext and tag. Nothing is copied into one array: for a caller that only writes the file
+ * out (to a socket or a file, which copy it anyway), that is one allocation and one copy of the
+ * whole file less.
+ *
+ * @example
+ * ```ts
+ * const { pieces, size, sha256 } = await encryptBlobPieces(chunk, [recipient], { seed })
+ * for (const piece of pieces) socket.write(piece)
+ * ```
+ */
+export async function encryptBlobPieces(
+  plaintext: Uint8Array | string,
+  recipients: readonly string[],
+  options: EncryptBlobOptions = {},
+): Promise<SealedBlob> {
+  checkBytes(plaintext, 'plaintext')
+  if ((options as EncryptOptions).armor === true) throw new InvalidArgumentError('encryptBlobPieces writes binary files only: armor is not an option')
+  const hash = createHash('sha256')
+  const pieces = await encryptInPieces(plaintextBytes(plaintext), recipients, options, hash)
+  return { pieces, size: pieces.reduce((n, piece) => n + piece.length, 0), sha256: hash.digest('hex') }
 }
 
 /** {@link encryptBytes} under a passphrase. */

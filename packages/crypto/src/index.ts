@@ -25,13 +25,14 @@ export type {
   DecryptOptions,
   EncryptBlobOptions,
   EncryptedBlob,
+  SealedBlob,
   EncryptOptions,
   PassphraseDecryptOptions,
   PassphraseEncryptOptions,
   WriteIdentityFileOptions,
 } from './types.js'
 export { decrypt, decryptWithPassphrase, encrypt, encryptWithPassphrase } from './age.js'
-export { decryptBlob, decryptBytes, decryptBytesWithPassphrase, encryptBlob, encryptBytes, encryptBytesWithPassphrase } from './bytes.js'
+export { decryptBlob, decryptBytes, decryptBytesWithPassphrase, encryptBlob, encryptBlobPieces, encryptBytes, encryptBytesWithPassphrase } from './bytes.js'
 export { assertRecipient, generateIdentity, identityToRecipient } from './identity.js'
 export {
   formatIdentityFile,

@@ -98,6 +98,35 @@ export function sealInto(plaintext: Uint8Array, key: KeyObject, out: Uint8Array,
   }
 }
 
+/**
+ * Seals a whole in-memory plaintext as STREAM chunks, with the same chunking and nonces as
+ * {@link sealPayload}, and returns them as they come out of OpenSSL: each chunk's ciphertext, then
+ * its tag, nothing copied. Feeds each piece to `hash` while it is still in cache.
+ */
+export function sealPieces(plaintext: Uint8Array, key: KeyObject, hash?: Hash): Uint8Array[] {
+  const nonce = new ChunkNonce()
+  const size = plaintext.length
+  const pieces: Uint8Array[] = []
+  let at = 0
+  for (;;) {
+    const end = Math.min(at + CHUNK_SIZE, size)
+    const last = end === size
+    const cipher = createCipheriv('chacha20-poly1305', key, nonce.setLast(last), { authTagLength: TAG_SIZE })
+    if (end > at) {
+      const body = cipher.update(plaintext.subarray(at, end))
+      hash?.update(body)
+      pieces.push(body)
+    }
+    cipher.final()
+    const tag = cipher.getAuthTag()
+    hash?.update(tag)
+    pieces.push(tag)
+    if (last) return pieces
+    at = end
+    nonce.next()
+  }
+}
+
 /** Opens one chunk: returns its plaintext pieces, or `undefined` when the tag does not verify. */
 function openChunk(key: KeyObject, nonce: Buffer, views: readonly Uint8Array[], size: number): Buffer[] | undefined {
   const decipher = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_SIZE })

@@ -89,6 +89,16 @@ export interface EncryptedBlob {
   sha256: string
 }
 
+/** What `encryptBlobPieces` returns: the age file as the pieces it was sealed into, and its content address. */
+export interface SealedBlob {
+  /** The binary age file, in order: the header (with the payload nonce), then each 64 KiB chunk's ciphertext and tag. */
+  pieces: Uint8Array[]
+  /** Bytes in all the pieces together. */
+  size: number
+  /** Lowercase hex SHA-256 of the pieces joined, computed while they were sealed. */
+  sha256: string
+}
+
 /** What `decryptBlob` returns: the plaintext and its content address. */
 export interface DecryptedBlob {
   /** The decrypted bytes, every chunk verified. */

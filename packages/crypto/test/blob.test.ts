@@ -9,6 +9,7 @@ import {
   decryptBytes,
   encrypt,
   encryptBlob,
+  encryptBlobPieces,
   encryptBytes,
   generateIdentity,
   identityToRecipient,
@@ -80,6 +81,28 @@ describe('encryptBytes (sealed straight into one array)', () => {
     const b = await encryptBytes(testBytes(100, 5), recipients, { seed })
     a[a.length - 1] = a[a.length - 1]! ^ 1
     expect(sha256(b)).toBe(sha256(await encryptBytes(testBytes(100, 5), recipients, { seed })))
+  })
+})
+
+describe('encryptBlobPieces', () => {
+  for (const size of SIZES) {
+    it(`returns the file of encryptBlob, in pieces, and its SHA-256 for ${size} bytes`, async () => {
+      const plaintext = testBytes(size, 7)
+      const seed = seedOf(`pieces ${size}`)
+      const { pieces: parts, size: total, sha256: id } = await encryptBlobPieces(plaintext, recipients, { seed })
+      const whole = await encryptBlob(plaintext, recipients, { seed })
+      expect(Buffer.concat(parts).equals(whole.ciphertext)).toBe(true)
+      expect(total).toBe(whole.ciphertext.length)
+      expect(id).toBe(whole.sha256)
+      expect(Buffer.from(await decryptBytes(parts, [identities[0]!])).equals(plaintext)).toBe(true)
+      // One piece for the header, then a ciphertext and a tag per chunk (an empty plaintext is one empty last chunk: its tag alone).
+      expect(parts.length).toBe(1 + (size === 0 ? 1 : 2 * Math.ceil(size / CHUNK)))
+    })
+  }
+
+  it('refuses armor and a bad recipient with typed errors', async () => {
+    await expect(encryptBlobPieces('x', recipients, { armor: true } as EncryptOptions)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
+    await expect(encryptBlobPieces('x', ['age1nope'])).rejects.toMatchObject({ code: 'ERR_INVALID_RECIPIENT' })
   })
 })
 

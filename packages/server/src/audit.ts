@@ -95,7 +95,9 @@ export class Auditor {
     let expected: string
     try {
       const bytes = await cipher.cipherOf(plainId, cipherId, chunk?.recipientsId ?? meta.recipientsId)
-      expected = createHash('sha256').update(Buffer.from(nonce, 'hex')).update(bytes).digest('hex')
+      const hash = createHash('sha256').update(Buffer.from(nonce, 'hex'))
+      for (const piece of bytes) hash.update(piece)
+      expected = hash.digest('hex')
     } catch (err) {
       // This node cannot make the blob either (lost here too): a scrub heals it first.
       log.debug({ key, err: messageOf(err) }, 'audit: the blob cannot be made here; skipped')

@@ -1,7 +1,7 @@
 // Encryption of the owner's blobs for its peers: each blob is encrypted deterministically (the same
 // plaintext and recipients always give the same ciphertext, so peers deduplicate), and whatever comes
 // back is decrypted with the owner's identity and checked against the id it was asked for.
-import { decrypt, decryptBytes, encryptBlob } from '@dcas/crypto'
+import { decrypt, decryptBytes, encryptBlobPieces } from '@dcas/crypto'
 import { hashBlob, type HashedBlob } from '@dcas/store'
 import { UnavailableError } from './errors.js'
 import { asBuffer, type LocalStore } from './local.js'
@@ -40,10 +40,10 @@ export class BlobCipher {
     return this.#current
   }
 
-  /** The ciphertext of a blob and its cipherId (hashed while sealing). */
-  async encrypt(plain: Uint8Array, plainId: string, set: RecipientSet = this.#current): Promise<{ cipher: Buffer; cipherId: string }> {
-    const { ciphertext, sha256 } = await encryptBlob(plain, set.recipients, { seed: seedOf(this.#keys, plainId, set.recipientsId) })
-    return { cipher: asBuffer(ciphertext), cipherId: sha256 }
+  /** The ciphertext of a blob, in the pieces it was sealed into (never joined: it is only sent), and its cipherId (hashed while sealing). */
+  async encrypt(plain: Uint8Array, plainId: string, set: RecipientSet = this.#current): Promise<{ cipher: Uint8Array[]; cipherId: string }> {
+    const { pieces, sha256 } = await encryptBlobPieces(plain, set.recipients, { seed: seedOf(this.#keys, plainId, set.recipientsId) })
+    return { cipher: pieces, cipherId: sha256 }
   }
 
   /**
@@ -65,7 +65,7 @@ export class BlobCipher {
   }
 
   /** The ciphertext of a local plaintext blob, re-created deterministically and checked against `cipherId`. */
-  async cipherOf(plainId: string, cipherId: string, recipientsId: string): Promise<Buffer> {
+  async cipherOf(plainId: string, cipherId: string, recipientsId: string): Promise<Uint8Array[]> {
     const recipients = this.#local.tables.recipientSets.get(recipientsId)
     if (recipients === undefined) throw new UnavailableError(`unknown recipient set ${recipientsId}`)
     const { cipher, cipherId: got } = await this.encrypt(await this.#local.read(plainId), plainId, { recipients, recipientsId })

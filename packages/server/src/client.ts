@@ -3,7 +3,7 @@
 import type { Connection } from '@dcas/p2p'
 import { PeerError } from './errors.js'
 import type { Tombstone } from './secrets.js'
-import { checkResponse, Exchange, hex64, hex64List, isHex64, MAX_BLOB_BYTES, MAX_HAS_IDS, MAX_LIST_PAGE, PROTOCOL_VERSION, uint, type Header } from './wire.js'
+import { checkResponse, Exchange, hex64, hex64List, isHex64, MAX_BLOB_BYTES, MAX_HAS_IDS, MAX_LIST_PAGE, PROTOCOL_VERSION, sizeOf, uint, type Bytes, type Header } from './wire.js'
 
 /** A holder's record of one of the owner's refs: live, or deleted (a tombstone). */
 export interface RemoteRef {
@@ -36,7 +36,7 @@ export async function exchange<T>(conn: Connection, header: Header, signal: Abor
 }
 
 /** Sends a blob unless the holder has it; `produce` is called only when the bytes are needed. Resolves to whether they were sent. */
-export async function putBlob(conn: Connection, cipherId: string, produce: () => Promise<Uint8Array> | Uint8Array, signal?: AbortSignal): Promise<boolean> {
+export async function putBlob(conn: Connection, cipherId: string, produce: () => Promise<Bytes> | Bytes, signal?: AbortSignal): Promise<boolean> {
   return exchange(conn, { op: 'blob.put', cipherId }, signal, async (ex) => {
     const first = checkResponse(await ex.requireHeader())
     if (first.have === true) {
@@ -45,7 +45,7 @@ export async function putBlob(conn: Connection, cipherId: string, produce: () =>
       return false
     }
     const bytes = await produce()
-    await ex.send({ size: bytes.length }, signal)
+    await ex.send({ size: sizeOf(bytes) }, signal)
     await ex.sendBytes(bytes, signal)
     await ex.end()
     checkResponse(await ex.requireHeader())
@@ -138,9 +138,9 @@ export class RefStream {
   }
 
   /** Sends one blob's bytes; without `bytes`, names a blob the holder should have already (it is listed missing at the end if not). */
-  async blob(cipherId: string, bytes: Uint8Array | undefined, signal?: AbortSignal): Promise<void> {
+  async blob(cipherId: string, bytes: Bytes | undefined, signal?: AbortSignal): Promise<void> {
     if (bytes === undefined) return this.#ex.send({ cipherId }, signal)
-    await this.#ex.send({ cipherId, size: bytes.length }, signal)
+    await this.#ex.send({ cipherId, size: sizeOf(bytes) }, signal)
     await this.#ex.sendBytes(bytes, signal)
   }
 

@@ -35,7 +35,7 @@ export class Fetcher {
         const cipher = await getBlob(conn, cipherId, maxSize, this.#deadlines.request(signal))
         if (sha256Hex(cipher) !== cipherId) throw new UnavailableError('the bytes it sent do not hash to the cipherId')
         const value = await open(cipher)
-        for (const b of bad) this.#background.enqueue(b, { what: 'repairing a replica', run: async () => void (await putBlob(b, cipherId, () => Buffer.concat(cipher), this.#deadlines.background())) })
+        for (const b of bad) this.#background.enqueue(b, { what: 'repairing a replica', run: async () => void (await putBlob(b, cipherId, () => cipher, this.#deadlines.background())) })
         return { value, from: conn.remoteNodeId }
       } catch (err) {
         if (signal.aborted) throw this.#deadlines.shutdown.aborted ? new ClosedError() : new AbortedError(undefined, { cause: err })

@@ -14,6 +14,7 @@ import { metaOf, type LocalStore } from './local.js'
 import type { KeyLocks } from './locks.js'
 import type { Logger } from './logger.js'
 import type { Retriever } from './retriever.js'
+import { sizeOf, type Bytes } from './wire.js'
 
 export interface ReplicatorOptions {
   local: LocalStore
@@ -59,7 +60,7 @@ export class ResendBudget {
 }
 
 /** Where the bytes of a blob a peer lacks come from. */
-export type CipherSource = (cipherId: string) => Promise<Uint8Array>
+export type CipherSource = (cipherId: string) => Promise<Bytes>
 
 /** Sends the owner's refs to peers. */
 export class Replicator {
@@ -142,14 +143,14 @@ export class Replicator {
     try {
       const plainOf = new Map(manifest.chunks.map((c) => [c.cipherId, c]))
       const cipherIds = [...plainOf.keys()]
-      const cipherFor = async (cipherId: string): Promise<Uint8Array> => {
+      const cipherFor = async (cipherId: string): Promise<Bytes> => {
         const chunk = plainOf.get(cipherId)
         if (chunk === undefined && cipherId !== meta.manifestCipherId) throw new UnavailableError(`unknown blob ${cipherId}`)
         // A chunk lost here too is fetched from another peer first (and healed).
         if (chunk !== undefined) await retriever.chunk(key, meta.refId, chunk, signal)
         const bytes = await cipher.cipherOf(chunk?.plainId ?? record.manifestId, cipherId, meta.recipientsId)
-        if (resend) await this.#resends.take(conn.remoteNodeId, bytes.length, signal)
-        await this.#o.pace?.(bytes.length)
+        if (resend) await this.#resends.take(conn.remoteNodeId, sizeOf(bytes), signal)
+        await this.#o.pace?.(sizeOf(bytes))
         return bytes
       }
       const blobIds = [...cipherIds, meta.manifestCipherId]
@@ -271,7 +272,7 @@ export class StoreReplication {
    * this store, so no peer has it), else only its id (the holder says at the end if it lacks it). Waits while
    * a needed peer has too many queued.
    */
-  async send(cipherId: string, produce: () => Promise<Uint8Array>, fresh: boolean): Promise<void> {
+  async send(cipherId: string, produce: () => Promise<Bytes>, fresh: boolean): Promise<void> {
     for (const p of this.#peers) {
       if (!this.#live(p) || p.queued.has(cipherId)) continue
       p.queued.add(cipherId)
@@ -297,7 +298,7 @@ export class StoreReplication {
    * blobs it turned out to lack are sent then. Resolves to the peers that acknowledged all of it, the others
    * in {@link StoreReplication.failed}. Once the quorum has, the rest get a deadline made from the time it took.
    */
-  async finish(ref: RefPut, manifestCipher: Uint8Array, cipherFor: CipherSource): Promise<string[]> {
+  async finish(ref: RefPut, manifestCipher: Bytes, cipherFor: CipherSource): Promise<string[]> {
     const replicas: string[] = []
     let timer: NodeJS.Timeout | undefined
     const started = Date.now()

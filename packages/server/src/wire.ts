@@ -156,10 +156,23 @@ export async function writeHeader(stream: Stream, header: Header, signal?: Abort
 /** Largest piece written at once, so one write never exceeds a sensible window. */
 const WRITE_PIECE = 256 * 1024
 
+/** Bytes held as one array, or as the pieces of one (a sealed blob, a fetched one), never joined to be sent. */
+export type Bytes = Uint8Array | readonly Uint8Array[]
+
+/** How many bytes `bytes` holds. */
+export function sizeOf(bytes: Bytes): number {
+  if (bytes instanceof Uint8Array) return bytes.length
+  let size = 0
+  for (const piece of bytes) size += piece.length
+  return size
+}
+
 /** Writes bytes to a stream in bounded pieces, awaiting each (backpressure). */
-export async function writeBytes(stream: Stream, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+export async function writeBytes(stream: Stream, bytes: Bytes, signal?: AbortSignal): Promise<void> {
   const options = signal === undefined ? undefined : { signal }
-  for (let at = 0; at < bytes.length; at += WRITE_PIECE) await stream.write(bytes.subarray(at, at + WRITE_PIECE), options)
+  for (const piece of bytes instanceof Uint8Array ? [bytes] : bytes) {
+    for (let at = 0; at < piece.length; at += WRITE_PIECE) await stream.write(piece.subarray(at, at + WRITE_PIECE), options)
+  }
 }
 
 /**
@@ -211,7 +224,7 @@ export class Exchange {
   }
 
   /** Sends body bytes, in bounded pieces, under backpressure. */
-  sendBytes(bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+  sendBytes(bytes: Bytes, signal?: AbortSignal): Promise<void> {
     return writeBytes(this.#stream, bytes, signal)
   }
 

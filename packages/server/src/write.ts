@@ -166,12 +166,12 @@ export class WritePath {
     const { recipientsId } = cipher.current
     const known = draft.newChunks.get(plainId) ?? local.tables.chunks.get(plainId)
     let cipherId: string
-    let produce: () => Promise<Uint8Array>
+    let produce: () => Promise<Uint8Array[]>
     let fresh = false
     if (known !== undefined && known.recipientsId === recipientsId) {
       // Encrypted before: only a peer that lacks it makes this write encrypt it again.
       cipherId = known.cipherId
-      let made: Promise<Uint8Array> | undefined
+      let made: Promise<Uint8Array[]> | undefined
       produce = () => (made ??= cipher.encrypt(chunk, plainId).then((r) => r.cipher))
     } else {
       const sealed = await cipher.encrypt(chunk, plainId)
