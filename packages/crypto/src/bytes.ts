@@ -1,4 +1,5 @@
-// One-shot helpers for payloads already in memory (such as a 1 MiB chunk): one output array, no stream pieces kept.
+// One-shot helpers for payloads already in memory (such as a 1 MiB chunk): one output array (or, from
+// encryptBlobPieces, the pieces it was sealed into), no stream pieces kept.
 import { createHash } from 'node:crypto'
 import { decrypt, decryptWithPassphrase, encrypt, encryptInMemory, encryptInPieces, encryptWithPassphrase } from './age.js'
 import { InvalidArgumentError } from './errors.js'

@@ -60,7 +60,9 @@ export function fixedSizeChunker(size: number = DEFAULT_CHUNK_SIZE): Chunker {
         yield tail.subarray(0, filled)
         return
       }
-      const copy = Buffer.from(tail.subarray(0, filled))
+      // Its own memory, not a view into Node's shared pool.
+      const copy = Buffer.allocUnsafeSlow(filled)
+      copy.set(tail.subarray(0, filled))
       if (spare.length < SPARE_BUFFERS) spare.push(tail)
       yield copy
     },

@@ -57,9 +57,14 @@ export class Retriever {
     const healing = this.#local.ensure(chunk.plainId, hashed, damaged).then(
       () => {
         const event = { key, plainId: chunk.plainId, from }
-        this.#onHealed(event)
-        observer?.(event)
         this.#log.info(event, 'healed chunk from peer')
+        try {
+          this.#onHealed(event)
+          observer?.(event)
+        } catch (err) {
+          // A listener's failure is not the read's: healing never rejects.
+          this.#log.warn({ key, plainId: chunk.plainId, err: messageOf(err) }, 'a listener of healed chunks failed')
+        }
       },
       (err: unknown) => this.#log.warn({ key, plainId: chunk.plainId, err: messageOf(err) }, 'a chunk fetched from a peer could not be written back here'),
     )

@@ -210,7 +210,7 @@ export class WritePath {
     }
   }
 
-  /** The chunks of each source's current version in turn, each read back verified (and healed if need be); none is copied. */
+  /** The chunks of each source's current version in turn, each read back verified (and healed if need be); stored ones are not copied. */
   async #chunksFrom(held: HeldKey, sources: ComposeSource[], draft: Draft, session: StoreReplication, signal: AbortSignal | undefined): Promise<void> {
     const { catalogue, retriever, shutdown } = this.#o
     const combined = signal === undefined ? shutdown : AbortSignal.any([signal, shutdown])
