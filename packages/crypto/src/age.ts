@@ -5,7 +5,7 @@ import { InvalidArgumentError, TruncatedError } from './errors.js'
 import { encodeHeader, headerLimits, readHeader, verifyHeaderMac, type Header, type Stanza } from './header.js'
 import { parseIdentity, recipientKey, type X25519Identity } from './keys.js'
 import { randomnessFor, type EncryptionRandomness } from './randomness.js'
-import { ByteReader, throwIfAborted } from './reader.js'
+import { ByteReader, joinViews, throwIfAborted } from './reader.js'
 import {
   DEFAULT_MAX_WORK_FACTOR,
   DEFAULT_WORK_FACTOR,
@@ -17,7 +17,7 @@ import {
   wrapScrypt,
   wrapX25519,
 } from './stanzas.js'
-import { PAYLOAD_NONCE_SIZE, openPayload, payloadKey, sealInto, sealPayload, sealPieces, sealedSize } from './stream.js'
+import { PAYLOAD_NONCE_SIZE, openPayload, payloadKey, sealPayload, sealPieces } from './stream.js'
 import type {
   AbortOptions,
   ByteSource,
@@ -97,30 +97,11 @@ export function encrypt(source: ByteSource, recipients: readonly string[], optio
 }
 
 /**
- * Encrypts a plaintext held in memory to `recipients` as one binary age file, written
- * straight into a single array of its exact size: the same bytes as {@link encrypt}
- * (deterministic with the same seed), without a stream, pieces or a final join. When
- * `hash` is given, every byte of the file goes through it as it is written.
+ * Encrypts a plaintext held in memory to `recipients` as one binary age file, left in the
+ * pieces it was sealed into (the header, then each chunk's ciphertext and tag, as OpenSSL
+ * returned them): the same bytes as {@link encrypt} (deterministic with the same seed),
+ * without a stream. When `hash` is given, every byte of the file goes through it in order.
  */
-export async function encryptInMemory(
-  plaintext: Uint8Array,
-  recipients: readonly string[],
-  options: Omit<EncryptOptions, 'armor'>,
-  hash?: Hash,
-): Promise<Uint8Array> {
-  const { signal } = options
-  throwIfAborted(signal)
-  const random = randomnessFor(options.seed)
-  const { prefix, key } = await beginFile(x25519Stanzas(recipients), random, signal)
-  // Not from the shared pool: the result belongs to the caller. Every byte is written, so no zero-fill.
-  const out = Buffer.allocUnsafeSlow(prefix.length + sealedSize(plaintext.length))
-  prefix.copy(out, 0)
-  hash?.update(prefix)
-  sealInto(plaintext, key, out, prefix.length, hash)
-  return out
-}
-
-/** {@link encryptInMemory}, the file left in the pieces it was sealed into (header, then each chunk's ciphertext and tag). */
 export async function encryptInPieces(plaintext: Uint8Array, recipients: readonly string[], options: Omit<EncryptOptions, 'armor'>, hash?: Hash): Promise<Uint8Array[]> {
   const { signal } = options
   throwIfAborted(signal)
@@ -128,6 +109,12 @@ export async function encryptInPieces(plaintext: Uint8Array, recipients: readonl
   const { prefix, key } = await beginFile(x25519Stanzas(recipients), random, signal)
   hash?.update(prefix)
   return [prefix, ...sealPieces(plaintext, key, hash)]
+}
+
+/** {@link encryptInPieces}, the pieces copied into one array of the file's exact size. */
+export async function encryptInMemory(plaintext: Uint8Array, recipients: readonly string[], options: Omit<EncryptOptions, 'armor'>, hash?: Hash): Promise<Uint8Array> {
+  const pieces = await encryptInPieces(plaintext, recipients, options, hash)
+  return joinViews(pieces, pieces.reduce((n, piece) => n + piece.length, 0))
 }
 
 /**

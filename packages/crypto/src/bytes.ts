@@ -105,11 +105,8 @@ export async function encryptBlob(
   recipients: readonly string[],
   options: EncryptBlobOptions = {},
 ): Promise<EncryptedBlob> {
-  checkBytes(plaintext, 'plaintext')
-  if ((options as EncryptOptions).armor === true) throw new InvalidArgumentError('encryptBlob writes binary files only: armor is not an option')
-  const hash = createHash('sha256')
-  const ciphertext = await encryptInMemory(plaintextBytes(plaintext), recipients, options, hash)
-  return { ciphertext, sha256: hash.digest('hex') }
+  const { pieces, size, sha256 } = await encryptBlobPieces(plaintext, recipients, options)
+  return { ciphertext: joinViews(pieces, size), sha256 }
 }
 
 /**
@@ -131,7 +128,7 @@ export async function encryptBlobPieces(
   options: EncryptBlobOptions = {},
 ): Promise<SealedBlob> {
   checkBytes(plaintext, 'plaintext')
-  if ((options as EncryptOptions).armor === true) throw new InvalidArgumentError('encryptBlobPieces writes binary files only: armor is not an option')
+  if ((options as EncryptOptions).armor === true) throw new InvalidArgumentError('a blob is a binary age file: armor is not an option')
   const hash = createHash('sha256')
   const pieces = await encryptInPieces(plaintextBytes(plaintext), recipients, options, hash)
   return { pieces, size: pieces.reduce((n, piece) => n + piece.length, 0), sha256: hash.digest('hex') }

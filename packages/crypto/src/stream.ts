@@ -62,42 +62,6 @@ export async function* sealPayload(reader: ByteReader, key: KeyObject, signal?: 
   }
 }
 
-/** Bytes of the sealed payload of an `n`-byte plaintext: every chunk gets a tag, and an empty plaintext is one empty last chunk. */
-export function sealedSize(n: number): number {
-  return n + TAG_SIZE * Math.max(1, Math.ceil(n / CHUNK_SIZE))
-}
-
-/**
- * Seals a whole in-memory plaintext as STREAM chunks straight into `out` from `offset` on
- * ({@link sealedSize} bytes), with the same chunking and nonces as {@link sealPayload}, and
- * feeds each sealed chunk to `hash` while it is still in cache. Synchronous: no pieces, no
- * joins; each chunk's ciphertext is copied once, from OpenSSL's output into `out`.
- */
-export function sealInto(plaintext: Uint8Array, key: KeyObject, out: Uint8Array, offset: number, hash?: Hash): void {
-  const nonce = new ChunkNonce()
-  const size = plaintext.length
-  let at = 0
-  for (;;) {
-    const end = Math.min(at + CHUNK_SIZE, size)
-    // The last chunk is the one that reaches the end (a plaintext of an exact multiple of the chunk size ends with a full one).
-    const last = end === size
-    const start = offset
-    const cipher = createCipheriv('chacha20-poly1305', key, nonce.setLast(last), { authTagLength: TAG_SIZE })
-    if (end > at) {
-      const body = cipher.update(plaintext.subarray(at, end))
-      out.set(body, offset)
-      offset += body.length
-    }
-    cipher.final()
-    out.set(cipher.getAuthTag(), offset)
-    offset += TAG_SIZE
-    hash?.update(out.subarray(start, offset))
-    if (last) return
-    at = end
-    nonce.next()
-  }
-}
-
 /**
  * Seals a whole in-memory plaintext as STREAM chunks, with the same chunking and nonces as
  * {@link sealPayload}, and returns them as they come out of OpenSSL: each chunk's ciphertext, then
