@@ -123,6 +123,28 @@ describe('healing', () => {
     expect(restored.length).toBeGreaterThan(objects.size)
   })
 
+  it('serves byte ranges of chunks it fetches from peers after a loss, from inside them and across their boundaries', async () => {
+    const [, , c] = await t.cluster.triangle()
+    const data = bytes(5 * 65_536 + 1234)
+    await c.store('ranged', data)
+    const ranges: Array<[offset: number, length: number | undefined]> = [
+      [70_001, 3],
+      [65_535, 2],
+      [1000, 200_000],
+      [131_072, 65_536],
+      [5 * 65_536, undefined],
+      [300_000, 1],
+    ]
+    for (const [offset, length] of ranges) {
+      // Lost each time: every range is served from chunks fetched, opened and healed anew.
+      await rm(join(t.cluster.roots[2]!, 'blobs'), { recursive: true, force: true })
+      const want = data.subarray(offset, length === undefined ? undefined : offset + length)
+      expect(await readAll(c, 'ranged', length === undefined ? { offset } : { offset, length }), `${offset}+${length}`).toEqual(want)
+    }
+    await rm(join(t.cluster.roots[2]!, 'blobs'), { recursive: true, force: true })
+    expect(await readAll(c, 'ranged')).toEqual(data)
+  })
+
   it('reads every key back after C loses its blobs and restarts', async () => {
     const [, , c] = await t.cluster.triangle()
     const data = bytes(150_000)
