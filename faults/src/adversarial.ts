@@ -85,14 +85,21 @@ export async function adversarial(dir: string, secret: string, rng: Rng, report:
       spawn,
       retire: (node) => void expected.add(node),
     }
-    await badHolder(env, canary)
-    await badCatchUp(env)
-    await badRequests(env)
-    await badFrames(env)
-    await unknownClients(env)
-    await socketFloods(env)
-    await streamFlood(env)
-    await hardening(env)
+    // Each group named in runner.log as it starts: a run that stops making progress shows where.
+    const groups: Array<[string, () => Promise<void>]> = [
+      ['hostile holders', () => badHolder(env, canary)],
+      ['hostile catch-up answers', () => badCatchUp(env)],
+      ['malformed requests', () => badRequests(env)],
+      ['malformed frames', () => badFrames(env)],
+      ['unknown clients', () => unknownClients(env)],
+      ['socket floods', () => socketFloods(env)],
+      ['stream flood', () => streamFlood(env)],
+      ['hardening', () => hardening(env)],
+    ]
+    for (const [name, run] of groups) {
+      report.log(`adversarial: ${name}`)
+      await run()
+    }
   } finally {
     await h?.disconnect().catch(() => {})
     for (const n of nodes) expected.add(n)
@@ -136,6 +143,7 @@ async function badHolder(env: Env, canary: string): Promise<void> {
 
   const tryCase = async (what: string, key: string, lose: string, askedFor: string): Promise<void> => {
     env.report.extra.hostileCases++
+    env.report.log(`adversarial: ${what}`)
     h.gets.length = 0
     healedFrom.length = 0
     await rm(blobPath(rootC, lose), { force: true })

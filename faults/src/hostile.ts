@@ -114,8 +114,18 @@ export async function admitTo(address: string, options: AdmitOptions = {}): Prom
   })
   socket.on('error', () => {})
   await new Promise<void>((resolve, reject) => {
-    socket.once('secureConnect', () => resolve())
-    socket.once('close', () => reject(new Error('closed during the TLS handshake')))
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error('no TLS handshake within 10 s'))
+    }, 10_000)
+    socket.once('secureConnect', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+    socket.once('close', () => {
+      clearTimeout(timer)
+      reject(new Error('closed during the TLS handshake'))
+    })
   })
   const sessionId = sessionIdOf(socket)
   const cpace = options.secret === undefined ? undefined : startCpace(await stretched(options.secret), sessionId, options.scalar)
