@@ -2,13 +2,14 @@
 // the answer must be hashed with, together with one of the ref's blobs: a peer that no longer holds
 // the bytes cannot answer. A copy that fails counts as lost (its acknowledgement is forgotten) and the
 // ref is replicated to that peer again.
-import { createHash, randomBytes, randomInt } from 'node:crypto'
+import { randomBytes, randomInt } from 'node:crypto'
 import type { BlobCipher } from './cipher.js'
 import { proveBlob } from './client.js'
 import type { Deadlines } from './deadlines.js'
 import { codeOf, messageOf } from './errors.js'
 import { metaOf, type LocalStore } from './local.js'
 import type { Logger } from './logger.js'
+import { sha256Hex } from './manifest.js'
 import type { Peering } from './placement.js'
 import type { Replicator } from './replication.js'
 
@@ -95,9 +96,7 @@ export class Auditor {
     let expected: string
     try {
       const bytes = await cipher.cipherOf(plainId, cipherId, chunk?.recipientsId ?? meta.recipientsId)
-      const hash = createHash('sha256').update(Buffer.from(nonce, 'hex'))
-      for (const piece of bytes) hash.update(piece)
-      expected = hash.digest('hex')
+      expected = sha256Hex([Buffer.from(nonce, 'hex'), ...bytes])
     } catch (err) {
       // This node cannot make the blob either (lost here too): a scrub heals it first.
       log.debug({ key, err: messageOf(err) }, 'audit: the blob cannot be made here; skipped')

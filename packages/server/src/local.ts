@@ -79,7 +79,7 @@ export const isLocalMiss = (err: unknown): boolean => ['ERR_NOT_FOUND', 'ERR_INT
 export const asBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 
 /** The pieces as one Buffer: a view when they lie back to back in one memory (a blob the store read whole), else a copy. */
-function joinPieces(pieces: Uint8Array[]): Buffer {
+export function joinPieces(pieces: readonly Uint8Array[]): Buffer {
   const first = pieces[0]
   if (first === undefined) return Buffer.alloc(0)
   let end = first.byteOffset + first.byteLength

@@ -4,7 +4,7 @@ import type { RefRecord } from '@dcas/store'
 import { maxCipherBytes, type BlobCipher } from './cipher.js'
 import { codeOf, messageOf } from './errors.js'
 import type { Fetcher } from './fetcher.js'
-import { asBuffer, isLocalMiss, metaOf, type LocalStore } from './local.js'
+import { isLocalMiss, joinPieces, metaOf, type LocalStore } from './local.js'
 import type { Logger } from './logger.js'
 import { decodeManifest, MAX_MANIFEST_BYTES, type Manifest, type ManifestChunk } from './manifest.js'
 import type { HealedEvent } from './types.js'
@@ -35,7 +35,7 @@ export class Retriever {
   async chunk(key: string, refId: string, chunk: ManifestChunk, signal: AbortSignal, observer?: HealObserver): Promise<Buffer> {
     const { plain, healing } = await this.chunkAhead(key, refId, chunk, signal, observer)
     await healing
-    return plain.length === 1 ? asBuffer(plain[0]!) : Buffer.concat(plain)
+    return joinPieces(plain)
   }
 
   /**
@@ -82,7 +82,7 @@ export class Retriever {
       if (!isLocalMiss(err)) throw err
       const meta = metaOf(record)
       const { value: hashed } = await this.#fetcher.fetch(meta.manifestCipherId, maxCipherBytes(MAX_MANIFEST_BYTES), meta.refId, (cipher) => this.#cipher.decrypt(cipher, record.manifestId), signal)
-      const { manifest } = decodeManifest(hashed.pieces.length === 1 ? hashed.pieces[0]! : Buffer.concat(hashed.pieces), this.#macKey)
+      const { manifest } = decodeManifest(joinPieces(hashed.pieces), this.#macKey)
       await this.#local.ensure(record.manifestId, hashed, codeOf(err) === 'ERR_INTEGRITY')
       return manifest
     }
