@@ -50,9 +50,8 @@ export class ReplicaSpace {
   readonly #stores = new Map<string, Promise<BlobStore>>()
   readonly #usage = new Map<string, Usage>()
   readonly #fs: BlobStoreFs | undefined
-  /** The last reading of the free space beyond the reserve, and the bytes put here since. */
-  #room: { at: number; bytes: number; putSince: number } | undefined
-  #reserve: number | undefined
+  /** The last reading of the free space beyond the reserve (and of the reserve), and the bytes put here since. */
+  #room: { at: number; bytes: number; reserve: number; putSince: number } | undefined
 
   /** `fs` replaces the file system functions of the owners' stores (for fault injection in tests). */
   constructor(root: string, limits: HolderLimits = {}, options: { fs?: BlobStoreFs } = {}) {
@@ -108,23 +107,22 @@ export class ReplicaSpace {
     if (usage === undefined && this.#usage.size >= this.#limits.owners) return { code: 'ERR_QUOTA', message: `this node holds replicas for ${this.#limits.owners} owners already` }
     if ((usage?.bytes ?? 0) >= this.#limits.bytesPerOwner) return { code: 'ERR_QUOTA', message: `this owner's replicas here reached their quota of ${this.#limits.bytesPerOwner} bytes` }
     const room = await this.#roomBeyondReserve()
-    if (room.bytes <= 0) return { code: 'ERR_DISK_FULL', message: `this node keeps its last ${Math.round(room.reserve)} bytes of disk for its own data` }
+    if (room.bytes - room.putSince <= 0) return { code: 'ERR_DISK_FULL', message: `this node keeps its last ${Math.round(room.reserve)} bytes of disk for its own data` }
     return undefined
   }
 
   /**
-   * Free bytes on the file system beyond the reserve. A reading stands for {@link FREE_SPACE_READING_MS}, less
-   * what owners put here since; a disk found short is read again at the next ask.
+   * The latest reading of the free bytes beyond the reserve: it stands for {@link FREE_SPACE_READING_MS} while
+   * what owners put here since leaves room; else (and once the room is used up) the file system is read again.
    */
-  async #roomBeyondReserve(): Promise<{ bytes: number; reserve: number }> {
+  async #roomBeyondReserve(): Promise<{ bytes: number; reserve: number; putSince: number }> {
     const now = performance.now()
     const last = this.#room
-    if (last !== undefined && now - last.at < FREE_SPACE_READING_MS && last.bytes - last.putSince > 0) return { bytes: last.bytes - last.putSince, reserve: this.#reserve ?? 0 }
+    if (last !== undefined && now - last.at < FREE_SPACE_READING_MS && last.bytes - last.putSince > 0) return last
     const fs = await statfs(this.#dir)
     const reserve = this.#limits.reserveBytes ?? Math.min(1024 ** 3, 0.05 * fs.blocks * fs.bsize)
-    this.#reserve = reserve
-    this.#room = { at: now, bytes: fs.bavail * fs.bsize - reserve, putSince: 0 }
-    return { bytes: this.#room.bytes, reserve }
+    this.#room = { at: now, bytes: fs.bavail * fs.bsize - reserve, reserve, putSince: 0 }
+    return this.#room
   }
 
   /** Why the owner may not keep one more ref here, or `undefined` when it may. */
