@@ -5,7 +5,7 @@ import { InvalidArgumentError, TruncatedError } from './errors.js'
 import { encodeHeader, headerLimits, readHeader, verifyHeaderMac, type Header, type Stanza } from './header.js'
 import { parseIdentity, recipientKey, type X25519Identity } from './keys.js'
 import { randomnessFor, type EncryptionRandomness } from './randomness.js'
-import { ByteReader, joinViews, throwIfAborted } from './reader.js'
+import { ByteReader, throwIfAborted } from './reader.js'
 import {
   DEFAULT_MAX_WORK_FACTOR,
   DEFAULT_WORK_FACTOR,
@@ -109,12 +109,6 @@ export async function encryptInPieces(plaintext: Uint8Array, recipients: readonl
   const { prefix, key } = await beginFile(x25519Stanzas(recipients), random, signal)
   hash?.update(prefix)
   return [prefix, ...sealPieces(plaintext, key, hash)]
-}
-
-/** {@link encryptInPieces}, the pieces copied into one array of the file's exact size. */
-export async function encryptInMemory(plaintext: Uint8Array, recipients: readonly string[], options: Omit<EncryptOptions, 'armor'>, hash?: Hash): Promise<Uint8Array> {
-  const pieces = await encryptInPieces(plaintext, recipients, options, hash)
-  return joinViews(pieces, pieces.reduce((n, piece) => n + piece.length, 0))
 }
 
 /**

@@ -1,7 +1,7 @@
 // One-shot helpers for payloads already in memory (such as a 1 MiB chunk): one output array (or, from
 // encryptBlobPieces, the pieces it was sealed into), no stream pieces kept.
 import { createHash } from 'node:crypto'
-import { decrypt, decryptWithPassphrase, encrypt, encryptInMemory, encryptInPieces, encryptWithPassphrase } from './age.js'
+import { decrypt, decryptWithPassphrase, encrypt, encryptInPieces, encryptWithPassphrase } from './age.js'
 import { InvalidArgumentError } from './errors.js'
 import { joinViews } from './reader.js'
 import type {
@@ -36,7 +36,10 @@ function plaintextBytes(plaintext: Uint8Array | string): Uint8Array {
   return typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext
 }
 
-/** Bytes in the input: a bound on the plaintext inside (age adds a header and a tag per chunk; armor only grows it). */
+/**
+ * Bytes in the input (one array, a string's UTF-8, or the pieces of one). For a ciphertext, a bound on the plaintext
+ * inside (age adds a header and a tag per chunk; armor only grows it).
+ */
 function inputLength(input: InMemoryCiphertext): number {
   if (typeof input === 'string') return Buffer.byteLength(input, 'utf8')
   if (input instanceof Uint8Array) return input.length
@@ -86,7 +89,8 @@ export async function encryptBytes(
 ): Promise<Uint8Array> {
   checkBytes(plaintext, 'plaintext')
   if (options.armor === true) return gather(encrypt(plaintext, recipients, options))
-  return encryptInMemory(plaintextBytes(plaintext), recipients, options)
+  const pieces = await encryptInPieces(plaintextBytes(plaintext), recipients, options)
+  return joinViews(pieces, inputLength(pieces))
 }
 
 /**
@@ -131,7 +135,7 @@ export async function encryptBlobPieces(
   if ((options as EncryptOptions).armor === true) throw new InvalidArgumentError('a blob is a binary age file: armor is not an option')
   const hash = createHash('sha256')
   const pieces = await encryptInPieces(plaintextBytes(plaintext), recipients, options, hash)
-  return { pieces, size: pieces.reduce((n, piece) => n + piece.length, 0), sha256: hash.digest('hex') }
+  return { pieces, size: inputLength(pieces), sha256: hash.digest('hex') }
 }
 
 /** {@link encryptBytes} under a passphrase. */
