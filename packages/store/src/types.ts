@@ -212,12 +212,13 @@ export type BlobLayout = (id: string) => string
 /**
  * The file system functions the disk store calls; replace some to inject faults in tests. The
  * default is `{ ...fs, ...fs.promises }` (`node:fs` and `node:fs/promises` in one object): the
- * write path calls the synchronous `openSync`, `writevSync`, `closeSync`, `renameSync` and
- * `unlinkSync` (page-cache work, with no thread-pool round trip) and the callback `fsync`;
- * reads, listings, deletes and directory creation call the promise functions.
+ * write path calls the synchronous `openSync`, `writevSync`, `closeSync`, `renameSync`,
+ * `unlinkSync` and `mkdirSync`, and `has`/`stat` call `statSync` (page-cache work, with no
+ * thread-pool round trip), fsyncs go through the callback `fsync`; reads, listings, deletes
+ * and the store's own directories at open call the promise functions.
  */
-export type BlobStoreFs = Pick<typeof fsPromises, 'open' | 'mkdir' | 'readdir' | 'rm' | 'stat' | 'unlink'> &
-  Pick<typeof nodeFs, 'openSync' | 'writevSync' | 'closeSync' | 'renameSync' | 'unlinkSync' | 'fsync'>
+export type BlobStoreFs = Pick<typeof fsPromises, 'open' | 'mkdir' | 'readdir' | 'rm' | 'unlink'> &
+  Pick<typeof nodeFs, 'openSync' | 'writevSync' | 'closeSync' | 'renameSync' | 'unlinkSync' | 'fsync' | 'mkdirSync' | 'statSync'>
 
 /** Options of `openBlobStore`. */
 export interface BlobStoreOptions extends AbortOptions {

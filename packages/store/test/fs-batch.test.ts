@@ -69,7 +69,7 @@ describe('disk BlobStore writes', () => {
     await removeDir(root)
   })
 
-  it('fsyncs every file before any rename, and each touched directory once after the renames', async () => {
+  it('fsyncs every file before any rename, then each touched directory and the parent of each directory it made, all before the commit ends', async () => {
     const { fs, log } = recordingFs()
     store = await openBlobStore({ root, fs })
     const active = store
@@ -95,8 +95,26 @@ describe('disk BlobStore writes', () => {
     const lastRename = Math.max(...renames.map((r) => r.at))
     // No file fsync is left after the first rename: every blob was durable before any became visible.
     expect(log.slice(firstRename).filter((line) => line.startsWith('fsync ') && line.includes(`${join(root, 'tmp')}/`))).toEqual([])
+    // The fan-out directories `ab/` exist from the store's opening; each `ab/cd/` is new here. Each fsync is
+    // logged when it completes, so all of these were durable when the commit resolved.
+    const leaves = [...new Set(paths.map((p) => dirname(p)))]
     const dirSyncs = log.slice(lastRename).filter((line) => line.startsWith('fsync ')).map((line) => line.slice(6))
-    expect(dirSyncs.sort()).toEqual([...new Set(paths.map((p) => dirname(p)))].sort())
+    expect(dirSyncs.sort()).toEqual([...leaves, ...new Set(leaves.map((dir) => dirname(dir)))].sort())
+
+    // The next commit into the same directories fsyncs only them: their entries are durable already.
+    const prefixes = new Set(ids.map((id) => id.slice(0, 4)))
+    let into = 0
+    while (!prefixes.has(sha256(`into a known directory ${into}`).slice(0, 4))) into++
+    const again = active.batch()
+    const more = await Promise.all([`into a known directory ${into}`, 'a new directory'].map((c) => again.put(c)))
+    const sameDir = more.filter((info) => leaves.includes(dirname(active.path(info.id))))
+    log.length = 0
+    await again.commit()
+    const newLeaves = [...new Set(more.map((info) => dirname(active.path(info.id))))]
+    const made = newLeaves.filter((dir) => !leaves.includes(dir))
+    expect(log.filter((line) => line.startsWith('fsync ') && !line.includes(`${join(root, 'tmp')}/`)).map((line) => line.slice(6)).sort())
+      .toEqual([...newLeaves, ...new Set(made.map((dir) => dirname(dir)))].sort())
+    expect(sameDir).toHaveLength(1)
   })
 
   it('fails the commit with ERR_IO when an fsync fails, leaving no blob, an empty tmp/ and an aborted batch', async () => {

@@ -1,7 +1,9 @@
 // How the disk store makes blobs durable: each blob is written into its own temp file (in the
 // event loop: page-cache writes, no thread-pool round trip per call) and fsynced in the thread
 // pool right away; a commit waits for those fsyncs, renames the files into place and fsyncs
-// each directory it touched once. No blob is ever visible under its id before its bytes are durable.
+// each directory it touched once, beside the parents of the directories it had to make. No blob
+// is ever visible under its id before its bytes are durable, and a commit ends only when its
+// blobs' names are durable too.
 import { randomBytes } from 'node:crypto'
 import { dirname, join } from 'node:path'
 import { throwIfAborted } from '../internal/abort.js'
@@ -9,7 +11,7 @@ import { assertExpected } from '../internal/hash.js'
 import { assertSource, hashPieces, isHashedBlob } from '../internal/hashed.js'
 import type { AbortOptions, BlobInfo, BlobSource, BlobStoreFs } from '../types.js'
 import type { Stager } from './batch.js'
-import { closeQuietly, errnoOf, fsyncFd, io, ioSync, syncDirectory, toStoreError, unlinkQuietly, writeAllSync } from './disk-io.js'
+import { closeQuietly, errnoOf, fsyncFd, ioSync, syncDirectory, toStoreError, unlinkQuietly, writeAllSync } from './disk-io.js'
 
 /** Streamed pieces are copied into a reused buffer of this size and written when it is full. */
 const WRITE_BUFFER = 1024 * 1024
@@ -151,17 +153,20 @@ export class DiskWriter implements Omit<Stager<StagedFile>, 'assertOpen' | 'trac
       throwIfAborted(options.signal)
       const paths = new Map<string, string>(staged.map((s) => [s.id, this.#pathOf(s.id)]))
       const dirs = [...new Set([...paths.values()].map((path) => dirname(path)))]
-      await Promise.all(dirs.map((dir) => this.durableDir(dir)))
-      throwIfAborted(options.signal)
+      // The directories exist before the renames; their own entries become durable beside the renames' fsyncs.
+      const entries = dirs.map((dir) => this.durableDir(dir))
+      const settled = Promise.all(entries)
+      settled.catch(() => undefined)
       const placed = new Set<string>()
+      const remade: Array<Promise<void>> = []
       for (const s of staged) {
         // The same bytes twice in one commit: one file is enough.
         if (placed.has(s.id)) unlinkQuietly(fs, s.tmpPath)
-        else await this.#rename(s.tmpPath, paths.get(s.id)!)
+        else this.#rename(s.tmpPath, paths.get(s.id)!, remade)
         left.delete(s)
         placed.add(s.id)
       }
-      await Promise.all(dirs.map((dir) => this.#fsyncs.run(() => syncDirectory(fs, dir))))
+      await Promise.all([settled, ...remade, ...dirs.map((dir) => this.#fsyncs.run(() => syncDirectory(fs, dir)))])
     } catch (err) {
       await this.discard([...left])
       throw toStoreError(err, 'commit blobs')
@@ -174,36 +179,45 @@ export class DiskWriter implements Omit<Stager<StagedFile>, 'assertOpen' | 'trac
     for (const s of staged) unlinkQuietly(this.#fs, s.tmpPath)
   }
 
-  /** Renames a durable temp file to its final name; an existing copy is replaced by the fresh, verified one. */
-  async #rename(tmpPath: string, path: string): Promise<void> {
+  /**
+   * Renames a durable temp file to its final name; an existing copy is replaced by the fresh, verified one.
+   * When the directory went (someone removed it behind our back) it is made again, once, and the
+   * durability of its new entry is added to `waits`.
+   */
+  #rename(tmpPath: string, path: string, waits: Array<Promise<void>>): void {
     const fs = this.#fs
     try {
       fs.renameSync(tmpPath, path)
     } catch (err) {
       if (errnoOf(err) !== 'ENOENT') throw toStoreError(err, 'rename a blob into place')
-      // Someone removed the directory behind our back: make it again, once.
       this.#dirs.delete(dirname(path))
-      await this.durableDir(dirname(path))
+      waits.push(this.durableDir(dirname(path)))
       ioSync(() => fs.renameSync(tmpPath, path), 'rename a blob into place')
     }
   }
 
   /**
-   * Makes sure `dir` exists and its entry is durable: the first time this store touches it, it
-   * is created and its parent fsynced (every created ancestor too). Concurrent commits share one
-   * promise, so none renames into a directory whose entry is not yet durable.
+   * Makes `dir` exist now (a synchronous call: no thread-pool round trip) and returns when its entry is
+   * durable: the first time this store touches it, its parent is fsynced (and the parent of every
+   * ancestor it had to make). Concurrent commits share one promise, so none ends before the directory
+   * it renamed into is durable; the fsyncs run beside the commit's own, not before its renames.
    */
   durableDir(dir: string): Promise<void> {
     let ready = this.#dirs.get(dir)
     if (ready === undefined) {
-      ready = (async () => {
-        const first = await io(this.#fs.mkdir(dir, { recursive: true, mode: 0o700 }), 'create a blob directory')
-        const top = dirname(first ?? dir)
-        for (let current = dirname(dir); ; current = dirname(current)) {
-          await syncDirectory(this.#fs, current)
-          if (current === top || current === this.#root || dirname(current) === current) break
-        }
-      })()
+      let first: string | undefined
+      try {
+        first = this.#fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+      } catch (err) {
+        return Promise.reject(toStoreError(err, 'create a blob directory'))
+      }
+      const top = dirname(first ?? dir)
+      const parents: string[] = []
+      for (let current = dirname(dir); ; current = dirname(current)) {
+        parents.push(current)
+        if (current === top || current === this.#root || dirname(current) === current) break
+      }
+      ready = Promise.all(parents.map((parent) => this.#fsyncs.run(() => syncDirectory(this.#fs, parent)))).then(() => undefined)
       this.#dirs.set(dir, ready)
       ready.catch(() => this.#dirs.delete(dir))
     }
