@@ -22,6 +22,9 @@ import { toByteStream, type StoreData } from './source.js'
 import type { ComposeSource, StoreOptions, StoreResult } from './types.js'
 import { MAX_REF_CHUNKS } from './wire.js'
 
+/** SHA-256 of no bytes: the digest of an empty object. */
+const EMPTY_SHA256 = createHash('sha256').digest('hex')
+
 export interface WritePathOptions {
   keys: OwnerKeys
   local: LocalStore
@@ -47,7 +50,10 @@ interface Draft {
   /** Blob ids pinned against a concurrent free until the write ends. */
   pins: string[]
   size: number
-  whole: Hash
+  /** The whole object's SHA-256, from its second chunk on (see {@link WritePath.#digestAdd}). */
+  whole: Hash | undefined
+  /** The first chunk, until a second one comes: an object of one chunk has that chunk's id as its SHA-256. */
+  first: Uint8Array | undefined
   /** The local blobs it writes, made durable together before the commit. */
   batch: BlobBatch
   /** Chunks put into the batch (or found intact here) by this write. */
@@ -86,11 +92,11 @@ export class WritePath {
       throw new QuorumError({ key, needed: quorum, replicas: [], reachable: reached.conns.length, placed: reached.placed.length, committed: false, failed: reached.unreachable })
     }
     const session = replicator.session(key, reached.conns, quorum, options.signal)
-    const draft: Draft = { key, chunks: [], newChunks: new Map(), pins: [], size: 0, whole: createHash('sha256'), batch: local.batch(), staged: new Set() }
+    const draft: Draft = { key, chunks: [], newChunks: new Map(), pins: [], size: 0, whole: undefined, first: undefined, batch: local.batch(), staged: new Set() }
     let committed = false
     try {
       await fill(draft, session)
-      const sha256 = draft.whole.digest('hex')
+      const sha256 = draft.whole?.digest('hex') ?? draft.chunks[0]?.plainId ?? EMPTY_SHA256
       const metadata = typeof options.metadata === 'function' ? options.metadata() : (options.metadata ?? {})
       assertValidMetadata(metadata)
 
@@ -157,11 +163,27 @@ export class WritePath {
     draft.pins.push(id)
   }
 
+  /**
+   * Adds a chunk to the whole object's digest. The first one waits for a second (the caller owns the chunks the
+   * chunker hands out): an object of one chunk, every small one, is then hashed once, not twice.
+   */
+  #digestAdd(draft: Draft, chunk: Uint8Array): void {
+    if (draft.chunks.length === 0) {
+      draft.first = chunk
+      return
+    }
+    if (draft.whole === undefined) {
+      draft.whole = createHash('sha256').update(draft.first!)
+      draft.first = undefined
+    }
+    draft.whole.update(chunk)
+  }
+
   /** Adds one chunk to the draft, encrypting it unless it was encrypted before for today's recipients, and sends it to the session's peers. */
   async #add(draft: Draft, session: StoreReplication, chunk: Uint8Array, plainId: string): Promise<void> {
     const { local, cipher } = this.#o
     if (draft.chunks.length >= MAX_REF_CHUNKS) throw new TooLargeError(`"${draft.key}" needs more than ${MAX_REF_CHUNKS} chunks: store it with a larger chunkSize`)
-    draft.whole.update(chunk)
+    this.#digestAdd(draft, chunk)
     draft.size += chunk.length
     const { recipientsId } = cipher.current
     const known = draft.newChunks.get(plainId) ?? local.tables.chunks.get(plainId)

@@ -28,6 +28,17 @@ describe('store and read', () => {
     expect(await readAll(c, 'item_0')).toEqual(data)
   })
 
+  it('reports the SHA-256 of the whole object, for an empty one, ones of one chunk and ones of several', async () => {
+    const [, , c] = await t.cluster.triangle()
+    // The cluster cuts 64 KiB chunks.
+    for (const size of [0, 1, 65_535, 65_536, 65_537, 200_000]) {
+      const data = bytes(size)
+      const result = await c.store(`digest-${size}`, data)
+      expect(result.sha256, `${size} bytes`).toBe(sha256(data))
+      expect((await c.stat(`digest-${size}`)).sha256, `${size} bytes`).toBe(sha256(data))
+    }
+  })
+
   it('accepts a string, a Readable and an async iterable, and stores the empty object', async () => {
     const [, , c] = await t.cluster.triangle()
     await c.store('s', 'big conten0')
