@@ -294,7 +294,7 @@ export class StoreReplication {
   }
 
   /**
-   * Each peer: its queued blobs sent, then the manifest and the ref on the same stream, and the one answer;
+   * Each peer: its queued blobs sent, then the manifest (unless it was one of them) and the ref on the same stream, and the one answer;
    * blobs it turned out to lack are sent then. Resolves to the peers that acknowledged all of it, the others
    * in {@link StoreReplication.failed}. Once the quorum has, the rest get a deadline made from the time it took.
    */
@@ -322,7 +322,8 @@ export class StoreReplication {
             if (p.queue.error !== undefined) throw p.queue.error
             const signal = this.#signalOf(p)
             const stream = await this.#streamOf(p)
-            await stream.blob(ref.manifestCipherId, manifestCipher, this.#deadlines.request(signal))
+            // The manifest, unless it went with the blobs already.
+            if (!p.queued.has(ref.manifestCipherId)) await stream.blob(ref.manifestCipherId, manifestCipher, this.#deadlines.request(signal))
             const answer = await stream.end(ref, this.#deadlines.request(signal))
             p.done = true
             await this.#replicator.putRef(p.conn, ref, cipherFor, signal, false, answer)

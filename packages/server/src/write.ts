@@ -58,6 +58,8 @@ interface Draft {
   batch: BlobBatch
   /** Chunks put into the batch (or found intact here) by this write. */
   staged: Set<string>
+  /** The manifest's cipherId, once its ciphertext went to the peers. */
+  manifestCipherId?: string
 }
 
 /** Stores objects, and makes objects of other objects' chunks. */
@@ -109,6 +111,9 @@ export class WritePath {
       this.#pin(draft, manifestId)
       await draft.batch.put(manifestBlob)
       const { cipher: manifestCipher, cipherId: manifestCipherId } = await cipher.encrypt(manifestBytes, manifestId)
+      // The peers start making the manifest durable while this node commits: only the ref waits for the commit.
+      draft.manifestCipherId = manifestCipherId
+      await session.send(manifestCipherId, () => Promise.resolve(manifestCipher), true)
       const meta: RefMeta = { refId, manifestCipherId, chunkCount: draft.chunks.length, recipientsId, ...(Object.keys(metadata).length === 0 ? {} : { metadata }) }
       this.#check(key, options.precondition)
       // The chunks and the manifest made durable together, then counted.
@@ -255,7 +260,7 @@ export class WritePath {
   async #abandon(draft: Draft, session: StoreReplication): Promise<void> {
     const { local, replicator, log } = this.#o
     await local.free(draft.pins).catch((err: unknown) => log.warn({ err: messageOf(err) }, 'freeing the blobs of a failed store failed'))
-    const cipherIds = [...new Set(draft.chunks.map((c) => c.cipherId))]
+    const cipherIds = [...new Set([...draft.chunks.map((c) => c.cipherId), ...(draft.manifestCipherId === undefined ? [] : [draft.manifestCipherId])])]
     // A peer whose connection dropped frees them itself (blobs received on a closed connection are swept).
     for (const conn of session.peers) if (conn.open) replicator.release(conn, cipherIds, 'releasing the blobs of a failed store')
   }
