@@ -22,20 +22,27 @@ export class Fetcher {
   }
 
   /**
-   * Fetches blob `cipherId` of ref `refId` from its peers in turn, each answer at most `maxSize` bytes and
-   * checked against `cipherId`, then by `open` (given the pieces the bytes arrived in). `spread` picks which of
+   * Fetches blob `cipherId` of ref `refId` from its peers in turn, each answer at most `maxSize` bytes, then
+   * opened by `open` (given the pieces the bytes arrived in). The bytes are checked against `cipherId` first,
+   * unless `openVerifies`: `open` then checks everything they decrypt to against an id this node trusts (what a
+   * read needs), and the bytes are hashed only to be sent on to peers whose copy failed. `spread` picks which of
    * the peers that hold it is asked first.
    */
-  async fetch<T>(cipherId: string, maxSize: number, refId: string, open: (cipher: Uint8Array[]) => Promise<T>, signal: AbortSignal, spread = 0): Promise<{ value: T; from: string }> {
+  async fetch<T>(cipherId: string, maxSize: number, refId: string, open: (cipher: Uint8Array[]) => Promise<T>, signal: AbortSignal, options: { spread?: number; openVerifies?: boolean } = {}): Promise<{ value: T; from: string }> {
+    const { spread = 0, openVerifies = false } = options
     const errors: string[] = []
     const bad: Connection[] = []
     for (const conn of await this.#placement.readOrder(refId, { spread, signal })) {
       throwIfAborted(signal)
       try {
         const cipher = await getBlob(conn, cipherId, maxSize, this.#deadlines.request(signal))
-        if (sha256Hex(cipher) !== cipherId) throw new UnavailableError('the bytes it sent do not hash to the cipherId')
+        const matches = (): boolean => sha256Hex(cipher) === cipherId
+        if (!openVerifies && !matches()) throw new UnavailableError('the bytes it sent do not hash to the cipherId')
         const value = await open(cipher)
-        for (const b of bad) this.#background.enqueue(b, { what: 'repairing a replica', run: async () => void (await putBlob(b, cipherId, () => cipher, this.#deadlines.background())) })
+        // Sent on only as the blob they are: bytes that decrypt right under another id are served, not spread.
+        if (bad.length > 0 && (!openVerifies || matches())) {
+          for (const b of bad) this.#background.enqueue(b, { what: 'repairing a replica', run: async () => void (await putBlob(b, cipherId, () => cipher, this.#deadlines.background())) })
+        }
         return { value, from: conn.remoteNodeId }
       } catch (err) {
         if (signal.aborted) throw this.#deadlines.shutdown.aborted ? new ClosedError() : new AbortedError(undefined, { cause: err })

@@ -1,5 +1,5 @@
 // Read and heal, a layer over the local store: a verified blob from local disk, else fetched from
-// a peer, verified twice (cipherId, then plainId after decryption) and written back locally.
+// a peer, decrypted and checked against its plainId (which this node's own manifest gives) and written back locally.
 import type { RefRecord } from '@dcas/store'
 import { maxCipherBytes, type BlobCipher } from './cipher.js'
 import { codeOf, messageOf } from './errors.js'
@@ -52,7 +52,7 @@ export class Retriever {
       if (!isLocalMiss(err)) throw err
       damaged = codeOf(err) === 'ERR_INTEGRITY'
     }
-    const { value: hashed, from } = await this.#fetcher.fetch(chunk.cipherId, maxCipherBytes(chunk.size), refId, (cipher) => this.#cipher.decrypt(cipher, chunk.plainId), signal, spread)
+    const { value: hashed, from } = await this.#fetcher.fetch(chunk.cipherId, maxCipherBytes(chunk.size), refId, (cipher) => this.#cipher.decrypt(cipher, chunk.plainId), signal, { spread, openVerifies: true })
     const plain = hashed.pieces
     const healing = this.#local.ensure(chunk.plainId, hashed, damaged).then(
       () => {
@@ -81,7 +81,7 @@ export class Retriever {
     } catch (err) {
       if (!isLocalMiss(err)) throw err
       const meta = metaOf(record)
-      const { value: hashed } = await this.#fetcher.fetch(meta.manifestCipherId, maxCipherBytes(MAX_MANIFEST_BYTES), meta.refId, (cipher) => this.#cipher.decrypt(cipher, record.manifestId), signal)
+      const { value: hashed } = await this.#fetcher.fetch(meta.manifestCipherId, maxCipherBytes(MAX_MANIFEST_BYTES), meta.refId, (cipher) => this.#cipher.decrypt(cipher, record.manifestId), signal, { openVerifies: true })
       const { manifest } = decodeManifest(joinPieces(hashed.pieces), this.#macKey)
       await this.#local.ensure(record.manifestId, hashed, codeOf(err) === 'ERR_INTEGRITY')
       return manifest

@@ -185,6 +185,32 @@ describe('healing', () => {
     expect(sha256(await readFile(victim))).toBe(victim.split('/').pop())
   })
 
+  it('reads a lost object whose replicas rotted on one peer from the other, and sends that peer good copies', async () => {
+    const [, , c] = await t.cluster.triangle({ writeQuorum: 'all' })
+    const data = bytes(8 * 64 * 1024)
+    await c.store('rotten-replicas', data)
+    const aRoot = t.cluster.roots[0]!
+    const intact = async (): Promise<string[]> => {
+      const ok: string[] = []
+      for (const f of await heldBlobs(aRoot, c.nodeId)) if (sha256(await readFile(f)) === basename(f)) ok.push(basename(f))
+      return ok
+    }
+    // Every chunk-sized replica on A rots; the owner loses its own copy.
+    const rotted: string[] = []
+    for (const f of await heldBlobs(aRoot, c.nodeId)) {
+      const content = await readFile(f)
+      if (content.length < 64 * 1024) continue
+      content[content.length >> 1]! ^= 0x01
+      await writeFile(f, content)
+      rotted.push(basename(f))
+    }
+    expect(rotted.length).toBe(8)
+    await rm(join(t.cluster.roots[2]!, 'blobs'), { recursive: true, force: true })
+    expect(await readAll(c, 'rotten-replicas')).toEqual(data)
+    // Reads ahead ask the two holders in turn: A, asked first for some chunks, failed them and gets them from C.
+    await vi.waitFor(async () => expect((await intact()).filter((id) => rotted.includes(id)).length).toBeGreaterThan(0), { timeout: 10_000 })
+  })
+
   it('fails a read with ERR_UNAVAILABLE, not a clean end, when no peer can supply a lost chunk', async () => {
     const a = await t.cluster.add('solo', [], { writeQuorum: 0 })
     await a.store('alone', bytes(100_000))
