@@ -1,4 +1,4 @@
-// `pnpm bench [--quick] [--runs N] [--json FILE] [--markdown FILE] [suite…]`
+// `pnpm bench [--quick] [--runs N] [--json FILE] [--markdown FILE] [--profile DIR] [suite…]` (`--help` says what each does)
 //
 // Runs every suite in bench/suites (or the ones named) one after the other, each in its own
 // process, and prints one table: each benchmark's median over its recorded runs, its min–max,
@@ -16,26 +16,46 @@ import { argValue, type BenchResult } from './lib.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const args = process.argv.slice(2)
+const available = readdirSync(join(here, 'suites'))
+  .filter((f) => f.endsWith('.ts'))
+  .map((f) => basename(f, '.ts'))
+  .sort()
+const usage = `usage: pnpm bench [--quick] [--runs N] [--json FILE] [--markdown FILE] [--profile DIR] [suite…]
+
+  --quick          smaller sizes and 3 runs: a check that every benchmark runs, not figures to quote
+  --runs N         recorded runs of each benchmark (default 5, after one warm-up)
+  --json FILE      writes every run as printed, with the machine it ran on
+  --markdown FILE  writes the table as Markdown
+  --profile DIR    CPU profiles (.cpuprofile) of every suite process into DIR
+
+suites (all when none is named): ${available.join(', ')}`
+if (args.includes('--help') || args.includes('-h')) {
+  console.log(usage)
+  process.exit(0)
+}
+/** Says what is wrong with the command line, and how to use it. */
+function refuse(message: string): never {
+  console.error(`bench: ${message}\n\n${usage}`)
+  process.exit(2)
+}
 const valued = new Set(['--runs', '--json', '--markdown', '--profile'])
 const forwarded: string[] = []
 const only: string[] = []
 for (let i = 0; i < args.length; i++) {
   const arg = args[i]!
   if (valued.has(arg)) {
+    if (args[i + 1] === undefined) refuse(`${arg} needs a value`)
     if (arg === '--runs') forwarded.push(arg, args[i + 1]!)
     i++
-  } else if (arg.startsWith('--')) forwarded.push(arg)
+  } else if (arg === '--quick') forwarded.push(arg)
+  else if (arg.startsWith('-')) refuse(`unknown option ${arg}`)
   else only.push(arg.replace(/\.ts$/, ''))
 }
 const jsonFile = argValue('--json')
 const markdownFile = argValue('--markdown')
 const profileDir = argValue('--profile')
 
-const available = readdirSync(join(here, 'suites'))
-  .filter((f) => f.endsWith('.ts'))
-  .map((f) => basename(f, '.ts'))
-  .sort()
-for (const name of only) if (!available.includes(name)) throw new Error(`no suite "${name}" (there are: ${available.join(', ')})`)
+for (const name of only) if (!available.includes(name)) refuse(`no suite "${name}"`)
 const suites = only.length === 0 ? available : available.filter((s) => only.includes(s))
 
 interface SuiteRun {
