@@ -134,6 +134,45 @@ describe('disk BlobStore writes', () => {
     await expect(batch.put('again')).rejects.toMatchObject({ code: 'ERR_CLOSED' })
   })
 
+  it('fails a commit whose blob directory cannot be made with ERR_IO, before placing anything', async () => {
+    const fs: BlobStoreFs = {
+      ...nodeFs,
+      ...fsPromises,
+      mkdirSync: () => {
+        throw failing('EACCES')
+      },
+    }
+    store = await openBlobStore({ root, fs })
+    const batch = store.batch()
+    await batch.put('one')
+    await batch.put('two')
+    await expect(batch.commit()).rejects.toMatchObject({ code: 'ERR_IO', cause: { code: 'EACCES' } })
+    expect(await toArray(store.list())).toEqual([])
+    expect(await readdir(join(root, 'tmp'))).toEqual([])
+  })
+
+  it('fails a commit with ERR_IO when a directory removed behind its back cannot be made again', async () => {
+    let mkdirs = 0
+    const fs: BlobStoreFs = {
+      ...nodeFs,
+      ...fsPromises,
+      // The first mkdir works; the directory then goes, and every later one fails.
+      mkdirSync: ((path: string, options: nodeFs.MakeDirectoryOptions) => {
+        if (++mkdirs > 1) throw failing('EACCES')
+        return nodeFs.mkdirSync(path, options)
+      }) as BlobStoreFs['mkdirSync'],
+      renameSync: () => {
+        throw failing('ENOENT')
+      },
+    }
+    store = await openBlobStore({ root, fs })
+    const batch = store.batch()
+    await batch.put('only')
+    await expect(batch.commit()).rejects.toMatchObject({ code: 'ERR_IO', cause: { code: 'EACCES' } })
+    expect(await toArray(store.list())).toEqual([])
+    expect(await readdir(join(root, 'tmp'))).toEqual([])
+  })
+
   it('keeps the blobs placed before a rename failed, and drops the rest', async () => {
     let renames = 0
     const fs: BlobStoreFs = {

@@ -153,8 +153,9 @@ export class DiskWriter implements Omit<Stager<StagedFile>, 'assertOpen' | 'trac
       throwIfAborted(options.signal)
       const paths = new Map<string, string>(staged.map((s) => [s.id, this.#pathOf(s.id)]))
       const dirs = [...new Set([...paths.values()].map((path) => dirname(path)))]
-      // The directories exist before the renames; their own entries become durable beside the renames' fsyncs.
-      const entries = dirs.map((dir) => this.durableDir(dir))
+      // The directories exist before any rename (one that cannot be made fails the commit here, with nothing
+      // placed); their own entries become durable beside the renames' directory fsyncs.
+      const entries = dirs.map((dir) => this.#makeDir(dir))
       const settled = Promise.all(entries)
       settled.catch(() => undefined)
       const placed = new Set<string>()
@@ -191,26 +192,22 @@ export class DiskWriter implements Omit<Stager<StagedFile>, 'assertOpen' | 'trac
     } catch (err) {
       if (errnoOf(err) !== 'ENOENT') throw toStoreError(err, 'rename a blob into place')
       this.#dirs.delete(dirname(path))
-      waits.push(this.durableDir(dirname(path)))
+      waits.push(this.#makeDir(dirname(path)))
       ioSync(() => fs.renameSync(tmpPath, path), 'rename a blob into place')
     }
   }
 
   /**
-   * Makes `dir` exist now (a synchronous call: no thread-pool round trip) and returns when its entry is
-   * durable: the first time this store touches it, its parent is fsynced (and the parent of every
-   * ancestor it had to make). Concurrent commits share one promise, so none ends before the directory
-   * it renamed into is durable; the fsyncs run beside the commit's own, not before its renames.
+   * Makes `dir` exist now (a synchronous call: no thread-pool round trip; it throws the typed error when
+   * the directory cannot be made) and returns when its entry is durable: the first time this store
+   * touches it, its parent is fsynced (and the parent of every ancestor it had to make). Concurrent
+   * commits share one promise, so none ends before the directory it renamed into is durable; the fsyncs
+   * run beside the commit's own, not before its renames. The promise is never left unhandled.
    */
-  durableDir(dir: string): Promise<void> {
+  #makeDir(dir: string): Promise<void> {
     let ready = this.#dirs.get(dir)
     if (ready === undefined) {
-      let first: string | undefined
-      try {
-        first = this.#fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
-      } catch (err) {
-        return Promise.reject(toStoreError(err, 'create a blob directory'))
-      }
+      const first = ioSync(() => this.#fs.mkdirSync(dir, { recursive: true, mode: 0o700 }), 'create a blob directory')
       const top = dirname(first ?? dir)
       const parents: string[] = []
       for (let current = dirname(dir); ; current = dirname(current)) {
