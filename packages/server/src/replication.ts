@@ -294,11 +294,11 @@ export class StoreReplication {
   }
 
   /**
-   * Each peer: its queued blobs sent, then the manifest (unless it was one of them) and the ref on the same stream, and the one answer;
-   * blobs it turned out to lack are sent then. Resolves to the peers that acknowledged all of it, the others
+   * Each peer: its queued blobs sent (the manifest among them: the store sends it with its chunks), then the ref
+   * on the same stream, and the one answer; blobs it turned out to lack are sent then. Resolves to the peers that acknowledged all of it, the others
    * in {@link StoreReplication.failed}. Once the quorum has, the rest get a deadline made from the time it took.
    */
-  async finish(ref: RefPut, manifestCipher: Bytes, cipherFor: CipherSource): Promise<string[]> {
+  async finish(ref: RefPut, cipherFor: CipherSource): Promise<string[]> {
     const replicas: string[] = []
     let timer: NodeJS.Timeout | undefined
     const started = Date.now()
@@ -322,8 +322,6 @@ export class StoreReplication {
             if (p.queue.error !== undefined) throw p.queue.error
             const signal = this.#signalOf(p)
             const stream = await this.#streamOf(p)
-            // The manifest, unless it went with the blobs already.
-            if (!p.queued.has(ref.manifestCipherId)) await stream.blob(ref.manifestCipherId, manifestCipher, this.#deadlines.request(signal))
             const answer = await stream.end(ref, this.#deadlines.request(signal))
             p.done = true
             await this.#replicator.putRef(p.conn, ref, cipherFor, signal, false, answer)

@@ -126,11 +126,11 @@ export class WritePath {
       })
       committed = true
 
-      // Each peer: every chunk sent, then the manifest, then the ref; acknowledged only when all are durable there.
+      // Every chunk and the manifest went on each peer's stream already; now the ref, acknowledged only when all are durable there.
       const cipherIds = [...new Set(draft.chunks.map((c) => c.cipherId))]
       const plainOf = new Map(draft.chunks.map((c) => [c.cipherId, c.plainId]))
       const ref: RefPut = { refId, version, manifestCipherId, cipherIds }
-      const replicas = await session.finish(ref, manifestCipher, (cipherId) => {
+      const replicas = await session.finish(ref, (cipherId) => {
         const plainId = plainOf.get(cipherId)
         return plainId === undefined ? Promise.resolve(manifestCipher) : cipher.cipherOf(plainId, cipherId, recipientsId)
       })
@@ -260,7 +260,8 @@ export class WritePath {
   async #abandon(draft: Draft, session: StoreReplication): Promise<void> {
     const { local, replicator, log } = this.#o
     await local.free(draft.pins).catch((err: unknown) => log.warn({ err: messageOf(err) }, 'freeing the blobs of a failed store failed'))
-    const cipherIds = [...new Set([...draft.chunks.map((c) => c.cipherId), ...(draft.manifestCipherId === undefined ? [] : [draft.manifestCipherId])])]
+    const cipherIds = [...new Set(draft.chunks.map((c) => c.cipherId))]
+    if (draft.manifestCipherId !== undefined) cipherIds.push(draft.manifestCipherId)
     // A peer whose connection dropped frees them itself (blobs received on a closed connection are swept).
     for (const conn of session.peers) if (conn.open) replicator.release(conn, cipherIds, 'releasing the blobs of a failed store')
   }
