@@ -63,6 +63,12 @@ describe('disk BlobStore writes', () => {
     root = await tempDir()
   })
 
+  /** A failed commit left no blob under its id and nothing in tmp/. */
+  async function expectNothingPlaced(): Promise<void> {
+    expect(await toArray(store!.list())).toEqual([])
+    expect(await readdir(join(root, 'tmp'))).toEqual([])
+  }
+
   afterEach(async () => {
     await store?.close()
     store = undefined
@@ -129,8 +135,7 @@ describe('disk BlobStore writes', () => {
     await batch.put('one')
     await batch.put(patternBytes(70_000, 1))
     await expect(batch.commit()).rejects.toMatchObject({ code: 'ERR_IO', cause: { code: 'EIO' } })
-    expect(await toArray(store.list())).toEqual([])
-    expect(await readdir(join(root, 'tmp'))).toEqual([])
+    await expectNothingPlaced()
     await expect(batch.put('again')).rejects.toMatchObject({ code: 'ERR_CLOSED' })
   })
 
@@ -147,8 +152,7 @@ describe('disk BlobStore writes', () => {
     await batch.put('one')
     await batch.put('two')
     await expect(batch.commit()).rejects.toMatchObject({ code: 'ERR_IO', cause: { code: 'EACCES' } })
-    expect(await toArray(store.list())).toEqual([])
-    expect(await readdir(join(root, 'tmp'))).toEqual([])
+    await expectNothingPlaced()
   })
 
   it('fails a commit with ERR_IO when a directory removed behind its back cannot be made again', async () => {
@@ -169,8 +173,7 @@ describe('disk BlobStore writes', () => {
     const batch = store.batch()
     await batch.put('only')
     await expect(batch.commit()).rejects.toMatchObject({ code: 'ERR_IO', cause: { code: 'EACCES' } })
-    expect(await toArray(store.list())).toEqual([])
-    expect(await readdir(join(root, 'tmp'))).toEqual([])
+    await expectNothingPlaced()
   })
 
   it('keeps the blobs placed before a rename failed, and drops the rest', async () => {
