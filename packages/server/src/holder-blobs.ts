@@ -29,6 +29,7 @@ export async function blobPut(served: Served, h: Header, ex: Exchange): Promise<
       return
     }
     await blobs.commit()
+    blobs.keep()
   } finally {
     await blobs.abort()
   }
@@ -94,7 +95,7 @@ export async function blobHas({ ctx, owner }: Served, h: Header, ex: Exchange): 
 export async function blobRelease({ ctx, owner, received }: Served, h: Header, ex: Exchange): Promise<void> {
   const ids = hex64List(h.cipherIds, 'cipherIds', MAX_HAS_IDS)
   await ex.expectEnd()
-  await ctx.locks.run(`owner:${owner}`, () => freeUnreferenced(ctx, owner, ids))
+  await freeUnreferenced(ctx, owner, ids)
   for (const id of ids) received.delete(id)
   await ex.send({ ok: true })
 }

@@ -1,7 +1,7 @@
 // The holder's answers to the ref requests: put, store (blobs and ref on one stream), get, delete,
 // list. Tombstones are kept, so that a stale version never comes back.
 import { PeerError } from './errors.js'
-import { freeUnreferenced, missingIn, refIdsOf, type HolderContext, type ReplicaRef, type Served } from './holder-state.js'
+import { freeUnreferenced, refIdsOf, type HolderContext, type ReplicaRef, type Served } from './holder-state.js'
 import { IncomingBlobs } from './holder-writes.js'
 import type { Refusal } from './replica-space.js'
 import { hex64, hex64List, MAX_BLOB_BYTES, MAX_HAS_IDS, MAX_LIST_PAGE, MAX_REF_CHUNKS, optionalHex64, uint, type Exchange, type Header } from './wire.js'
@@ -39,9 +39,9 @@ export async function refPut(served: Served, h: Header, ex: Exchange): Promise<v
  * One store on one stream: its blobs as they come (`{ cipherId, size }` and the bytes, for each), then
  * `{ end: true, refId, version, manifestCipherId, count, bodySize }` and the ref's cipherIds; answered once, as `ref.put` is, when the
  * blobs and the ref are durable. A blob the owner believes this holder has comes as `{ cipherId }` alone
- * (no bytes): the answer lists it missing if it is not. The blobs are written as they come and made durable
- * together (a group at a time, see {@link IncomingBlobs}) before the ref is committed; a request refused or
- * broken off keeps none of its uncommitted blobs.
+ * (no bytes): the answer lists it missing if it is not. The blobs are written and made durable a group at a
+ * time as they come (see {@link IncomingBlobs}), all of them before the ref is committed; a request refused or
+ * broken off before its ref keeps none of its blobs.
  */
 export async function refStore(served: Served, _h: Header, ex: Exchange): Promise<void> {
   const { ctx, owner } = served
@@ -58,6 +58,7 @@ export async function refStore(served: Served, _h: Header, ex: Exchange): Promis
           return
         }
         await blobs.commit()
+        blobs.keep()
         await commitRef(served, ref, ex)
         return
       }
@@ -83,11 +84,32 @@ export async function refStore(served: Served, _h: Header, ex: Exchange): Promis
   }
 }
 
+/**
+ * One change of one ref at a time (a put, a delete, a drop): the stores of an owner's different refs commit
+ * side by side, so that the index groups their commits.
+ */
+const refLock = (key: string): string => `ref:${key}`
+
+/**
+ * Which of `ids` the owner lacks here, each looked at under its lock once pinned (a free in progress ends
+ * first, and none starts after the pin): what is here then stays until the caller unpins.
+ */
+async function pinPresent(ctx: HolderContext, owner: string, ids: string[]): Promise<string[]> {
+  const store = await ctx.space.existing(owner)
+  const missing: string[] = []
+  for (const id of ids) {
+    const key = `${owner}/${id}`
+    ctx.locks.pin(key)
+    if (!(await ctx.locks.run(key, async () => (await store?.has(id)) === true))) missing.push(id)
+  }
+  return missing
+}
+
 /** Records a ref once every blob it names is here: answers ok, ERR_STALE, ERR_QUOTA or ERR_MISSING. */
 async function commitRef({ ctx, owner, received }: Served, ref: RefRequest, ex: Exchange): Promise<void> {
   const { refId, version, manifestCipherId, cipherIds } = ref
   const key = `${owner}/${refId}`
-  await ctx.locks.run(`owner:${owner}`, async () => {
+  await ctx.locks.run(refLock(key), async () => {
     const existing = ctx.tables.refs.get(key)
     if (existing !== undefined && (existing.version > version || (existing.deleted && existing.version >= version))) {
       await ex.send({ ok: false, code: 'ERR_STALE', version: existing.version })
@@ -98,24 +120,33 @@ async function commitRef({ ctx, owner, received }: Served, ref: RefRequest, ex: 
       await ex.send({ ok: false, code: 'ERR_QUOTA', message: refusal })
       return
     }
+    // A new ref is counted at once: concurrent stores of other refs see it against the quota.
+    if (existing === undefined) ctx.space.refs(owner, 1)
+    let recorded = false
     const next: ReplicaRef = { version, deleted: false, manifestCipherId, cipherIds, updatedAt: Date.now() }
     const wanted = refIdsOf(next)
-    const missing = await missingIn(await ctx.space.existing(owner), wanted)
-    if (missing.length > 0) {
-      await ex.send({ ok: false, code: 'ERR_MISSING', missing: missing.slice(0, MAX_HAS_IDS) })
-      return
+    let freed: string[] = []
+    try {
+      const missing = await pinPresent(ctx, owner, wanted)
+      if (missing.length > 0) {
+        await ex.send({ ok: false, code: 'ERR_MISSING', missing: missing.slice(0, MAX_HAS_IDS) })
+        return
+      }
+      const sameVersion = existing !== undefined && !existing.deleted && existing.version === version && existing.manifestCipherId === manifestCipherId
+      if (!sameVersion) {
+        const previous = existing === undefined ? [] : refIdsOf(existing)
+        freed = await ctx.index.transaction((tx) => {
+          tx.put(ctx.tables.refs, key, next)
+          for (const id of wanted) tx.add(ctx.tables.counts, `${owner}/${id}`, 1)
+          return previous.filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
+        })
+      }
+      recorded = true
+    } finally {
+      for (const id of wanted) ctx.locks.unpin(`${owner}/${id}`)
+      if (!recorded && existing === undefined) ctx.space.refs(owner, -1)
     }
-    const sameVersion = existing !== undefined && !existing.deleted && existing.version === version && existing.manifestCipherId === manifestCipherId
-    if (!sameVersion) {
-      const previous = existing === undefined ? [] : refIdsOf(existing)
-      const freed = await ctx.index.transaction((tx) => {
-        tx.put(ctx.tables.refs, key, next)
-        for (const id of wanted) tx.add(ctx.tables.counts, `${owner}/${id}`, 1)
-        return previous.filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
-      })
-      if (existing === undefined) ctx.space.refs(owner, 1)
-      await freeUnreferenced(ctx, owner, freed)
-    }
+    await freeUnreferenced(ctx, owner, freed)
     // Referenced now: nothing to sweep when the connection closes.
     for (const id of wanted) received.delete(id)
     await ex.send({ ok: true })
@@ -137,18 +168,25 @@ export async function refDelete({ ctx, owner }: Served, h: Header, ex: Exchange)
   const proof = optionalHex64(h, 'proof')
   await ex.expectEnd()
   const key = `${owner}/${refId}`
-  const refusal = await ctx.locks.run(`owner:${owner}`, async () => {
+  const refusal = await ctx.locks.run(refLock(key), async () => {
     const existing = ctx.tables.refs.get(key)
     if (existing !== undefined && existing.version >= version && (existing.deleted || existing.version > version)) return undefined
     if (existing === undefined) {
       const refused = ctx.space.refRefusal(owner)
       if (refused !== undefined) return refused
+      // Counted at once: concurrent requests for other refs see it against the quota.
+      ctx.space.refs(owner, 1)
     }
-    const freed = await ctx.index.transaction((tx) => {
-      tx.put(ctx.tables.refs, key, { version, deleted: true, ...(deletedAt === undefined ? {} : { writtenAt: deletedAt }), ...(proof === undefined ? {} : { proof }), updatedAt: Date.now() })
-      return existing === undefined ? [] : refIdsOf(existing).filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
-    })
-    if (existing === undefined) ctx.space.refs(owner, 1)
+    let freed: string[]
+    try {
+      freed = await ctx.index.transaction((tx) => {
+        tx.put(ctx.tables.refs, key, { version, deleted: true, ...(deletedAt === undefined ? {} : { writtenAt: deletedAt }), ...(proof === undefined ? {} : { proof }), updatedAt: Date.now() })
+        return existing === undefined ? [] : refIdsOf(existing).filter((id) => tx.add(ctx.tables.counts, `${owner}/${id}`, -1) === 0)
+      })
+    } catch (err) {
+      if (existing === undefined) ctx.space.refs(owner, -1)
+      throw err
+    }
     await freeUnreferenced(ctx, owner, freed)
     if (existing !== undefined && !existing.deleted) ctx.onRefsChanged?.(owner, -1)
     return undefined
@@ -162,7 +200,7 @@ export async function refDrop({ ctx, owner }: Served, h: Header, ex: Exchange): 
   const version = uint(h, 'version')
   await ex.expectEnd()
   const key = `${owner}/${refId}`
-  await ctx.locks.run(`owner:${owner}`, async () => {
+  await ctx.locks.run(refLock(key), async () => {
     const existing = ctx.tables.refs.get(key)
     if (existing === undefined || existing.deleted || existing.version > version) return
     const freed = await ctx.index.transaction((tx) => {

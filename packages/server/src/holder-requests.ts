@@ -61,5 +61,5 @@ const HANDLERS: Partial<Record<string, Handler>> = {
 /** Frees the blobs an owner put through a connection that closed without any ref taking them up. */
 export async function sweepReceived(ctx: HolderContext, owner: string, received: Set<string>): Promise<void> {
   if (received.size === 0) return
-  await ctx.locks.run(`owner:${owner}`, () => freeUnreferenced(ctx, owner, received))
+  await freeUnreferenced(ctx, owner, received)
 }

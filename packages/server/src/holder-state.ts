@@ -85,7 +85,7 @@ export async function missingIn(store: BlobStore | undefined, ids: string[]): Pr
 /** Blobs freed at once: each delete waits on a directory fsync, so a few overlap. */
 const FREE_CONCURRENCY = 4
 
-/** Frees blobs whose count reached zero, unless something re-referenced them meanwhile. */
+/** Frees blobs whose count reached zero, unless something re-referenced them meanwhile or a ref being recorded pinned them. */
 export async function freeUnreferenced(ctx: HolderContext, owner: string, ids: Iterable<string>): Promise<void> {
   const store = await ctx.space.existing(owner)
   if (store === undefined) return
@@ -96,7 +96,8 @@ export async function freeUnreferenced(ctx: HolderContext, owner: string, ids: I
       const id = queue[next++]!
       const key = `${owner}/${id}`
       await ctx.locks.run(key, async () => {
-        if (!ctx.tables.counts.has(key)) await ctx.space.remove(store, owner, id)
+        // A ref being recorded pinned it: it is about to be counted.
+        if (!ctx.tables.counts.has(key) && !ctx.locks.pinned(key)) await ctx.space.remove(store, owner, id)
       })
     }
   }

@@ -1,6 +1,7 @@
-// The holder's writes of the blobs an owner sends: one request's blobs are written into one batch of the
-// owner's replica store and made durable together before the ref is committed and answered; nothing of a
-// request that fails or is abandoned is kept, and the owner's byte quota counts what it is sending.
+// The holder's writes of the blobs an owner sends: one request's blobs are written into the owner's replica
+// store and made durable a group at a time as they come, all before the ref is committed and answered; refs
+// of different keys are recorded side by side; nothing of a request that fails or is abandoned is kept, and
+// the owner's byte quota counts what it is sending.
 import * as nodeFs from 'node:fs'
 import * as fsPromises from 'node:fs/promises'
 import { readdir } from 'node:fs/promises'
@@ -28,8 +29,15 @@ const blobOf = (size: number): Blob => {
   return { id: sha256(b), bytes: b }
 }
 
+/** A promise the test resolves when it chooses (to hold the holder's fsyncs back). */
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void
+  const promise = new Promise<void>((resolve) => (open = resolve))
+  return { promise, open }
+}
+
 /** The write path's file system calls in order (fsyncs when they complete), by path; `until` awaits a state of the log. */
-function recordingFs(fail: { rename?: (to: string) => boolean } = {}): { fs: BlobStoreFs; log: string[]; until: (done: (log: string[]) => boolean) => Promise<void> } {
+function recordingFs(fail: { rename?: (to: string) => boolean; hold?: { fsyncsOf: (path: string) => boolean; until: Promise<void> } } = {}): { fs: BlobStoreFs; log: string[]; until: (done: (log: string[]) => boolean) => Promise<void> } {
   const log: string[] = []
   const waiters = new Set<() => void>()
   const push = (line: string): void => {
@@ -50,6 +58,10 @@ function recordingFs(fail: { rename?: (to: string) => boolean } = {}): { fs: Blo
       pathOf.delete(fd)
       nodeFs.closeSync(fd)
     },
+    statSync: ((path: string, options?: nodeFs.StatSyncOptions) => {
+      push(`stat ${path}`)
+      return nodeFs.statSync(path, options)
+    }) as BlobStoreFs['statSync'],
     renameSync: (from, to) => {
       if (fail.rename?.(String(to)) === true) throw Object.assign(new Error('EIO: injected failure'), { code: 'EIO' })
       nodeFs.renameSync(from, to)
@@ -57,10 +69,13 @@ function recordingFs(fail: { rename?: (to: string) => boolean } = {}): { fs: Blo
     },
     fsync: ((fd: number, callback: (err: NodeJS.ErrnoException | null) => void) => {
       const path = pathOf.get(fd)
-      nodeFs.fsync(fd, (err) => {
-        push(`fsync ${path}`)
-        callback(err)
-      })
+      const fsync = (): void =>
+        nodeFs.fsync(fd, (err) => {
+          push(`fsync ${path}`)
+          callback(err)
+        })
+      if (fail.hold === undefined || path === undefined || !fail.hold.fsyncsOf(path)) fsync()
+      else void fail.hold.until.then(fsync)
     }) as BlobStoreFs['fsync'],
   }
   const until = (done: (log: string[]) => boolean): Promise<void> =>
@@ -148,13 +163,16 @@ async function rawRefStore(f: Fixture, blobs: Blob[]): Promise<Exchange> {
 }
 
 describe('holder writes', () => {
-  it("writes every blob of a ref.store before it places any, and answers once they are fsynced with their directories", async () => {
+  it('makes the blobs of a ref.store durable as they come, and answers once each one and its directory is fsynced', async () => {
     const f = await holder()
     const chunks = Array.from({ length: 6 }, () => blobOf(20_000))
     const manifest = blobOf(500)
     const serving = f.serveNext()
     const stream = await RefStream.open(f.conn)
-    for (const c of [...chunks, manifest]) await stream.blob(c.id, c.bytes)
+    // The first blob is placed before the next one is sent: nothing waits for the end of the request.
+    await stream.blob(chunks[0]!.id, chunks[0]!.bytes)
+    await f.until((log) => log.some((line) => line.startsWith('rename ') && line.endsWith(pathOf(f, chunks[0]!.id))))
+    for (const c of [...chunks.slice(1), manifest]) await stream.blob(c.id, c.bytes)
     const answer = await stream.end(refOf(chunks, manifest))
     const atAnswer = [...f.log]
     await serving
@@ -162,15 +180,11 @@ describe('holder writes', () => {
 
     const renames = atAnswer.flatMap((line, at) => (line.startsWith('rename ') ? [{ at, from: line.split(' ')[1]!, to: line.split(' ')[2]! }] : []))
     expect(renames.map((r) => r.to).sort()).toEqual([...chunks, manifest].map((b) => pathOf(f, b.id)).sort())
-    // No blob placed before the last one was written: they are placed as one group.
-    const lastOpen = Math.max(...atAnswer.flatMap((line, at) => (line.startsWith(`open ${join(f.root, 'replicas', f.ownerId, 'tmp')}`) ? [at] : [])))
-    const firstRename = Math.min(...renames.map((r) => r.at))
-    const lastRename = Math.max(...renames.map((r) => r.at))
-    expect(lastOpen).toBeLessThan(firstRename)
-    // Each file durable before it was placed, each directory durable after, all before the answer.
-    for (const r of renames) expect(atAnswer.slice(0, r.at)).toContain(`fsync ${r.from}`)
-    const dirSyncs = atAnswer.slice(lastRename).filter((line) => line.startsWith('fsync ')).map((line) => line.slice(6))
-    for (const r of renames) expect(dirSyncs).toContain(dirname(r.to))
+    // Each file durable before it was placed, its directory durable after, all before the answer.
+    for (const r of renames) {
+      expect(atAnswer.slice(0, r.at)).toContain(`fsync ${r.from}`)
+      expect(atAnswer.slice(r.at)).toContain(`fsync ${dirname(r.to)}`)
+    }
 
     expect(f.space.usage(f.ownerId)).toEqual({ bytes: 6 * 20_000 + 500, refs: 1 })
     expect(await tmpFiles(f)).toEqual([])
@@ -234,7 +248,8 @@ describe('holder writes', () => {
   })
 
   it('counts a blob once when two ref.stores bring it at the same time', async () => {
-    const f = await holder()
+    const fsyncs = gate()
+    const f = await holder({}, { hold: { fsyncsOf: (path) => dirname(path).endsWith('/tmp'), until: fsyncs.promise } })
     const shared = blobOf(50_000)
     const own = [blobOf(10_000), blobOf(20_000)]
     const manifests = [blobOf(100), blobOf(200)]
@@ -245,8 +260,9 @@ describe('holder writes', () => {
       await s.blob(own[i]!.id, own[i]!.bytes)
       await s.blob(manifests[i]!.id, manifests[i]!.bytes)
     }
-    // Both have written the shared blob before either places it.
-    await f.until((log) => log.filter((line) => line.startsWith(`fsync ${join(f.root, 'replicas', f.ownerId, 'tmp')}`)).length === 6)
+    // Both have written the shared blob before either places it (nothing is placed while the fsyncs are held).
+    await f.until((log) => tmpOpens(log, f) === 6)
+    fsyncs.open()
     const answers = await Promise.all(streams.map((s, i) => s.end(refOf([shared, own[i]!], manifests[i]!))))
     await Promise.all(serving)
     expect(answers).toEqual([{ ok: true }, { ok: true }])
@@ -275,59 +291,101 @@ describe('holder writes', () => {
     expect(f.space.usage(f.ownerId).bytes).toBe(0)
   })
 
-  it('counts what a failed commit placed, and sweeps it with the connection', async () => {
+  it('keeps nothing a failed commit placed, nor what earlier groups of its request placed', async () => {
     let renames = 0
     const f = await holder({}, { rename: () => ++renames === 2 })
     const chunks = [blobOf(10_000), blobOf(20_000), blobOf(30_000)]
     const manifest = blobOf(100)
     const serving = f.serveNext()
     const stream = await RefStream.open(f.conn)
-    for (const c of [...chunks, manifest]) await stream.blob(c.id, c.bytes)
+    // The first blob is placed on its own before the rest come: a group that succeeded.
+    await stream.blob(chunks[0]!.id, chunks[0]!.bytes)
+    await f.until(() => renames === 1)
+    for (const c of [...chunks.slice(1), manifest]) await stream.blob(c.id, c.bytes)
     await expect(stream.end(refOf(chunks, manifest))).rejects.toBeDefined()
     await serving
-    const placed = await replicaBlobs(f)
-    expect(placed.length).toBe(1)
-    const size = (await fsPromises.stat(placed[0]!)).size
-    expect(f.space.usage(f.ownerId).bytes).toBe(size)
-    expect(await tmpFiles(f)).toEqual([])
-    await sweepReceived(f.ctx, f.ownerId, f.received)
+    expect(f.log.filter((line) => line.startsWith('rename ')).length).toBeGreaterThanOrEqual(1)
     expect(await replicaBlobs(f)).toEqual([])
+    expect(await tmpFiles(f)).toEqual([])
     expect(f.space.usage(f.ownerId).bytes).toBe(0)
+    expect(f.received.size).toBe(0)
   })
 
-  it('commits the blobs of a long ref.store a bounded group at a time, and answers once all are durable', async () => {
+  it('holds at most MAX_UNCOMMITTED_BLOBS of a long ref.store uncommitted, and answers once all are durable', async () => {
     const f = await holder()
     const chunks = Array.from({ length: MAX_UNCOMMITTED_BLOBS + 40 }, () => blobOf(1000))
     const manifest = blobOf(100)
+    // The first two blobs' commits wait for their locks, which the test holds: nothing is placed meanwhile.
+    const locks = gate()
+    const held = chunks.slice(0, 2).map((c) => f.ctx.locks.run(`${f.ownerId}/${c.id}`, () => locks.promise))
     const serving = f.serveNext()
     const stream = await RefStream.open(f.conn)
-    for (const c of [...chunks, manifest]) await stream.blob(c.id, c.bytes)
-    expect(await stream.end(refOf(chunks, manifest))).toEqual({ ok: true })
+    const sending = (async () => {
+      for (const c of [...chunks, manifest]) await stream.blob(c.id, c.bytes)
+      return stream.end(refOf(chunks, manifest))
+    })()
+    // The holder writes as many as it may, takes up the next one (looks for it here) and waits for a commit.
+    const next = chunks[MAX_UNCOMMITTED_BLOBS]!
+    await f.until((log) => log.includes(`stat ${pathOf(f, next.id)}`))
+    for (let turn = 0; turn < 5; turn++) await new Promise(setImmediate)
+    expect(tmpOpens(f.log, f)).toBe(MAX_UNCOMMITTED_BLOBS)
+    locks.open()
+    await Promise.all(held)
+    expect(await sending).toEqual({ ok: true })
     await serving
-    const tmp = `open ${join(f.root, 'replicas', f.ownerId, 'tmp')}`
-    const firstOfSecondGroup = f.log.filter((line) => line.startsWith(tmp))[MAX_UNCOMMITTED_BLOBS]!
-    const before = f.log.slice(0, f.log.indexOf(firstOfSecondGroup))
-    expect(before.filter((line) => line.startsWith('rename ')).length).toBe(MAX_UNCOMMITTED_BLOBS)
+    const tmpOpen = `open ${join(f.root, 'replicas', f.ownerId, 'tmp')}`
+    const nextOpen = f.log.indexOf(f.log.filter((line) => line.startsWith(tmpOpen))[MAX_UNCOMMITTED_BLOBS]!)
+    const firstRename = f.log.findIndex((line) => line.startsWith('rename '))
+    expect(firstRename).toBeGreaterThanOrEqual(0)
+    expect(firstRename).toBeLessThan(nextOpen)
     expect(f.log.filter((line) => line.startsWith('rename ')).length).toBe(chunks.length + 1)
     expect(f.space.usage(f.ownerId)).toEqual({ bytes: chunks.length * 1000 + 100, refs: 1 })
     expect(f.received.size).toBe(0)
   })
 
-  it('keeps the groups a broken-off ref.store committed until the connection is swept, and drops the rest', async () => {
+  it('keeps nothing of a long ref.store broken off after some of its groups were placed', async () => {
     const f = await holder()
     const sent = Array.from({ length: MAX_UNCOMMITTED_BLOBS + 3 }, () => blobOf(1000))
     const serving = f.serveNext()
     const ex = await rawRefStore(f, sent)
-    const tmpSynced = (log: string[]): number => log.filter((line) => line.startsWith(`fsync ${join(f.root, 'replicas', f.ownerId, 'tmp')}`)).length
-    await f.until((log) => tmpSynced(log) === sent.length)
+    await f.until((log) => log.filter((line) => line.startsWith('rename ')).length >= 2)
     ex.reset()
     await serving
-    expect((await replicaBlobs(f)).sort()).toEqual(sent.slice(0, MAX_UNCOMMITTED_BLOBS).map((b) => pathOf(f, b.id)).sort())
-    expect(await tmpFiles(f)).toEqual([])
-    expect(f.space.usage(f.ownerId).bytes).toBe(MAX_UNCOMMITTED_BLOBS * 1000)
-    await sweepReceived(f.ctx, f.ownerId, f.received)
     expect(await replicaBlobs(f)).toEqual([])
+    expect(await tmpFiles(f)).toEqual([])
     expect(f.space.usage(f.ownerId).bytes).toBe(0)
+    expect(f.received.size).toBe(0)
+  })
+
+  it('records the refs of different keys side by side, and no sweep frees the blobs of a ref being recorded', async () => {
+    const f = await holder()
+    // The index holds back the first commit it is asked for until the test lets it go.
+    const first = gate()
+    const transaction = f.ctx.index.transaction.bind(f.ctx.index)
+    const held = gate()
+    let calls = 0
+    f.ctx.index.transaction = async (fn, options) => {
+      if (++calls === 1) {
+        held.open()
+        await first.promise
+      }
+      return transaction(fn, options)
+    }
+    const stores = [0, 1].map(() => ({ chunks: [blobOf(10_000)], manifest: blobOf(100) }))
+    const serving = [f.serveNext(), f.serveNext()]
+    const streams = [await RefStream.open(f.conn), await RefStream.open(f.conn)]
+    for (const [i, s] of streams.entries()) for (const b of [...stores[i]!.chunks, stores[i]!.manifest]) await s.blob(b.id, b.bytes)
+    const firstAnswer = streams[0]!.end(refOf(stores[0]!.chunks, stores[0]!.manifest))
+    await held.promise
+    // The second ref is recorded while the first one's commit waits.
+    expect(await streams[1]!.end(refOf(stores[1]!.chunks, stores[1]!.manifest))).toEqual({ ok: true })
+    // A sweep now (the connection closing) leaves the first ref's blobs: they are pinned, about to be counted.
+    await sweepReceived(f.ctx, f.ownerId, f.received)
+    first.open()
+    expect(await firstAnswer).toEqual({ ok: true })
+    await Promise.all(serving)
+    expect((await replicaBlobs(f)).sort()).toEqual(stores.flatMap((st) => [...st.chunks, st.manifest]).map((b) => pathOf(f, b.id)).sort())
+    expect(f.space.usage(f.ownerId)).toEqual({ bytes: 2 * 10_100, refs: 2 })
   })
 
   it('writes a blob.put through the same path: verified, durable before its answer, counted', async () => {
