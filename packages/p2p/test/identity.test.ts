@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { selfSignedCertificate } from '../src/identity/certificate.js'
 import { createIdentity, loadOrCreateIdentity, nodeIdFromCertificate } from '../src/index.js'
 
 let root: string
@@ -35,6 +36,28 @@ describe('node identity', () => {
     expect(cert.checkPrivateKey(identity.privateKey)).toBe(true)
     expect(cert.verify(cert.publicKey)).toBe(true)
     expect(cert.checkIssued(cert)).toBe(true)
+  })
+
+  it('names the node in its certificate, valid from a day ago for a hundred years', async () => {
+    const identity = await createIdentity()
+    const cert = new X509Certificate(identity.certificate)
+    expect(cert.subject).toBe(`CN=${identity.nodeId}`)
+    expect(cert.issuer).toBe(cert.subject)
+    const from = Date.parse(cert.validFrom)
+    expect(Math.abs(Date.now() - 24 * 3600 * 1000 - from)).toBeLessThan(60_000)
+    expect(new Date(Date.parse(cert.validTo)).getUTCFullYear()).toBe(new Date(from).getUTCFullYear() + 100)
+  })
+
+  it('writes serial numbers in minimal DER whatever their first bytes', () => {
+    const { privateKey } = generateKeyPairSync('ed25519')
+    const at = new Date(Date.UTC(2049, 11, 31, 23, 59, 59))
+    const later = new Date(Date.UTC(2050, 0, 1, 0, 0, 0))
+    for (const serial of [[0x00, 0x00, 0x85, 0x01], [0x00, 0x7f], [0x01], [0x00]]) {
+      const cert = new X509Certificate(selfSignedCertificate(privateKey, { commonName: 'n', serial: Uint8Array.from(serial), notBefore: at, notAfter: later }))
+      expect(cert.verify(cert.publicKey)).toBe(true)
+      expect(BigInt(`0x${cert.serialNumber}`)).toBe(BigInt(`0x${Buffer.from(serial).toString('hex')}`))
+      expect([Date.parse(cert.validFrom), Date.parse(cert.validTo)]).toEqual([at.getTime(), later.getTime()])
+    }
   })
 
   it('differs between two fresh identities', async () => {

@@ -1,5 +1,3 @@
-import 'reflect-metadata'
-import * as x509 from '@peculiar/x509'
 import {
   createHash,
   createPrivateKey,
@@ -12,6 +10,7 @@ import {
 import { link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { AbortedError, IdentityError } from '../errors.js'
+import { selfSignedCertificate } from './certificate.js'
 import type { AbortOptions } from '../types.js'
 
 /**
@@ -30,7 +29,6 @@ export interface NodeIdentity {
 /** File names inside an identity directory. */
 export const IDENTITY_FILES = { privateKey: 'key.pem', certificate: 'cert.pem' } as const
 
-const ED25519 = { name: 'Ed25519' }
 // Chain verification is off (peers are authenticated by admission), so validity is not what protects us.
 const VALIDITY_YEARS = 100
 
@@ -53,26 +51,14 @@ export function nodeIdFromPublicKey(key: KeyObject): string {
   return createHash('sha256').update(key.export({ type: 'spki', format: 'der' })).digest('hex')
 }
 
-async function selfSign(privateKey: KeyObject): Promise<string> {
+function selfSign(privateKey: KeyObject): string {
   const publicKey = createPublicKey(privateKey)
-  const keys = {
-    privateKey: await crypto.subtle.importKey('pkcs8', privateKey.export({ type: 'pkcs8', format: 'der' }), ED25519, false, ['sign']),
-    publicKey: await crypto.subtle.importKey('spki', publicKey.export({ type: 'spki', format: 'der' }), ED25519, true, ['verify']),
-  }
   const serial = randomBytes(16)
   serial[0] = serial[0]! & 0x7f // a positive INTEGER
   const notBefore = new Date(Date.now() - 24 * 3600 * 1000) // tolerate clock skew between peers
   const notAfter = new Date(notBefore)
   notAfter.setUTCFullYear(notAfter.getUTCFullYear() + VALIDITY_YEARS)
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial.toString('hex'),
-    name: `CN=${nodeIdFromPublicKey(publicKey)}`,
-    notBefore,
-    notAfter,
-    signingAlgorithm: ED25519,
-    keys,
-  })
-  return cert.toString('pem')
+  return selfSignedCertificate(privateKey, { commonName: nodeIdFromPublicKey(publicKey), serial, notBefore, notAfter })
 }
 
 /** Checks that a key and certificate form a dcas identity, and returns it; throws `ERR_IDENTITY` otherwise. */
@@ -104,11 +90,14 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
  * Creates a new identity in memory: a fresh Ed25519 key and its self-signed certificate.
  * Nothing is written to disk; see {@link loadOrCreateIdentity} for a persistent one.
  */
-export async function createIdentity(options: AbortOptions = {}): Promise<NodeIdentity> {
-  throwIfAborted(options.signal)
-  const { privateKey } = generateKeyPairSync('ed25519')
-  const certificate = await selfSign(privateKey)
-  return { nodeId: nodeIdFromCertificate(certificate), certificate, privateKey }
+export function createIdentity(options: AbortOptions = {}): Promise<NodeIdentity> {
+  // What the executor throws (an aborted signal) rejects the promise.
+  return new Promise((resolve) => {
+    throwIfAborted(options.signal)
+    const { privateKey } = generateKeyPairSync('ed25519')
+    const certificate = selfSign(privateKey)
+    resolve({ nodeId: nodeIdFromCertificate(certificate), certificate, privateKey })
+  })
 }
 
 function newPrivateKeyPem(): string {
@@ -204,7 +193,7 @@ export async function loadOrCreateIdentity(dir: string, options: AbortOptions = 
       throw new IdentityError(`${keyPath} does not parse as a private key`, { cause })
     }
     if (privateKey.asymmetricKeyType !== 'ed25519') throw new IdentityError(`${keyPath} is not an Ed25519 key`)
-    const certificate = await selfSign(privateKey)
+    const certificate = selfSign(privateKey)
     const temp = await writeTemp(certPath, certificate)
     await rename(temp, certPath)
     await syncDir(dir)
