@@ -3,7 +3,8 @@ import * as nodeFs from 'node:fs'
 import * as fsPromises from 'node:fs/promises'
 import { mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { Readable } from 'node:stream'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { openBlobStore, type BlobStoreFs, type FsBlobStore } from '../src/index.js'
 import { collect, patternBytes, sha256, toArray } from '../src/testing/index.js'
 import { removeDir, tempDir } from './helpers.js'
@@ -40,6 +41,25 @@ describe('disk BlobStore', () => {
     expect(createHash('sha256').update(await readFile(path)).digest('hex')).toBe(id)
     expect((await stat(path)).mode & 0o777).toBe(0o400)
     expect(await readdir(join(root, 'tmp'))).toEqual([])
+  })
+
+  it('shares its write buffers with the other stores of the process: a streamed put into a warm pool allocates none', async () => {
+    store = await openBlobStore({ root })
+    const other = await openBlobStore({ root: join(root, 'replicas', 'b'.repeat(64)) })
+    try {
+      /** A blob that comes in pieces (as from a peer), so that the store copies them into a write buffer. */
+      const streamed = (n: number): AsyncIterable<Uint8Array> => Readable.from([patternBytes(40_000, n), patternBytes(30_000, n + 1)])
+      const writeBuffers = vi.spyOn(Buffer, 'allocUnsafeSlow')
+      const bigOnes = (): number => writeBuffers.mock.calls.filter(([size]) => size >= 1024 * 1024).length
+      // Eight at once in one store fill the pool; eight at once in another take them from it.
+      await Promise.all(Array.from({ length: 8 }, (_, i) => store!.put(streamed(i))))
+      const warm = bigOnes()
+      await Promise.all(Array.from({ length: 8 }, (_, i) => other.put(streamed(100 + i))))
+      expect(bigOnes()).toBe(warm)
+      writeBuffers.mockRestore()
+    } finally {
+      await other.close()
+    }
   })
 
   it('removes leftovers in tmp/ when it opens', async () => {

@@ -15,8 +15,12 @@ import { closeQuietly, errnoOf, fsyncFd, ioSync, syncDirectory, toStoreError, un
 
 /** Streamed pieces are copied into a reused buffer of this size and written when it is full. */
 const WRITE_BUFFER = 1024 * 1024
-/** Write buffers kept for reuse between puts. */
-const POOLED_BUFFERS = 4
+/**
+ * Write buffers kept for reuse between puts, shared by every disk store of the process (a holder keeps a store
+ * per owner): enough for the puts a node makes at once, so that a put of a small blob allocates nothing.
+ */
+const POOLED_BUFFERS = 8
+const pool: Buffer[] = []
 /** fsyncs in the thread pool at once (it has 4 threads by default: leave one for reads). */
 const FSYNCS_AT_ONCE = 3
 /** A put waits for its own fsync once this many files of the store wait for theirs: it bounds open files. */
@@ -64,7 +68,6 @@ export class DiskWriter implements Omit<Stager<StagedFile>, 'assertOpen' | 'trac
   readonly #prefix = randomBytes(6).toString('hex')
   #counter = 0
   readonly #fsyncs = new Limiter(FSYNCS_AT_ONCE)
-  readonly #buffers: Buffer[] = []
   /** Blob directories made durable (or being made so) by this store; fan-out dirs are never removed. */
   readonly #dirs = new Map<string, Promise<void>>()
 
@@ -116,7 +119,7 @@ export class DiskWriter implements Omit<Stager<StagedFile>, 'assertOpen' | 'trac
       writeAllSync(fs, fd, pieces)
       return info
     }
-    const buffer = this.#buffers.pop() ?? Buffer.allocUnsafeSlow(WRITE_BUFFER)
+    const buffer = pool.pop() ?? Buffer.allocUnsafeSlow(WRITE_BUFFER)
     let filled = 0
     try {
       const info = await hashPieces(source, signal, (piece) => {
@@ -139,7 +142,7 @@ export class DiskWriter implements Omit<Stager<StagedFile>, 'assertOpen' | 'trac
       writeAllSync(fs, fd, [buffer.subarray(0, filled)])
       return info
     } finally {
-      if (this.#buffers.length < POOLED_BUFFERS) this.#buffers.push(buffer)
+      if (pool.length < POOLED_BUFFERS) pool.push(buffer)
     }
   }
 
