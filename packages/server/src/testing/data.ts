@@ -1,6 +1,8 @@
 import { createCipheriv, createHash } from 'node:crypto'
 
 const PIECE = 256 * 1024
+/** What the keystream is XORed with: read only, so every call shares it. */
+const ZEROS = Buffer.alloc(PIECE)
 
 /**
  * Deterministic pseudo-random bytes: `size` bytes drawn from `seed` (AES-256-CTR over zeros),
@@ -10,8 +12,7 @@ const PIECE = 256 * 1024
 export async function* generateData(size: number, seed: string | number): AsyncGenerator<Uint8Array> {
   const key = createHash('sha256').update(`dcas test data ${seed}`).digest()
   const cipher = createCipheriv('aes-256-ctr', key, Buffer.alloc(16))
-  const zeros = Buffer.alloc(PIECE)
-  for (let left = size; left > 0; left -= PIECE) yield cipher.update(left >= PIECE ? zeros : zeros.subarray(0, left))
+  for (let left = size; left > 0; left -= PIECE) yield cipher.update(left >= PIECE ? ZEROS : ZEROS.subarray(0, left))
   await Promise.resolve()
 }
 
