@@ -91,6 +91,16 @@ export async function refStore(served: Served, _h: Header, ex: Exchange): Promis
 const refLock = (key: string): string => `ref:${key}`
 
 /**
+ * Counts a new ref of `owner` against its quota before it is recorded, so that concurrent requests for other
+ * refs see it; the quota's refusal instead when there is no room. A ref not recorded after all is uncounted.
+ */
+function reserveRef(ctx: HolderContext, owner: string): string | undefined {
+  const refusal = ctx.space.refRefusal(owner)
+  if (refusal === undefined) ctx.space.refs(owner, 1)
+  return refusal
+}
+
+/**
  * Which of `ids` the owner lacks here, each looked at under its lock once pinned (a free in progress ends
  * first, and none starts after the pin): what is here then stays until the caller unpins.
  */
@@ -115,13 +125,11 @@ async function commitRef({ ctx, owner, received }: Served, ref: RefRequest, ex: 
       await ex.send({ ok: false, code: 'ERR_STALE', version: existing.version })
       return
     }
-    const refusal = existing === undefined ? ctx.space.refRefusal(owner) : undefined
+    const refusal = existing === undefined ? reserveRef(ctx, owner) : undefined
     if (refusal !== undefined) {
       await ex.send({ ok: false, code: 'ERR_QUOTA', message: refusal })
       return
     }
-    // A new ref is counted at once: concurrent stores of other refs see it against the quota.
-    if (existing === undefined) ctx.space.refs(owner, 1)
     let recorded = false
     const next: ReplicaRef = { version, deleted: false, manifestCipherId, cipherIds, updatedAt: Date.now() }
     const wanted = refIdsOf(next)
@@ -172,10 +180,8 @@ export async function refDelete({ ctx, owner }: Served, h: Header, ex: Exchange)
     const existing = ctx.tables.refs.get(key)
     if (existing !== undefined && existing.version >= version && (existing.deleted || existing.version > version)) return undefined
     if (existing === undefined) {
-      const refused = ctx.space.refRefusal(owner)
+      const refused = reserveRef(ctx, owner)
       if (refused !== undefined) return refused
-      // Counted at once: concurrent requests for other refs see it against the quota.
-      ctx.space.refs(owner, 1)
     }
     let freed: string[]
     try {

@@ -83,8 +83,8 @@ export class IncomingBlobs {
   /**
    * Makes every blob taken so far durable, then visible (its group's files and directories fsynced
    * together): waits for the groups being committed and commits the open one. A blob that was here already
-   * stays counted once. When a commit fails, what it placed stays counted (a connection sweep frees it unless
-   * a ref takes it up), the rest is dropped, and this throws its error.
+   * stays counted once. When a commit fails, what it placed stays counted until {@link IncomingBlobs.abort}
+   * frees it, the rest is dropped, and this throws its error.
    */
   async commit(): Promise<void> {
     while (this.#open !== undefined || this.#committing.size > 0) await this.#settleOne()
@@ -110,7 +110,8 @@ export class IncomingBlobs {
     this.#open = undefined
     await group?.batch.abort()
     for (const size of group?.staged.values() ?? []) ctx.space.bytes(owner, -size)
-    while (this.#committing.size > 0) await Promise.race(this.#committing.keys())
+    // None starts after this: a commit that ends starts the next only from an open group.
+    await Promise.all(this.#committing.keys())
     if (this.#placed.size === 0) return
     const placed = [...this.#placed]
     this.#placed.clear()
@@ -141,16 +142,22 @@ export class IncomingBlobs {
     if (this.#failure !== undefined) throw this.#failure.err
   }
 
+  /** This request's groups not committed yet: the open one and those committing. */
+  *#groups(): Generator<Group> {
+    if (this.#open !== undefined) yield this.#open
+    yield* this.#committing.values()
+  }
+
   /** Whether `cipherId` is in a group of this request already. */
   #taken(cipherId: string): boolean {
-    if (this.#open?.staged.has(cipherId) === true) return true
-    for (const group of this.#committing.values()) if (group.staged.has(cipherId)) return true
+    for (const group of this.#groups()) if (group.staged.has(cipherId)) return true
     return false
   }
 
+  /** Blobs of this request written and not visible yet. */
   #uncommitted(): number {
-    let n = this.#open?.staged.size ?? 0
-    for (const group of this.#committing.values()) n += group.staged.size
+    let n = 0
+    for (const group of this.#groups()) n += group.staged.size
     return n
   }
 
