@@ -245,6 +245,9 @@ function buildProgram(io: CliIO, state: RunState): Command {
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .action(async (opts: RootOptions & PlacementFlags & { listen?: string; peer?: string[]; http?: string; s3?: string; logLevel: string }) => {
       const root = rootOf(opts)
+      // Listened for from the start: a signal while the node starts (or just as it logs "ready") closes it
+      // gracefully once it is up, instead of killing it with its api.json left behind.
+      const stopSignal = (io.stopSignal ?? untilSignal)()
       // Marked before the node's modules load, so that `dcas serve & dcas put …` finds a node starting.
       const { markStarting } = await import('./api-file.js')
       const clearStarting = (await stat(join(root, 'config.json')).then(() => true, () => false)) ? await markStarting(root, Date.now()) : undefined
@@ -264,7 +267,7 @@ function buildProgram(io: CliIO, state: RunState): Command {
           throw err
         })
       // It runs until a signal, or until a drain finished (dcas drain): the node then stops by itself.
-      const signal = await Promise.race([(io.stopSignal ?? untilSignal)(), daemon.closed.then(() => undefined)])
+      const signal = await Promise.race([stopSignal, daemon.closed.then(() => undefined)])
       if (signal !== undefined) logger.info({ signal }, 'signal received; closing gracefully (send it again to exit at once)')
       await daemon.close()
       logger.flush()

@@ -1,9 +1,10 @@
 // `dcas serve` as a process: its log, api.json, signals, and what the other commands say
 // when the node is missing, stopped, or refused by its peer.
 import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { initNode, type InitOptions, type NodeStatus } from '../src/index.js'
 import { BIN, dcas, serve, stopAll, tempDir } from './helpers.js'
 
@@ -90,6 +91,20 @@ describe('dcas serve', () => {
     const ls = await dcas(['ls', '--root', root])
     expect(ls.code).toBe(4)
     expect(ls.stderr).toContain('no dcas node is running')
+  })
+
+  it('closes gracefully, once it is up, on a SIGTERM that comes while it starts, leaving no api.json', async () => {
+    const root = await init('a')
+    const child = spawn(process.execPath, [BIN, 'serve', '--root', root], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
+    let stdout = ''
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()))
+    // The mark of a node starting is written once the node listens for signals.
+    await vi.waitFor(() => expect(JSON.parse(readFileSync(join(root, 'api.json'), 'utf8'))).toHaveProperty('pid', child.pid), { timeout: 20_000, interval: 5 })
+    child.kill('SIGTERM')
+    expect(await exited).toEqual({ code: 0, signal: null })
+    expect(stdout).toContain('"msg":"stopped"')
+    expect(await exists(join(root, 'api.json'))).toBe(false)
   })
 
   it('closes gracefully on SIGINT too', async () => {
