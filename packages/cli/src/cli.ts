@@ -477,9 +477,11 @@ function buildProgram(io: CliIO, state: RunState): Command {
     .action(async (opts: RootOptions & { timeout?: string; json?: boolean }) => {
       const c = await client(opts)
       const timeout = opts.timeout === undefined ? undefined : parseDuration(opts.timeout, '--timeout')
+      // Loaded here only: the other commands start without the server package.
+      const { timeoutSignal } = await import('@dcas/server')
       const result = await interruptible((signal) =>
         c.drain({
-          signal: timeout === undefined ? signal : AbortSignal.any([signal, AbortSignal.timeout(timeout)]),
+          signal: timeout === undefined ? signal : timeoutSignal(timeout, signal),
           onProgress: (remaining) => {
             if (opts.json !== true) warn(`draining: ${plural(remaining, 'replica')} of other nodes still here`)
           },

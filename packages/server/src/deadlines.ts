@@ -1,5 +1,7 @@
 // How long a request to a peer may take, and what else ends it: the caller's signal, and for
 // background work the server's shutdown.
+import { timeoutSignal } from './signals.js'
+
 /** The signals of requests to peers. */
 export class Deadlines {
   readonly #timeout: number
@@ -18,10 +20,7 @@ export class Deadlines {
 
   /** The signal of one request: its timeout, the caller's signal, and for `background` work the shutdown. */
   request(caller?: AbortSignal, background = false): AbortSignal {
-    const signals = [AbortSignal.timeout(this.#timeout)]
-    if (caller !== undefined) signals.push(caller)
-    if (background) signals.push(this.#shutdown)
-    return signals.length === 1 ? signals[0]! : AbortSignal.any(signals)
+    return timeoutSignal(this.#timeout, caller, background ? this.#shutdown : undefined)
   }
 
   /** The signal of one request of background work. */

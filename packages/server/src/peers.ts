@@ -11,6 +11,7 @@ import { AbortedError, ClosedError, codeOf, InvalidOptionsError, messageOf, thro
 import type { Logger } from './logger.js'
 import type { Member, Peering } from './placement.js'
 import type { DialErrorEvent } from './types.js'
+import { anySignal, timeoutSignal } from './signals.js'
 
 /**
  * Admitted inbound connections kept at once from one source address (an IPv4 address or an IPv6 /64;
@@ -238,7 +239,7 @@ export class Peers implements Peering {
     const errors: string[] = []
     for (const address of addresses) {
       try {
-        const conn = await this.#o.transport.dial(address, { signal: AbortSignal.any([this.#o.signal, AbortSignal.timeout(this.#o.dialTimeout)]) })
+        const conn = await this.#o.transport.dial(address, { signal: timeoutSignal(this.#o.dialTimeout, this.#o.signal) })
         if (conn.remoteNodeId !== nodeId) {
           conn.abort(new InvalidOptionsError('another node answers there'))
           throw new UnavailableError(`${address} is another node now (${conn.remoteNodeId.slice(0, 12)})`)
@@ -301,7 +302,7 @@ export class Peers implements Peering {
         const lost = this.#o.members().find((m) => m.nodeId === nodeId)?.state === 'lost'
         const cut = this.#kept.get(nodeId)?.signal
         try {
-          await delay(backoff * (0.5 + Math.random()), undefined, { signal: cut === undefined ? signal : AbortSignal.any([signal, cut]) })
+          await delay(backoff * (0.5 + Math.random()), undefined, { signal: anySignal(signal, cut) })
         } catch {
           if (signal.aborted) return
           backoff = 100

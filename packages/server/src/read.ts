@@ -5,6 +5,7 @@ import { AbortedError, ClosedError } from './errors.js'
 import { metaOf } from './local.js'
 import { chunksInRange, type Manifest } from './manifest.js'
 import type { HealObserver, Retriever } from './retriever.js'
+import { anySignal } from './signals.js'
 
 /** Reads objects. */
 export class ReadPath {
@@ -65,7 +66,7 @@ export class ReadPath {
   }
 
   #signal(userSignal: AbortSignal | undefined): AbortSignal {
-    return userSignal === undefined ? this.#shutdown : AbortSignal.any([userSignal, this.#shutdown])
+    return anySignal(userSignal, this.#shutdown)
   }
 }
 

@@ -15,6 +15,7 @@ import type { KeyLocks } from './locks.js'
 import type { Logger } from './logger.js'
 import type { Retriever } from './retriever.js'
 import { sizeOf, type Bytes } from './wire.js'
+import { anySignal } from './signals.js'
 
 export interface ReplicatorOptions {
   local: LocalStore
@@ -258,7 +259,7 @@ export class StoreReplication {
   }
 
   #signalOf(p: PeerSend): AbortSignal {
-    return this.#signal === undefined ? p.abort.signal : AbortSignal.any([this.#signal, p.abort.signal])
+    return anySignal(this.#signal, p.abort.signal)
   }
 
   /** The peer's `ref.store` stream, opened on first use. */

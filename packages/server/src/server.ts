@@ -39,6 +39,7 @@ import type { StoreData } from './source.js'
 import { CatchUp } from './sync.js'
 import type { ComposeSource, DeleteResult, DrainOptions, DrainResult, ListEntry, ListOptions, ObjectStat, OpenObject, PeerInfo, PlacementStatus, ReadOptions, ScrubOptions, ScrubResult, Server, ServerEvents, ServerOptions, SignalOptions, StoreOptions, StoreResult } from './types.js'
 import { WritePath } from './write.js'
+import { anySignal, timeoutSignal } from './signals.js'
 
 export type * from './types.js'
 
@@ -226,7 +227,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
         dialError: (e) => this.emit('dial:error', e),
       },
     })
-    const gossip = new Gossip({ membership, connections: () => peers.connections(), signal: () => AbortSignal.any([AbortSignal.timeout(requestTimeout), this.#shutdown.signal]), log })
+    const gossip = new Gossip({ membership, connections: () => peers.connections(), signal: () => timeoutSignal(requestTimeout, this.#shutdown.signal), log })
     routes['members.push'] = (peer, h, ex) => gossip.serve(peer, h, ex)
     const placement = new Placement(this.#policy, peers, (refId, nodeId) => index.peerState.has(`${refId}/${nodeId}`))
     const cipher = new BlobCipher(keys, local, recoveryRecipients)
@@ -504,7 +505,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     assertValidKey(key)
     throwIfAborted(options.signal)
     return this.#track(async (parts) => {
-      const signal = options.signal === undefined ? this.#shutdown.signal : AbortSignal.any([options.signal, this.#shutdown.signal])
+      const signal = anySignal(options.signal, this.#shutdown.signal)
       const { record, manifest } = await parts.catalogue.resolve(key, signal)
       const { refId } = metaOf(record)
       // That version's blobs stay while it is open, whatever happens to the key.

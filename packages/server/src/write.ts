@@ -21,6 +21,7 @@ import type { OwnerKeys } from './secrets.js'
 import { toByteStream, type StoreData } from './source.js'
 import type { ComposeSource, StoreOptions, StoreResult } from './types.js'
 import { MAX_REF_CHUNKS } from './wire.js'
+import { anySignal } from './signals.js'
 
 /** SHA-256 of no bytes: the digest of an empty object. */
 const EMPTY_SHA256 = createHash('sha256').digest('hex')
@@ -240,7 +241,7 @@ export class WritePath {
   /** The chunks of each source's current version in turn, each read back verified (and healed if need be); stored ones are not copied. */
   async #chunksFrom(held: HeldKey, sources: ComposeSource[], draft: Draft, session: StoreReplication, signal: AbortSignal | undefined): Promise<void> {
     const { catalogue, retriever, shutdown } = this.#o
-    const combined = signal === undefined ? shutdown : AbortSignal.any([signal, shutdown])
+    const combined = anySignal(signal, shutdown)
     for (const { key: source, version } of sources) {
       const { manifest } = await catalogue.resolve(source, combined, source === held.key ? held : undefined)
       if (version !== undefined && manifest.version !== version) throw new PreconditionError(`"${source}" is at version ${manifest.version}, not ${version}`)

@@ -1,18 +1,22 @@
-// A slow peer: a store does not wait on a peer the quorum can do without, and background work toward
-// a slow peer holds no key lock, so the owner's own writes go on.
+// A slow peer: a store does not wait on a peer the quorum can do without, background work toward
+// a slow peer holds no key lock, so the owner's own writes go on, and a peer that trickles a blob
+// is left by the request's timeout.
+import { rm } from 'node:fs/promises'
 import { memoryTransport } from '@dcas/p2p'
 import { describe, expect, it } from 'vitest'
 import { Exchange, type Header } from '../src/wire.js'
-import { bytes, readAll, useCluster } from './helpers.js'
+import { bytes, codeOf, fullGc, ownBlobFiles, readAll, useCluster } from './helpers.js'
 
 const t = useCluster()
 
 /**
  * A holder at `evil:1` that takes every blob but each one only after `holdMs` (under the request timeout),
  * and acknowledges them as late; it answers everything else at once. `acked` counts its acknowledgements;
- * `replicating` tells when background replication sent it a blob.
+ * `replicating` tells when background replication sent it a blob. Asked for a blob back, it promises 1 MiB
+ * and sends one byte every 50 ms, for ever; `trickling` tells when it began, after a full garbage collection
+ * of this process (where the owner runs too).
  */
-async function slowHolder(holdMs: number): Promise<{ nodeId: string; acked: () => number; replicating: () => boolean; close: () => Promise<void> }> {
+async function slowHolder(holdMs: number): Promise<{ nodeId: string; acked: () => number; replicating: () => boolean; trickling: () => boolean; close: () => Promise<void> }> {
   const transport = memoryTransport({ network: t.cluster.network, clusterSecret: 'test-cluster-secret' })
   let acked = 0
   // Background replication asks which blobs it lacks first, then sends them.
@@ -20,6 +24,14 @@ async function slowHolder(holdMs: number): Promise<{ nodeId: string; acked: () =
   let replicating = false
   const timers = new Set<NodeJS.Timeout>()
   const hold = (): Promise<void> => new Promise<void>((resolve) => timers.add(setTimeout(resolve, holdMs)))
+  let trickling = false
+  const drip = (ex: Exchange): void => {
+    const timer = setTimeout(() => {
+      timers.delete(timer)
+      ex.sendBytes(Buffer.from([1])).then(() => drip(ex), () => {})
+    }, 50)
+    timers.add(timer)
+  }
   const answer = async (ex: Exchange, header: Header): Promise<void> => {
     switch (header.op) {
       case 'ref.list':
@@ -29,6 +41,14 @@ async function slowHolder(holdMs: number): Promise<{ nodeId: string; acked: () =
         return ex.send({ ok: true, missing: header.cipherIds })
       case 'ref.get':
         return ex.send({ ok: true })
+      case 'blob.get': {
+        await ex.send({ ok: true, size: 1024 * 1024 })
+        // The owner made its request and its deadline in an earlier job: what only weak references hold goes now.
+        await fullGc()
+        trickling = true
+        drip(ex)
+        return new Promise<void>(() => {})
+      }
       case 'blob.put': {
         await ex.send({ ok: true, have: false })
         const size = (await ex.requireHeader()).size as number
@@ -70,6 +90,7 @@ async function slowHolder(holdMs: number): Promise<{ nodeId: string; acked: () =
     nodeId: transport.nodeId,
     acked: () => acked,
     replicating: () => replicating,
+    trickling: () => trickling,
     close: async () => {
       for (const timer of timers) clearTimeout(timer)
       await transport.close({ signal: AbortSignal.timeout(1000) }).catch(() => {})
@@ -105,6 +126,21 @@ describe('a slow peer', () => {
       expect((await c.delete('k')).acknowledged).toEqual([slow.nodeId])
       expect(slow.acked()).toBe(0)
       expect(await c.has('k')).toBe(false)
+    } finally {
+      await slow.close()
+    }
+  })
+
+  it('that trickles a blob it holds is given up on at the request timeout, also after a garbage collection', async () => {
+    const slow = await slowHolder(0)
+    try {
+      const c = await t.cluster.add('c', ['evil'], { writeQuorum: 1, requestTimeout: 1_000 })
+      await c.waitForPeers(1)
+      expect((await c.store('k', bytes(3 * 64 * 1024))).replicas).toEqual([slow.nodeId])
+      // The local copy is lost: the only peer that holds it is asked, and never finishes its answer.
+      await Promise.all((await ownBlobFiles(t.cluster.roots[0]!)).map((f) => rm(f)))
+      expect(await codeOf(readAll(c, 'k'))).toBe('ERR_UNAVAILABLE')
+      expect(slow.trickling()).toBe(true)
     } finally {
       await slow.close()
     }
