@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { openBlobStore, type BlobStoreFs, type FsBlobStore } from '../src/index.js'
-import { collect, patternBytes, sha256, toArray } from '../src/testing/index.js'
+import { collect, heapAfterGc, patternBytes, sha256, toArray } from '../src/testing/index.js'
 import { removeDir, tempDir } from './helpers.js'
 
 /** Every file under `dir`, recursively, as paths relative to it. */
@@ -42,6 +42,21 @@ describe('disk BlobStore', () => {
     expect((await stat(path)).mode & 0o777).toBe(0o400)
     expect(await readdir(join(root, 'tmp'))).toEqual([])
   })
+
+  it('remembers the directories it made durable in a fixed size: thousands of puts into new ones keep no more memory', async () => {
+    // fsync is a no-op here: the test is about what the store keeps, not about the disk.
+    const fsync = ((_fd: number, done: (err: NodeJS.ErrnoException | null) => void) => done(null)) as BlobStoreFs['fsync']
+    store = await openBlobStore({ root, fs: { ...nodeFs, ...fsPromises, fsync } })
+    const put = async (from: number, count: number): Promise<void> => {
+      for (let i = from; i < from + count; i += 64) await Promise.all(Array.from({ length: 64 }, (_, j) => store!.put(`blob ${i + j}`)))
+    }
+    await put(0, 1024)
+    const before = await heapAfterGc()
+    // About 7,000 fan-out directories new to this store: a promise and a path kept for each would be 2–3 MB.
+    await put(1024, 10_240)
+    expect((await heapAfterGc()) - before).toBeLessThan(1024 * 1024)
+    expect(new Set((await filesUnder(join(root, 'blobs'))).map((f) => f.slice(0, 5))).size).toBeGreaterThan(7_000)
+  }, 60_000)
 
   it('shares its write buffers with the other stores of the process: a streamed put into a warm pool allocates none', async () => {
     store = await openBlobStore({ root })

@@ -26,6 +26,45 @@ const FSYNCS_AT_ONCE = 3
 /** A put waits for its own fsync once this many files of the store wait for theirs: it bounds open files. */
 const MAX_UNSYNCED = 64
 
+/** What {@link DiskWriter} returns for a directory already durable. */
+const DURABLE: Promise<void> = Promise.resolve()
+
+/** A fan-out directory's name under the root, in the default layout: `/blobs/ab/cd`. */
+const FAN_OUT = /^[/\\]blobs[/\\]([0-9a-f]{2})[/\\]([0-9a-f]{2})$/
+
+/**
+ * A set of directory names under a store's root in a fixed 8 KiB: a bit for each of the 65,536 fan-out
+ * directories, and a set of strings for any other name. What a store remembers of the directories it made
+ * durable stays the same size however many blobs go through it.
+ */
+class DirectorySet {
+  readonly #fanOut = new Uint8Array(65536 / 8)
+  readonly #others = new Set<string>()
+
+  has(name: string): boolean {
+    const i = fanOutIndex(name)
+    return i < 0 ? this.#others.has(name) : (this.#fanOut[i >> 3]! & (1 << (i & 7))) !== 0
+  }
+
+  add(name: string): void {
+    const i = fanOutIndex(name)
+    if (i < 0) this.#others.add(name)
+    else this.#fanOut[i >> 3]! |= 1 << (i & 7)
+  }
+
+  delete(name: string): void {
+    const i = fanOutIndex(name)
+    if (i < 0) this.#others.delete(name)
+    else this.#fanOut[i >> 3]! &= ~(1 << (i & 7))
+  }
+}
+
+/** The bit of a fan-out directory's name in {@link DirectorySet}, or -1 for another name. */
+function fanOutIndex(name: string): number {
+  const m = FAN_OUT.exec(name)
+  return m === null ? -1 : Number.parseInt(m[1]! + m[2]!, 16)
+}
+
 /** A blob written to a temp file, its fsync under way. */
 export interface StagedFile extends BlobInfo {
   readonly tmpPath: string
@@ -68,8 +107,10 @@ export class DiskWriter implements Omit<Stager<StagedFile>, 'assertOpen' | 'trac
   readonly #prefix = randomBytes(6).toString('hex')
   #counter = 0
   readonly #fsyncs = new Limiter(FSYNCS_AT_ONCE)
-  /** Blob directories made durable (or being made so) by this store; fan-out dirs are never removed. */
-  readonly #dirs = new Map<string, Promise<void>>()
+  /** Blob directories this store made durable, by their path under the root (fan-out dirs are never removed). */
+  readonly #durable = new DirectorySet()
+  /** Blob directories being made durable, by the same names: their commits share one promise. */
+  readonly #making = new Map<string, Promise<void>>()
 
   constructor(fs: BlobStoreFs, root: string, pathOf: (id: string) => string) {
     this.#fs = fs
@@ -194,7 +235,7 @@ export class DiskWriter implements Omit<Stager<StagedFile>, 'assertOpen' | 'trac
       fs.renameSync(tmpPath, path)
     } catch (err) {
       if (errnoOf(err) !== 'ENOENT') throw toStoreError(err, 'rename a blob into place')
-      this.#dirs.delete(dirname(path))
+      this.#forget(dirname(path))
       waits.push(this.#makeDir(dirname(path)))
       ioSync(() => fs.renameSync(tmpPath, path), 'rename a blob into place')
     }
@@ -208,7 +249,9 @@ export class DiskWriter implements Omit<Stager<StagedFile>, 'assertOpen' | 'trac
    * run beside the commit's own, not before its renames. The promise is never left unhandled.
    */
   #makeDir(dir: string): Promise<void> {
-    let ready = this.#dirs.get(dir)
+    const name = this.#nameOf(dir)
+    if (this.#durable.has(name)) return DURABLE
+    let ready = this.#making.get(name)
     if (ready === undefined) {
       const first = ioSync(() => this.#fs.mkdirSync(dir, { recursive: true, mode: 0o700 }), 'create a blob directory')
       const top = dirname(first ?? dir)
@@ -217,10 +260,30 @@ export class DiskWriter implements Omit<Stager<StagedFile>, 'assertOpen' | 'trac
         parents.push(current)
         if (current === top || current === this.#root || dirname(current) === current) break
       }
-      ready = Promise.all(parents.map((parent) => this.#fsyncs.run(() => syncDirectory(this.#fs, parent)))).then(() => undefined)
-      this.#dirs.set(dir, ready)
-      ready.catch(() => this.#dirs.delete(dir))
+      // Settled, it moves to the durable ones; unless the directory was forgotten meanwhile (see #rename).
+      const made: Promise<void> = Promise.all(parents.map((parent) => this.#fsyncs.run(() => syncDirectory(this.#fs, parent)))).then(() => {
+        if (this.#making.get(name) !== made) return
+        this.#making.delete(name)
+        this.#durable.add(name)
+      })
+      made.catch(() => {
+        if (this.#making.get(name) === made) this.#making.delete(name)
+      })
+      this.#making.set(name, made)
+      ready = made
     }
     return ready
+  }
+
+  /** Forgets that `dir` exists: the next commit into it makes it again. */
+  #forget(dir: string): void {
+    const name = this.#nameOf(dir)
+    this.#durable.delete(name)
+    this.#making.delete(name)
+  }
+
+  /** A blob directory's name in {@link #durable}: its path under the root. */
+  #nameOf(dir: string): string {
+    return dir.startsWith(this.#root) ? dir.slice(this.#root.length) : dir
   }
 }

@@ -1,4 +1,26 @@
 import { createHash } from 'node:crypto'
+import { setImmediate } from 'node:timers/promises'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+
+let gc: (() => void) | undefined
+
+/**
+ * The V8 heap in use after full garbage collections, for tests of what code keeps in memory: each one runs
+ * after the current job (a `WeakRef` keeps its target until the end of the job that made it), and the
+ * second after the finalizers the first one let run. Turns on `--expose-gc` in this process.
+ */
+export async function heapAfterGc(): Promise<number> {
+  if (gc === undefined) {
+    setFlagsFromString('--expose-gc')
+    gc = runInNewContext('gc') as () => void
+  }
+  await setImmediate()
+  gc()
+  await setImmediate()
+  gc()
+  return process.memoryUsage().heapUsed
+}
 
 /** Collects a (small) byte stream into one buffer: for tests only. */
 export async function collect(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {

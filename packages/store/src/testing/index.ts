@@ -25,5 +25,5 @@ export { blobStoreTests } from './blob-store-tests.js'
 export type { BlobStoreTestOptions } from './blob-store-tests.js'
 export { indexTests } from './index-tests.js'
 export type { IndexTestOptions } from './index-tests.js'
-export { collect, patternBytes, sha256, toArray } from './helpers.js'
+export { collect, heapAfterGc, patternBytes, sha256, toArray } from './helpers.js'
 export type { BlobStore, Index }
