@@ -1,30 +1,111 @@
-// Combining abort signals so that a combination lives as long as what it combines.
+// Combining abort signals, without the two faults of Node 20's `AbortSignal.any()`:
 //
-// Node's `AbortSignal.any()` holds its sources weakly, and the timer of `AbortSignal.timeout()`
-// holds its signal weakly too. A timeout (or any signal) that only a combination refers to is
-// collected, and after that garbage collection the combination never aborts for it
-// (nodejs/node#57736): a read from a peer that trickles bytes would never time out. A combination
-// made here holds each of its sources for as long as it lives itself.
+// - It holds its sources weakly, and the timer of `AbortSignal.timeout()` holds its signal weakly
+//   too: a timeout that only the combination refers to is collected, and after that the
+//   combination never times out (nodejs/node#57736). A read from a peer that trickles its answer
+//   would never end.
+// - A long-lived source (the server's shutdown signal) keeps a record of every combination ever
+//   made from it, about 100 bytes each, until it aborts itself (nodejs/node#55328): a node leaked
+//   memory with every request.
+//
+// Here a combination holds its sources (and its timer) for as long as it lives itself. Each source
+// keeps one listener and a set of weak references to the combinations that follow it; a
+// combination leaves those sets when it aborts, or when it is garbage collected.
 
-const sourcesOf = new WeakMap<AbortSignal, readonly AbortSignal[]>()
+/** The combinations that follow one source: weak references, so that following keeps nothing alive. */
+type Followers = Set<WeakRef<AbortController>>
+
+/** What a combination leaves behind when it ends. */
+interface Links {
+  readonly followed: readonly Followers[]
+  readonly self: WeakRef<AbortController>
+  timer: NodeJS.Timeout | undefined
+}
+
+const followersOf = new WeakMap<AbortSignal, Followers>()
+/** A combination's signal keeps its controller and its sources alive. */
+const held = new WeakMap<AbortSignal, { controller: AbortController; sources: readonly AbortSignal[] }>()
+const collected = new FinalizationRegistry<Links>(unlink)
 
 /**
  * A signal that aborts when the first of `signals` aborts, with its reason (`undefined` entries are
- * skipped). Unlike `AbortSignal.any()`, it keeps its sources alive, so a source that nothing else refers
- * to, like `AbortSignal.timeout(ms)` written inline, still ends it after a garbage collection.
+ * skipped; a single signal is returned as it is). Unlike `AbortSignal.any()`, it keeps its sources
+ * alive, so a source that nothing else refers to, like `AbortSignal.timeout(ms)` written inline, still
+ * ends it after a garbage collection; and a long-lived source keeps nothing of it once it is gone.
+ * Hold the returned signal for as long as it matters: its listeners go with it.
  */
 export function anySignal(...signals: (AbortSignal | undefined)[]): AbortSignal {
   const sources = signals.filter((s): s is AbortSignal => s !== undefined)
   if (sources.length === 1) return sources[0]!
-  const combined = AbortSignal.any(sources)
-  sourcesOf.set(combined, sources)
-  return combined
+  return combine(sources, undefined)
 }
 
 /**
  * A signal that aborts after `ms` milliseconds (with a `TimeoutError`) or when any of `signals` aborts
- * (with its reason), whichever comes first; see {@link anySignal}. Its timer keeps no process alive.
+ * (with its reason), whichever comes first; see {@link anySignal}. Its timer keeps no process alive, and
+ * goes when the signal aborts or is garbage collected.
  */
 export function timeoutSignal(ms: number, ...signals: (AbortSignal | undefined)[]): AbortSignal {
-  return anySignal(AbortSignal.timeout(ms), ...signals)
+  return combine(
+    signals.filter((s): s is AbortSignal => s !== undefined),
+    ms,
+  )
+}
+
+function combine(sources: readonly AbortSignal[], ms: number | undefined): AbortSignal {
+  const controller = new AbortController()
+  const signal = controller.signal
+  const aborted = sources.find((s) => s.aborted)
+  if (aborted !== undefined) {
+    controller.abort(aborted.reason)
+    return signal
+  }
+  held.set(signal, { controller, sources })
+  const links = link(controller, sources, ms)
+  collected.register(signal, links, links)
+  signal.addEventListener(
+    'abort',
+    () => {
+      collected.unregister(links)
+      unlink(links)
+    },
+    { once: true },
+  )
+  return signal
+}
+
+/** Makes `controller` follow `sources` and, given `ms`, time out; refers to it only weakly. */
+function link(controller: AbortController, sources: readonly AbortSignal[], ms: number | undefined): Links {
+  const self = new WeakRef(controller)
+  const links: Links = { followed: sources.map(followersOf_), self, timer: undefined }
+  for (const followers of links.followed) followers.add(self)
+  if (ms !== undefined) {
+    links.timer = setTimeout(() => self.deref()?.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')), ms)
+    links.timer.unref()
+  }
+  return links
+}
+
+/** The followers of `source`, and the one listener that aborts them with it. */
+function followersOf_(source: AbortSignal): Followers {
+  let followers = followersOf.get(source)
+  if (followers === undefined) {
+    const created: Followers = new Set()
+    followers = created
+    followersOf.set(source, created)
+    source.addEventListener(
+      'abort',
+      () => {
+        for (const follower of [...created]) follower.deref()?.abort(source.reason)
+        created.clear()
+      },
+      { once: true },
+    )
+  }
+  return followers
+}
+
+function unlink(links: Links): void {
+  clearTimeout(links.timer)
+  for (const followers of links.followed) followers.delete(links.self)
 }

@@ -2,25 +2,10 @@ import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setImmediate } from 'node:timers/promises'
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { createMemoryNetwork, loadOrCreateIdentity, memoryTransport, type MemoryNetwork } from '@dcas/p2p'
 import { afterEach, beforeEach } from 'vitest'
 import type { NodeHandle } from '@dcas/server/testing'
 import { createServer, type Logger, type Server, type ServerEvents, type ServerOptions } from '../src/index.js'
-
-setFlagsFromString('--expose-gc')
-const gc = runInNewContext('gc') as () => void
-
-/**
- * A full garbage collection of this process, after the current job: a WeakRef keeps its target until the end
- * of the job that made it, so what only weak references hold now is collected.
- */
-export async function fullGc(): Promise<void> {
-  await setImmediate()
-  gc()
-}
 
 /** A temporary folder removed by `cleanup()`. */
 export async function tempDir(): Promise<{ path: string; cleanup: () => Promise<void> }> {

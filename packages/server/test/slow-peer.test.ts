@@ -5,7 +5,8 @@ import { rm } from 'node:fs/promises'
 import { memoryTransport } from '@dcas/p2p'
 import { describe, expect, it } from 'vitest'
 import { Exchange, type Header } from '../src/wire.js'
-import { bytes, codeOf, fullGc, ownBlobFiles, readAll, useCluster } from './helpers.js'
+import { heapAfterGc } from '@dcas/store/testing'
+import { bytes, codeOf, ownBlobFiles, readAll, useCluster } from './helpers.js'
 
 const t = useCluster()
 
@@ -44,7 +45,7 @@ async function slowHolder(holdMs: number): Promise<{ nodeId: string; acked: () =
       case 'blob.get': {
         await ex.send({ ok: true, size: 1024 * 1024 })
         // The owner made its request and its deadline in an earlier job: what only weak references hold goes now.
-        await fullGc()
+        await heapAfterGc()
         trickling = true
         drip(ex)
         return new Promise<void>(() => {})
