@@ -22,7 +22,7 @@ interface Links {
   timer: NodeJS.Timeout | undefined
 }
 
-const followersOf = new WeakMap<AbortSignal, Followers>()
+const followersBySource = new WeakMap<AbortSignal, Followers>()
 /** A combination's signal keeps its controller and its sources alive. */
 const held = new WeakMap<AbortSignal, { controller: AbortController; sources: readonly AbortSignal[] }>()
 const collected = new FinalizationRegistry<Links>(unlink)
@@ -35,7 +35,7 @@ const collected = new FinalizationRegistry<Links>(unlink)
  * Hold the returned signal for as long as it matters: its listeners go with it.
  */
 export function anySignal(...signals: (AbortSignal | undefined)[]): AbortSignal {
-  const sources = signals.filter((s): s is AbortSignal => s !== undefined)
+  const sources = present(signals)
   if (sources.length === 1) return sources[0]!
   return combine(sources, undefined)
 }
@@ -46,10 +46,12 @@ export function anySignal(...signals: (AbortSignal | undefined)[]): AbortSignal 
  * goes when the signal aborts or is garbage collected.
  */
 export function timeoutSignal(ms: number, ...signals: (AbortSignal | undefined)[]): AbortSignal {
-  return combine(
-    signals.filter((s): s is AbortSignal => s !== undefined),
-    ms,
-  )
+  return combine(present(signals), ms)
+}
+
+/** The signals given, without the `undefined` entries. */
+function present(signals: readonly (AbortSignal | undefined)[]): AbortSignal[] {
+  return signals.filter((s): s is AbortSignal => s !== undefined)
 }
 
 function combine(sources: readonly AbortSignal[], ms: number | undefined): AbortSignal {
@@ -77,7 +79,7 @@ function combine(sources: readonly AbortSignal[], ms: number | undefined): Abort
 /** Makes `controller` follow `sources` and, given `ms`, time out; refers to it only weakly. */
 function link(controller: AbortController, sources: readonly AbortSignal[], ms: number | undefined): Links {
   const self = new WeakRef(controller)
-  const links: Links = { followed: sources.map(followersOf_), self, timer: undefined }
+  const links: Links = { followed: sources.map(followersOf), self, timer: undefined }
   for (const followers of links.followed) followers.add(self)
   if (ms !== undefined) {
     links.timer = setTimeout(() => self.deref()?.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')), ms)
@@ -87,21 +89,19 @@ function link(controller: AbortController, sources: readonly AbortSignal[], ms: 
 }
 
 /** The followers of `source`, and the one listener that aborts them with it. */
-function followersOf_(source: AbortSignal): Followers {
-  let followers = followersOf.get(source)
-  if (followers === undefined) {
-    const created: Followers = new Set()
-    followers = created
-    followersOf.set(source, created)
-    source.addEventListener(
-      'abort',
-      () => {
-        for (const follower of [...created]) follower.deref()?.abort(source.reason)
-        created.clear()
-      },
-      { once: true },
-    )
-  }
+function followersOf(source: AbortSignal): Followers {
+  const known = followersBySource.get(source)
+  if (known !== undefined) return known
+  const followers: Followers = new Set()
+  followersBySource.set(source, followers)
+  source.addEventListener(
+    'abort',
+    () => {
+      for (const follower of [...followers]) follower.deref()?.abort(source.reason)
+      followers.clear()
+    },
+    { once: true },
+  )
   return followers
 }
 

@@ -251,28 +251,26 @@ export class DiskWriter implements Omit<Stager<StagedFile>, 'assertOpen' | 'trac
   #makeDir(dir: string): Promise<void> {
     const name = this.#nameOf(dir)
     if (this.#durable.has(name)) return DURABLE
-    let ready = this.#making.get(name)
-    if (ready === undefined) {
-      const first = ioSync(() => this.#fs.mkdirSync(dir, { recursive: true, mode: 0o700 }), 'create a blob directory')
-      const top = dirname(first ?? dir)
-      const parents: string[] = []
-      for (let current = dirname(dir); ; current = dirname(current)) {
-        parents.push(current)
-        if (current === top || current === this.#root || dirname(current) === current) break
-      }
-      // Settled, it moves to the durable ones; unless the directory was forgotten meanwhile (see #rename).
-      const made: Promise<void> = Promise.all(parents.map((parent) => this.#fsyncs.run(() => syncDirectory(this.#fs, parent)))).then(() => {
-        if (this.#making.get(name) !== made) return
-        this.#making.delete(name)
-        this.#durable.add(name)
-      })
-      made.catch(() => {
-        if (this.#making.get(name) === made) this.#making.delete(name)
-      })
-      this.#making.set(name, made)
-      ready = made
+    const making = this.#making.get(name)
+    if (making !== undefined) return making
+    const first = ioSync(() => this.#fs.mkdirSync(dir, { recursive: true, mode: 0o700 }), 'create a blob directory')
+    const top = dirname(first ?? dir)
+    const parents: string[] = []
+    for (let current = dirname(dir); ; current = dirname(current)) {
+      parents.push(current)
+      if (current === top || current === this.#root || dirname(current) === current) break
     }
-    return ready
+    // Settled, it moves to the durable ones; unless the directory was forgotten meanwhile (see #rename).
+    const made: Promise<void> = Promise.all(parents.map((parent) => this.#fsyncs.run(() => syncDirectory(this.#fs, parent)))).then(() => {
+      if (this.#making.get(name) !== made) return
+      this.#making.delete(name)
+      this.#durable.add(name)
+    })
+    made.catch(() => {
+      if (this.#making.get(name) === made) this.#making.delete(name)
+    })
+    this.#making.set(name, made)
+    return made
   }
 
   /** Forgets that `dir` exists: the next commit into it makes it again. */
