@@ -194,6 +194,8 @@ interface PeerSend {
   failed?: string
   /** It acknowledged the ref, or its stream was ended otherwise. */
   done: boolean
+  /** It was left behind while the others looked able to meet the quorum without it. */
+  leftBehind: boolean
 }
 
 /**
@@ -219,7 +221,7 @@ export class StoreReplication {
     this.#deadlines = o.deadlines
     this.#log = o.log
     this.#signal = o.signal
-    this.#peers = o.peers.map((conn) => ({ conn, queue: new SerialQueue(o.concurrency), stream: undefined, queued: new Set<string>(), abort: new AbortController(), latency: undefined, done: false }))
+    this.#peers = o.peers.map((conn) => ({ conn, queue: new SerialQueue(o.concurrency), stream: undefined, queued: new Set<string>(), abort: new AbortController(), latency: undefined, done: false, leftBehind: false }))
   }
 
   /** The peers this store goes to. */
@@ -253,6 +255,7 @@ export class StoreReplication {
     if (p.failed !== undefined || p.done) return
     const why = `left behind after ${waited} ms without progress, while the others kept up; it gets the object in the background`
     p.failed = why
+    p.leftBehind = true
     p.abort.abort(new UnavailableError(why))
     void p.stream?.then((s) => s.abort(new UnavailableError(why)), () => {})
     this.#log.warn({ key: this.#key, peer: p.conn.remoteNodeId, waited }, 'a slow peer was left behind by a store')
@@ -337,7 +340,31 @@ export class StoreReplication {
     } finally {
       clearTimeout(timer)
     }
+    if (replicas.length < this.#quorum) await this.#takeBack(ref, cipherFor, replicas)
     return replicas
+  }
+
+  /**
+   * The peers that kept up failed at the end after all, so the quorum now needs those left behind: each is sent
+   * the ref alone, then the blobs it reports missing (a stream reset keeps none of them uncommitted).
+   */
+  async #takeBack(ref: RefPut, cipherFor: CipherSource, replicas: string[]): Promise<void> {
+    await Promise.all(
+      this.#peers
+        .filter((p) => p.leftBehind)
+        .map(async (p) => {
+          const nodeId = p.conn.remoteNodeId
+          try {
+            await this.#replicator.putRef(p.conn, ref, cipherFor, this.#signal)
+            p.failed = undefined
+            replicas.push(nodeId)
+            this.#log.info({ key: this.#key, peer: nodeId }, 'a peer left behind by a store was taken back when the others failed')
+          } catch (err) {
+            p.failed = `${p.failed}; taken back when the others failed, it failed too: ${messageOf(err)}`
+            this.#log.warn({ key: this.#key, peer: nodeId, err: p.failed }, 'replication to peer failed')
+          }
+        }),
+    )
   }
 
   /** Waits for every queued send; then ends the streams not ended (a store that failed sends no ref). */

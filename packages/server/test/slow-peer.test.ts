@@ -17,7 +17,7 @@ const t = useCluster()
  * and sends one byte every 50 ms, for ever; `trickling` tells when it began, after a full garbage collection
  * of this process (where the owner runs too).
  */
-async function slowHolder(holdMs: number): Promise<{ nodeId: string; acked: () => number; replicating: () => boolean; trickling: () => boolean; close: () => Promise<void> }> {
+async function slowHolder(holdMs: number, { name = 'evil', failAtEnd = false }: { name?: string; failAtEnd?: boolean } = {}): Promise<{ nodeId: string; acked: () => number; replicating: () => boolean; trickling: () => boolean; close: () => Promise<void> }> {
   const transport = memoryTransport({ network: t.cluster.network, clusterSecret: 'test-cluster-secret' })
   let acked = 0
   // Background replication asks which blobs it lacks first, then sends them.
@@ -42,6 +42,11 @@ async function slowHolder(holdMs: number): Promise<{ nodeId: string; acked: () =
         return ex.send({ ok: true, missing: header.cipherIds })
       case 'ref.get':
         return ex.send({ ok: true })
+      case 'ref.put':
+        if (failAtEnd) return ex.send({ ok: false, code: 'ERR_UNAVAILABLE', message: 'the disk failed at the commit' })
+        await hold()
+        acked++
+        return ex.send({ ok: true })
       case 'blob.get': {
         await ex.send({ ok: true, size: 1024 * 1024 })
         // The owner made its request and its deadline in an earlier job: what only weak references hold goes now.
@@ -65,6 +70,7 @@ async function slowHolder(holdMs: number): Promise<{ nodeId: string; acked: () =
           await hold()
           if (typeof item.size === 'number') for await (const _ of ex.part(item.size)) void _
         }
+        if (failAtEnd) return ex.send({ ok: false, code: 'ERR_UNAVAILABLE', message: 'the disk failed at the commit' })
         await hold()
         acked++
         return ex.send({ ok: true })
@@ -73,7 +79,7 @@ async function slowHolder(holdMs: number): Promise<{ nodeId: string; acked: () =
         return ex.send({ ok: true })
     }
   }
-  await transport.listen('evil:1', (conn) => {
+  await transport.listen(`${name}:1`, (conn) => {
     void (async () => {
       for await (const stream of conn.incoming) {
         const ex = new Exchange(stream)
@@ -113,6 +119,24 @@ describe('a slow peer', () => {
       expect((await readAll(c, 'k')).equals(data)).toBe(true)
     } finally {
       await slow.close()
+    }
+  })
+
+  it('is taken back into a store when the peers that kept up fail at the end, and the store meets its quorum', async () => {
+    const slow = await slowHolder(1_500)
+    // This one takes every blob at once and keeps up, but cannot commit them: it fails only at the end.
+    const failing = await slowHolder(0, { name: 'failing', failAtEnd: true })
+    try {
+      const c = await t.cluster.add('c', ['failing', 'evil'], { writeQuorum: 1, concurrency: 1 })
+      await c.waitForPeers(2)
+      // More than the 1 MiB window a stream starts with: the slow one holds the store up and is left behind.
+      const data = bytes(20 * 64 * 1024)
+      const result = await c.store('k', data)
+      expect(result.replicas).toEqual([slow.nodeId])
+      expect(slow.acked()).toBeGreaterThan(0)
+      expect((await readAll(c, 'k')).equals(data)).toBe(true)
+    } finally {
+      await Promise.all([slow.close(), failing.close()])
     }
   })
 
