@@ -7,80 +7,17 @@ import { randomBytes } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
 import { pipeline } from 'node:stream/promises'
 import { Command, CommanderError, Option } from 'commander'
-import { DEFAULT_CONFIG, LOG_LEVELS, defaultRoot, parseAddress, parseBytes, parseDuration, parseReplicas, parseWriteQuorum, parseZone, type PlacementSettings } from './config.js'
-import type { DcasClient } from './client.js'
-import { AbortedError, CliError, UnavailableError, UsageError, codeOf, messageOf } from './errors.js'
+import { DEFAULT_CONFIG, LOG_LEVELS } from './config.js'
+import { CliError, UsageError, codeOf, messageOf } from './errors.js'
 import { writeFileAtomic } from './files.js'
-import { formatBytes, formatDuration, plural, shortId, table } from './format.js'
-import type { Progress } from './progress.js'
+import { formatBytes, plural, shortId, table } from './format.js'
 import { peerAdvice } from './advice.js'
-import type { NodeStatus } from './status.js'
+import { collect, commandKit, jsonOption, lazy, rootOption, type CliIO, type RootOptions, type RunState } from './command-kit.js'
+import { addMaintenanceCommands } from './maintenance-commands.js'
+import { addPlacementOptions, placementSettings, type PlacementFlags } from './placement-flags.js'
 import { VERSION } from './version.js'
 
-// The heavy modules (the node, fastify, pino, key generation) load only for the commands that need them,
-// so `dcas ls` starts fast.
-const lazy = {
-  client: () => import('./client.js'),
-  daemon: () => import('./daemon.js'),
-  init: () => import('./init.js'),
-  logger: () => import('./logger.js'),
-  progress: () => import('./progress.js'),
-  s3: () => import('./s3.js'),
-}
-
-/** The streams and environment a run of the command line uses. */
-export interface CliIO {
-  stdin: NodeJS.ReadableStream & { isTTY?: boolean }
-  stdout: NodeJS.WritableStream & { isTTY?: boolean }
-  stderr: NodeJS.WritableStream & { isTTY?: boolean }
-  /** Read for `DCAS_ROOT`. */
-  env: Record<string, string | undefined>
-  /** `dcas serve` runs until this resolves (default: the first SIGINT or SIGTERM). */
-  stopSignal?: () => Promise<string>
-}
-
-interface RootOptions {
-  root?: string
-}
-
-const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
-
-const rootOption = (fallback: string): Option => new Option('-r, --root <dir>', `the node's data directory (default: $DCAS_ROOT, else ${fallback})`)
-
-/** The flags of a node's place in the cluster, which `dcas init` (into config.json) and `dcas serve` (over it) both take. */
-interface PlacementFlags {
-  writeQuorum?: string
-  replicas?: string
-  zone?: string
-  capacity?: string
-  announce?: string[]
-  lostAfter?: string
-  repairRate?: string
-}
-
-function addPlacementOptions(command: Command, defaults: string): Command {
-  return command
-    .option('--replicas <n|all>', `peer copies of each object besides this node's own, or all peers (${defaults}; default 2)`)
-    .option('--write-quorum <n|all>', `placed holders that must acknowledge a put: a number (0: this node only) or all of them (${defaults}; default 1)`)
-    .option('--zone <label>', `this node's zone (rack, room, site): copies go to distinct zones while there are enough (${defaults})`)
-    .option('--capacity <bytes>', `bytes this node offers to hold for others, like 4TiB: its weight in placement (${defaults}; default: the median of the others)`)
-    .option('--announce <host:port>', `an address other nodes may dial this node at (repeat for more; ${defaults}; default: the listen address)`, collect)
-    .option('--lost-after <duration>', `how long a node may be unseen before its copies are made again elsewhere, like 30m (${defaults}; default 30m)`)
-    .option('--repair-rate <bytes>', `bytes per second repair and rebalancing may send, like 64MiB (${defaults}; default 64MiB)`)
-}
-
-function placementSettings(opts: PlacementFlags): PlacementSettings {
-  return {
-    ...(opts.writeQuorum === undefined ? {} : { writeQuorum: parseWriteQuorum(opts.writeQuorum) }),
-    ...(opts.replicas === undefined ? {} : { replicas: parseReplicas(opts.replicas) }),
-    ...(opts.zone === undefined ? {} : { zone: parseZone(opts.zone) }),
-    ...(opts.capacity === undefined ? {} : { capacity: parseBytes(opts.capacity, '--capacity') }),
-    ...(opts.announce === undefined ? {} : { announce: opts.announce.map((a) => (parseAddress(a, '--announce'), a)) }),
-    ...(opts.lostAfter === undefined ? {} : { lostAfter: parseDuration(opts.lostAfter, '--lost-after') }),
-    ...(opts.repairRate === undefined ? {} : { repairRate: parseBytes(opts.repairRate, '--repair-rate') }),
-  }
-}
-const jsonOption = (): Option => new Option('--json', 'print JSON instead of text')
+export type { CliIO } from './command-kit.js'
 
 /** Waits for SIGINT or SIGTERM; a second one exits at once. */
 function untilSignal(): Promise<string> {
@@ -100,90 +37,10 @@ function untilSignal(): Promise<string> {
   })
 }
 
-function printStatus(s: NodeStatus, out: (line: string) => void): void {
-  const connected = s.peers.filter((p) => p.connected).length
-  const lost = s.peers.filter((p) => p.state === 'lost').length
-  const leaving = s.peers.filter((p) => p.state === 'leaving').length
-  out(`node     ${s.nodeId}  (pid ${s.pid}, up ${formatDuration(s.uptime)}, dcas ${s.version})`)
-  out(`listens  ${s.address} for peers; API ${s.api}`)
-  out(`data     ${s.root}`)
-  out(`peers    ${s.peers.length} known, ${connected} connected${lost > 0 ? `, ${lost} lost` : ''}${leaving > 0 ? `, ${leaving} leaving` : ''}`)
-  if (s.peers.length > 0) {
-    const rows = s.peers.map((p) => [
-      '',
-      p.nodeId === undefined ? '-' : shortId(p.nodeId),
-      p.address ?? '(dials us)',
-      p.zone ?? '',
-      p.connected ? 'connected' : `not connected${p.error?.code === undefined ? '' : ` (${p.error.code})`}`,
-      p.state === undefined || p.state === 'active' ? '' : p.state,
-    ])
-    out(table(rows))
-    for (const p of s.peers) {
-      const advice = peerAdvice(p)
-      if (advice !== undefined && (p.error !== undefined || p.behind !== undefined)) out(`  ${p.address ?? shortId(p.nodeId ?? '')}: ${advice}`)
-    }
-  }
-  const o = s.objects
-  const r = s.replication
-  const spread = s.peers.length === 0 ? 'no peers known, so no replicas' : `${o.replicated} with all ${r.target} copies, ${o.lagging} lagging (${formatBytes(o.lagBytes)}), ${o.unreplicated} on no peer`
-  out(`objects  ${plural(o.objects, 'object')} (${formatBytes(o.bytes)}): ${spread}`)
-  out(`placement ${placementLine(r)}`)
-  out(`disk     blobs ${formatBytes(s.disk.blobs)}, replicas for peers ${formatBytes(s.disk.replicas)}, index ${formatBytes(s.disk.index)}; ${formatBytes(s.disk.free)} free`)
-  out(`memory   rss ${formatBytes(s.memory.rss)} (peak ${formatBytes(s.memory.maxRss)}), heap ${formatBytes(s.memory.heapUsed)}`)
-  const scrub = s.lastScrub === undefined ? 'no scrub since the start' : `last scrub ${new Date(s.lastScrub.at).toISOString()}: ${s.lastScrub.objects} objects, ${s.lastScrub.healed} healed, ${s.lastScrub.failed.length} failed`
-  out(`health   ${s.healed} chunks healed from peers since the start; ${scrub}`)
-}
-
-/** Placement as one line: copies per object, then what repair has left or that it is settled. */
-export function placementLine(r: NodeStatus['replication']): string {
-  const counts = Object.entries(r.objectsByCopies)
-    .sort(([a], [b]) => Number(a) - Number(b))
-    .map(([copies, n]) => `${n} with ${copies}`)
-  const copies = `${plural(r.target, 'copy').replace('copys', 'copies')} per object${counts.length === 0 ? '' : ` (${counts.join(', ')})`}`
-  if (r.repair.settled) return `${copies}; settled`
-  const eta = r.repair.etaSeconds === undefined ? '' : `, about ${formatDuration(r.repair.etaSeconds)} left`
-  return `${copies}; repairing or moving ${plural(r.repair.objectsLeft, 'object')} (${formatBytes(r.repair.bytesLeft)} to copy${eta})`
-}
-
-/** What a run learnt that its error messages need. */
-interface RunState {
-  /** The default data directory, when the command used it (no --root, no DCAS_ROOT). */
-  defaultRootUsed?: string
-}
-
 /** Builds the `dcas` program. */
 function buildProgram(io: CliIO, state: RunState): Command {
-  const out = (line: string): void => void io.stdout.write(`${line}\n`)
-  const warn = (line: string): void => void io.stderr.write(`${line}\n`)
-  const home = defaultRoot(io.env)
-  const rootOf = (opts: RootOptions): string => {
-    const root = opts.root ?? io.env.DCAS_ROOT
-    if (root !== undefined && root !== '') return resolve(root)
-    state.defaultRootUsed = home
-    return home
-  }
-  const client = async (opts: RootOptions): Promise<DcasClient> =>
-    (await lazy.client()).connect({ root: rootOf(opts), onStarting: (pid) => warn(`waiting for the node to start (dcas serve, pid ${pid})…`) })
-  const progressOn = async (show: boolean, label: string, total: number | undefined): Promise<Progress> => {
-    const { createProgress, noProgress } = await lazy.progress()
-    return show ? createProgress(io.stderr, label, total) : noProgress
-  }
-  const json = (value: unknown): void => out(JSON.stringify(value, null, 2))
-  // Ctrl-C during a transfer aborts it cleanly (a partial download is removed).
-  const interruptible = async <T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> => {
-    const controller = new AbortController()
-    const onSignal = (): void => controller.abort(new AbortedError('interrupted'))
-    process.once('SIGINT', onSignal)
-    try {
-      return await fn(controller.signal)
-    } catch (err) {
-      if (controller.signal.aborted) throw new AbortedError('interrupted', { cause: err })
-      throw err
-    } finally {
-      process.off('SIGINT', onSignal)
-    }
-  }
-
+  const kit = commandKit(io, state)
+  const { home, out, warn, json, rootOf, client, progressOn, interruptible } = kit
   const program = new Command('dcas')
     .description('dcas: distributed content-addressable storage. Run a node, put and get files, replicated encrypted to its peers.')
     .version(VERSION, '-V, --version', 'print the version')
@@ -423,73 +280,7 @@ function buildProgram(io: CliIO, state: RunState): Command {
       )
     })
 
-  program
-    .command('status')
-    .description('show the node: peers (connected or not, and why), replica health, disk and memory use')
-    .addOption(rootOption(home))
-    .addOption(jsonOption())
-    .action(async (opts: RootOptions & { json?: boolean }) => {
-      const s = await (await client(opts)).status()
-      if (opts.json === true) return json(s)
-      printStatus(s, out)
-    })
-
-  program
-    .command('open')
-    .description('open the web console of the running node in a browser, logged in by a one-time link (also printed)')
-    .addOption(rootOption(home))
-    .option('--no-browser', 'only print the link')
-    .action(async (opts: RootOptions & { browser: boolean }) => {
-      const { url, expiresAt } = await (await client(opts)).consoleLink()
-      out(url)
-      warn(`a one-time link to the console, good until ${new Date(expiresAt).toLocaleTimeString()}; later, log in with the token in ${join(rootOf(opts), 'api.json')}`)
-      if (!opts.browser) return
-      const opened = await openBrowser(url)
-      if (opened !== true) warn(`could not start a browser (${opened}): open the link above yourself`)
-    })
-
-  program
-    .command('scrub')
-    .description('verify every object on the node (every chunk re-hashed), healing lost or damaged chunks from peers, and challenge a sample of the copies peers hold')
-    .addOption(rootOption(home))
-    .addOption(jsonOption())
-    .action(async (opts: RootOptions & { json?: boolean }) => {
-      const result = await (await client(opts)).scrub()
-      if (opts.json === true) json(result)
-      else {
-        out(`scrubbed ${plural(result.objects + result.failed.length, 'object')} (${formatBytes(result.bytes)} verified): ${plural(result.healed, 'chunk')} healed from peers, ${result.failed.length} failed`)
-        for (const f of result.failed) out(`  ${f.key}: ${f.code ?? 'error'}: ${f.message}`)
-        const lost = result.lostCopies ?? []
-        out(`audited ${plural(result.audited ?? 0, 'copy', 'copies')} on peers: ${lost.length === 0 ? 'each proved it holds its bytes' : `${lost.length} lost, being replicated again`}`)
-        for (const l of lost) out(`  ${l.key} on ${l.nodeId.slice(0, 12)}: ${l.reason}`)
-      }
-      if (result.failed.length > 0) {
-        throw new UnavailableError(`${plural(result.failed.length, 'object')} could not be verified or healed`, { hint: 'connect the peers that hold them (dcas status), then scrub again' })
-      }
-    })
-
-  program
-    .command('drain')
-    .description('before this node leaves the cluster for good: move the replicas it holds for other nodes away, then stop it')
-    .addOption(rootOption(home))
-    .option('--timeout <duration>', 'give up after this long, like 2h (the node stays leaving; drain again to go on)')
-    .addOption(jsonOption())
-    .action(async (opts: RootOptions & { timeout?: string; json?: boolean }) => {
-      const c = await client(opts)
-      const timeout = opts.timeout === undefined ? undefined : parseDuration(opts.timeout, '--timeout')
-      // Loaded here only: the other commands start without the server package.
-      const { timeoutSignal } = await import('@dcas/server')
-      const result = await interruptible((signal) =>
-        c.drain({
-          signal: timeout === undefined ? signal : timeoutSignal(timeout, signal),
-          onProgress: (remaining) => {
-            if (opts.json !== true) warn(`draining: ${plural(remaining, 'replica')} of other nodes still here`)
-          },
-        }),
-      )
-      if (opts.json === true) return json(result)
-      out(`drained: the ${plural(result.held, 'replica')} held for other nodes are on other nodes now; the node stops. Remove its data directory once you no longer need its own objects.`)
-    })
+  addMaintenanceCommands(program, kit)
 
   program
     .command('s3')
@@ -534,20 +325,6 @@ function buildProgram(io: CliIO, state: RunState): Command {
     })
 
   return program
-}
-
-/** Opens `url` with the system's opener; resolves to true once it started, or why it could not. */
-async function openBrowser(url: string): Promise<true | string> {
-  const [command, args] = process.platform === 'darwin' ? ['open', [url]] : process.platform === 'win32' ? ['cmd', ['/c', 'start', '""', url]] : ['xdg-open', [url]]
-  const { spawn } = await import('node:child_process')
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { detached: true, stdio: 'ignore' })
-    child.once('error', (err) => resolve(`${command}: ${messageOf(err)}`))
-    child.once('spawn', () => {
-      child.unref()
-      resolve(true)
-    })
-  })
 }
 
 function nonNegative(value: string, what: string): number {
