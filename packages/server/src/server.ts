@@ -2,10 +2,9 @@
 // events, and hands each call of the public API to the part that does it.
 import { EventEmitter, setMaxListeners } from 'node:events'
 import { mkdir, stat } from 'node:fs/promises'
-import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import { clusterSecretWarning, loadOrCreateIdentity, parseAddress, tcpTransport, type Connection, type NodeIdentity, type Transport } from '@dcas/p2p'
+import { loadOrCreateIdentity, type Transport } from '@dcas/p2p'
 import { openBlobStore, openIndex, type BlobStore, type Index } from '@dcas/store'
 import { Background } from './background.js'
 import { Catalogue } from './catalogue.js'
@@ -13,18 +12,19 @@ import { fixedSizeChunker, DEFAULT_CHUNK_SIZE, type Chunker } from './chunker.js
 import { BlobCipher } from './cipher.js'
 import { Deadlines } from './deadlines.js'
 import { Deleter } from './delete.js'
-import { raceAbort, RateLimiter } from './concurrency.js'
-import { AbortedError, ClosedError, InvalidOptionsError, NotFoundError, throwIfAborted } from './errors.js'
+import { drain } from './drain.js'
+import { RateLimiter } from './concurrency.js'
+import { ClosedError, InvalidOptionsError, NotFoundError, throwIfAborted } from './errors.js'
 import { Fetcher } from './fetcher.js'
 import { Gossip } from './gossip.js'
 import { Holder } from './holder.js'
-import { assertValidLimits } from './replica-space.js'
+import { Introductions } from './introductions.js'
 import { assertValidKey } from './key.js'
 import { LocalStore, metaOf } from './local.js'
 import { KeyLocks } from './locks.js'
 import { silentLogger, type Logger } from './logger.js'
 import { Membership } from './membership.js'
-import { isRecordAddress, isZone, signerOf } from './peer-record.js'
+import { signerOf } from './peer-record.js'
 import { everyPeer, Placement, rendezvous, type PlacementPolicy } from './placement.js'
 import { Peers } from './peers.js'
 import { Repairer } from './repair.js'
@@ -34,8 +34,9 @@ import { migrate } from './migrate.js'
 import { Retriever, type HealObserver } from './retriever.js'
 import { DEFAULT_AUDIT_SAMPLE, scrub } from './scrub.js'
 import { Auditor } from './audit.js'
-import { AGE_IDENTITY_FILE, loadClusterSecret, loadOwnerKeys } from './secrets.js'
+import { AGE_IDENTITY_FILE, loadOwnerKeys } from './secrets.js'
 import type { StoreData } from './source.js'
+import { announcedAddresses, checkServerOptions, nodeTcpTransport } from './settings.js'
 import { CatchUp } from './sync.js'
 import type { ComposeSource, DeleteResult, DrainOptions, DrainResult, ListEntry, ListOptions, ObjectStat, OpenObject, PeerInfo, PlacementStatus, ReadOptions, ScrubOptions, ScrubResult, Server, ServerEvents, ServerOptions, SignalOptions, StoreOptions, StoreResult } from './types.js'
 import { WritePath } from './write.js'
@@ -77,6 +78,7 @@ interface Parts {
   /** Waiters told when the refs held for other owners change (a drain). */
   held: Set<() => void>
   auditor: Auditor
+  introductions: Introductions
 }
 
 class DcasServer extends EventEmitter<ServerEvents> implements Server {
@@ -96,35 +98,15 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
 
   readonly #policy: PlacementPolicy
   readonly #lostAfter: number
-  /** Members the sweep (see #sweep) went to, whether it runs, and whether the index held no key at start. */
-  readonly #swept = new Set<string>()
-  #sweeping = false
-  #emptyAtStart = false
-  /** Catch-ups finished, per peer: when, and which run of the peer (its record's start time). */
-  readonly #synced = new Map<string, { at: number; startedAt: number | undefined }>()
-  /** Connected peers not yet introduced (their catch-up starts once they are), for waitForSync. */
-  readonly #introducing = new Map<string, { conn: Connection; done: Promise<void>; resolve: () => void }>()
 
   constructor(options: ServerOptions) {
     super()
-    if (typeof options?.root !== 'string' || options.root.length === 0) throw new InvalidOptionsError('root (the data directory) is required')
+    checkServerOptions(options)
     const replicas = options.replicas ?? 2
-    if (replicas !== 'all' && (!Number.isSafeInteger(replicas) || replicas < 0)) throw new InvalidOptionsError(`replicas must be 'all' or a non-negative integer, got ${String(replicas)}`)
-    const quorum = options.writeQuorum ?? 1
-    if (quorum !== 'all' && (!Number.isSafeInteger(quorum) || quorum < 0)) throw new InvalidOptionsError(`writeQuorum must be 'all' or a non-negative integer, got ${String(quorum)}`)
-    if (quorum !== 'all' && replicas !== 'all' && options.placement === undefined && quorum > replicas) throw new InvalidOptionsError(`writeQuorum (${quorum}) cannot exceed replicas (${replicas})`)
-    if (options.zone !== undefined && !isZone(options.zone)) throw new InvalidOptionsError(`zone must be 1 to 64 of A-Z a-z 0-9 . _ : - (starting with a letter or digit), got ${JSON.stringify(options.zone)}`)
-    if (options.capacity !== undefined && (!Number.isSafeInteger(options.capacity) || options.capacity < 0)) throw new InvalidOptionsError(`capacity must be a non-negative integer of bytes, got ${String(options.capacity)}`)
-    if (options.announce !== undefined && (!Array.isArray(options.announce) || options.announce.length > 8 || !options.announce.every(isRecordAddress))) throw new InvalidOptionsError('announce must be a list of at most 8 "host:port" addresses')
-    for (const [name, value, min] of [['lostAfter', options.lostAfter, 1], ['repairConcurrency', options.repairConcurrency, 1], ['maxConnections', options.maxConnections, 1]] as const) {
-      if (value !== undefined && (!Number.isSafeInteger(value) || value < min)) throw new InvalidOptionsError(`${name} must be an integer of at least ${min}, got ${String(value)}`)
-    }
-    if (options.repairRate !== undefined && !(options.repairRate > 0)) throw new InvalidOptionsError(`repairRate must be a positive number of bytes per second (or Infinity), got ${String(options.repairRate)}`)
     // Every dial loop and pending dial of a large cluster listens for the shutdown.
     setMaxListeners(0, this.#shutdown.signal)
     this.#policy = options.placement ?? (replicas === 'all' ? everyPeer : rendezvous({ replicas }))
     this.#lostAfter = options.lostAfter ?? 30 * 60_000
-    assertValidLimits(options.holderLimits)
     this.#options = options
     this.#log = options.logger ?? silentLogger
     this.#chunker = options.chunker ?? fixedSizeChunker(options.chunkSize ?? DEFAULT_CHUNK_SIZE)
@@ -156,7 +138,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const blobs = await openBlobStore({ root })
     const log = this.#log
     const local = new LocalStore({ index, blobs, log, concurrency: this.#concurrency })
-    this.#emptyAtStart = restored && [...index.refs.entries({ limit: 1 })].length === 0 && [...index.tombstones.entries({ limit: 1 })].length === 0
+    const emptyAtStart = restored && [...index.refs.entries({ limit: 1 })].length === 0 && [...index.tombstones.entries({ limit: 1 })].length === 0
     // Holder requests of another protocol (peer records) go to gossip, made below.
     const routes: ConstructorParameters<typeof Holder>[0]['routes'] = {}
     const held = new Set<() => void>()
@@ -164,7 +146,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     await local.sweepOrphans()
     await holder.open()
     const identity = await loadOrCreateIdentity(identityDir)
-    const transport = this.#options.transport ?? (await this.#tcpTransport(identityDir, identity))
+    const transport = this.#options.transport ?? (await nodeTcpTransport(this.#options, identityDir, identity, log))
     if (transport.nodeId !== identity.nodeId) log.warn({ nodeId: transport.nodeId }, "the transport's node id is not identity/'s: this node publishes no signed peer record")
 
     const running = (): boolean => this.#state === 'open'
@@ -176,7 +158,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       peersTable: local.tables.peers,
       self: transport.nodeId,
       signer: transport.nodeId === identity.nodeId ? signerOf(identity.privateKey) : undefined,
-      announce: () => this.#announce(),
+      announce: () => announcedAddresses(this.#options.announce, this.#address),
       zone: this.#options.zone,
       capacity: this.#options.capacity,
       lostAfter: this.#lostAfter,
@@ -186,7 +168,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
         joined: (nodeId) => {
           this.emit('node:joined', { nodeId })
           peers.maintain()
-          void this.#sweep()
+          void this.#parts?.introductions.sweep()
         },
         lost: (nodeId, lastSeen) => this.emit('node:lost', { nodeId, lastSeen }),
         returned: (nodeId) => {
@@ -201,7 +183,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
         signed: (record) => this.#parts?.gossip.signed(record),
         introduced: (nodeId) => {
           const conn = peers.connection(nodeId)
-          if (conn !== undefined) this.#introduced(conn)
+          if (conn !== undefined) this.#parts?.introductions.introduced(conn)
         },
       },
     })
@@ -218,7 +200,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       introduced: (nodeId) => membership.introduced(nodeId),
       dialTimeout: Math.min(requestTimeout, 10_000),
       events: {
-        connected: (conn) => this.#connected(conn),
+        connected: (conn) => this.#parts?.introductions.connected(conn),
         closed: (conn, current) => {
           // A retry due on this connection is moot: the next connection catches up from scratch.
           background.drop(conn.remoteNodeId, conn)
@@ -240,7 +222,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const replicator = new Replicator({ local, cipher, catalogue, retriever, background, keyLocks, deadlines, concurrency: this.#concurrency, pace, log })
     const deleter = new Deleter({ keys, local, catalogue, placement, membership: peers, background, keyLocks, deadlines, log })
     const onSynced = (nodeId: string): void => {
-      this.#synced.set(nodeId, { at: Date.now(), startedAt: membership.record(nodeId)?.startedAt })
+      this.#parts?.introductions.synced(nodeId)
       // Catch-up may have found copies this node had no record of: the census counts them.
       this.#parts?.repair.changed()
       this.emit('synced', { nodeId })
@@ -274,7 +256,24 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     const reads = new ReadPath({ catalogue, retriever, concurrency: this.#concurrency, shutdown: this.#shutdown.signal })
     await migrate(local, catalogue, keyLocks, keys.manifestKey, log)
     const auditor = new Auditor({ local, cipher, membership: peers, replicator, deadlines, log })
-    this.#parts = { transport, index, blobs, local, catalogue, holder, peers, membership, gossip, placement, repair, background, catchUp, writes, reads, deleter, held, auditor }
+    const introductions = new Introductions({
+      holder,
+      membership,
+      gossip,
+      peers,
+      background,
+      catchUp,
+      repair,
+      events: this,
+      infoOf: (nodeId) => this.#infoOf(nodeId),
+      lostAfter: this.#lostAfter,
+      maxConnections: this.#options.maxConnections ?? 64,
+      emptyAtStart,
+      running: () => this.#state === 'open',
+      shutdown: this.#shutdown.signal,
+      log,
+    })
+    this.#parts = { transport, index, blobs, local, catalogue, holder, peers, membership, gossip, placement, repair, background, catchUp, writes, reads, deleter, held, auditor, introductions }
 
     membership.open()
     this.#address = await transport.listen(this.#options.listen ?? '127.0.0.1:0', (conn) => peers.adopt(conn))
@@ -284,63 +283,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     repair.start()
     for (const address of this.#options.bootstrap ?? []) void peers.dial(address)
     peers.maintain()
-    void this.#sweep()
-  }
-
-  /**
-   * Above `maxConnections` members, connections come only when needed. A node started on an empty index with an
-   * identity from before (restored from `identity/` alone) catches up with every member all the same, one at a
-   * time: what it lost comes back from wherever it is.
-   */
-  async #sweep(): Promise<void> {
-    const parts = this.#parts
-    if (this.#sweeping || !this.#emptyAtStart || parts === undefined || parts.peers.meshed) return
-    this.#sweeping = true
-    try {
-      for (;;) {
-        const next = parts.membership.members().find((m) => m.state !== 'lost' && !this.#synced.has(m.nodeId) && !this.#swept.has(m.nodeId))
-        if (next === undefined || this.#state !== 'open') return
-        this.#swept.add(next.nodeId)
-        let finish!: (e: { nodeId: string }) => void
-        const done = new Promise<void>((resolve) => {
-          finish = (e) => {
-            if (e.nodeId === next.nodeId) resolve()
-          }
-        })
-        this.on('synced', finish).on('peer:behind', finish).on('peer:disconnect', finish)
-        try {
-          const opened = parts.peers.connection(next.nodeId) === undefined
-          // Its introduction schedules catch-up with it.
-          const conn = await parts.peers.connect(next.nodeId, this.#shutdown.signal).catch(() => undefined)
-          if (conn !== undefined && !this.#synced.has(next.nodeId)) await raceAbort(done, this.#shutdown.signal).catch(() => {})
-          // A connection opened for this alone goes again when there are too many.
-          if (conn !== undefined && opened && parts.peers.size > (this.#options.maxConnections ?? 64)) conn.close().catch(() => conn.abort())
-        } finally {
-          this.off('synced', finish).off('peer:behind', finish).off('peer:disconnect', finish)
-        }
-      }
-    } finally {
-      this.#sweeping = false
-    }
-  }
-
-  /** The addresses this node publishes: `announce`, else its listen address (an unspecified host stands for each of the machine's addresses). */
-  #announce(): string[] {
-    if (this.#options.announce !== undefined) return [...this.#options.announce]
-    const address = this.#address
-    if (address === undefined) return []
-    const at = address.lastIndexOf(':')
-    const host = address.slice(0, at).replace(/^\[|\]$/g, '')
-    const port = address.slice(at + 1)
-    if (host !== '0.0.0.0' && host !== '::') return isRecordAddress(address) ? [address] : []
-    const out: string[] = []
-    for (const list of Object.values(networkInterfaces())) {
-      for (const a of list ?? []) {
-        if (a.internal || (host === '0.0.0.0' && a.family !== 'IPv4') || (a.family === 'IPv6' && a.scopeid !== 0)) continue
-        out.push(a.family === 'IPv6' ? `[${a.address}]:${port}` : `${a.address}:${port}`)
-      }
-    }
-    return out.slice(0, 8)
+    void introductions.sweep()
   }
 
   /** One peer as {@link PeerInfo}. */
@@ -358,69 +301,6 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       ...(record?.capacity === undefined ? {} : { capacity: record.capacity }),
       lastSeen: membership.lastSeen(nodeId),
     }
-  }
-
-  /** A connection became the one in use for its peer (connections come only once the parts are made): serve its requests, tell it what this node knows. */
-  #connected(conn: Connection): void {
-    const { holder, membership, gossip } = this.#parts!
-    const nodeId = conn.remoteNodeId
-    // Until it is introduced (or gone), waitForSync waits for it: its catch-up starts then.
-    const waiting = this.#introducing.get(nodeId)
-    if (waiting !== undefined) waiting.conn = conn
-    else {
-      let done!: () => void
-      this.#introducing.set(nodeId, { conn, done: new Promise<void>((resolve) => (done = resolve)), resolve: () => done() })
-    }
-    void conn.closed.then(() => this.#introductionEnded(nodeId, conn))
-    // Served at once: its first request introduces it (its peer records).
-    void holder.serve(conn)
-    gossip.connected(conn)
-    void membership.connected(nodeId).then(
-      (member) => {
-        if (member && this.#parts!.peers.connection(nodeId) === conn) this.#introduced(conn)
-      },
-      (err: unknown) => this.#log.warn({ peer: nodeId, err: String(err) }, 'recording a connection failed'),
-    )
-  }
-
-  /** A connected peer is a member: the public event, catch-up with it, and repairs that may have waited for it. */
-  /** A connected peer was introduced, or its connection closed: whoever waits for its introduction goes on. */
-  #introductionEnded(nodeId: string, conn?: Connection): void {
-    const waiting = this.#introducing.get(nodeId)
-    if (waiting === undefined || (conn !== undefined && waiting.conn !== conn)) return
-    this.#introducing.delete(nodeId)
-    waiting.resolve()
-  }
-
-  #introduced(conn: Connection): void {
-    const { peers, membership, background, catchUp } = this.#parts!
-    const nodeId = conn.remoteNodeId
-    peers.notify()
-    void this.#parts!.repair.reachable().catch(() => {})
-    this.emit('peer:connect', this.#infoOf(nodeId))
-    background.succeeded(nodeId)
-    // Connections come and go in a large cluster: a peer caught up with lately, and not restarted since, is not again.
-    const synced = this.#synced.get(nodeId)
-    const fresh = synced !== undefined && Date.now() - synced.at < this.#lostAfter && synced.startedAt === membership.record(nodeId)?.startedAt
-    if (peers.meshed || !fresh) catchUp.schedule(conn)
-    this.#introductionEnded(nodeId)
-  }
-
-  async #tcpTransport(identityDir: string, identity: NodeIdentity): Promise<Transport> {
-    const clusterSecret = await loadClusterSecret(identityDir, this.#options.clusterSecret)
-    const weak = clusterSecretWarning(clusterSecret)
-    if (weak !== undefined) this.#log.warn({}, weak)
-    const host = parseAddress(this.#options.listen ?? '127.0.0.1:0', { allowPortZero: true }).host
-    if (!['127.0.0.1', '::1', 'localhost'].includes(host)) {
-      this.#log.warn({ listen: this.#options.listen }, 'the peer port is open beyond this machine: anyone who can reach it may try to join (admission needs the cluster secret)')
-    }
-    return tcpTransport({
-      identity,
-      clusterSecret,
-      ...(this.#options.allowList === undefined ? {} : { allowList: this.#options.allowList }),
-      // Refused or failed inbound connections show up nowhere else.
-      onInboundError: (err, remoteAddress) => this.#log.warn({ remoteAddress, code: err.code, err: err.message }, 'inbound connection refused'),
-    })
   }
 
   async close(): Promise<void> {
@@ -458,9 +338,9 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   }
 
   async waitForSync(options: SignalOptions = {}): Promise<void> {
-    const { background } = this.#started()
+    const { background, introductions } = this.#started()
     // A peer connected but not yet introduced gets its catch-up once it is: that catch-up counts too.
-    while (this.#introducing.size > 0) await raceAbort(Promise.all([...this.#introducing.values()].map((w) => w.done)), options.signal)
+    await introductions.waitForIntroductions(options.signal)
     await background.waitForSync(options.signal)
   }
 
@@ -613,41 +493,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
 
   async drain(options: DrainOptions = {}): Promise<DrainResult> {
     throwIfAborted(options.signal)
-    return this.#track(async ({ membership, gossip, holder, peers, held }) => {
-      const heldNow = (): number => holder.liveRefs
-      const start = heldNow()
-      const record = await membership.leave()
-      this.#log.info({ held: start }, 'draining: this node is leaving; its replicas move to other nodes')
-      // The owners of what it holds hear of it at once (gossip may take a while to reach them).
-      if (record !== undefined) {
-        await Promise.all(
-          [...holder.heldRefs().keys()].map(async (owner) => {
-            const conn = await peers.connect(owner, options.signal).catch(() => undefined)
-            if (conn !== undefined) await gossip.tell(conn, [record]).catch(() => {})
-          }),
-        )
-      }
-      let last = -1
-      for (;;) {
-        const remaining = heldNow()
-        if (remaining !== last) options.onProgress?.(remaining)
-        last = remaining
-        if (remaining === 0) break
-        let wake!: () => void
-        const changed = new Promise<void>((resolve) => (wake = resolve))
-        held.add(wake)
-        try {
-          await raceAbort(raceAbort(changed, options.signal), this.#shutdown.signal)
-        } catch (err) {
-          if (this.#shutdown.signal.aborted) throw new ClosedError()
-          throw err instanceof AbortedError ? err : new AbortedError(undefined, { cause: err })
-        } finally {
-          held.delete(wake)
-        }
-      }
-      this.#log.info({ moved: start }, 'drained: no replica of another node is left here')
-      return { held: start }
-    })
+    return this.#track((parts) => drain(parts, options, this.#shutdown.signal, this.#log))
   }
 
   /** The parts, once started (a closed server's index is closed: its calls fail in the index). */
