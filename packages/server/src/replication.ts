@@ -15,7 +15,7 @@ import type { KeyLocks } from './locks.js'
 import type { Logger } from './logger.js'
 import type { Retriever } from './retriever.js'
 import { sizeOf, type Bytes } from './wire.js'
-import { anySignal } from './signals.js'
+import { anySignal, timeoutSignal } from './signals.js'
 
 export interface ReplicatorOptions {
   local: LocalStore
@@ -92,7 +92,9 @@ export class Replicator {
         if (version !== undefined) await catalogue.raiseFloors([[ref.refId, version]])
         throw new UnavailableError(`the peer holds a newer version (${res.version}) or a later delete`)
       }
-      for (const cipherId of res.missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), deadlines.request(signal, background))
+      // Only the ref's own blobs: a holder that names others gets nothing for them.
+      const wanted = new Set([...ref.cipherIds, ref.manifestCipherId])
+      for (const cipherId of res.missing.filter((id) => wanted.has(id))) await putBlob(conn, cipherId, () => cipherFor(cipherId), deadlines.request(signal, background))
     }
     throw new UnavailableError('the peer kept reporting blobs missing')
   }
@@ -203,7 +205,8 @@ interface PeerSend {
  * the ref at its end and one acknowledgement for all of it, a bounded number of blobs queued per peer. A
  * peer that fails is left out of the rest and reported. A peer the quorum can do without is not waited
  * for beyond a deadline made from the others' latency: it is left behind (its stream reset), reported as
- * failed, and gets the object from background replication.
+ * failed, and gets the object from background replication, unless the peers that kept up fail at the end
+ * and the quorum needs it after all: then it is taken back (see `#takeBack`).
  */
 export class StoreReplication {
   readonly #replicator: Replicator
@@ -213,6 +216,8 @@ export class StoreReplication {
   readonly #deadlines: Deadlines
   readonly #log: Logger
   readonly #signal: AbortSignal | undefined
+  /** When the session began: a take-back gets a time made from how long the store has taken. */
+  readonly #started = Date.now()
 
   constructor(o: { replicator: Replicator; key: string; peers: Connection[]; quorum: number; concurrency: number; deadlines: Deadlines; log: Logger; signal: AbortSignal | undefined }) {
     this.#replicator = o.replicator
@@ -300,7 +305,8 @@ export class StoreReplication {
   /**
    * Each peer: its queued blobs sent (the manifest among them: the store sends it with its chunks), then the ref
    * on the same stream, and the one answer; blobs it turned out to lack are sent then. Resolves to the peers that acknowledged all of it, the others
-   * in {@link StoreReplication.failed}. Once the quorum has, the rest get a deadline made from the time it took.
+   * in {@link StoreReplication.failed}. Once the quorum has, the rest get a deadline made from the time it took; if
+   * the quorum is not met, the peers left behind are taken back first.
    */
   async finish(ref: RefPut, cipherFor: CipherSource): Promise<string[]> {
     const replicas: string[] = []
@@ -345,25 +351,35 @@ export class StoreReplication {
   }
 
   /**
-   * The peers that kept up failed at the end after all, so the quorum now needs those left behind: each is sent
-   * the ref alone, then the blobs it reports missing (a stream reset keeps none of them uncommitted).
+   * The peers that kept up failed at the end after all, so the quorum now needs those left behind (only peers left
+   * behind in `send()` can be: `finish()` leaves peers behind only once the quorum is met). Each is asked which of
+   * the store's blobs it lacks (a reset stream keeps none uncommitted), sent them, then the ref; within LAG_FACTOR
+   * times what the store has taken so far, so that a slow peer cannot hold the key (and close()) for long. Skipped
+   * when the store was aborted or when even all of them could not meet the quorum: background replication then
+   * brings them the object, holding no lock.
    */
   async #takeBack(ref: RefPut, cipherFor: CipherSource, replicas: string[]): Promise<void> {
+    const behind = this.#peers.filter((p) => p.leftBehind && !p.done)
+    if (this.#signal?.aborted === true || replicas.length + behind.length < this.#quorum) return
+    const budget = timeoutSignal(Math.max(LAG_MIN_MS, LAG_FACTOR * (Date.now() - this.#started)), this.#signal, this.#deadlines.shutdown)
+    const blobIds = [...ref.cipherIds, ref.manifestCipherId]
     await Promise.all(
-      this.#peers
-        .filter((p) => p.leftBehind)
-        .map(async (p) => {
-          const nodeId = p.conn.remoteNodeId
-          try {
-            await this.#replicator.putRef(p.conn, ref, cipherFor, this.#signal)
-            p.failed = undefined
-            replicas.push(nodeId)
-            this.#log.info({ key: this.#key, peer: nodeId }, 'a peer left behind by a store was taken back when the others failed')
-          } catch (err) {
-            p.failed = `${p.failed}; taken back when the others failed, it failed too: ${messageOf(err)}`
-            this.#log.warn({ key: this.#key, peer: nodeId, err: p.failed }, 'replication to peer failed')
-          }
-        }),
+      behind.map(async (p) => {
+        const nodeId = p.conn.remoteNodeId
+        try {
+          // Its old stream's sends are over first (they were aborted with it).
+          await p.queue.drain()
+          const missing = await missingBlobs(p.conn, blobIds, this.#deadlines.request(budget))
+          for (const cipherId of missing) await putBlob(p.conn, cipherId, () => cipherFor(cipherId), this.#deadlines.request(budget))
+          await this.#replicator.putRef(p.conn, ref, cipherFor, budget)
+          p.failed = undefined
+          replicas.push(nodeId)
+          this.#log.info({ key: this.#key, peer: nodeId, sent: missing.length }, 'a peer left behind by a store was taken back when the others failed')
+        } catch (err) {
+          p.failed = `${p.failed}; taken back when the others failed, it failed too: ${messageOf(err)}`
+          this.#log.warn({ key: this.#key, peer: nodeId, err: p.failed }, 'replication to peer failed')
+        }
+      }),
     )
   }
 

@@ -8,7 +8,7 @@ import type { BlobCipher } from './cipher.js'
 import type { Catalogue } from './catalogue.js'
 import type { RefPut } from './client.js'
 import { InFlight } from './concurrency.js'
-import { ClosedError, messageOf, PreconditionError, QuorumError, throwIfAborted, TooLargeError } from './errors.js'
+import { ClosedError, messageOf, PreconditionError, QuorumError, throwIfAborted, TooLargeError, UnavailableError } from './errors.js'
 import type { ChunkRecord, LocalStore, RefMeta } from './local.js'
 import type { HeldKey } from './locks.js'
 import type { Logger } from './logger.js'
@@ -133,7 +133,9 @@ export class WritePath {
       const ref: RefPut = { refId, version, manifestCipherId, cipherIds }
       const replicas = await session.finish(ref, (cipherId) => {
         const plainId = plainOf.get(cipherId)
-        return plainId === undefined ? Promise.resolve(manifestCipher) : cipher.cipherOf(plainId, cipherId, recipientsId)
+        if (plainId !== undefined) return cipher.cipherOf(plainId, cipherId, recipientsId)
+        if (cipherId === manifestCipherId) return Promise.resolve(manifestCipher)
+        return Promise.reject(new UnavailableError(`blob ${cipherId} is not one of this store's`))
       })
       await replicator.recordHeld(refId, replicas, version)
       // Placed peers that connected during the store, or failed it but are still connected, get it in the

@@ -1,6 +1,7 @@
 // A slow peer: a store does not wait on a peer the quorum can do without, background work toward
 // a slow peer holds no key lock, so the owner's own writes go on, and a peer that trickles a blob
 // is left by the request's timeout.
+import { createHash } from 'node:crypto'
 import { rm } from 'node:fs/promises'
 import { memoryTransport } from '@dcas/p2p'
 import { describe, expect, it } from 'vitest'
@@ -17,9 +18,16 @@ const t = useCluster()
  * and sends one byte every 50 ms, for ever; `trickling` tells when it began, after a full garbage collection
  * of this process (where the owner runs too).
  */
-async function slowHolder(holdMs: number, { name = 'evil', failAtEnd = false }: { name?: string; failAtEnd?: boolean } = {}): Promise<{ nodeId: string; acked: () => number; replicating: () => boolean; trickling: () => boolean; close: () => Promise<void> }> {
+async function slowHolder(
+  holdMs: number,
+  { name = 'evil', failAtEnd = false, holdPuts = true, invents = [] }: { name?: string; failAtEnd?: boolean; holdPuts?: boolean; invents?: string[] } = {},
+): Promise<{ nodeId: string; acked: () => number; puts: () => number; putIds: () => Set<string>; replicating: () => boolean; trickling: () => boolean; close: () => Promise<void> }> {
   const transport = memoryTransport({ network: t.cluster.network, clusterSecret: 'test-cluster-secret' })
   let acked = 0
+  let puts = 0
+  const putIds = new Set<string>()
+  // With `invents`, it answers every ref by naming those blobs missing, none of them the ref's.
+  const missingAnswer = { ok: false, code: 'ERR_MISSING', missing: invents }
   // Background replication asks which blobs it lacks first, then sends them.
   let asked = false
   let replicating = false
@@ -43,6 +51,7 @@ async function slowHolder(holdMs: number, { name = 'evil', failAtEnd = false }: 
       case 'ref.get':
         return ex.send({ ok: true })
       case 'ref.put':
+        if (invents.length > 0) return ex.send(missingAnswer)
         if (failAtEnd) return ex.send({ ok: false, code: 'ERR_UNAVAILABLE', message: 'the disk failed at the commit' })
         await hold()
         acked++
@@ -56,11 +65,13 @@ async function slowHolder(holdMs: number, { name = 'evil', failAtEnd = false }: 
         return new Promise<void>(() => {})
       }
       case 'blob.put': {
+        putIds.add(header.cipherId as string)
         await ex.send({ ok: true, have: false })
         const size = (await ex.requireHeader()).size as number
         for await (const _ of ex.body(size)) void _
         if (asked) replicating = true
-        await hold()
+        puts++
+        if (holdPuts) await hold()
         acked++
         return ex.send({ ok: true })
       }
@@ -71,6 +82,7 @@ async function slowHolder(holdMs: number, { name = 'evil', failAtEnd = false }: 
           if (typeof item.size === 'number') for await (const _ of ex.part(item.size)) void _
         }
         if (failAtEnd) return ex.send({ ok: false, code: 'ERR_UNAVAILABLE', message: 'the disk failed at the commit' })
+        if (invents.length > 0) return ex.send(missingAnswer)
         await hold()
         acked++
         return ex.send({ ok: true })
@@ -96,6 +108,8 @@ async function slowHolder(holdMs: number, { name = 'evil', failAtEnd = false }: 
   return {
     nodeId: transport.nodeId,
     acked: () => acked,
+    puts: () => puts,
+    putIds: () => putIds,
     replicating: () => replicating,
     trickling: () => trickling,
     close: async () => {
@@ -123,7 +137,8 @@ describe('a slow peer', () => {
   })
 
   it('is taken back into a store when the peers that kept up fail at the end, and the store meets its quorum', async () => {
-    const slow = await slowHolder(1_500)
+    // Slow on the store's stream only: once taken back, it takes each blob at once.
+    const slow = await slowHolder(1_500, { holdPuts: false })
     // This one takes every blob at once and keeps up, but cannot commit them: it fails only at the end.
     const failing = await slowHolder(0, { name: 'failing', failAtEnd: true })
     try {
@@ -133,7 +148,9 @@ describe('a slow peer', () => {
       const data = bytes(20 * 64 * 1024)
       const result = await c.store('k', data)
       expect(result.replicas).toEqual([slow.nodeId])
-      expect(slow.acked()).toBeGreaterThan(0)
+      // Its stream was reset, so it was asked what it lacks and sent all of it: 20 chunks and the manifest.
+      expect(slow.puts()).toBe(21)
+      expect(slow.acked()).toBe(22)
       expect((await readAll(c, 'k')).equals(data)).toBe(true)
     } finally {
       await Promise.all([slow.close(), failing.close()])
@@ -168,6 +185,21 @@ describe('a slow peer', () => {
       expect(slow.trickling()).toBe(true)
     } finally {
       await slow.close()
+    }
+  })
+})
+
+describe('a peer that names blobs the ref does not use', () => {
+  it('is sent none of them: the store fails on it after a few rounds, and the owner sent only its own blobs', async () => {
+    const invented = Array.from({ length: 512 }, (_, i) => createHash('sha256').update(`invented ${i}`).digest('hex'))
+    const liar = await slowHolder(0, { invents: invented })
+    try {
+      const c = await t.cluster.add('c', ['evil'], { writeQuorum: 1 })
+      await c.waitForPeers(1)
+      expect(await codeOf(c.store('k', bytes(3 * 64 * 1024)))).toBe('ERR_QUORUM')
+      expect(invented.filter((id) => liar.putIds().has(id))).toEqual([])
+    } finally {
+      await liar.close()
     }
   })
 })
