@@ -20,7 +20,7 @@ export interface DrainParts {
 }
 
 /** Marks the node leaving and resolves once it holds no replica of another node (`shutdown`: the server closes). */
-export async function drain({ membership, gossip, holder, peers, held }: DrainParts, options: DrainOptions, shutdown: AbortSignal, log: Logger): Promise<DrainResult> {
+export async function drainNode({ membership, gossip, holder, peers, held }: DrainParts, options: DrainOptions, shutdown: AbortSignal, log: Logger): Promise<DrainResult> {
   const heldNow = (): number => holder.liveRefs
   const start = heldNow()
   const record = await membership.leave()

@@ -15,13 +15,20 @@ import type { Repairer } from './repair.js'
 import type { CatchUp } from './sync.js'
 import type { ServerEvents } from './types.js'
 
+/** What {@link Introductions} works with: the server's parts it tells of a peer, and its settings. */
 export interface IntroductionsOptions {
+  /** Serves a connected peer's requests. */
   holder: Holder
+  /** Records the connection; its peer records introduce the peer. */
   membership: Membership
+  /** Tells a connected peer the records this node knows. */
   gossip: Gossip
   peers: Peers
+  /** Told that a peer is back, so its retries go on. */
   background: Background
+  /** Schedules catch-up with an introduced peer. */
   catchUp: CatchUp
+  /** Told that a peer is reachable: repairs that waited for it go on. */
   repair: Repairer
   /** The server's events: `peer:connect` is emitted on them, and the sweep listens to them. */
   events: EventEmitter<ServerEvents>

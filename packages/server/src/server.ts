@@ -12,7 +12,7 @@ import { fixedSizeChunker, DEFAULT_CHUNK_SIZE, type Chunker } from './chunker.js
 import { BlobCipher } from './cipher.js'
 import { Deadlines } from './deadlines.js'
 import { Deleter } from './delete.js'
-import { drain } from './drain.js'
+import { drainNode } from './drain.js'
 import { RateLimiter } from './concurrency.js'
 import { ClosedError, InvalidOptionsError, NotFoundError, throwIfAborted } from './errors.js'
 import { Fetcher } from './fetcher.js'
@@ -183,7 +183,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
         signed: (record) => this.#parts?.gossip.signed(record),
         introduced: (nodeId) => {
           const conn = peers.connection(nodeId)
-          if (conn !== undefined) this.#parts?.introductions.introduced(conn)
+          if (conn !== undefined) this.#parts!.introductions.introduced(conn)
         },
       },
     })
@@ -200,7 +200,8 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       introduced: (nodeId) => membership.introduced(nodeId),
       dialTimeout: Math.min(requestTimeout, 10_000),
       events: {
-        connected: (conn) => this.#parts?.introductions.connected(conn),
+        // Connections come only once the parts are made.
+        connected: (conn) => this.#parts!.introductions.connected(conn),
         closed: (conn, current) => {
           // A retry due on this connection is moot: the next connection catches up from scratch.
           background.drop(conn.remoteNodeId, conn)
@@ -493,7 +494,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
 
   async drain(options: DrainOptions = {}): Promise<DrainResult> {
     throwIfAborted(options.signal)
-    return this.#track((parts) => drain(parts, options, this.#shutdown.signal, this.#log))
+    return this.#track((parts) => drainNode(parts, options, this.#shutdown.signal, this.#log))
   }
 
   /** The parts, once started (a closed server's index is closed: its calls fail in the index). */
