@@ -12,12 +12,21 @@ import { CliError, UsageError, codeOf, messageOf } from './errors.js'
 import { writeFileAtomic } from './files.js'
 import { formatBytes, plural, shortId, table } from './format.js'
 import { peerAdvice } from './advice.js'
-import { collect, commandKit, jsonOption, lazy, rootOption, type CliIO, type RootOptions, type RunState } from './command-kit.js'
+import { collect, commandKit, jsonOption, rootOption, type CliIO, type RootOptions, type RunState } from './command-kit.js'
 import { addMaintenanceCommands } from './maintenance-commands.js'
 import { addPlacementOptions, placementSettings, type PlacementFlags } from './placement-flags.js'
 import { VERSION } from './version.js'
 
 export type { CliIO } from './command-kit.js'
+
+// The heavy modules (the node, fastify, pino, key generation) load only for the commands that need them,
+// so `dcas ls` starts fast.
+const lazy = {
+  daemon: () => import('./daemon.js'),
+  init: () => import('./init.js'),
+  logger: () => import('./logger.js'),
+  s3: () => import('./s3.js'),
+}
 
 /** Waits for SIGINT or SIGTERM; a second one exits at once. */
 function untilSignal(): Promise<string> {

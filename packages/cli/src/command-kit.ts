@@ -7,15 +7,10 @@ import type { DcasClient } from './client.js'
 import { AbortedError } from './errors.js'
 import type { Progress } from './progress.js'
 
-// The heavy modules (the node, fastify, pino, key generation) load only for the commands that need them,
-// so `dcas ls` starts fast.
-export const lazy = {
+// The client and the progress bar load only when a command uses them, so `dcas --help` starts fast.
+const lazy = {
   client: () => import('./client.js'),
-  daemon: () => import('./daemon.js'),
-  init: () => import('./init.js'),
-  logger: () => import('./logger.js'),
   progress: () => import('./progress.js'),
-  s3: () => import('./s3.js'),
 }
 
 /** The streams and environment a run of the command line uses. */
@@ -51,7 +46,6 @@ export const jsonOption = (): Option => new Option('--json', 'print JSON instead
 
 /** What the commands use to talk to their node and to the person at the terminal. */
 export interface CommandKit {
-  io: CliIO
   /** The default data directory. */
   home: string
   /** Prints a line on standard output. */
@@ -102,5 +96,5 @@ export function commandKit(io: CliIO, state: RunState): CommandKit {
       process.off('SIGINT', onSignal)
     }
   }
-  return { io, home, out, warn, json, rootOf, client, progressOn, interruptible }
+  return { home, out, warn, json, rootOf, client, progressOn, interruptible }
 }
