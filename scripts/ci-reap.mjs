@@ -25,7 +25,8 @@ for (const name of readdirSync('/proc')) {
   const pid = Number(name)
   if (!Number.isInteger(pid) || keep.has(pid)) continue
   const stat = statOf(pid)
-  if (stat === undefined || stat[3] !== session) continue
+  // A zombie has exited already (only its parent can reap it): nothing runs to stop.
+  if (stat === undefined || stat[3] !== session || stat[0] === 'Z') continue
   let command = ''
   try {
     command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim().slice(0, 160)
