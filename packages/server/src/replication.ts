@@ -83,6 +83,8 @@ export class Replicator {
    */
   async putRef(conn: Connection, ref: RefPut, cipherFor: CipherSource, signal?: AbortSignal, background = false, first?: RefPutResult): Promise<void> {
     const { deadlines, catalogue } = this.#o
+    // Only the ref's own blobs: a holder that names others gets nothing for them.
+    const wanted = new Set([...ref.cipherIds, ref.manifestCipherId])
     let res: RefPutResult | undefined
     for (let round = 0; round < 4; round++) {
       res = round === 0 && first !== undefined ? first : await putRef(conn, ref, deadlines.request(signal, background))
@@ -92,11 +94,21 @@ export class Replicator {
         if (version !== undefined) await catalogue.raiseFloors([[ref.refId, version]])
         throw new UnavailableError(`the peer holds a newer version (${res.version}) or a later delete`)
       }
-      // Only the ref's own blobs: a holder that names others gets nothing for them.
-      const wanted = new Set([...ref.cipherIds, ref.manifestCipherId])
       for (const cipherId of res.missing.filter((id) => wanted.has(id))) await putBlob(conn, cipherId, () => cipherFor(cipherId), deadlines.request(signal, background))
     }
     throw new UnavailableError('the peer kept reporting blobs missing')
+  }
+
+  /**
+   * Brings a ref to a peer that may hold none of its blobs: asks which it lacks, sends them, then the ref (see
+   * {@link Replicator.putRef}). Resolves to how many blobs it sent.
+   */
+  async sendRef(conn: Connection, ref: RefPut, cipherFor: CipherSource, signal: AbortSignal | undefined, background: boolean): Promise<number> {
+    const { deadlines } = this.#o
+    const missing = await missingBlobs(conn, [...ref.cipherIds, ref.manifestCipherId], deadlines.request(signal, background))
+    for (const cipherId of missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), deadlines.request(signal, background))
+    await this.putRef(conn, ref, cipherFor, signal, background)
+    return missing.length
   }
 
   /** Records that peers acknowledged `version` of `refId`. */
@@ -156,15 +168,12 @@ export class Replicator {
         await this.#o.pace?.(sizeOf(bytes))
         return bytes
       }
-      const blobIds = [...cipherIds, meta.manifestCipherId]
+      const ref: RefPut = { refId: meta.refId, version: record.version, manifestCipherId: meta.manifestCipherId, cipherIds }
       try {
-        const missing = await missingBlobs(conn, blobIds, deadlines.background())
-        for (const cipherId of missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), deadlines.background())
-        const ref: RefPut = { refId: meta.refId, version: record.version, manifestCipherId: meta.manifestCipherId, cipherIds }
-        await this.putRef(conn, ref, cipherFor, undefined, true)
+        await this.sendRef(conn, ref, cipherFor, undefined, true)
       } catch (err) {
         // The blobs it got and no ref of its uses, it drops: a connection that stays open is never swept.
-        this.release(conn, blobIds, 'releasing the blobs of a failed replication')
+        this.release(conn, [...cipherIds, meta.manifestCipherId], 'releasing the blobs of a failed replication')
         throw err
       }
       await keyLocks.run(key, async () => {
@@ -362,19 +371,16 @@ export class StoreReplication {
     const behind = this.#peers.filter((p) => p.leftBehind && !p.done)
     if (this.#signal?.aborted === true || replicas.length + behind.length < this.#quorum) return
     const budget = timeoutSignal(Math.max(LAG_MIN_MS, LAG_FACTOR * (Date.now() - this.#started)), this.#signal, this.#deadlines.shutdown)
-    const blobIds = [...ref.cipherIds, ref.manifestCipherId]
     await Promise.all(
       behind.map(async (p) => {
         const nodeId = p.conn.remoteNodeId
         try {
           // Its old stream's sends are over first (they were aborted with it).
           await p.queue.drain()
-          const missing = await missingBlobs(p.conn, blobIds, this.#deadlines.request(budget))
-          for (const cipherId of missing) await putBlob(p.conn, cipherId, () => cipherFor(cipherId), this.#deadlines.request(budget))
-          await this.#replicator.putRef(p.conn, ref, cipherFor, budget)
+          const sent = await this.#replicator.sendRef(p.conn, ref, cipherFor, budget, false)
           p.failed = undefined
           replicas.push(nodeId)
-          this.#log.info({ key: this.#key, peer: nodeId, sent: missing.length }, 'a peer left behind by a store was taken back when the others failed')
+          this.#log.info({ key: this.#key, peer: nodeId, sent }, 'a peer left behind by a store was taken back when the others failed')
         } catch (err) {
           p.failed = `${p.failed}; taken back when the others failed, it failed too: ${messageOf(err)}`
           this.#log.warn({ key: this.#key, peer: nodeId, err: p.failed }, 'replication to peer failed')
