@@ -3,7 +3,7 @@
 import { EventEmitter, setMaxListeners } from 'node:events'
 import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Readable } from 'node:stream'
+import type { Readable } from 'node:stream'
 import { loadOrCreateIdentity, type Transport } from '@dcas/p2p'
 import { openBlobStore, openIndex, type BlobStore, type Index } from '@dcas/store'
 import { Background } from './background.js'
@@ -17,6 +17,7 @@ import { RateLimiter } from './concurrency.js'
 import { ClosedError, InvalidOptionsError, NotFoundError, throwIfAborted } from './errors.js'
 import { Fetcher } from './fetcher.js'
 import { Gossip } from './gossip.js'
+import { CallerWork } from './caller-work.js'
 import { Holder } from './holder.js'
 import { Introductions } from './introductions.js'
 import { assertValidKey } from './key.js'
@@ -87,10 +88,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   readonly #chunker: Chunker
   readonly #concurrency: number
   readonly #keyLocks = new KeyLocks()
-  readonly #ops = new Set<Promise<unknown>>()
-  readonly #reads = new Set<Readable>()
-  /** The close() of each open version. */
-  readonly #opened = new Set<() => void>()
+  readonly #work = new CallerWork()
   readonly #shutdown = new AbortController()
   #state: 'new' | 'starting' | 'open' | 'closing' | 'closed' = 'new'
   #parts: Parts | undefined
@@ -308,10 +306,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     if (this.#state === 'closed' || this.#state === 'closing') return
     this.#state = 'closing'
     this.#shutdown.abort(new ClosedError())
-    // A read nobody consumes any more would hold close() forever: reads end with ERR_CLOSED.
-    for (const readable of this.#reads) readable.destroy(new ClosedError())
-    await Promise.allSettled([...this.#ops])
-    for (const close of [...this.#opened]) close()
+    await this.#work.settle()
     const parts = this.#parts
     if (parts !== undefined) {
       parts.membership.close()
@@ -392,47 +387,30 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       // That version's blobs stay while it is open, whatever happens to the key.
       const pinned = [...new Set(manifest.chunks.map((c) => c.plainId)), record.manifestId]
       for (const id of pinned) parts.local.pin(id)
-      const close = (): void => {
-        if (!this.#opened.delete(close)) return
+      const hold = this.#work.hold(() => {
         for (const id of pinned) parts.local.unpin(id)
-      }
-      this.#opened.add(close)
+      })
       return {
         stat: parts.catalogue.statOf(key, record),
         read: (o: ReadOptions = {}) => {
-          if (!this.#opened.has(close)) throw new ClosedError('this version was closed')
+          if (!hold.held()) throw new ClosedError('this version was closed')
           const { offset, length } = rangeOf(o)
-          return this.#readable((observer) => parts.reads.stream(key, refId, manifest, offset, length, o.signal, observer))
+          return this.#readable(() => parts.reads.stream(key, refId, manifest, offset, length, o.signal, undefined))
         },
-        close,
+        close: hold.close,
       }
     })
   }
 
   /** A verified read as a Readable that close() ends; `observer` is told of each chunk it heals. */
   #read(key: string, offset: number, length: number | undefined, signal: AbortSignal | undefined, observer?: HealObserver): Readable {
-    return this.#readable((o) => this.#parts!.reads.read(key, offset, length, signal, o), observer)
+    return this.#readable(() => this.#parts!.reads.read(key, offset, length, signal, observer))
   }
 
   /** The bytes of `source` as a Readable that close() waits for, and ends with ERR_CLOSED. */
-  #readable(source: (observer: HealObserver | undefined) => AsyncGenerator<Uint8Array>, observer?: HealObserver): Readable {
+  #readable(source: () => AsyncGenerator<Uint8Array>): Readable {
     if (this.#state !== 'open') throw new ClosedError()
-    const ops = this.#ops
-    const tracked = async function* (): AsyncGenerator<Uint8Array> {
-      let finish!: () => void
-      const op = new Promise<void>((resolve) => (finish = resolve))
-      ops.add(op)
-      try {
-        yield* source(observer)
-      } finally {
-        ops.delete(op)
-        finish()
-      }
-    }
-    const readable = Readable.from(tracked(), { objectMode: false, highWaterMark: 1 })
-    this.#reads.add(readable)
-    readable.once('close', () => this.#reads.delete(readable))
-    return readable
+    return this.#work.readable(source)
   }
 
   async has(key: string): Promise<boolean> {
@@ -512,12 +490,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
   /** Runs an operation so that `close()` waits for it. */
   async #track<T>(fn: (parts: Parts) => Promise<T>): Promise<T> {
     if (this.#state !== 'open') throw new ClosedError(this.#state === 'new' || this.#state === 'starting' ? 'the server is not started' : undefined)
-    const p = fn(this.#parts!)
-    this.#ops.add(p)
-    try {
-      return await p
-    } finally {
-      this.#ops.delete(p)
-    }
+    const parts = this.#parts!
+    return this.#work.track(() => fn(parts))
   }
 }
