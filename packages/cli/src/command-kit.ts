@@ -1,4 +1,4 @@
-// What every command of `dcas` shares: its streams, which node it talks to, how it prints, and how
+// What every command of `dcas` shares: which node it talks to, how it prints, and how
 // Ctrl-C ends a transfer. The commands' modules take it; none of them builds its own.
 import { resolve } from 'node:path'
 import { Option } from 'commander'
