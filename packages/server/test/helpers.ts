@@ -209,12 +209,18 @@ export async function until(servers: Server[], check: () => boolean | Promise<bo
 /** The events of child nodes on which {@link untilNodes} checks again. */
 const NODE_EVENTS = ['node:joined', 'node:lost', 'node:returned', 'peer:connect', 'peer:disconnect', 'synced', 'repair:done']
 
-/** Resolves once `check` holds, checked at once and again on each event any of `nodes` passes on (one check at a time). */
+/**
+ * Resolves once `check` holds, checked at once, again on each event any of `nodes` passes on, and every
+ * half second besides (one check at a time): a node's state may settle after the last event it sends.
+ */
 export function untilNodes(nodes: readonly NodeHandle[], check: () => Promise<boolean>): Promise<void> {
   return new Promise((resolve, reject) => {
     let busy = false
     let again = false
-    const off = (): void => nodes.forEach((n) => NODE_EVENTS.forEach((e) => n.events.off(e, run)))
+    const off = (): void => {
+      clearInterval(poll)
+      nodes.forEach((n) => NODE_EVENTS.forEach((e) => n.events.off(e, run)))
+    }
     const run = (): void => {
       if (busy) return void (again = true)
       busy = true
@@ -233,6 +239,7 @@ export function untilNodes(nodes: readonly NodeHandle[], check: () => Promise<bo
       })()
     }
     nodes.forEach((n) => NODE_EVENTS.forEach((e) => n.events.on(e, run)))
+    const poll = setInterval(run, 500)
     run()
   })
 }
