@@ -18,6 +18,7 @@
  */
 
 export { createServer } from './server.js'
+export { NODE_FLAGS } from './node-flags.js'
 export type {
   BehindEvent,
   DeleteResult,

@@ -3,6 +3,7 @@ import { watch } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { NODE_FLAGS } from '@dcas/server'
 import { dataDigest, spawnNode, type NodeHandle } from '@dcas/server/testing'
 import { filesUnder, foundUnder, replicaFiles, sha256, tempDir } from './helpers.js'
 
@@ -107,5 +108,14 @@ describe('over TCP', () => {
     const peakMiB = usage.map((u) => Math.round(u.maxRss / 2 ** 20))
     console.log(`peak RSS per node for a 256 MiB object (A, B, C): ${peakMiB.join(', ')} MiB`)
     for (const p of peakMiB) expect(p).toBeLessThan(200)
+  })
+
+  it('starts the child with the V8 flags a dcas process runs with, before the caller\'s own', async () => {
+    const node = await spawnNode({ root: join(dir.path, 'flags'), clusterSecret: secret }, { execArgv: ['--stack-trace-limit=20'] })
+    nodes.push(node)
+    const argv = (await readFile(`/proc/${node.pid}/cmdline`, 'utf8')).split('\0')
+    expect(NODE_FLAGS).toContain('--initial-old-space-size=64')
+    for (const flag of NODE_FLAGS) expect(argv).toContain(flag)
+    expect(argv.indexOf('--stack-trace-limit=20')).toBeGreaterThan(Math.max(...NODE_FLAGS.map((flag) => argv.indexOf(flag))))
   })
 })

@@ -2,6 +2,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import type { DeleteResult, DrainResult, ListEntry, ObjectStat, PeerInfo, PlacementStatus, ScrubResult, StoreResult } from '../server.js'
+import { NODE_FLAGS } from '../node-flags.js'
 import type { ChildLogLevel, ChildServerOptions, EventMessage, Request, ResponseMessage } from './protocol.js'
 
 /** An error a node child process answered with, keeping its `code` (and `details` for `ERR_QUORUM`). */
@@ -61,7 +62,7 @@ export interface NodeHandle {
 
 /** How {@link spawnNode} runs the child process. */
 export interface SpawnOptions {
-  /** Node.js flags of the child. */
+  /** Node.js flags of the child, after {@link NODE_FLAGS} (which a `dcas` process starts with too). */
   execArgv?: string[]
   /** Where the child's stdout and stderr go: inherited (default), dropped, or an open file descriptor. */
   output?: 'inherit' | 'ignore' | number
@@ -79,13 +80,15 @@ const entry = fileURLToPath(new URL('./node-main.js', import.meta.url))
 /** Starts a dcas server in a child process with the TCP transport and resolves once it listens. */
 export async function spawnNode(options: ChildServerOptions, spawnOptions: SpawnOptions = {}): Promise<NodeHandle> {
   const output = spawnOptions.output ?? 'inherit'
+  // The child runs as the `dcas` command runs a node, with the same V8 flags.
+  const execArgv = [...NODE_FLAGS, ...(spawnOptions.execArgv ?? [])]
   const child: ChildProcess = fork(entry, [], {
     env: { ...process.env, DCAS_NODE_OPTIONS: JSON.stringify(options), ...(spawnOptions.logLevel === undefined ? {} : { DCAS_NODE_LOG: spawnOptions.logLevel }) },
     stdio: ['ignore', output, output, 'ipc'],
     serialization: 'advanced',
     ...(spawnOptions.wrapper === undefined || spawnOptions.wrapper.length === 0
-      ? { execArgv: spawnOptions.execArgv ?? [] }
-      : { execPath: spawnOptions.wrapper[0]!, execArgv: [...spawnOptions.wrapper.slice(1), process.execPath, ...(spawnOptions.execArgv ?? [])] }),
+      ? { execArgv }
+      : { execPath: spawnOptions.wrapper[0]!, execArgv: [...spawnOptions.wrapper.slice(1), process.execPath, ...execArgv] }),
   })
   const events = new EventEmitter()
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>()
