@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Packs every public package as npm would publish it and checks the tarballs:
 // dist/index.js and dist/index.d.ts present, no tests inside, no `workspace:` range left;
-// then installs them all into an empty project and imports each, at run time and in types.
+// then installs them all into an empty project, imports each, at run time and in types, and runs
+// the installed `dcas` command.
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -55,6 +56,10 @@ try {
       JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2023', strict: true, noEmit: true, skipLibCheck: true, types: ['node'] }, files: ['check.ts'] }),
     )
     execFileSync(process.execPath, ['check.mjs'], { cwd: app, stdio: 'inherit' })
+    // The command as npm installs it: its launcher starts Node.js with the flags of a dcas process.
+    const version = execFileSync(join(app, 'node_modules/.bin/dcas'), ['--version'], { cwd: app, encoding: 'utf8' }).trim()
+    if (version !== JSON.parse(readFileSync(join(root, 'packages/cli/package.json'), 'utf8')).version) problems.push(`@dcas/cli: the installed dcas command printed "${version}" for --version`)
+    else console.log(`the installed dcas command runs: ${version}`)
     execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: app, stdio: 'inherit' })
     console.log(`types resolved: ${names.join(', ')}`)
   }

@@ -9,8 +9,10 @@ import { Readable, Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import type { ApiFile } from '../src/index.js'
 
-/** The built executable, run as a user would. */
+/** The built executable, run by this Node.js. */
 export const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url))
+/** The `dcas` command as a package manager installs it: run as a program, it starts Node.js with the flags of a dcas process. */
+export const COMMAND = fileURLToPath(new URL('../bin/dcas.js', import.meta.url))
 
 /** A temporary folder removed by `cleanup()`. */
 export async function tempDir(): Promise<{ path: string; cleanup: () => Promise<void> }> {
@@ -66,9 +68,9 @@ export interface ServeHandle {
 
 const running = new Set<ServeHandle>()
 
-/** Starts `dcas serve --root root …args` and resolves once it logged `ready` (or rejects when it exits first). */
+/** Starts `dcas serve --root root …args` (the command, as installed) and resolves once it logged `ready` (or rejects when it exits first). */
 export async function serve(root: string, args: string[] = []): Promise<ServeHandle> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--root', root, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(COMMAND, ['serve', '--root', root, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   const lines: LogLine[] = []
   const events = new EventEmitter()
   let stderr = ''

@@ -6,7 +6,8 @@ import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { initNode, type InitOptions, type NodeStatus } from '../src/index.js'
-import { BIN, dcas, serve, stopAll, tempDir } from './helpers.js'
+import { NODE_FLAGS } from '@dcas/server'
+import { BIN, COMMAND, dcas, serve, stopAll, tempDir } from './helpers.js'
 
 let dir: { path: string; cleanup: () => Promise<void> }
 
@@ -48,6 +49,18 @@ describe('dcas serve', () => {
     const after = await dcas(['status', '--root', root])
     expect(after.code).toBe(4)
     expect(after.stderr).toContain('no dcas node is running')
+  })
+
+  it('runs, as the installed command, in Node.js started with the flags of a dcas process', async () => {
+    const launcher = (await readFile(COMMAND, 'utf8')).split('\n')
+    expect(launcher[0]).toBe('#!/bin/sh')
+    expect(launcher[1]).toBe(`':' //; exec node ${NODE_FLAGS.join(' ')} "$0" "$@"`)
+    const root = await init('a')
+    const node = await serve(root)
+    const argv = (await readFile(`/proc/${node.child.pid}/cmdline`, 'utf8')).split('\0')
+    expect(argv.slice(1, 1 + NODE_FLAGS.length)).toEqual([...NODE_FLAGS])
+    expect(argv.slice(1 + NODE_FLAGS.length, 4 + NODE_FLAGS.length)).toEqual([COMMAND, 'serve', '--root'])
+    expect(await node.stop('SIGTERM')).toEqual({ code: 0, signal: null })
   })
 
   it('lets a command whose reader went away (dcas status | head) end quietly, with exit code 0', async () => {
