@@ -258,12 +258,13 @@ export interface Worker extends HasUsage {
 }
 
 /**
- * Forks `file` (a TypeScript module) with `--worker` and `args`, with this process's node flags
- * (`--import tsx`, and `--cpu-prof` when profiling). The module calls {@link serveWorker}.
+ * Forks `file` (a TypeScript module) with `--worker` and `args`, with `nodeFlags` before this
+ * process's node flags (`--import tsx`, and `--cpu-prof` when profiling). The module calls
+ * {@link serveWorker}.
  */
-export async function startWorker(file: string, args: string[] = []): Promise<Worker> {
+export async function startWorker(file: string, args: string[] = [], nodeFlags: readonly string[] = []): Promise<Worker> {
   const child: ChildProcess = fork(file, ['--worker', ...args, ...(quick ? ['--quick'] : [])], {
-    execArgv: process.execArgv,
+    execArgv: [...nodeFlags, ...process.execArgv],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     serialization: 'advanced',
   })

@@ -29,6 +29,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { NODE_FLAGS } from '@dcas/server'
 import { dataDigest, spawnNode, type NodeHandle } from '@dcas/server/testing'
 import { bytesLabel, emit, inTurn, KiB, MiB, record, rounds, seconds, size, startWorker, withCpu, withPeakRss, type HasUsage, type Round, type Worker } from '../lib.js'
 
@@ -83,13 +84,17 @@ async function startDcas(dir: string): Promise<{ system: System; nodes: NodeHand
   }
 }
 
-/** One of the raw systems: an owner and two peers, bench workers running `file`. */
+/**
+ * One of the raw systems: an owner and two peers, bench workers running `file`, with the V8 flags
+ * a dcas node runs with (spawnNode's and the `dcas` command's), so that no system gets a heap the
+ * others lack.
+ */
 async function startRaw(dir: string, kind: Kind, file: string, prefix: string, localDir: string): Promise<{ system: System; workers: Worker[] }> {
   const path = fileURLToPath(new URL(file, import.meta.url))
   const [owner, p1, p2] = await Promise.all([
-    startWorker(path, ['--role', 'owner', '--root', join(dir, `${prefix}-owner`)]),
-    startWorker(path, ['--role', 'peer', '--root', join(dir, `${prefix}-peer-1`)]),
-    startWorker(path, ['--role', 'peer', '--root', join(dir, `${prefix}-peer-2`)]),
+    startWorker(path, ['--role', 'owner', '--root', join(dir, `${prefix}-owner`)], NODE_FLAGS),
+    startWorker(path, ['--role', 'peer', '--root', join(dir, `${prefix}-peer-1`)], NODE_FLAGS),
+    startWorker(path, ['--role', 'peer', '--root', join(dir, `${prefix}-peer-2`)], NODE_FLAGS),
   ])
   await owner.call({ op: 'connect', ports: await Promise.all([p1, p2].map((p) => p.call<number>({ op: 'port' }))) })
   if (profiling) console.log(`${prefix} pids: owner ${owner.pid}, peers ${p1.pid} ${p2.pid}`)
