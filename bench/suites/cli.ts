@@ -1,5 +1,6 @@
-// @dcas/cli: an object PUT and then GET through the `dcas serve` HTTP API (the built binary, a
-// process of its own, one node, real disk), beside, in the same rounds:
+// @dcas/cli: an object PUT and then GET through the `dcas serve` HTTP API (the built program, a
+// process of its own with the flags the `dcas` command gives it, one node, real disk), beside, in
+// the same rounds (the raw server with the same flags):
 // - the ceiling: raw node:http over loopback to a server process that discards the PUT body and
 //   answers the GET from memory (what HTTP alone costs);
 // - @dcas/server's store/read in this process, no HTTP (what the daemon wraps).
@@ -14,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
-import { createServer } from '@dcas/server'
+import { createServer, NODE_FLAGS } from '@dcas/server'
 import { generateData } from '@dcas/server/testing'
 import { bytesLabel, inTurn, MiB, peakRssMiB, record, rounds, seconds, size } from '../lib.js'
 
@@ -113,7 +114,7 @@ async function main(): Promise<void> {
   const direct = createServer({ root: join(dir, 'direct'), writeQuorum: 0 })
   try {
     // The raw server.
-    const raw = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--raw-server'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const raw = spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', fileURLToPath(import.meta.url), '--raw-server'], { stdio: ['ignore', 'pipe', 'inherit'] })
     children.push(raw)
     const rawBase = `http://127.0.0.1:${String((await firstLine(raw, (l) => typeof l.port === 'number')).port)}`
 
@@ -122,7 +123,7 @@ async function main(): Promise<void> {
     const init = spawn(process.execPath, [BIN, 'init', '--root', root, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0', '--write-quorum', '0'], { stdio: 'ignore' })
     const initCode = await new Promise((resolve) => init.once('exit', resolve))
     if (initCode !== 0) throw new Error(`dcas init exited ${String(initCode)}`)
-    const daemon = spawn(process.execPath, [BIN, 'serve', '--root', root], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const daemon = spawn(process.execPath, [...NODE_FLAGS, BIN, 'serve', '--root', root], { stdio: ['ignore', 'pipe', 'inherit'] })
     children.push(daemon)
     await firstLine(daemon, (l) => l.msg === 'ready')
     const api = JSON.parse(await readFile(join(root, 'api.json'), 'utf8')) as { url: string; token: string }

@@ -1,5 +1,5 @@
-// @dcas/s3: an object PUT and then GET through the S3 gateway of `dcas serve --s3` (the built binary,
-// a process of its own, one node, real disk) with @aws-sdk/client-s3 as the client — a streamed
+// @dcas/s3: an object PUT and then GET through the S3 gateway of `dcas serve --s3` (the built program,
+// a process of its own with the flags the `dcas` command gives it, one node, real disk) with @aws-sdk/client-s3 as the client — a streamed
 // upload with its CRC32 trailer, as the SDK sends a stream — beside, in the same rounds:
 // - the same object through the daemon's own HTTP API (what the gateway's S3 work costs on top);
 // - the ceiling: raw node:http over loopback to a server process that discards the PUT body and
@@ -18,6 +18,7 @@ import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
 import { CreateBucketCommand, DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { NODE_FLAGS } from '@dcas/server'
 import { generateData } from '@dcas/server/testing'
 import { bytesLabel, inTurn, MiB, peakRssMiB, record, rounds, seconds, size } from '../lib.js'
 
@@ -126,7 +127,7 @@ async function main(): Promise<void> {
   const children: ChildProcess[] = []
   let client: S3Client | undefined
   try {
-    const raw = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--raw-server'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const raw = spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', fileURLToPath(import.meta.url), '--raw-server'], { stdio: ['ignore', 'pipe', 'inherit'] })
     children.push(raw)
     const rawBase = `http://127.0.0.1:${String((await firstLine(raw, (l) => typeof l.port === 'number')).port)}`
 
@@ -135,7 +136,7 @@ async function main(): Promise<void> {
     const init = spawn(process.execPath, [BIN, 'init', '--root', root, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0', '--write-quorum', '0'], { stdio: 'ignore' })
     const initCode = await new Promise((resolve) => init.once('exit', resolve))
     if (initCode !== 0) throw new Error(`dcas init exited ${String(initCode)}`)
-    const daemon = spawn(process.execPath, [BIN, 'serve', '--root', root, '--s3', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const daemon = spawn(process.execPath, [...NODE_FLAGS, BIN, 'serve', '--root', root, '--s3', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] })
     children.push(daemon)
     await firstLine(daemon, (l) => l.msg === 'ready')
     const api = JSON.parse(await readFile(join(root, 'api.json'), 'utf8')) as { url: string; token: string; s3: { url: string; region: string; accessKeyId: string; secretAccessKey: string } }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The `dcas` executable.
+// The `dcas` program: `bin/dcas.js`, the command a package manager installs, starts it with the
+// Node.js flags of a dcas process.
 import { runCli } from './cli.js'
 
 // A reader that stops early (`dcas status | head`) closes the pipe: the command ends quietly, as

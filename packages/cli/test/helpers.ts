@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { delimiter, dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { Readable, Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
@@ -70,7 +70,8 @@ const running = new Set<ServeHandle>()
 
 /** Starts `dcas serve --root root …args` (the command, as installed) and resolves once it logged `ready` (or rejects when it exits first). */
 export async function serve(root: string, args: string[] = []): Promise<ServeHandle> {
-  const child = spawn(COMMAND, ['serve', '--root', root, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  // The command starts the `node` on PATH: this one, as a package manager's scripts would have it.
+  const child = spawn(COMMAND, ['serve', '--root', root, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` } })
   const lines: LogLine[] = []
   const events = new EventEmitter()
   let stderr = ''

@@ -9,13 +9,13 @@
  * - `--initial-old-space-size=64`: a node keeps tens of MiB of Buffers in flight (chunks, their
  *   ciphertext, TLS records) beside a JavaScript heap of about 10 MiB. V8 sizes the old
  *   generation's limit for that small heap and counts the Buffers against it, so it marks and
- *   compacts the whole heap over and over: about 45 full collections per 256 MiB stored, each
+ *   compacts the whole heap over and over: about 50 full collections per 256 MiB stored, each
  *   finding next to nothing to free. With a floor of 64 MiB under the limit, about one.
  * - `--max-semi-space-size=4`: young-generation semi-spaces of 4 MiB instead of up to 16; it
  *   takes back most of the peak RSS that collecting less often adds, for the same CPU.
  *
- * Measured in `pnpm bench` (BENCHMARKS.md, "Seventh session"): a 256 MiB store 65 → 81 MB/s and
- * 26.9 → 20.0 CPU s/GB over the three processes.
+ * Measured with `pnpm bench server`, with them against without (BENCHMARKS.md, "Seventh session"):
+ * a 256 MiB store 65 → 81 MB/s and 26.9 → 20.0 CPU s/GB over the three processes.
  *
  * @example
  * ```sh
