@@ -114,6 +114,11 @@ export interface RefPut {
   cipherIds: string[]
 }
 
+/** Every blob a ref uses: its chunks' cipher ids, then its manifest's. */
+export function blobIdsOf(ref: RefPut): string[] {
+  return [...ref.cipherIds, ref.manifestCipherId]
+}
+
 /**
  * One store's blobs and ref sent to a holder on one stream (`ref.store`): blobs as they are made, the ref at
  * the end, one answer for all of it once it is durable there. No round trip per blob.

@@ -6,7 +6,7 @@ import type { Connection } from '@dcas/p2p'
 import type { Background } from './background.js'
 import type { BlobCipher } from './cipher.js'
 import type { Catalogue } from './catalogue.js'
-import { missingBlobs, putBlob, putRef, RefStream, releaseBlobs, type RefPut, type RefPutResult } from './client.js'
+import { blobIdsOf, missingBlobs, putBlob, putRef, RefStream, releaseBlobs, type RefPut, type RefPutResult } from './client.js'
 import { SerialQueue } from './concurrency.js'
 import type { Deadlines } from './deadlines.js'
 import { messageOf, UnavailableError } from './errors.js'
@@ -84,7 +84,7 @@ export class Replicator {
   async putRef(conn: Connection, ref: RefPut, cipherFor: CipherSource, signal?: AbortSignal, background = false, first?: RefPutResult): Promise<void> {
     const { deadlines, catalogue } = this.#o
     // Only the ref's own blobs: a holder that names others gets nothing for them.
-    const wanted = new Set([...ref.cipherIds, ref.manifestCipherId])
+    const wanted = new Set(blobIdsOf(ref))
     let res: RefPutResult | undefined
     for (let round = 0; round < 4; round++) {
       res = round === 0 && first !== undefined ? first : await putRef(conn, ref, deadlines.request(signal, background))
@@ -105,7 +105,7 @@ export class Replicator {
    */
   async sendRef(conn: Connection, ref: RefPut, cipherFor: CipherSource, signal: AbortSignal | undefined, background: boolean): Promise<number> {
     const { deadlines } = this.#o
-    const missing = await missingBlobs(conn, [...ref.cipherIds, ref.manifestCipherId], deadlines.request(signal, background))
+    const missing = await missingBlobs(conn, blobIdsOf(ref), deadlines.request(signal, background))
     for (const cipherId of missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), deadlines.request(signal, background))
     await this.putRef(conn, ref, cipherFor, signal, background)
     return missing.length
@@ -173,7 +173,7 @@ export class Replicator {
         await this.sendRef(conn, ref, cipherFor, undefined, true)
       } catch (err) {
         // The blobs it got and no ref of its uses, it drops: a connection that stays open is never swept.
-        this.release(conn, [...cipherIds, meta.manifestCipherId], 'releasing the blobs of a failed replication')
+        this.release(conn, blobIdsOf(ref), 'releasing the blobs of a failed replication')
         throw err
       }
       await keyLocks.run(key, async () => {

@@ -148,9 +148,10 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
     if (transport.nodeId !== identity.nodeId) log.warn({ nodeId: transport.nodeId }, "the transport's node id is not identity/'s: this node publishes no signed peer record")
 
     const running = (): boolean => this.#state === 'open'
-    const deadlines = new Deadlines(this.#options.requestTimeout ?? 30_000, this.#shutdown.signal)
-    const background = new Background({ log, running, current: (conn) => peers.connection(conn.remoteNodeId) === conn, onBehind: (e) => this.emit('peer:behind', e) })
     const requestTimeout = this.#options.requestTimeout ?? 30_000
+    const maxConnections = this.#options.maxConnections ?? 64
+    const deadlines = new Deadlines(requestTimeout, this.#shutdown.signal)
+    const background = new Background({ log, running, current: (conn) => peers.connection(conn.remoteNodeId) === conn, onBehind: (e) => this.emit('peer:behind', e) })
     const membership: Membership = new Membership({
       index,
       peersTable: local.tables.peers,
@@ -194,7 +195,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       signal: this.#shutdown.signal,
       members: () => membership.members(),
       addresses: (nodeId) => membership.addresses(nodeId),
-      maxConnections: this.#options.maxConnections ?? 64,
+      maxConnections,
       introduced: (nodeId) => membership.introduced(nodeId),
       dialTimeout: Math.min(requestTimeout, 10_000),
       events: {
@@ -266,7 +267,7 @@ class DcasServer extends EventEmitter<ServerEvents> implements Server {
       events: this,
       infoOf: (nodeId) => this.#infoOf(nodeId),
       lostAfter: this.#lostAfter,
-      maxConnections: this.#options.maxConnections ?? 64,
+      maxConnections,
       emptyAtStart,
       running: () => this.#state === 'open',
       shutdown: this.#shutdown.signal,

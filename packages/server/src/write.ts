@@ -6,7 +6,7 @@ import { createHash, type Hash } from 'node:crypto'
 import type { Chunker } from './chunker.js'
 import type { BlobCipher } from './cipher.js'
 import type { Catalogue } from './catalogue.js'
-import type { RefPut } from './client.js'
+import { blobIdsOf, type RefPut } from './client.js'
 import { InFlight } from './concurrency.js'
 import { ClosedError, messageOf, PreconditionError, QuorumError, throwIfAborted, TooLargeError, UnavailableError } from './errors.js'
 import type { ChunkRecord, LocalStore, RefMeta } from './local.js'
@@ -145,7 +145,7 @@ export class WritePath {
         const nodeId = conn.remoteNodeId
         if (replicas.includes(nodeId)) continue
         replicator.later(conn, key)
-        if (session.failed.has(nodeId)) replicator.release(conn, [...cipherIds, manifestCipherId], 'releasing the blobs of a failed replication')
+        if (session.failed.has(nodeId)) replicator.release(conn, blobIdsOf(ref), 'releasing the blobs of a failed replication')
       }
       if (replicas.length < quorum) {
         const failed = [...reached.unreachable, ...[...session.failed].map(([nodeId, error]) => ({ nodeId, error }))]
