@@ -25,8 +25,10 @@ export async function serveRequest(ctx: HolderContext, owner: string, ex: Exchan
       await ex.end()
       return
     }
-    const handler = HANDLERS[String(header.op)]
-    const route = handler === undefined ? ctx.routes?.[String(header.op)] : undefined
+    // Own names only: an operation called `constructor` or `__proto__` is unknown, not Object.prototype's.
+    const op = String(header.op)
+    const handler = Object.hasOwn(HANDLERS, op) ? HANDLERS[op] : undefined
+    const route = handler === undefined && ctx.routes !== undefined && Object.hasOwn(ctx.routes, op) ? ctx.routes[op] : undefined
     if (handler === undefined && route === undefined) throw new PeerError(`unknown operation ${JSON.stringify(header.op)?.slice(0, 40)}`)
     if (handler !== undefined) await handler({ ctx, owner, received }, header, ex)
     else await route!(owner, header, ex)

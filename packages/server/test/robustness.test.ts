@@ -107,6 +107,22 @@ describe('hostile peers', () => {
     await evil.close({ signal: AbortSignal.timeout(1000) }).catch(() => {})
     expect((await b.store('k', 'still served')).replicas).toEqual([a.nodeId])
   })
+
+  it.each(['nope', 'constructor', 'toString', 'hasOwnProperty', '__proto__', 'valueOf'])('refuses %s as an operation, as any unknown one', async (op) => {
+    const a = await t.cluster.add('a')
+    const b = await t.cluster.add('b', ['a'])
+    await b.waitForPeers(1)
+    const evil = memoryTransport({ network: t.cluster.network, clusterSecret: 'test-cluster-secret' })
+    const conn = await evil.dial('a:1')
+    const stream = await conn.openStream()
+    await stream.write(encodeHeader({ v: 1, op }))
+    await stream.closeWrite()
+    const ex = new Exchange(stream)
+    expect(await ex.readHeader()).toMatchObject({ ok: false, code: 'ERR_PROTOCOL', message: `unknown operation "${op}"` })
+    expect(await conn.closed).toBeDefined()
+    await evil.close({ signal: AbortSignal.timeout(1000) }).catch(() => {})
+    expect((await b.store('k', 'still served')).replicas).toEqual([a.nodeId])
+  })
 })
 
 /**
