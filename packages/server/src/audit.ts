@@ -113,7 +113,7 @@ export class Auditor {
     }
     if (reason === undefined) return undefined
     await local.index.transaction((tx) => tx.delete(local.index.peerState, `${refId}/${nodeId}`))
-    replicator.later(conn, key, 'replicating a copy that failed its audit')
+    replicator.later(conn, key, 'replicating a copy that failed its audit', { verify: true })
     return { key, nodeId, reason }
   }
 }

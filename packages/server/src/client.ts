@@ -3,7 +3,7 @@
 import type { Connection } from '@dcas/p2p'
 import { PeerError } from './errors.js'
 import type { Tombstone } from './secrets.js'
-import { checkResponse, Exchange, hex64, hex64List, isHex64, MAX_BLOB_BYTES, MAX_HAS_IDS, MAX_LIST_PAGE, PROTOCOL_VERSION, sizeOf, uint, type Bytes, type Header } from './wire.js'
+import { checkResponse, Exchange, hex64, hex64List, isHex64, MAX_BLOB_BYTES, MAX_HAS_IDS, MAX_LIST_PAGE, MAX_VERIFY_IDS, PROTOCOL_VERSION, sizeOf, uint, type Bytes, type Header } from './wire.js'
 
 /** A holder's record of one of the owner's refs: live, or deleted (a tombstone). */
 export interface RemoteRef {
@@ -67,12 +67,17 @@ export async function getBlob(conn: Connection, cipherId: string, maxSize: numbe
   })
 }
 
-/** Which of `cipherIds` the holder lacks. */
-export async function missingBlobs(conn: Connection, cipherIds: string[], signal?: AbortSignal): Promise<string[]> {
+/**
+ * Which of `cipherIds` the holder lacks, a page per request (`signalOf` gives each request its signal). With
+ * `verify`, the holder also reads each one it has, and counts those it finds damaged (and drops) as missing: for a
+ * copy known to have failed a check.
+ */
+export async function missingBlobs(conn: Connection, cipherIds: string[], signalOf: () => AbortSignal, verify = false): Promise<string[]> {
   const missing: string[] = []
-  for (let at = 0; at < cipherIds.length; at += MAX_HAS_IDS) {
-    const batch = cipherIds.slice(at, at + MAX_HAS_IDS)
-    const page = await exchange(conn, { op: 'blob.has', cipherIds: batch }, signal, async (ex) => {
+  const pageSize = verify ? MAX_VERIFY_IDS : MAX_HAS_IDS
+  for (let at = 0; at < cipherIds.length; at += pageSize) {
+    const batch = cipherIds.slice(at, at + pageSize)
+    const page = await exchange(conn, { op: 'blob.has', cipherIds: batch, ...(verify ? { verify: true } : {}) }, signalOf(), async (ex) => {
       await ex.end()
       const header = checkResponse(await ex.requireHeader())
       await ex.expectEnd()

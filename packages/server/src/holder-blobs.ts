@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto'
 import { freeUnreferenced, markDamaged, missingIn, type Served } from './holder-state.js'
 import { IncomingBlobs } from './holder-writes.js'
-import { hex64, hex64List, MAX_BLOB_BYTES, MAX_HAS_IDS, uint, type Exchange, type Header } from './wire.js'
+import { hex64, hex64List, MAX_BLOB_BYTES, MAX_HAS_IDS, MAX_VERIFY_IDS, uint, type Exchange, type Header } from './wire.js'
 
 export async function blobPut(served: Served, h: Header, ex: Exchange): Promise<void> {
   const { ctx, owner } = served
@@ -85,10 +85,33 @@ export async function blobProve({ ctx, owner }: Served, h: Header, ex: Exchange)
   await ex.send({ ok: true, proof: hash.digest('hex') })
 }
 
+/**
+ * Which of the blobs named the owner lacks here. With `verify` (a copy of the owner's failed a check), each one
+ * present is read whole first: a damaged one is dropped and marked, and counts as missing, so that it is sent again.
+ */
 export async function blobHas({ ctx, owner }: Served, h: Header, ex: Exchange): Promise<void> {
-  const ids = hex64List(h.cipherIds, 'cipherIds', MAX_HAS_IDS)
+  const verify = h.verify === true
+  const ids = hex64List(h.cipherIds, 'cipherIds', verify ? MAX_VERIFY_IDS : MAX_HAS_IDS)
   await ex.expectEnd()
-  await ex.send({ ok: true, missing: await missingIn(await ctx.space.existing(owner), ids) })
+  const store = await ctx.space.existing(owner)
+  const missing = await missingIn(store, ids)
+  if (verify && store !== undefined) {
+    const lacking = new Set(missing)
+    for (const id of ids) {
+      if (lacking.has(id)) continue
+      try {
+        // The store checks the blob against its id as it reads it.
+        for await (const _ of store.get(id));
+      } catch (err) {
+        const code = (err as { code?: string }).code
+        if (code !== 'ERR_INTEGRITY' && code !== 'ERR_NOT_FOUND') throw err
+        if (code === 'ERR_INTEGRITY') await ctx.locks.run(`${owner}/${id}`, () => ctx.space.remove(store, owner, id))
+        await markDamaged(ctx, owner, id)
+        missing.push(id)
+      }
+    }
+  }
+  await ex.send({ ok: true, missing })
 }
 
 /** Drops blobs of the owner's that no ref uses (sent for a store that failed before its ref). */

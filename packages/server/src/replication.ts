@@ -60,6 +60,14 @@ export class ResendBudget {
   }
 }
 
+/** How {@link Replicator.replicateTo} brings a key to a peer. */
+export interface ReplicateOptions {
+  /** Catch-up: within the peer's resend budget. */
+  resend?: boolean
+  /** The peer's copy failed a check (an audit, or the peer found a blob damaged): it reads every blob it has. */
+  verify?: boolean
+}
+
 /** Where the bytes of a blob a peer lacks come from. */
 export type CipherSource = (cipherId: string) => Promise<Bytes>
 
@@ -101,11 +109,12 @@ export class Replicator {
 
   /**
    * Brings a ref to a peer that may hold none of its blobs: asks which it lacks, sends them, then the ref (see
-   * {@link Replicator.putRef}). Resolves to how many blobs it sent.
+   * {@link Replicator.putRef}). Resolves to how many blobs it sent. `verify`: the peer's copy failed a check, so it
+   * reads those it has and counts the damaged ones as lacking.
    */
-  async sendRef(conn: Connection, ref: RefPut, cipherFor: CipherSource, signal: AbortSignal | undefined, background: boolean): Promise<number> {
+  async sendRef(conn: Connection, ref: RefPut, cipherFor: CipherSource, signal: AbortSignal | undefined, background: boolean, verify = false): Promise<number> {
     const { deadlines } = this.#o
-    const missing = await missingBlobs(conn, blobIdsOf(ref), deadlines.request(signal, background))
+    const missing = await missingBlobs(conn, blobIdsOf(ref), () => deadlines.request(signal, background), verify)
     for (const cipherId of missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), deadlines.request(signal, background))
     await this.putRef(conn, ref, cipherFor, signal, background)
     return missing.length
@@ -136,9 +145,9 @@ export class Replicator {
     this.#o.background.enqueue(conn, { what, run: () => releaseBlobs(conn, cipherIds, this.#o.deadlines.background()) })
   }
 
-  /** Brings `key`'s current version to `conn` in the background. */
-  later(conn: Connection, key: string, what = 'late replication'): void {
-    this.#o.background.enqueue(conn, { what, run: () => this.replicateTo(conn, key) })
+  /** Brings `key`'s current version to `conn` in the background (`verify`: see {@link Replicator.replicateTo}). */
+  later(conn: Connection, key: string, what = 'late replication', options: ReplicateOptions = {}): void {
+    this.#o.background.enqueue(conn, { what, run: () => this.replicateTo(conn, key, options) })
   }
 
   /**
@@ -146,9 +155,11 @@ export class Replicator {
    * the peer's {@link RESEND_BURST_BYTES resend budget}). No key lock is held over the
    * transfer (the owner's own writes of the key go on): the version's chunks are pinned instead, and the peer's
    * copy is recorded only if the key is still at that version. A newer version or a delete reaching the peer
-   * first makes it refuse this one as stale.
+   * first makes it refuse this one as stale. `verify`: the peer's copy failed a check, so every blob of it is read
+   * there, and those damaged are sent again too, not only the one found.
    */
-  async replicateTo(conn: Connection, key: string, resend = false): Promise<void> {
+  async replicateTo(conn: Connection, key: string, options: ReplicateOptions = {}): Promise<void> {
+    const { resend = false, verify = false } = options
     const { local, catalogue, retriever, cipher, deadlines, keyLocks } = this.#o
     const signal = deadlines.shutdown
     const { record, manifest } = await catalogue.resolve(key, signal)
@@ -170,7 +181,7 @@ export class Replicator {
       }
       const ref: RefPut = { refId: meta.refId, version: record.version, manifestCipherId: meta.manifestCipherId, cipherIds }
       try {
-        await this.sendRef(conn, ref, cipherFor, undefined, true)
+        await this.sendRef(conn, ref, cipherFor, undefined, true, verify)
       } catch (err) {
         // The blobs it got and no ref of its uses, it drops: a connection that stays open is never swept.
         this.release(conn, blobIdsOf(ref), 'releasing the blobs of a failed replication')

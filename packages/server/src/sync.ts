@@ -169,7 +169,7 @@ export class CatchUp {
     }
     const meta = metaOf(record)
     if (r === undefined || r.damaged === true || r.version < record.version) {
-      if (placement.places(refId, peer)) await this.#step(round, key, 'replication', () => replicator.replicateTo(conn, key, true))
+      if (placement.places(refId, peer)) await this.#step(round, key, 'replication', () => replicator.replicateTo(conn, key, { resend: true, verify: r?.damaged === true }))
       else if (r !== undefined && !r.deleted) round.holds.push([refId, r.version])
     } else if (r.deleted || r.version > record.version || r.manifestCipherId !== meta.manifestCipherId) {
       await this.#step(round, key, 'reconciling versions', () => this.#settle(round, key, record, r))
@@ -210,7 +210,7 @@ export class CatchUp {
       if (codeOf(err) !== 'ERR_UNAUTHENTICATED') throw err
       // Not a manifest this owner vouches for (a forgery, or one written before manifests carried a MAC): this
       // node's version replaces it where the peer reports the same number; a higher one backed by nothing is ignored.
-      if (r.version === record.version) await replicator.replicateTo(round.conn, key, true)
+      if (r.version === record.version) await replicator.replicateTo(round.conn, key, { resend: true })
       else log.warn({ peer: round.peer, key }, 'catch-up: the peer reports a version of this key that no manifest of this owner backs; ignored')
       return
     }

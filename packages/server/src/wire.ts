@@ -14,6 +14,8 @@ export const MAX_HEADER_BYTES = 64 * 1024
 export const MAX_BLOB_BYTES = 64 * 1024 * 1024 + 64 * 1024
 /** Most ids in one `blob.has` or `blob.release` request. */
 export const MAX_HAS_IDS = 512
+/** Most ids in one `blob.has` that asks the holder to verify them (it reads each whole): bounds one request's reads. */
+export const MAX_VERIFY_IDS = 16
 /** Most chunks in one object (128 GiB at the default 1 MiB chunk size): bounds what a holder reads for one ref. */
 export const MAX_REF_CHUNKS = 1 << 17
 /** Most entries in one page of `ref.list`. */

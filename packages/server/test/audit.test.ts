@@ -1,10 +1,11 @@
 // Proof of storage: scrub challenges the copies peers acknowledged; one whose bytes are gone counts as
 // lost and is replicated again.
-import { rm } from 'node:fs/promises'
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises'
+import { basename } from 'node:path'
 import { memoryTransport } from '@dcas/p2p'
 import { describe, expect, it } from 'vitest'
 import { Exchange, type Header } from '../src/wire.js'
-import { bytes, replicaFiles, useCluster } from './helpers.js'
+import { bytes, replicaFiles, sha256, useCluster } from './helpers.js'
 
 const t = useCluster()
 
@@ -25,6 +26,28 @@ describe('audits', () => {
     expect((await c.stat('k')).replicas).toEqual([a.nodeId])
     expect(await replicaFiles(t.cluster.roots[0]!, c.nodeId)).toHaveLength(files.length)
     expect((await c.scrub({ audit: 10 })).lostCopies).toEqual([])
+  })
+
+  it('replace every damaged blob of a copy that failed, not only the one challenged', async () => {
+    const a = await t.cluster.add('a')
+    const c = await t.cluster.add('c', ['a'])
+    await c.waitForPeers(1)
+    await c.store('k', bytes(3 * 64 * 1024))
+    const files = await replicaFiles(t.cluster.roots[0]!, c.nodeId)
+    expect(files.length).toBeGreaterThan(2)
+    // Every blob of A's copy rots; its tables still say it holds them.
+    for (const f of files) {
+      await chmod(f, 0o600)
+      const data = await readFile(f)
+      data[0]! ^= 0xff
+      await writeFile(f, data)
+    }
+    expect((await c.scrub({ audit: 10 })).lostCopies).toEqual([expect.objectContaining({ key: 'k', nodeId: a.nodeId })])
+    await c.waitForSync()
+    expect((await c.stat('k')).replicas).toEqual([a.nodeId])
+    const now = await replicaFiles(t.cluster.roots[0]!, c.nodeId)
+    expect(now.map((f) => basename(f)).sort()).toEqual(files.map((f) => basename(f)).sort())
+    for (const f of now) expect(sha256(await readFile(f))).toBe(basename(f))
   })
 
   it('catch a peer that acknowledges blobs it never keeps', async () => {
