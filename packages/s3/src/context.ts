@@ -137,7 +137,7 @@ export class S3Context {
       this.res.destroy(err)
       return
     }
-    const root = el('Error', [el('Code', err.code), el('Message', err.message), el('Resource', this.resource), el('RequestId', this.requestId)])
+    const root = el('Error', [el('Code', err.code), el('Message', err.message), ...err.fields.map(([name, value]) => el(name, value)), el('Resource', this.resource), el('RequestId', this.requestId)])
     this.sendXml(err.status, root)
   }
 }

@@ -58,11 +58,15 @@ export class S3Error extends Error {
   /** The HTTP status it is answered with. */
   readonly status: number
 
-  constructor(code: S3ErrorCode, message: string, options?: ErrorOptions) {
+  /** More elements of the XML `<Error>`, as S3 sends them (e.g. `Region` of `AuthorizationHeaderMalformed`, which s3cmd reads to retry there). */
+  readonly fields: ReadonlyArray<readonly [string, string]>
+
+  constructor(code: S3ErrorCode, message: string, options?: ErrorOptions & { fields?: ReadonlyArray<readonly [string, string]> }) {
     super(message, options)
     this.name = 'S3Error'
     this.code = code
     this.status = S3_ERRORS[code]
+    this.fields = options?.fields ?? []
   }
 }
 

@@ -170,7 +170,10 @@ export function createS3Gateway(options: S3GatewayOptions): S3Gateway {
     const error =
       code === 'HPE_HEADER_OVERFLOW'
         ? new S3Error('RequestHeaderSectionTooLarge', `Your request header section exceeds the maximum allowed size (${maxHeaderSize} bytes).`)
-        : new S3Error('InvalidRequest', `The request is not valid HTTP: ${messageOf(err)}`)
+        : code === 'HPE_INVALID_EOF_STATE'
+          ? // The client ended its side before the body its Content-Length announced.
+            new S3Error('IncompleteBody', 'You did not provide the number of bytes specified by the Content-Length HTTP header.')
+          : new S3Error('InvalidRequest', `The request is not valid HTTP: ${messageOf(err)}`)
     const body = xmlDocument(el('Error', [el('Code', error.code), el('Message', error.message), el('RequestId', randomBytes(8).toString('hex').toUpperCase())]))
     const status = S3_ERRORS[error.code]
     socket.end(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nContent-Type: application/xml\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)

@@ -203,14 +203,22 @@ export function verifySignature(request: SignableRequest, options: VerifyOptions
   if (authorization !== undefined && queryAlgorithm !== undefined) throw new S3Error('InvalidArgument', 'Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the Authorization header should be specified')
   if (authorization !== undefined) return verifyHeaderSignature(request, authorization.join(','), options)
   if (queryAlgorithm !== undefined) return verifyPresigned(request, options)
+  // A presigned URL of Signature Version 2 (AWS CLI v1's default `presign`).
+  if (request.query.some(([name]) => name === 'Signature') && request.query.some(([name]) => name === 'AWSAccessKeyId')) throw unsupportedMechanism()
   throw new S3Error('AccessDenied', 'Anonymous access is not allowed: sign the request with an access key (AWS Signature Version 4)')
 }
 
+/**
+ * Signature Version 2, SigV4a…: refused in S3's own words, which clients such as s3cmd look for to switch to
+ * Signature Version 4.
+ */
+const unsupportedMechanism = (): S3Error => new S3Error('InvalidRequest', 'The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.')
+
 function verifyHeaderSignature(request: SignableRequest, authorization: string, options: VerifyOptions): Authenticated {
-  const fail = (message: string): S3Error => new S3Error('AuthorizationHeaderMalformed', `The authorization header is malformed; ${message}`)
+  const fail = (message: string): S3Error => new S3Error('AuthorizationHeaderMalformed', `The authorization header is malformed; ${message}`, { fields: [['Region', options.region]] })
   const space = authorization.indexOf(' ')
   const algorithm = space < 0 ? authorization : authorization.slice(0, space)
-  if (algorithm !== 'AWS4-HMAC-SHA256') throw new S3Error('InvalidRequest', `The authorization mechanism you have provided (${algorithm.slice(0, 40)}) is not supported. Please use AWS4-HMAC-SHA256.`)
+  if (algorithm !== 'AWS4-HMAC-SHA256') throw unsupportedMechanism()
   const fields = new Map<string, string>()
   for (const part of authorization.slice(space + 1).split(',')) {
     const eq = part.indexOf('=')

@@ -6,7 +6,7 @@ import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
-import { CompleteMultipartUploadCommand, CopyObjectCommand, CreateBucketCommand, CreateMultipartUploadCommand, GetObjectCommand, PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3'
+import { CompleteMultipartUploadCommand, CopyObjectCommand, CreateBucketCommand, CreateMultipartUploadCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3'
 import { createServer, type Server } from '@dcas/server'
 import { afterEach, describe, expect, it } from 'vitest'
 import { startGateway, text, type Harness } from './helpers.js'
@@ -97,5 +97,24 @@ describe('replicated and healed', () => {
     }
     const got = await h.client.send(new GetObjectCommand({ Bucket: 'bkt', Key: 'precious' }))
     expect((await text(got.Body as Readable)).equals(body)).toBe(true)
+  })
+})
+
+describe('a write quorum not reached', () => {
+  it('answers 503 saying that nothing was stored when no peer could be reached, and stores nothing', async () => {
+    const dir = await tempDir()
+    const b = await node(dir, 'b')
+    const a = await node(dir, 'a', [b.address])
+    await a.waitForPeers(1)
+    const h = await gatewayOver(a)
+    await b.close()
+    const err = await h.client.send(new PutObjectCommand({ Bucket: 'bkt', Key: 'k', Body: 'not stored' })).then(
+      () => undefined,
+      (e: { name?: string; message?: string; $metadata?: { httpStatusCode?: number } }) => e,
+    )
+    expect(err).toMatchObject({ name: 'ServiceUnavailable', $metadata: { httpStatusCode: 503 } })
+    expect(err?.message).toMatch(/^Nothing was stored: too few peers could be reached/)
+    const listed = await h.client.send(new ListObjectsV2Command({ Bucket: 'bkt' }))
+    expect(listed.KeyCount).toBe(0)
   })
 })

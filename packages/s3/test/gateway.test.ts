@@ -244,6 +244,36 @@ describe('presigned URLs and virtual-host style', () => {
 })
 
 describe('what the gateway does not do', () => {
+  it('refuses Signature Version 2, in a header or a presigned URL, in the words clients look for to switch to Version 4', async () => {
+    const expected = 'The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.'
+    const header = await send(h.port, 'GET', '/photos', { authorization: 'AWS AKIDEXAMPLE:c2lnbmF0dXJl', date: new Date().toUTCString() })
+    expect(header.status).toBe(400)
+    expect(errorCode(header.body)).toBe('InvalidRequest')
+    expect(header.body.toString()).toContain(`<Message>${expected}</Message>`)
+    const presigned = await send(h.port, 'GET', `/photos/a.txt?AWSAccessKeyId=${credentials.accessKeyId}&Signature=c2lnbmF0dXJl&Expires=${Math.floor(Date.now() / 1000) + 600}`, {})
+    expect(presigned.status).toBe(400)
+    expect(presigned.body.toString()).toContain(`<Message>${expected}</Message>`)
+  })
+
+  it('names its region when a request is signed for another, as S3 does', async () => {
+    const signed = await signHeaders(h.port, 'GET', '/', { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' })
+    const authorization = signed.authorization!.replace('/us-east-1/', '/US/')
+    const res = await send(h.port, 'GET', '/', { ...signed, authorization })
+    expect(res.status).toBe(400)
+    expect(errorCode(res.body)).toBe('AuthorizationHeaderMalformed')
+    expect(res.body.toString()).toContain('<Region>us-east-1</Region>')
+  })
+
+  it('refuses an ACL that would grant access to anyone but the owner, and stores nothing', async () => {
+    await h.client.send(new PutObjectCommand({ Bucket: 'photos', Key: 'private.txt', Body: 'mine', ACL: 'private' }))
+    expect(await failure(h.client.send(new PutObjectCommand({ Bucket: 'photos', Key: 'public.txt', Body: 'everyone', ACL: 'public-read' })))).toEqual({ name: 'NotImplemented', status: 501 })
+    expect(await failure(h.client.send(new PutObjectCommand({ Bucket: 'photos', Key: 'granted.txt', Body: 'x', GrantRead: 'uri=http://acs.amazonaws.com/groups/global/AllUsers' })))).toEqual({ name: 'NotImplemented', status: 501 })
+    expect(await failure(h.client.send(new CreateBucketCommand({ Bucket: 'open-bucket', ACL: 'public-read-write' })))).toEqual({ name: 'NotImplemented', status: 501 })
+    const listed = await h.client.send(new ListObjectsV2Command({ Bucket: 'photos' }))
+    expect((listed.Contents ?? []).map((o) => o.Key)).toEqual(['private.txt'])
+    expect(await failure(h.client.send(new HeadBucketCommand({ Bucket: 'open-bucket' })))).toMatchObject({ status: 404 })
+  })
+
   it('answers NotImplemented in S3 XML', async () => {
     const res = await send(h.port, 'GET', '/photos?versioning', await signHeaders(h.port, 'GET', '/photos', { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' }, { query: { versioning: '' } }))
     expect(res.status).toBe(501)

@@ -4,7 +4,9 @@ import { CreateBucketCommand, CreateMultipartUploadCommand, GetObjectCommand, Li
 import { TooLargeError } from '@dcas/server'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { readdir } from 'node:fs/promises'
+import { once } from 'node:events'
 import { request as httpRequest } from 'node:http'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -219,6 +221,21 @@ describe('malformed requests', () => {
       expect(res.status).toBe(400)
       expect(errorCode(res.body)).toBe('MalformedXML')
     }
+    expect(await contents()).toEqual(untouched)
+  })
+
+  it('answer IncompleteBody to a body shorter than its Content-Length when the client ends its side, storing nothing', async () => {
+    const headers = await signHeaders(h.port, 'PUT', '/safe/short', { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', 'content-length': '1000' })
+    const socket = connect(h.port, '127.0.0.1')
+    await once(socket, 'connect')
+    const head = [`PUT /safe/short HTTP/1.1`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n')
+    socket.write(head)
+    socket.end(Buffer.alloc(500, 7))
+    const answer: Buffer[] = []
+    for await (const piece of socket) answer.push(piece as Buffer)
+    const text = Buffer.concat(answer).toString()
+    expect(text).toMatch(/^HTTP\/1\.1 400 /)
+    expect(text).toContain('<Code>IncompleteBody</Code>')
     expect(await contents()).toEqual(untouched)
   })
 

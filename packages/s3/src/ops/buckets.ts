@@ -5,7 +5,7 @@ import { S3Error, codeOf } from '../errors.js'
 import { BUCKETS_PREFIX, bucketRecordKey, checkBucketName, objectPrefix } from '../layout.js'
 import { verifiedPayload } from '../payload.js'
 import { S3_NAMESPACE, childText, el, parseXml } from '../xml.js'
-import { isoDate, requireBucket, toS3Error, type Deps } from './common.js'
+import { isoDate, refuseAcl, requireBucket, toS3Error, type Deps } from './common.js'
 import { abortUploadsOf } from './multipart.js'
 
 const empty = (async function* (): AsyncGenerator<Uint8Array> {})
@@ -40,6 +40,7 @@ export async function listBuckets(deps: Deps, ctx: S3Context): Promise<void> {
 
 export async function createBucket(deps: Deps, ctx: S3Context, bucket: string): Promise<void> {
   checkBucketName(bucket)
+  refuseAcl(ctx)
   // An optional <CreateBucketConfiguration><LocationConstraint>: it must name this gateway's region.
   const config = await parseXml(verifiedPayload(ctx).data, { maxBytes: 64 * 1024 })
   if (config !== undefined) {

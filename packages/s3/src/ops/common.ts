@@ -1,6 +1,7 @@
 // What every operation shares: the gateway's settings and server, the bucket check, and the
 // mapping of a dcas server's errors onto S3's.
 import type { Logger } from '@dcas/server'
+import type { S3Context } from '../context.js'
 import { S3Error, codeOf, messageOf, s3ErrorIn, type S3ErrorCode } from '../errors.js'
 import { bucketRecordKey } from '../layout.js'
 import type { GatewayObject, GatewayOpenObject, GatewayServer } from '../store-api.js'
@@ -46,7 +47,12 @@ export function toS3Error(err: unknown, notFound: () => S3Error = noSuchKey): S3
   if (s3 !== undefined) return s3
   const code = codeOf(err)
   if (code === 'ERR_NOT_FOUND') return notFound()
-  if (code === 'ERR_QUORUM') return new S3Error('ServiceUnavailable', `The object was stored on this node, but fewer peers than the write quorum acknowledged it: ${messageOf(err)}. Retry when the peers are back.`, { cause: err })
+  if (code === 'ERR_QUORUM') {
+    // The server says whether the object was committed here (and is repaired in the background) or nothing was stored.
+    const committed = (err as { details?: { committed?: boolean } }).details?.committed === true
+    const what = committed ? 'The object was stored on this node, but fewer peers than the write quorum acknowledged it' : 'Nothing was stored: too few peers could be reached for the write quorum'
+    return new S3Error('ServiceUnavailable', `${what}: ${messageOf(err)}. Retry when the peers are back.`, { cause: err })
+  }
   if (code === 'ERR_PRECONDITION') return new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold.', { cause: err })
   if (code === 'ERR_TOO_LARGE') return new S3Error('EntityTooLarge', `Your object is larger than this node can hold in one object: ${messageOf(err)}`, { cause: err })
   const mapped = code === undefined ? undefined : STATUS_CODES[code]
@@ -117,4 +123,15 @@ export function etagMatches(condition: string, etag: string): boolean {
     const t = c.trim().replace(/^W\//, '').replace(/^"|"$/g, '')
     return t === '*' || t === bare
   })
+}
+
+/** Canned ACLs that say what the gateway does anyway: one owner, nothing public. */
+const OWNER_ONLY_ACLS = new Set(['private', 'bucket-owner-full-control'])
+
+/** Refuses ACLs that would grant anyone but the owner access (the gateway has no ACLs: it would not apply them). */
+export function refuseAcl(ctx: S3Context): void {
+  const acl = ctx.header('x-amz-acl')
+  if (acl !== undefined && !OWNER_ONLY_ACLS.has(acl.trim())) throw new S3Error('NotImplemented', `The canned ACL ${acl.slice(0, 40)} is not supported: objects are only ever the owner's (private is accepted).`)
+  const grant = [...ctx.headers.keys()].find((name) => name.startsWith('x-amz-grant-'))
+  if (grant !== undefined) throw new S3Error('NotImplemented', `The ${grant} header is not supported: objects are only ever the owner's.`)
 }

@@ -8,7 +8,7 @@ import { ETAG, describingMetadata, etagOf, metadataFromHeaders, metadataHeaders 
 import { verifiedPayload } from '../payload.js'
 import type { GatewayObject, GatewayOpenObject, ObjectMetadata } from '../store-api.js'
 import { S3_NAMESPACE, childText, childrenNamed, el, parseXml, type Xml } from '../xml.js'
-import { eachLimited, etagMatches, httpDate, isoDate, openObject, parseHttpDate, requireBucket, statObject, toS3Error, toS3WriteError, type Deps } from './common.js'
+import { eachLimited, etagMatches, httpDate, isoDate, openObject, parseHttpDate, refuseAcl, requireBucket, statObject, toS3Error, toS3WriteError, type Deps } from './common.js'
 
 /** Most keys one DeleteObjects may name, as S3. */
 const MAX_DELETE_KEYS = 1000
@@ -17,6 +17,7 @@ const noSuchKey = (): S3Error => new S3Error('NoSuchKey', 'The specified key doe
 
 /** Refuses the headers of features the gateway does not have (rather than ignoring what a client relies on). */
 export function refuseUnsupportedHeaders(ctx: S3Context): void {
+  refuseAcl(ctx)
   const sse = ctx.header('x-amz-server-side-encryption')
   if (sse !== undefined && sse !== 'AES256') throw new S3Error('NotImplemented', `Server-side encryption ${sse.slice(0, 40)} is not supported (dcas encrypts every replica itself; AES256 is accepted).`)
   for (const name of ['x-amz-server-side-encryption-customer-algorithm', 'x-amz-tagging', 'x-amz-object-lock-mode', 'x-amz-object-lock-retain-until-date', 'x-amz-object-lock-legal-hold', 'x-amz-website-redirect-location']) {
