@@ -252,6 +252,9 @@ export class Peers implements Peering {
       } catch (err) {
         if (this.#o.signal.aborted) throw new ClosedError()
         errors.push(`${address}: ${messageOf(err)}`)
+        // Told as a bootstrap dial's failure is: why a member that went away is not connected.
+        const code = codeOf(err)
+        this.#o.events.dialError({ address, ...(code === undefined ? {} : { code }), message: messageOf(err) })
       }
     }
     const error = addresses.length === 0 ? 'no address known' : errors.join('; ')

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest'
 import { Exchange, MAX_LIST_PAGE, MAX_REF_CHUNKS } from '../src/wire.js'
 import { MAX_FRUITLESS_ENTRIES, MAX_FRUITLESS_MANIFESTS } from '../src/sync.js'
 import { holderTables, type ReplicaRef } from '../src/holder-state.js'
-import { createServer, type BehindEvent, type Server } from '../src/index.js'
+import { createServer, type BehindEvent, type DialErrorEvent, type Server } from '../src/index.js'
 import { encodeHeader } from '../src/wire.js'
 import { bytes, codeOf, readAll, sha256, useCluster } from './helpers.js'
 
@@ -59,6 +59,19 @@ describe('liveness', () => {
       for (const conn of held) conn.abort()
       await silent.close({ signal: AbortSignal.timeout(1000) }).catch(() => {})
     }
+  })
+
+  it('tells why a member that was connected and went away cannot be dialled', async () => {
+    const a = await t.cluster.add('a', [], { writeQuorum: 0 })
+    const b = await t.cluster.add('b', ['a'])
+    await Promise.all([a.waitForPeers(1), b.waitForPeers(1)])
+    await b.close()
+    const failed = new Promise<DialErrorEvent>((resolve) => a.on('dial:error', (e) => e.address === 'b:1' && resolve(e)))
+    // Placed on b too: repair dials it, whichever of the two dials the other.
+    await a.store('k', 'v')
+    const event = await failed
+    expect(event.address).toBe('b:1')
+    expect(event.message.length).toBeGreaterThan(0)
   })
 
   it('does not dial itself again when its own address is among the bootstrap peers', async () => {
