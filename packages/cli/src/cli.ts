@@ -183,11 +183,14 @@ function buildProgram(io: CliIO, state: RunState): Command {
     .description('read the object under KEY from the running node, to standard output or a file')
     .argument('<key>', 'the key to read')
     .addOption(rootOption(home))
-    .option('-o, --output <file>', 'write to this file, whole or not at all (default: standard output)')
+    .option('-o, --output <file>', 'write to this file, whole or not at all (default, or -: standard output)')
     .option('--offset <bytes>', 'first byte to read', (v) => nonNegative(v, '--offset'))
     .option('--length <bytes>', 'how many bytes to read', (v) => nonNegative(v, '--length'))
     .option('--no-progress', 'no progress bar, even on a terminal')
     .action(async (key: string, opts: RootOptions & { output?: string; offset?: number; length?: number; progress: boolean }) => {
+      const output = opts.output === '-' ? undefined : opts.output
+      // Where it goes is checked before anything is read.
+      if (output !== undefined) await checkOutput(output)
       const c = await client(opts)
       await interruptible(async (signal) => {
         const result = await c.get(key, { signal, ...(opts.offset === undefined ? {} : { offset: opts.offset }), ...(opts.length === undefined ? {} : { length: opts.length }) })
@@ -201,20 +204,22 @@ function buildProgram(io: CliIO, state: RunState): Command {
           }
         })()
         try {
-          if (opts.output === undefined) {
+          if (output === undefined) {
             await pipeline(body, io.stdout, { end: false }).catch((err: unknown) => {
               if (codeOf(err) !== 'EPIPE') throw err // the reader stopped (dcas get k | head): not a failure
             })
             return
           }
-          const target = resolve(opts.output)
+          const target = resolve(output)
           const tmp = join(dirname(target), `.${basename(target)}.dcas-${randomBytes(4).toString('hex')}.part`)
           try {
             await pipeline(body, createWriteStream(tmp, { flags: 'wx' }))
             await rename(tmp, target)
           } catch (err) {
             await unlink(tmp).catch(() => {})
-            throw err
+            // The file system's refusal, said of the user's path (not of the temp file beside it).
+            if (err instanceof CliError || !/^E[A-Z]+$/.test(codeOf(err) ?? '')) throw err
+            throw new UsageError(`cannot write ${output}: ${codeOf(err)}`, { cause: err })
           }
           out(`wrote "${key}" to ${target}: ${formatBytes(result.length)} (${result.length} bytes)${result.length === result.info.size ? `, sha256 ${result.info.sha256} verified` : ''}`)
         } finally {
@@ -241,7 +246,7 @@ function buildProgram(io: CliIO, state: RunState): Command {
     .description('list the keys (with PREFIX) on the running node, in order')
     .argument('[prefix]', 'only keys starting with this')
     .addOption(rootOption(home))
-    .option('--limit <n>', 'at most this many keys (default: all)', (v) => positive(v, '--limit'))
+    .option('--limit <n>', 'at most this many keys (default: all)', (v) => positive(v, '--limit', 'keys'))
     .option('--after <key>', 'only keys after this one (to resume a listing)')
     .addOption(jsonOption())
     .action(async (prefix: string | undefined, opts: RootOptions & { limit?: number; after?: string; json?: boolean }) => {
@@ -300,7 +305,9 @@ function buildProgram(io: CliIO, state: RunState): Command {
     .addOption(jsonOption())
     .action(async (opts: RootOptions & { json?: boolean }) => {
       const root = rootOf(opts)
-      const [{ readApiFile }, { readS3Credentials, s3Instructions, S3_REGION }] = await Promise.all([import('./api-file.js'), lazy.s3()])
+      const [{ readApiFile }, { readS3Credentials, s3Instructions, S3_REGION }, { loadNode }] = await Promise.all([import('./api-file.js'), lazy.s3(), lazy.init()])
+      // No node at all is said as every command says it (exit 3), not as a missing key.
+      await loadNode(root)
       const running = (await readApiFile(root))?.s3
       const entry = running ?? { url: 'http://HOST:PORT', region: S3_REGION, ...((await readS3Credentials(root)) ?? {}) }
       if (entry.accessKeyId === undefined || entry.secretAccessKey === undefined) {
@@ -336,15 +343,24 @@ function buildProgram(io: CliIO, state: RunState): Command {
   return program
 }
 
-function nonNegative(value: string, what: string): number {
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`${what} must be a whole number of bytes, got "${value}"`)
+function nonNegative(value: string, what: string, unit = 'bytes'): number {
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`${what} must be a whole number of ${unit}, got "${value}"`)
   return Number(value)
 }
 
-function positive(value: string, what: string): number {
-  const n = nonNegative(value, what)
+function positive(value: string, what: string, unit: string): number {
+  const n = nonNegative(value, what, unit)
   if (n === 0) throw new UsageError(`${what} must be at least 1`)
   return n
+}
+
+/** Refuses an output path that cannot become a file: a directory, or one in a directory that does not exist. */
+async function checkOutput(output: string): Promise<void> {
+  const target = resolve(output)
+  const info = await stat(target).catch(() => undefined)
+  if (info?.isDirectory() === true) throw new UsageError(`${output} is a directory`, { hint: 'give the file to write, e.g. -o ' + join(output, 'NAME') })
+  const parent = await stat(dirname(target)).catch(() => undefined)
+  if (parent?.isDirectory() !== true) throw new UsageError(`cannot write ${output}: ${dirname(target)} is not a directory`, { hint: 'create it first, or write elsewhere' })
 }
 
 /**
@@ -372,7 +388,10 @@ export async function runCli(argv: string[], io: Partial<CliIO> = {}): Promise<n
       }
       return cliError.exitCode
     }
-    streams.stderr.write(`dcas: ${codeOf(err) === undefined ? '' : `${codeOf(err)}: `}${messageOf(err)}\n`)
+    // Node's system errors already start with their code ("ENOENT: no such file…"): it is not said twice.
+    const code = codeOf(err)
+    const message = messageOf(err)
+    streams.stderr.write(`dcas: ${code === undefined || message.startsWith(code) ? '' : `${code}: `}${message}\n`)
     if (streams.env.DCAS_DEBUG !== undefined && err instanceof Error && err.stack !== undefined) streams.stderr.write(`${err.stack}\n`)
     return 1
   }

@@ -106,7 +106,7 @@ function printStatus(s: NodeStatus, out: (line: string) => void): void {
   }
   const o = s.objects
   const r = s.replication
-  const spread = s.peers.length === 0 ? 'no peers known, so no replicas' : `${o.replicated} with all ${r.target} copies, ${o.lagging} lagging (${formatBytes(o.lagBytes)}), ${o.unreplicated} on no peer`
+  const spread = s.peers.length === 0 ? 'no peers known, so no replicas' : `${o.replicated} with ${r.target === 1 ? 'its 1 copy' : `all ${r.target} copies`}, ${o.lagging} lagging (${formatBytes(o.lagBytes)}), ${o.unreplicated} on no peer`
   out(`objects  ${plural(o.objects, 'object')} (${formatBytes(o.bytes)}): ${spread}`)
   out(`placement ${placementLine(r)}`)
   out(`disk     blobs ${formatBytes(s.disk.blobs)}, replicas for peers ${formatBytes(s.disk.replicas)}, index ${formatBytes(s.disk.index)}; ${formatBytes(s.disk.free)} free`)

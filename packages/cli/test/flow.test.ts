@@ -85,6 +85,10 @@ describe('two nodes through the dcas command line', { timeout: 240_000 }, () => 
     expect(small.code).toBe(0)
     const cat = await dcas(['get', '--root', rootA, 'notes.txt'])
     expect(cat.stdout).toBe('from standard input\n')
+    // "-o -" is standard output too, not a file named "-".
+    const dash = await dcas(['get', '--root', rootA, 'notes.txt', '-o', '-'], { cwd: dir.path })
+    expect(dash.stdout).toBe('from standard input\n')
+    expect(await readFile(join(dir.path, '-')).then(() => true, () => false)).toBe(false)
 
     const ls = await dcas(['ls', '--root', rootA])
     expect(ls.stdout.trim().split('\n').map((l) => l.split(/\s+/).pop())).toEqual(['notes.txt', 'videos/big.bin'])

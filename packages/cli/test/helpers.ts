@@ -28,8 +28,8 @@ export interface RunResult {
 }
 
 /** Runs the built `dcas` with `args` to completion; `input` is piped to its stdin. */
-export function dcas(args: string[], options: { input?: string | Buffer | Readable; env?: Record<string, string> } = {}): Promise<RunResult & { stdoutBytes: Buffer }> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
+export function dcas(args: string[], options: { input?: string | Buffer | Readable; env?: Record<string, string>; cwd?: string } = {}): Promise<RunResult & { stdoutBytes: Buffer }> {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...options.env }, ...(options.cwd === undefined ? {} : { cwd: options.cwd }) })
   const out: Buffer[] = []
   const err: Buffer[] = []
   child.stdout.on('data', (b: Buffer) => out.push(b))

@@ -174,6 +174,32 @@ describe('commands without a node', () => {
     expect(stderr).toContain('"peers" must be a list')
   })
 
+  it('s3 credentials exits 3 and says to run dcas init', async () => {
+    const root = join(dir.path, 'none')
+    const { code, stderr } = await run(['s3', 'credentials', '--root', root])
+    expect(code).toBe(3)
+    expect(stderr).toContain(`run dcas init --root ${root} first`)
+  })
+
+  it('get -o refuses a directory, or a file in a directory that does not exist, before reading anything', async () => {
+    const root = join(dir.path, 'a')
+    await run(['init', '--root', root])
+    const intoDir = await run(['get', 'k', '-o', dir.path, '--root', root])
+    expect(intoDir.code).toBe(2)
+    expect(intoDir.stderr).toContain(`dcas: ${dir.path} is a directory`)
+    const missing = join(dir.path, 'nodir', 'x.txt')
+    const noParent = await run(['get', 'k', '-o', missing, '--root', root])
+    expect(noParent.code).toBe(2)
+    expect(noParent.stderr).toContain(`dcas: cannot write ${missing}: ${join(dir.path, 'nodir')} is not a directory`)
+    expect(noParent.stderr).not.toContain('.part')
+  })
+
+  it('ls --limit says it counts keys', async () => {
+    const { code, stderr } = await run(['ls', '--limit', 'abc', '--root', join(dir.path, 'a')])
+    expect(code).toBe(2)
+    expect(stderr).toContain('--limit must be a whole number of keys, got "abc"')
+  })
+
   it.each([['put', 'k', '-'], ['get', 'k'], ['rm', 'k'], ['ls'], ['stat', 'k'], ['status'], ['scrub']])('%s exits 4 and says to start the node when none runs', async (...args) => {
     const root = join(dir.path, 'a')
     await run(['init', '--root', root])
