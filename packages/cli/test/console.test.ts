@@ -191,6 +191,10 @@ describe('the web console in Chromium, against two nodes', { timeout: 600_000 },
   })
 
   it('refuses a wrong token and says where the right one is', async () => {
+    // The token field has the focus: it can be typed at once.
+    await page.goto(a.api.url)
+    await page.getByLabel('API token').waitFor()
+    expect(await page.evaluate('document.activeElement?.id')).toBe('token')
     await logIn('not-the-token')
     await page.getByRole('alert').getByText("that is not this node's API token", { exact: false }).waitFor()
     expect(await page.getByLabel('API token').isVisible()).toBe(true)
@@ -326,6 +330,10 @@ describe('the web console in Chromium, against two nodes', { timeout: 600_000 },
       await page.getByRole('heading', { level: 1 }).waitFor()
       expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth'), route).toBe(true)
     }
+    // On a narrow screen too, the objects can be sorted by time.
+    await page.goto(`${a.api.url}/#/objects/many%2F`)
+    await page.getByRole('columnheader', { name: 'Modified' }).getByRole('button').click()
+    expect(await page.getByRole('columnheader', { name: 'Modified' }).getAttribute('aria-sort')).toBe('ascending')
     expect(errors).toEqual([])
   })
 })

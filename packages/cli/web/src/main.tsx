@@ -16,6 +16,9 @@ function Login({ onDone, notice }: { onDone: () => void; notice: string | undefi
   const [token, setToken] = useState('')
   const [error, setError] = useState<unknown>()
   const [busy, setBusy] = useState(false)
+  const field = useRef<HTMLInputElement>(null)
+  // The token can be typed (or pasted) at once.
+  useEffect(() => field.current?.focus(), [])
   const submit = async (e: Event): Promise<void> => {
     e.preventDefault()
     setBusy(true)
@@ -35,7 +38,7 @@ function Login({ onDone, notice }: { onDone: () => void; notice: string | undefi
       {notice !== undefined && <p role="status">{notice}</p>}
       <form onSubmit={(e) => void submit(e)}>
         <label for="token">API token</label>
-        <input id="token" name="token" type="password" autoComplete="off" spellcheck={false} required value={token} onInput={(e) => setToken(e.currentTarget.value)} aria-describedby="token-help" />
+        <input ref={field} id="token" name="token" type="password" autoComplete="off" spellcheck={false} required value={token} onInput={(e) => setToken(e.currentTarget.value)} aria-describedby="token-help" />
         <p id="token-help" class="help">
           The <code>token</code> in the node's <code>DIR/api.json</code> (new each time the node starts). Or run <code>dcas open</code>: it opens the console with a one-time link.
         </p>

@@ -113,7 +113,9 @@ function Placement({ replication, total }: { replication: ReplicationStatus; tot
     <>
       <p>
         Each object should have {replication.target} {replication.target === 1 ? 'copy' : 'copies'}.{' '}
-        {below === 0 ? 'Every object has them.' : <strong>{plural(below, 'object')} have fewer.</strong>}
+        {below === 0 ? 'Every object has them.' : <strong>
+            {plural(below, 'object')} {below === 1 ? 'has' : 'have'} fewer.
+          </strong>}
       </p>
       <table>
         <caption>Objects by live copies</caption>

@@ -203,6 +203,13 @@ export function UploadPage({ prefix, uploads }: { prefix: string; uploads: Uploa
           type="file"
           multiple
           class="visually-hidden"
+          onKeyDown={(e) => {
+            // Enter opens the chooser too, as on the button it looks like (Space does by itself).
+            if (e.key === 'Enter') {
+              e.preventDefault()
+              e.currentTarget.click()
+            }
+          }}
           onChange={(e) => {
             const input = e.currentTarget
             if (input.files !== null) uploads.add(target, input.files)
