@@ -110,6 +110,12 @@ describe('over TCP', () => {
     for (const p of peakMiB) expect(p).toBeLessThan(200)
   })
 
+  it('passes options JSON cannot hold, such as an unlimited repair rate', async () => {
+    const node = await spawnNode({ root: join(dir.path, 'unlimited'), clusterSecret: secret, repairRate: Infinity })
+    nodes.push(node)
+    expect(node.address).toMatch(/^127\.0\.0\.1:\d+$/)
+  })
+
   it.runIf(process.platform === 'linux')('starts the child with the V8 flags a dcas process runs with, before the caller\'s own', async () => {
     const node = await spawnNode({ root: join(dir.path, 'flags'), clusterSecret: secret }, { execArgv: ['--stack-trace-limit=20'] })
     nodes.push(node)

@@ -2,13 +2,13 @@
 import { createServer } from '../server.js'
 import { dataDigest, digestOf, generateData } from './data.js'
 import type { Logger } from '../logger.js'
-import { FORWARDED_EVENTS, type ChildLogLevel, type ChildServerOptions, type EventMessage, type RequestMessage, type ResponseMessage } from './protocol.js'
+import { decodeChildOptions, FORWARDED_EVENTS, type ChildLogLevel, type EventMessage, type RequestMessage, type ResponseMessage } from './protocol.js'
 
 const send = (message: ResponseMessage | EventMessage): void => {
   process.send?.(message)
 }
 
-const options = JSON.parse(process.env.DCAS_NODE_OPTIONS ?? '{}') as ChildServerOptions
+const options = decodeChildOptions(process.env.DCAS_NODE_OPTIONS ?? '{}')
 const server = createServer({ ...options, ...(process.env.DCAS_NODE_LOG === undefined ? {} : { logger: stderrLogger(process.env.DCAS_NODE_LOG as ChildLogLevel) }) })
 
 for (const event of FORWARDED_EVENTS) {

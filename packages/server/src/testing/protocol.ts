@@ -4,6 +4,19 @@ import type { ServerOptions } from '../server.js'
 /** How to start the node in the child: server options that survive IPC (no transport, no logger). */
 export type ChildServerOptions = Omit<ServerOptions, 'transport' | 'logger' | 'chunker' | 'clusterSecret'> & { clusterSecret?: string }
 
+/** The child's options as JSON text: numbers JSON has no room for (`Infinity`, e.g. `repairRate`) go as `{ "$number": "Infinity" }`. */
+export function encodeChildOptions(options: ChildServerOptions): string {
+  return JSON.stringify(options, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? { $number: String(value) } : value))
+}
+
+/** The options {@link encodeChildOptions} wrote. */
+export function decodeChildOptions(text: string): ChildServerOptions {
+  return JSON.parse(text, (_key, value: unknown) => {
+    if (typeof value === 'object' && value !== null && Object.keys(value).length === 1 && typeof (value as { $number?: unknown }).$number === 'string') return Number((value as { $number: string }).$number)
+    return value
+  }) as ChildServerOptions
+}
+
 /** Levels of the child's log, least severe first. */
 export type ChildLogLevel = 'debug' | 'info' | 'warn' | 'error'
 

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import type { DeleteResult, DrainResult, ListEntry, ObjectStat, PeerInfo, PlacementStatus, ScrubResult, StoreResult } from '../server.js'
 import { NODE_FLAGS } from '../node-flags.js'
-import type { ChildLogLevel, ChildServerOptions, EventMessage, Request, ResponseMessage } from './protocol.js'
+import { encodeChildOptions, type ChildLogLevel, type ChildServerOptions, type EventMessage, type Request, type ResponseMessage } from './protocol.js'
 
 /** An error a node child process answered with, keeping its `code` (and `details` for `ERR_QUORUM`). */
 export class NodeRequestError extends Error {
@@ -83,7 +83,7 @@ export async function spawnNode(options: ChildServerOptions, spawnOptions: Spawn
   // The child runs as the `dcas` command runs a node, with the same V8 flags.
   const execArgv = [...NODE_FLAGS, ...(spawnOptions.execArgv ?? [])]
   const child: ChildProcess = fork(entry, [], {
-    env: { ...process.env, DCAS_NODE_OPTIONS: JSON.stringify(options), ...(spawnOptions.logLevel === undefined ? {} : { DCAS_NODE_LOG: spawnOptions.logLevel }) },
+    env: { ...process.env, DCAS_NODE_OPTIONS: encodeChildOptions(options), ...(spawnOptions.logLevel === undefined ? {} : { DCAS_NODE_LOG: spawnOptions.logLevel }) },
     stdio: ['ignore', output, output, 'ipc'],
     serialization: 'advanced',
     ...(spawnOptions.wrapper === undefined || spawnOptions.wrapper.length === 0
