@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { memoryTransport, type Connection } from '@dcas/p2p'
 import { openIndex } from '@dcas/store'
 import { describe, expect, it } from 'vitest'
-import { Exchange, MAX_LIST_PAGE, MAX_REF_CHUNKS } from '../src/wire.js'
+import { Exchange, MAX_LIST_PAGE, MAX_REF_CHUNKS, type Header } from '../src/wire.js'
 import { MAX_FRUITLESS_ENTRIES, MAX_FRUITLESS_MANIFESTS } from '../src/sync.js'
 import { holderTables, type ReplicaRef } from '../src/holder-state.js'
 import { createServer, type BehindEvent, type DialErrorEvent, type Server } from '../src/index.js'
@@ -109,34 +109,33 @@ describe('hostile peers', () => {
   })
 
   it('closes the connection of a peer that sends a malformed request, and goes on serving others', async () => {
-    const a = await t.cluster.add('a')
-    const b = await t.cluster.add('b', ['a'])
-    await b.waitForPeers(1)
-    const evil = memoryTransport({ network: t.cluster.network, clusterSecret: 'test-cluster-secret' })
-    const conn = await evil.dial('a:1')
-    const stream = await conn.openStream()
-    await stream.write(encodeHeader({ v: 1, op: 'blob.put', cipherId: 'not an id' }))
-    expect(await conn.closed).toBeDefined()
-    await evil.close({ signal: AbortSignal.timeout(1000) }).catch(() => {})
-    expect((await b.store('k', 'still served')).replicas).toEqual([a.nodeId])
+    await refusedByA({ v: 1, op: 'blob.put', cipherId: 'not an id' })
   })
 
   it.each(['nope', 'constructor', 'toString', 'hasOwnProperty', '__proto__', 'valueOf'])('refuses %s as an operation, as any unknown one', async (op) => {
-    const a = await t.cluster.add('a')
-    const b = await t.cluster.add('b', ['a'])
-    await b.waitForPeers(1)
-    const evil = memoryTransport({ network: t.cluster.network, clusterSecret: 'test-cluster-secret' })
-    const conn = await evil.dial('a:1')
-    const stream = await conn.openStream()
-    await stream.write(encodeHeader({ v: 1, op }))
-    await stream.closeWrite()
-    const ex = new Exchange(stream)
-    expect(await ex.readHeader()).toMatchObject({ ok: false, code: 'ERR_PROTOCOL', message: `unknown operation "${op}"` })
-    expect(await conn.closed).toBeDefined()
-    await evil.close({ signal: AbortSignal.timeout(1000) }).catch(() => {})
-    expect((await b.store('k', 'still served')).replicas).toEqual([a.nodeId])
+    expect(await refusedByA({ v: 1, op })).toMatchObject({ ok: false, code: 'ERR_PROTOCOL', message: `unknown operation "${op}"` })
   })
 })
+
+/**
+ * Starts holder a and owner b, sends `header` to a from a peer that knows the cluster secret, and resolves to a's
+ * answer (if any) once a has closed that connection; a still serves b afterwards.
+ */
+async function refusedByA(header: Record<string, unknown>): Promise<Header | undefined> {
+  const a = await t.cluster.add('a')
+  const b = await t.cluster.add('b', ['a'])
+  await b.waitForPeers(1)
+  const evil = memoryTransport({ network: t.cluster.network, clusterSecret: 'test-cluster-secret' })
+  const conn = await evil.dial('a:1')
+  const stream = await conn.openStream()
+  await stream.write(encodeHeader(header))
+  await stream.closeWrite()
+  const answer = await new Exchange(stream).readHeader().catch(() => undefined)
+  expect(await conn.closed).toBeDefined()
+  await evil.close({ signal: AbortSignal.timeout(1000) }).catch(() => {})
+  expect((await b.store('k', 'still served')).replicas).toEqual([a.nodeId])
+  return answer
+}
 
 /**
  * Makes holder `a` (the first root) lie: closed, its replica refs of `owner` rewritten by `edit`, then
