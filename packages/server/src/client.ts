@@ -69,12 +69,13 @@ export async function getBlob(conn: Connection, cipherId: string, maxSize: numbe
 
 /**
  * Which of `cipherIds` the holder lacks, a page per request (`signalOf` gives each request its signal). With
- * `verify`, the holder also reads each one it has, and counts those it finds damaged (and drops) as missing: for a
- * copy known to have failed a check.
+ * `verifyPage` above 0, the holder also reads each one it has, that many a request (at most MAX_VERIFY_IDS), and
+ * counts those it finds damaged (and drops) as missing: for a copy known to have failed a check.
  */
-export async function missingBlobs(conn: Connection, cipherIds: string[], signalOf: () => AbortSignal, verify = false): Promise<string[]> {
+export async function missingBlobs(conn: Connection, cipherIds: string[], signalOf: () => AbortSignal, verifyPage = 0): Promise<string[]> {
   const missing: string[] = []
-  const pageSize = verify ? MAX_VERIFY_IDS : MAX_HAS_IDS
+  const verify = verifyPage > 0
+  const pageSize = verify ? Math.min(verifyPage, MAX_VERIFY_IDS) : MAX_HAS_IDS
   for (let at = 0; at < cipherIds.length; at += pageSize) {
     const batch = cipherIds.slice(at, at + pageSize)
     const page = await exchange(conn, { op: 'blob.has', cipherIds: batch, ...(verify ? { verify: true } : {}) }, signalOf(), async (ex) => {

@@ -97,11 +97,13 @@ export async function blobHas({ ctx, owner }: Served, h: Header, ex: Exchange): 
   const missing = await missingIn(store, ids)
   if (verify && store !== undefined) {
     const lacking = new Set(missing)
+    const whole: string[] = []
     for (const id of ids) {
       if (lacking.has(id)) continue
       try {
         // The store checks the blob against its id as it reads it.
         for await (const _ of store.get(id));
+        whole.push(id)
       } catch (err) {
         const code = (err as { code?: string }).code
         if (code !== 'ERR_INTEGRITY' && code !== 'ERR_NOT_FOUND') throw err
@@ -110,6 +112,9 @@ export async function blobHas({ ctx, owner }: Served, h: Header, ex: Exchange): 
         missing.push(id)
       }
     }
+    // A mark of damage on a blob that reads back whole is stale: it would have this copy verified again and again.
+    const stale = whole.filter((id) => ctx.tables.damaged.has(`${owner}/${id}`))
+    if (stale.length > 0) await ctx.index.transaction((tx) => stale.forEach((id) => tx.delete(ctx.tables.damaged, `${owner}/${id}`)))
   }
   await ex.send({ ok: true, missing })
 }

@@ -396,8 +396,7 @@ export class Repairer {
     for (const nodeId of missing) {
       try {
         const conn = await peering.connect(nodeId, this.#stop.signal)
-        // A placed holder without an acknowledgement may keep a copy that failed a check: it reads what it has.
-        await replicator.replicateTo(conn, key, { verify: true })
+        await replicator.replicateTo(conn, key)
         this.#work.copied++
         this.#work.bytes += record.size
         this.#copied.push([Date.now(), record.size])

@@ -14,7 +14,7 @@ import { metaOf, type LocalStore } from './local.js'
 import type { KeyLocks } from './locks.js'
 import type { Logger } from './logger.js'
 import type { Retriever } from './retriever.js'
-import { sizeOf, type Bytes } from './wire.js'
+import { MAX_VERIFY_IDS, sizeOf, type Bytes } from './wire.js'
 import { anySignal, timeoutSignal } from './signals.js'
 
 export interface ReplicatorOptions {
@@ -68,6 +68,9 @@ export interface ReplicateOptions {
   verify?: boolean
 }
 
+/** About how many bytes one request to verify blobs makes the holder read (see {@link ReplicateOptions.verify}). */
+const VERIFY_PAGE_BYTES = 16 * 1024 * 1024
+
 /** Where the bytes of a blob a peer lacks come from. */
 export type CipherSource = (cipherId: string) => Promise<Bytes>
 
@@ -109,12 +112,12 @@ export class Replicator {
 
   /**
    * Brings a ref to a peer that may hold none of its blobs: asks which it lacks, sends them, then the ref (see
-   * {@link Replicator.putRef}). Resolves to how many blobs it sent. `verify`: the peer's copy failed a check, so it
-   * reads those it has and counts the damaged ones as lacking.
+   * {@link Replicator.putRef}). Resolves to how many blobs it sent. `verifyPage` (when above 0): the peer's copy
+   * failed a check, so it reads those it has, that many a request, and counts the damaged ones as lacking.
    */
-  async sendRef(conn: Connection, ref: RefPut, cipherFor: CipherSource, signal: AbortSignal | undefined, background: boolean, verify = false): Promise<number> {
+  async sendRef(conn: Connection, ref: RefPut, cipherFor: CipherSource, signal: AbortSignal | undefined, background: boolean, verifyPage = 0): Promise<number> {
     const { deadlines } = this.#o
-    const missing = await missingBlobs(conn, blobIdsOf(ref), () => deadlines.request(signal, background), verify)
+    const missing = await missingBlobs(conn, blobIdsOf(ref), () => deadlines.request(signal, background), verifyPage)
     for (const cipherId of missing) await putBlob(conn, cipherId, () => cipherFor(cipherId), deadlines.request(signal, background))
     await this.putRef(conn, ref, cipherFor, signal, background)
     return missing.length
@@ -167,6 +170,9 @@ export class Replicator {
     const pinned = [...new Set(manifest.chunks.map((c) => c.plainId)), record.manifestId]
     for (const id of pinned) local.pin(id)
     try {
+      // A page of blobs to verify reads at most about VERIFY_PAGE_BYTES on the holder, within one request's timeout.
+      const biggest = manifest.chunks.reduce((most, c) => Math.max(most, c.size), 1)
+      const verifyPage = verify ? Math.max(1, Math.min(MAX_VERIFY_IDS, Math.floor(VERIFY_PAGE_BYTES / biggest))) : 0
       const plainOf = new Map(manifest.chunks.map((c) => [c.cipherId, c]))
       const cipherIds = [...plainOf.keys()]
       const cipherFor = async (cipherId: string): Promise<Bytes> => {
@@ -181,7 +187,7 @@ export class Replicator {
       }
       const ref: RefPut = { refId: meta.refId, version: record.version, manifestCipherId: meta.manifestCipherId, cipherIds }
       try {
-        await this.sendRef(conn, ref, cipherFor, undefined, true, verify)
+        await this.sendRef(conn, ref, cipherFor, undefined, true, verifyPage)
       } catch (err) {
         // The blobs it got and no ref of its uses, it drops: a connection that stays open is never swept.
         this.release(conn, blobIdsOf(ref), 'releasing the blobs of a failed replication')

@@ -230,7 +230,7 @@ export interface HealedEvent {
   from: string
 }
 
-/** A bootstrap address could not be dialled; the node dials it again with backoff. */
+/** A peer could not be dialled at this address: a bootstrap address (dialled again with backoff), or a known member's. */
 export interface DialErrorEvent {
   address: string
   /** The error's code, e.g. `ERR_PEER_UNAUTHORIZED` when the peer refused this node's cluster secret. */
@@ -252,7 +252,7 @@ export interface BehindEvent {
 
 /** Events of a {@link Server}. */
 export interface ServerEvents {
-  /** Dialling a bootstrap address failed (each failed attempt). */
+  /** Dialling a peer failed, a bootstrap address or a known member's (each failed attempt). */
   'dial:error': [DialErrorEvent]
   'peer:connect': [PeerInfo]
   'peer:disconnect': [PeerInfo]
