@@ -163,7 +163,9 @@ export function createS3Gateway(options: S3GatewayOptions): S3Gateway {
   }
   const clientError = (err: Error, socket: Duplex): void => {
     const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ECONNRESET' || !socket.writable) {
+    // A response already under way on this socket (a handler answered before the body ended) is not followed by another.
+    const answering = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true
+    if (code === 'ECONNRESET' || !socket.writable || answering) {
       socket.destroy()
       return
     }

@@ -168,18 +168,22 @@ interface Credential {
   scope: string
 }
 
-function parseCredential(text: string, fail: (message: string) => S3Error, region: string): Credential {
+/** Fails a request with what is wrong in its authentication, and the `<Error>` elements S3 adds. */
+type Fail = (message: string, fields?: ReadonlyArray<readonly [string, string]>) => S3Error
+
+function parseCredential(text: string, fail: Fail, region: string): Credential {
   const parts = text.split('/')
   if (parts.length !== 5 || parts[0] === '') throw fail(`the Credential "${text}" is not ACCESS_KEY_ID/YYYYMMDD/REGION/s3/aws4_request`)
   const [accessKeyId, date, credentialRegion, service, terminator] = parts as [string, string, string, string, string]
   if (!/^\d{8}$/.test(date)) throw fail(`the Credential's date "${date}" is not YYYYMMDD`)
   if (service !== 's3') throw fail(`the Credential's service is "${service}", expecting "s3"`)
   if (terminator !== 'aws4_request') throw fail(`the Credential ends with "${terminator}", expecting "aws4_request"`)
-  if (credentialRegion !== region) throw fail(`the region '${credentialRegion}' is wrong; expecting '${region}'`)
+  // As S3, the answer names the region to sign for (s3cmd retries there): only when the region is what is wrong.
+  if (credentialRegion !== region) throw fail(`the region '${credentialRegion}' is wrong; expecting '${region}'`, [['Region', region]])
   return { accessKeyId, date, region, scope: `${date}/${region}/s3/aws4_request` }
 }
 
-function parseSignedHeaders(text: string, fail: (message: string) => S3Error): string[] {
+function parseSignedHeaders(text: string, fail: Fail): string[] {
   const names = text.split(';')
   if (names.some((n) => !/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(n))) throw fail(`SignedHeaders "${text}" is malformed`)
   if (!names.includes('host')) throw fail('SignedHeaders must include host')
@@ -215,7 +219,7 @@ export function verifySignature(request: SignableRequest, options: VerifyOptions
 const unsupportedMechanism = (): S3Error => new S3Error('InvalidRequest', 'The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.')
 
 function verifyHeaderSignature(request: SignableRequest, authorization: string, options: VerifyOptions): Authenticated {
-  const fail = (message: string): S3Error => new S3Error('AuthorizationHeaderMalformed', `The authorization header is malformed; ${message}`, { fields: [['Region', options.region]] })
+  const fail: Fail = (message, fields) => new S3Error('AuthorizationHeaderMalformed', `The authorization header is malformed; ${message}`, { fields: fields ?? [] })
   const space = authorization.indexOf(' ')
   const algorithm = space < 0 ? authorization : authorization.slice(0, space)
   if (algorithm !== 'AWS4-HMAC-SHA256') throw unsupportedMechanism()
@@ -254,7 +258,7 @@ function verifyHeaderSignature(request: SignableRequest, authorization: string, 
 }
 
 function verifyPresigned(request: SignableRequest, options: VerifyOptions): Authenticated {
-  const fail = (message: string): S3Error => new S3Error('AuthorizationQueryParametersError', message)
+  const fail: Fail = (message, fields) => new S3Error('AuthorizationQueryParametersError', message, { fields: fields ?? [] })
   const param = (name: string): string => {
     const found = request.query.filter(([n]) => n === name)
     if (found.length !== 1) throw fail(`the query must have one ${name} parameter`)

@@ -262,6 +262,10 @@ describe('what the gateway does not do', () => {
     expect(res.status).toBe(400)
     expect(errorCode(res.body)).toBe('AuthorizationHeaderMalformed')
     expect(res.body.toString()).toContain('<Region>us-east-1</Region>')
+    // Only then: a client that retries in the named region would loop on any other malformation.
+    const other = await send(h.port, 'GET', '/', { ...signed, authorization: signed.authorization!.replace(/SignedHeaders=[^,]*/, 'SignedHeaders=x-amz-date') })
+    expect(errorCode(other.body)).toBe('AuthorizationHeaderMalformed')
+    expect(other.body.toString()).not.toContain('<Region>')
   })
 
   it('refuses an ACL that would grant access to anyone but the owner, and stores nothing', async () => {

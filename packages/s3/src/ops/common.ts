@@ -49,8 +49,13 @@ export function toS3Error(err: unknown, notFound: () => S3Error = noSuchKey): S3
   if (code === 'ERR_NOT_FOUND') return notFound()
   if (code === 'ERR_QUORUM') {
     // The server says whether the object was committed here (and is repaired in the background) or nothing was stored.
-    const committed = (err as { details?: { committed?: boolean } }).details?.committed === true
-    const what = committed ? 'The object was stored on this node, but fewer peers than the write quorum acknowledged it' : 'Nothing was stored: too few peers could be reached for the write quorum'
+    const committed = (err as { details?: { committed?: unknown } }).details?.committed
+    const what =
+      committed === true
+        ? 'The object was stored on this node, but fewer peers than the write quorum acknowledged it'
+        : committed === false
+          ? 'Nothing was stored: too few peers could be reached for the write quorum'
+          : 'Fewer peers than the write quorum acknowledged the object'
     return new S3Error('ServiceUnavailable', `${what}: ${messageOf(err)}. Retry when the peers are back.`, { cause: err })
   }
   if (code === 'ERR_PRECONDITION') return new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold.', { cause: err })
@@ -126,7 +131,7 @@ export function etagMatches(condition: string, etag: string): boolean {
 }
 
 /** Canned ACLs that say what the gateway does anyway: one owner, nothing public. */
-const OWNER_ONLY_ACLS = new Set(['private', 'bucket-owner-full-control'])
+const OWNER_ONLY_ACLS = new Set(['private', 'bucket-owner-read', 'bucket-owner-full-control'])
 
 /** Refuses ACLs that would grant anyone but the owner access (the gateway has no ACLs: it would not apply them). */
 export function refuseAcl(ctx: S3Context): void {
