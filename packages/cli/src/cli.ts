@@ -217,9 +217,13 @@ function buildProgram(io: CliIO, state: RunState): Command {
             await rename(tmp, target)
           } catch (err) {
             await unlink(tmp).catch(() => {})
-            // The file system's refusal, said of the user's path (not of the temp file beside it).
-            if (err instanceof CliError || !/^E[A-Z]+$/.test(codeOf(err) ?? '')) throw err
-            throw new UsageError(`cannot write ${output}: ${codeOf(err)}`, { cause: err })
+            // The file system's refusal, said of the user's path (not of the temp file beside it): a path that cannot
+            // be a file is the command line's fault (exit 2); a full disk or an I/O error is not.
+            const code = codeOf(err)
+            if (err instanceof CliError || code === undefined || !/^E[A-Z]+$/.test(code)) throw err
+            const message = `cannot write ${output}: ${messageOf(err).replaceAll(tmp, target)}`
+            if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(code)) throw new UsageError(message, { cause: err })
+            throw Object.assign(new Error(message, { cause: err }), { code })
           }
           out(`wrote "${key}" to ${target}: ${formatBytes(result.length)} (${result.length} bytes)${result.length === result.info.size ? `, sha256 ${result.info.sha256} verified` : ''}`)
         } finally {

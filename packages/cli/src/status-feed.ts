@@ -27,7 +27,9 @@ export interface StatusFeedOptions {
 }
 
 // Peers coming, going or falling behind show at once; heal counts wait for the next round.
-const EVENTS = ['peer:connect', 'peer:disconnect', 'dial:error', 'synced', 'peer:behind'] as const
+const EVENTS = ['peer:connect', 'peer:disconnect', 'synced', 'peer:behind'] as const
+// Told at every failed dial of every unreachable member: shown within minInterval, not at once each time.
+const PACED_EVENTS = ['dial:error'] as const
 
 /** Creates the feed; it computes nothing until the first watcher subscribes. */
 export function createStatusFeed(options: StatusFeedOptions): StatusFeed {
@@ -40,10 +42,17 @@ export function createStatusFeed(options: StatusFeedOptions): StatusFeed {
   let running = false
   let again = false
   let closed = false
+  /** When the last computation began, and when the next is due (performance.now()). */
+  let lastStarted = -Infinity
+  let due = Infinity
 
   const schedule = (ms: number): void => {
     clearTimeout(timer)
-    if (listeners.size > 0 && !closed) timer = setTimeout(refresh, ms).unref()
+    due = Infinity
+    if (listeners.size > 0 && !closed) {
+      timer = setTimeout(refresh, ms).unref()
+      due = performance.now() + ms
+    }
   }
   // One computation at a time; a request during one runs right after it.
   const refresh = (): void => {
@@ -54,6 +63,7 @@ export function createStatusFeed(options: StatusFeedOptions): StatusFeed {
     if (listeners.size === 0 || closed) return
     running = true
     const started = performance.now()
+    lastStarted = started
     options
       .status()
       .then(
@@ -75,7 +85,14 @@ export function createStatusFeed(options: StatusFeedOptions): StatusFeed {
   const onEvent = (): void => {
     if (listeners.size > 0) schedule(0)
   }
+  const onPacedEvent = (): void => {
+    if (listeners.size === 0) return
+    const now = performance.now()
+    const at = Math.max(now, lastStarted + minInterval)
+    if (at < due) schedule(at - now)
+  }
   for (const event of EVENTS) server.on(event, onEvent)
+  for (const event of PACED_EVENTS) server.on(event, onPacedEvent)
 
   return {
     subscribe(listener) {
@@ -98,6 +115,7 @@ export function createStatusFeed(options: StatusFeedOptions): StatusFeed {
       clearTimeout(timer)
       listeners.clear()
       for (const event of EVENTS) server.off(event, onEvent)
+      for (const event of PACED_EVENTS) server.off(event, onPacedEvent)
     },
   }
 }
