@@ -1,6 +1,6 @@
 // The holder's answers to the blob requests: put, get, prove, has, release.
 import { createHash } from 'node:crypto'
-import { freeUnreferenced, markDamaged, missingIn, type Served } from './holder-state.js'
+import { clearDamaged, dropUnreadable, freeUnreferenced, markDamaged, missingIn, unreadableCode, type Served } from './holder-state.js'
 import { IncomingBlobs } from './holder-writes.js'
 import { hex64, hex64List, MAX_BLOB_BYTES, MAX_HAS_IDS, MAX_VERIFY_IDS, uint, type Exchange, type Header } from './wire.js'
 
@@ -52,11 +52,9 @@ export async function blobGet({ ctx, owner }: Served, h: Header, ex: Exchange): 
   try {
     first = await pieces.next()
   } catch (err) {
-    const code = (err as { code?: string }).code
-    if (code !== 'ERR_INTEGRITY' && code !== 'ERR_NOT_FOUND') throw err
+    const code = unreadableCode(err)
     await ex.send({ ok: false, code, message: 'blob is damaged or gone' })
-    await ctx.locks.run(`${owner}/${cipherId}`, () => ctx.space.remove(store, owner, cipherId))
-    await markDamaged(ctx, owner, cipherId)
+    await dropUnreadable(ctx, owner, store, cipherId, code)
     return
   }
   await ex.send({ ok: true, size: info.size })
@@ -75,10 +73,8 @@ export async function blobProve({ ctx, owner }: Served, h: Header, ex: Exchange)
     // The store verifies the blob against its id as it reads it.
     for await (const piece of store.get(cipherId)) hash.update(piece)
   } catch (err) {
-    const code = (err as { code?: string }).code
-    if (code !== 'ERR_INTEGRITY' && code !== 'ERR_NOT_FOUND') throw err
-    if (code === 'ERR_INTEGRITY' && store !== undefined) await ctx.locks.run(`${owner}/${cipherId}`, () => ctx.space.remove(store, owner, cipherId))
-    await markDamaged(ctx, owner, cipherId)
+    const code = unreadableCode(err)
+    await dropUnreadable(ctx, owner, store, cipherId, code)
     await ex.send({ ok: false, code, message: 'blob is damaged or gone' })
     return
   }
@@ -105,16 +101,12 @@ export async function blobHas({ ctx, owner }: Served, h: Header, ex: Exchange): 
         for await (const _ of store.get(id));
         whole.push(id)
       } catch (err) {
-        const code = (err as { code?: string }).code
-        if (code !== 'ERR_INTEGRITY' && code !== 'ERR_NOT_FOUND') throw err
-        if (code === 'ERR_INTEGRITY') await ctx.locks.run(`${owner}/${id}`, () => ctx.space.remove(store, owner, id))
-        await markDamaged(ctx, owner, id)
+        await dropUnreadable(ctx, owner, store, id, unreadableCode(err))
         missing.push(id)
       }
     }
     // A mark of damage on a blob that reads back whole is stale: it would have this copy verified again and again.
-    const stale = whole.filter((id) => ctx.tables.damaged.has(`${owner}/${id}`))
-    if (stale.length > 0) await ctx.index.transaction((tx) => stale.forEach((id) => tx.delete(ctx.tables.damaged, `${owner}/${id}`)))
+    await clearDamaged(ctx, owner, whole)
   }
   await ex.send({ ok: true, missing })
 }

@@ -70,6 +70,28 @@ export async function markDamaged(ctx: HolderContext, owner: string, cipherId: s
   if (ctx.tables.counts.has(key)) await ctx.index.transaction((tx) => tx.put(ctx.tables.damaged, key, true))
 }
 
+/** Those of `ids` are here and whole again: their marks of damage go. */
+export async function clearDamaged(ctx: HolderContext, owner: string, ids: readonly string[]): Promise<void> {
+  const marked = ids.filter((id) => ctx.tables.damaged.has(`${owner}/${id}`))
+  if (marked.length === 0) return
+  await ctx.index.transaction((tx) => {
+    for (const id of marked) tx.delete(ctx.tables.damaged, `${owner}/${id}`)
+  })
+}
+
+/** The code of a failed read of a stored blob, `ERR_INTEGRITY` (damaged) or `ERR_NOT_FOUND` (gone); any other failure is thrown on. */
+export function unreadableCode(err: unknown): 'ERR_INTEGRITY' | 'ERR_NOT_FOUND' {
+  const code = (err as { code?: string }).code
+  if (code !== 'ERR_INTEGRITY' && code !== 'ERR_NOT_FOUND') throw err
+  return code
+}
+
+/** A blob of the owner's read back damaged (`ERR_INTEGRITY`: its file is dropped) or gone: marked, so that it is sent again. */
+export async function dropUnreadable(ctx: HolderContext, owner: string, store: BlobStore | undefined, id: string, code: 'ERR_INTEGRITY' | 'ERR_NOT_FOUND'): Promise<void> {
+  if (code === 'ERR_INTEGRITY' && store !== undefined) await ctx.locks.run(`${owner}/${id}`, () => ctx.space.remove(store, owner, id))
+  await markDamaged(ctx, owner, id)
+}
+
 /** Which of `ids` a store (if any) lacks, checked a bounded number at a time. */
 export async function missingIn(store: BlobStore | undefined, ids: string[]): Promise<string[]> {
   if (store === undefined) return [...ids]

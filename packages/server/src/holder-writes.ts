@@ -5,7 +5,7 @@
 // no longer counted, by an abort.
 import type { BlobBatch } from '@dcas/store'
 import { messageOf } from './errors.js'
-import { freeUnreferenced, missingIn, type Served } from './holder-state.js'
+import { clearDamaged, freeUnreferenced, missingIn, type Served } from './holder-state.js'
 
 /**
  * Blobs a request may have written and not made visible yet (staged and committing): at this many a
@@ -213,10 +213,6 @@ export class IncomingBlobs {
   async #brought(ids: string[]): Promise<void> {
     const { ctx, owner, received } = this.#served
     for (const id of ids) received.add(id)
-    const marked = ids.filter((id) => ctx.tables.damaged.has(`${owner}/${id}`))
-    if (marked.length === 0) return
-    await ctx.index.transaction((tx) => {
-      for (const id of marked) tx.delete(ctx.tables.damaged, `${owner}/${id}`)
-    })
+    await clearDamaged(ctx, owner, ids)
   }
 }

@@ -14,7 +14,7 @@ import { metaOf, type LocalStore } from './local.js'
 import type { KeyLocks } from './locks.js'
 import type { Logger } from './logger.js'
 import type { Retriever } from './retriever.js'
-import { MAX_VERIFY_IDS, sizeOf, type Bytes } from './wire.js'
+import { sizeOf, type Bytes } from './wire.js'
 import { anySignal, timeoutSignal } from './signals.js'
 
 export interface ReplicatorOptions {
@@ -172,7 +172,7 @@ export class Replicator {
     try {
       // A page of blobs to verify reads at most about VERIFY_PAGE_BYTES on the holder, within one request's timeout.
       const biggest = manifest.chunks.reduce((most, c) => Math.max(most, c.size), 1)
-      const verifyPage = verify ? Math.max(1, Math.min(MAX_VERIFY_IDS, Math.floor(VERIFY_PAGE_BYTES / biggest))) : 0
+      const verifyPage = verify ? Math.max(1, Math.floor(VERIFY_PAGE_BYTES / biggest)) : 0
       const plainOf = new Map(manifest.chunks.map((c) => [c.cipherId, c]))
       const cipherIds = [...plainOf.keys()]
       const cipherFor = async (cipherId: string): Promise<Bytes> => {
